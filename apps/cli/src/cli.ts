@@ -1,0 +1,131 @@
+// Command-line entry points. `herald start` runs every role in one process on the embedded
+// defaults (PGlite, in-process bus); `herald gateway` runs the gateway alone.
+import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { type Bus, InProcessBus } from '@herald/bus';
+import { ConfigError, type HeraldConfig, loadConfig } from '@herald/config';
+import { type Database, migrate, openDatabase } from '@herald/control-plane';
+import { createTokenService, isRole, ROLES, startGateway } from '@herald/gateway';
+import { pino } from 'pino';
+
+const USAGE = `Usage: herald <command> [options]
+
+Commands:
+  start                      run every role in one process (embedded defaults: PGlite, in-process bus)
+  gateway                    run the gateway (API, scheduler, outbox relay) alone
+  token --user U --roles R1,R2 [--name N] [--expires 30d]
+                             print a bearer token signed with this platform's secret
+  migrate                    apply the control-plane migrations and exit
+
+Environment: HERALD_HOME (default ./.herald), PORT (8080), DATABASE_URL (PostgreSQL; PGlite when unset),
+HERALD_JWT_SECRET, CONFIRMATION_TTL (10m), SCHEDULE_STALENESS (1h). See README.md for all of them.
+Roles: ${ROLES.join(', ')}`;
+
+export async function run(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'start':
+        return await serve(loadConfig(), 'all');
+      case 'gateway':
+        return await serve(loadConfig(), 'gateway');
+      case 'token':
+        return await token(loadConfig(), rest);
+      case 'migrate':
+        return await migrateCommand(loadConfig());
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        console.log(USAGE);
+        return command === undefined ? 1 : 0;
+      default:
+        console.error(`herald: unknown command '${command}'\n\n${USAGE}`);
+        return 2;
+    }
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      console.error(`herald: ${error.message}`);
+      return 2;
+    }
+    throw error;
+  }
+}
+
+async function openStore(config: HeraldConfig): Promise<Database> {
+  const db = await openDatabase({ url: config.DATABASE_URL, dataDir: join(resolve(config.HERALD_HOME), 'pglite') });
+  await migrate(db);
+  return db;
+}
+
+async function migrateCommand(config: HeraldConfig): Promise<number> {
+  const db = await openStore(config);
+  console.log(`migrations applied (${db.kind === 'pglite' ? `PGlite in ${resolve(config.HERALD_HOME)}` : 'PostgreSQL'})`);
+  await db.close();
+  return 0;
+}
+
+async function token(config: HeraldConfig, args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: { user: { type: 'string' }, roles: { type: 'string' }, name: { type: 'string' }, expires: { type: 'string', default: '30d' } },
+  });
+  if (!values.user || values.roles === undefined) {
+    console.error('herald token: --user and --roles are required, e.g. herald token --user alice --roles delivery:start,delivery:view');
+    return 2;
+  }
+  const roles = values.roles.split(',').map((r) => r.trim()).filter(Boolean);
+  const unknown = roles.filter((r) => !isRole(r));
+  if (unknown.length > 0) {
+    console.error(`herald token: unknown role(s) ${unknown.join(', ')}; roles are ${ROLES.join(', ')}`);
+    return 2;
+  }
+  if (config.HERALD_JWKS_URL) {
+    console.error('herald token: HERALD_JWKS_URL is set, so tokens come from your identity provider, not from herald.');
+    return 2;
+  }
+  console.log(await createTokenService(config).sign({ sub: values.user, name: values.name, roles }, values.expires));
+  return 0;
+}
+
+async function serve(config: HeraldConfig, role: 'all' | 'gateway'): Promise<number> {
+  mkdirSync(config.HERALD_HOME, { recursive: true });
+  const logger = pino({ level: config.LOG_LEVEL }, pino.destination(2));
+  const db = await openStore(config);
+  const bus: Bus = new InProcessBus({ onHandlerError: (error, topic, group) => logger.warn({ err: error, topic, group }, 'consumer failed; will retry') });
+  const gateway = await startGateway({ config, db, bus, logger });
+
+  const tokens = gateway.tokens;
+  const operator = await tokens.sign({ sub: 'operator', name: 'Dev operator', roles: [...ROLES] });
+  const preparer = await tokens.sign({
+    sub: 'preparer',
+    name: 'Dev preparer',
+    roles: ROLES.filter((r) => r !== 'delivery:start' && r !== 'admin'),
+  });
+  console.log(`Herald is up (${role === 'all' ? 'all roles' : 'gateway'}).
+  API and console:  ${gateway.url}
+  API docs:         ${gateway.url}/docs
+  Store:            ${db.kind === 'pglite' ? `PGlite in ${resolve(config.HERALD_HOME, 'pglite')}` : 'PostgreSQL (DATABASE_URL)'}
+  Bus:              in-process
+
+Dev tokens (valid 30 days):
+  every role (operator):
+    export HERALD_TOKEN=${operator}
+  every role except delivery:start (preparer):
+    export HERALD_TOKEN_NO_START=${preparer}
+`);
+
+  await new Promise<void>((resolveStop) => {
+    const stop = (signal: string) => {
+      logger.info({ signal }, 'shutting down');
+      resolveStop();
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+  await gateway.close();
+  await bus.close();
+  await db.close();
+  return 0;
+}

@@ -1,0 +1,39 @@
+// Authenticates the bearer token and checks the role a route requires (@RequireRole).
+import { type CanActivate, type ExecutionContext, Inject, Injectable, SetMetadata } from '@nestjs/common';
+import { Reflector } from '@nestjs/core';
+import { DomainError } from '@herald/control-plane';
+import type { FastifyRequest } from 'fastify';
+import { hasRole, missingRoleMessage, type Role } from './roles.js';
+import { TOKEN_SERVICE } from '../tokens.js';
+import type { TokenService } from './tokens.js';
+
+const ROLE_KEY = 'herald:role';
+const PUBLIC_KEY = 'herald:public';
+
+export const RequireRole = (role: Role) => SetMetadata(ROLE_KEY, role);
+/** Routes without a bearer token: health, metrics, docs, tracking links. */
+export const Public = () => SetMetadata(PUBLIC_KEY, true);
+
+@Injectable()
+export class AuthGuard implements CanActivate {
+  constructor(
+    @Inject(Reflector) private readonly reflector: Reflector,
+    @Inject(TOKEN_SERVICE) private readonly tokens: TokenService,
+  ) {}
+
+  async canActivate(context: ExecutionContext): Promise<boolean> {
+    const targets = [context.getHandler(), context.getClass()];
+    if (this.reflector.getAllAndOverride<boolean>(PUBLIC_KEY, targets)) return true;
+    const request = context.switchToHttp().getRequest<FastifyRequest>();
+    const header = request.headers.authorization ?? '';
+    const match = /^Bearer\s+(\S+)$/i.exec(header);
+    if (!match) throw new DomainError('UNAUTHORIZED', 'Send a bearer token: Authorization: Bearer <token> (see `herald token`).');
+    const actor = await this.tokens.verify(match[1]!);
+    request.actor = actor;
+    const required = this.reflector.getAllAndOverride<Role | undefined>(ROLE_KEY, targets);
+    if (required && !hasRole(actor.roles, required)) {
+      throw new DomainError('MISSING_ROLE', missingRoleMessage(required), { requiredRole: required });
+    }
+    return true;
+  }
+}

@@ -1,0 +1,7 @@
+import type { Actor } from '@herald/control-plane';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    actor?: Actor;
+  }
+}

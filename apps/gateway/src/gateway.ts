@@ -1,0 +1,127 @@
+// Builds and starts the gateway: NestJS on Fastify over one control plane, with the outbox
+// relay and the scheduler running beside it when asked.
+import 'reflect-metadata';
+import { type DynamicModule, Module } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
+import type { Bus } from '@herald/bus';
+import type { HeraldConfig } from '@herald/config';
+import { type Clock, ControlPlane, type Database, OutboxRelay, systemClock } from '@herald/control-plane';
+import type { Logger } from 'pino';
+import { AuthGuard } from './auth/auth.guard.js';
+import { createTokenService, type TokenService } from './auth/tokens.js';
+import { ConfirmationsController } from './controllers/confirmations.controller.js';
+import { DeliveriesController } from './controllers/deliveries.controller.js';
+import { ProfilesController } from './controllers/profiles.controller.js';
+import { SystemController } from './controllers/system.controller.js';
+import { registerBodyParsers } from './http/body-parsers.js';
+import { ErrorFilter } from './http/error.filter.js';
+import { Metrics } from './http/metrics.js';
+import { CONTROL_PLANE, METRICS, TOKEN_SERVICE } from './tokens.js';
+
+export interface GatewayOptions {
+  config: HeraldConfig;
+  db: Database;
+  bus: Bus;
+  logger: Logger;
+  clock?: Clock;
+  tokens?: TokenService;
+  /** Run the outbox relay in this process (default true). */
+  relay?: boolean;
+  /** Run the scheduler loop in this process (default true). */
+  scheduler?: boolean;
+}
+
+export interface Gateway {
+  app: NestFastifyApplication;
+  controlPlane: ControlPlane;
+  relay: OutboxRelay;
+  tokens: TokenService;
+  metrics: Metrics;
+  /** The base URL the gateway listens on, e.g. http://127.0.0.1:8080. */
+  url: string;
+  close(): Promise<void>;
+}
+
+@Module({})
+class GatewayModule {
+  static register(controlPlane: ControlPlane, tokens: TokenService, metrics: Metrics): DynamicModule {
+    return {
+      module: GatewayModule,
+      controllers: [SystemController, ProfilesController, DeliveriesController, ConfirmationsController],
+      providers: [
+        { provide: CONTROL_PLANE, useValue: controlPlane },
+        { provide: TOKEN_SERVICE, useValue: tokens },
+        { provide: METRICS, useValue: metrics },
+        AuthGuard,
+      ],
+    };
+  }
+}
+
+export async function startGateway(options: GatewayOptions): Promise<Gateway> {
+  const { config, logger } = options;
+  const clock = options.clock ?? systemClock;
+  const controlPlane = new ControlPlane(options.db, clock, {
+    confirmationTtlMs: config.CONFIRMATION_TTL,
+    scheduleStalenessMs: config.SCHEDULE_STALENESS,
+  });
+  const tokens = options.tokens ?? createTokenService(config);
+  const metrics = new Metrics();
+  const adapter = new FastifyAdapter({ bodyLimit: config.BODY_LIMIT_BYTES, return503OnClosing: true });
+  const app = await NestFactory.create<NestFastifyApplication>(GatewayModule.register(controlPlane, tokens, metrics), adapter, {
+    bodyParser: false,
+    logger: ['error', 'warn'],
+    abortOnError: false,
+  });
+  const fastify = app.getHttpAdapter().getInstance();
+  registerBodyParsers(fastify, { body: config.BODY_LIMIT_BYTES, import: config.IMPORT_BODY_LIMIT_BYTES });
+  fastify.addHook('onResponse', async (request, reply) => {
+    metrics.httpDuration.observe(
+      { method: request.method, route: request.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) },
+      reply.elapsedTime / 1000,
+    );
+  });
+  app.useGlobalFilters(new ErrorFilter(logger, metrics));
+  app.enableShutdownHooks();
+  await app.listen({ port: config.PORT, host: config.HOST });
+  const address = fastify.server.address();
+  const port = typeof address === 'object' && address ? address.port : config.PORT;
+  const url = `http://${config.HOST.includes(':') ? `[${config.HOST}]` : config.HOST}:${port}`;
+
+  const relay = new OutboxRelay(options.db, options.bus, clock, (error) => logger.warn({ err: error }, 'outbox relay failed; retrying'));
+  if (options.relay !== false) relay.start(config.OUTBOX_RELAY_INTERVAL);
+
+  let schedulerTimer: NodeJS.Timeout | undefined;
+  let schedulerStopped = false;
+  if (options.scheduler !== false) {
+    const loop = async () => {
+      try {
+        const report = await controlPlane.scheduler.tick();
+        if (report.started.length + report.paused.length + report.occurrences.length > 0) {
+          logger.info({ ...report }, 'scheduler acted');
+          await relay.drain();
+        }
+      } catch (error) {
+        logger.warn({ err: error }, 'scheduler tick failed; retrying');
+      }
+      if (!schedulerStopped) schedulerTimer = setTimeout(loop, config.SCHEDULER_INTERVAL);
+    };
+    schedulerTimer = setTimeout(loop, 0);
+  }
+
+  return {
+    app,
+    controlPlane,
+    relay,
+    tokens,
+    metrics,
+    url,
+    async close() {
+      schedulerStopped = true;
+      clearTimeout(schedulerTimer);
+      await relay.stop();
+      await app.close();
+    },
+  };
+}

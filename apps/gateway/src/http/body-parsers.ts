@@ -1,0 +1,61 @@
+// Body parsing: JSON bodies are buffered up to BODY_LIMIT_BYTES; the profile import takes its
+// body as a stream (JSON array or NDJSON) up to IMPORT_BODY_LIMIT_BYTES, never buffered whole.
+import { Transform, type TransformCallback, type Readable } from 'node:stream';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+
+export const STREAMED_ROUTES = new Set(['/v1/profiles/import']);
+export const NDJSON_TYPES = ['application/x-ndjson', 'application/ndjson', 'application/jsonl'];
+
+class TooLarge extends Error {
+  readonly code = 'FST_ERR_CTP_BODY_TOO_LARGE';
+  readonly statusCode = 413;
+  constructor(limit: number) {
+    super(`The request body is larger than ${limit} bytes.`);
+  }
+}
+
+/** A pass-through that fails with 413 once more than `limit` bytes went through. */
+export function limitStream(source: Readable, limit: number): Readable {
+  let seen = 0;
+  const limiter = new Transform({
+    transform(chunk: Buffer, _encoding, callback: TransformCallback) {
+      seen += chunk.length;
+      if (seen > limit) callback(new TooLarge(limit));
+      else callback(null, chunk);
+    },
+  });
+  source.on('error', (error) => limiter.destroy(error));
+  return source.pipe(limiter);
+}
+
+async function readLimited(source: Readable, limit: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let seen = 0;
+  for await (const chunk of source) {
+    seen += (chunk as Buffer).length;
+    if (seen > limit) throw new TooLarge(limit);
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+const isStreamed = (request: FastifyRequest) => STREAMED_ROUTES.has(request.routeOptions.url ?? '');
+
+export function registerBodyParsers(fastify: FastifyInstance, limits: { body: number; import: number }): void {
+  const parseJson = fastify.getDefaultJsonParser('error', 'error');
+  fastify.removeContentTypeParser('application/json');
+  fastify.addContentTypeParser('application/json', (request, payload, done) => {
+    if (isStreamed(request)) return done(null, limitStream(payload, limits.import));
+    const declared = Number(request.headers['content-length'] ?? 0);
+    if (declared > limits.body) return done(new TooLarge(limits.body), undefined);
+    readLimited(payload, limits.body).then(
+      // An empty JSON body on an action endpoint means "no options".
+      (text) => (text.trim() === '' ? done(null, undefined) : parseJson(request, text, done)),
+      (error: Error) => done(error, undefined),
+    );
+  });
+  fastify.addContentTypeParser(NDJSON_TYPES, (request, payload, done) => {
+    if (isStreamed(request)) return done(null, limitStream(payload, limits.import));
+    done(Object.assign(new Error(`${request.headers['content-type']} is only accepted by the import`), { code: 'FST_ERR_CTP_INVALID_MEDIA_TYPE' }), undefined);
+  });
+}

@@ -1,0 +1,5 @@
+// The gateway: REST API, two-step confirmation, scheduler and outbox relay.
+export { startGateway, type Gateway, type GatewayOptions } from './gateway.js';
+export { createTokenService, loadJwtSecret, type TokenService } from './auth/tokens.js';
+export { ROLES, ROLE_LABELS, type Role, isRole } from './auth/roles.js';
+export { OPERATIONS, openApiDocument } from './openapi.js';

@@ -1,0 +1,137 @@
+// The OpenAPI document, built from the same zod schemas that validate requests. Every route the
+// gateway serves is listed here; a test checks the two lists against each other.
+import {
+  addMembersSchema,
+  createAudienceSchema,
+  createDeliverySchema,
+  listQuerySchema,
+  profileSchema,
+  updateDeliverySchema,
+} from '@herald/control-plane';
+import { z } from 'zod';
+import { ROLE_LABELS, type Role } from './auth/roles.js';
+
+interface Operation {
+  method: 'get' | 'post' | 'patch';
+  path: string;
+  summary: string;
+  role?: Role;
+  public?: boolean;
+  body?: z.ZodType;
+  bodyTypes?: string[];
+  query?: z.ZodObject;
+  status?: number;
+  tag: string;
+}
+
+const page = z.strictObject({ limit: z.number().int().min(1).max(1000).optional(), after: z.string().optional() });
+
+export const OPERATIONS: Operation[] = [
+  { method: 'get', path: '/health/live', summary: 'Liveness', public: true, tag: 'operations' },
+  { method: 'get', path: '/health/ready', summary: 'Readiness (the store answers)', public: true, tag: 'operations' },
+  { method: 'get', path: '/metrics', summary: 'Prometheus metrics', public: true, tag: 'operations' },
+  { method: 'get', path: '/openapi.json', summary: 'This document', public: true, tag: 'operations' },
+  { method: 'get', path: '/docs', summary: 'Browsable API documentation', public: true, tag: 'operations' },
+  { method: 'get', path: '/docs/{asset}', summary: 'Assets of the documentation page', public: true, tag: 'operations' },
+  { method: 'get', path: '/v1/me', summary: 'The authenticated user and roles', tag: 'auth' },
+  {
+    method: 'post',
+    path: '/v1/profiles/import',
+    summary: 'Upsert profiles by id from a JSON array or NDJSON stream; bad rows are reported by index, good rows land',
+    role: 'delivery:prepare',
+    body: z.array(profileSchema),
+    bodyTypes: ['application/json', 'application/x-ndjson'],
+    status: 200,
+    tag: 'profiles',
+  },
+  { method: 'get', path: '/v1/profiles/{id}', summary: 'One profile with its status', role: 'delivery:view', tag: 'profiles' },
+  { method: 'post', path: '/v1/audiences', summary: 'Create an audience from profile ids or an attribute filter', role: 'delivery:prepare', body: createAudienceSchema, status: 201, tag: 'audiences' },
+  { method: 'get', path: '/v1/audiences/{id}', summary: 'One audience with its size', role: 'delivery:view', tag: 'audiences' },
+  { method: 'post', path: '/v1/audiences/{id}/members', summary: 'Add profiles to an audience in bulk', role: 'delivery:prepare', body: addMembersSchema, status: 200, tag: 'audiences' },
+  { method: 'post', path: '/v1/deliveries', summary: 'Create a draft delivery', role: 'delivery:prepare', body: createDeliverySchema, status: 201, tag: 'deliveries' },
+  { method: 'get', path: '/v1/deliveries', summary: 'List deliveries, newest first (cursor paging)', role: 'delivery:view', query: listQuerySchema, tag: 'deliveries' },
+  { method: 'get', path: '/v1/deliveries/{id}', summary: 'One delivery with its state and preparation', role: 'delivery:view', tag: 'deliveries' },
+  { method: 'patch', path: '/v1/deliveries/{id}', summary: 'Edit; a prepared delivery goes back to draft and pending confirmations die', role: 'delivery:prepare', body: updateDeliverySchema, tag: 'deliveries' },
+  { method: 'post', path: '/v1/deliveries/{id}/prepare', summary: 'Count the audience, apply exclusions, freeze the recipients: draft → ready', role: 'delivery:prepare', status: 200, tag: 'deliveries' },
+  { method: 'post', path: '/v1/deliveries/{id}/approve', summary: 'ready → approved', role: 'delivery:approve', status: 200, tag: 'deliveries' },
+  { method: 'post', path: '/v1/deliveries/{id}/confirmations', summary: 'Step 1, Confirm send: a confirmation bound to the summary shown', role: 'delivery:start', status: 201, tag: 'confirmation' },
+  { method: 'post', path: '/v1/deliveries/{id}/confirmations/{confirmationId}/ok', summary: 'Step 2, OK: start or schedule the send (idempotent)', role: 'delivery:start', status: 202, tag: 'confirmation' },
+  { method: 'post', path: '/v1/deliveries/{id}/pause', summary: 'Pause a send or a schedule', role: 'delivery:start', status: 200, tag: 'deliveries' },
+  { method: 'post', path: '/v1/deliveries/{id}/resume', summary: 'Resume a paused delivery', role: 'delivery:start', status: 200, tag: 'deliveries' },
+  { method: 'post', path: '/v1/deliveries/{id}/stop', summary: 'Stop (cancel) a delivery', role: 'delivery:start', status: 200, tag: 'deliveries' },
+  { method: 'get', path: '/v1/deliveries/{id}/exclusions', summary: 'Exclusion log: reason per excluded profile', role: 'delivery:view', query: page, tag: 'deliveries' },
+  { method: 'get', path: '/v1/deliveries/{id}/logs', summary: 'Sending logs: one row per recipient with its latest status', role: 'delivery:view', query: page, tag: 'deliveries' },
+  { method: 'get', path: '/v1/deliveries/{id}/audit', summary: 'Audit log: every confirmation step and state change', role: 'delivery:view', tag: 'deliveries' },
+  { method: 'get', path: '/v1/deliveries/{id}/occurrences', summary: 'Runs of a recurring delivery', role: 'delivery:view', tag: 'confirmation' },
+  { method: 'post', path: '/v1/deliveries/{id}/occurrences/{n}/confirmations', summary: 'Confirm send for one run of a recurring delivery', role: 'delivery:start', status: 201, tag: 'confirmation' },
+  { method: 'post', path: '/v1/deliveries/{id}/occurrences/{n}/confirmations/{confirmationId}/ok', summary: 'OK for one run of a recurring delivery', role: 'delivery:start', status: 202, tag: 'confirmation' },
+];
+
+const errorSchema = {
+  type: 'object',
+  required: ['code', 'message'],
+  properties: { code: { type: 'string' }, message: { type: 'string' }, issues: { type: 'array', items: { type: 'object' } } },
+};
+
+const ERROR_RESPONSES = {
+  '400': 'INVALID_INPUT',
+  '401': 'UNAUTHORIZED',
+  '403': 'MISSING_ROLE',
+  '404': 'NOT_FOUND',
+  '409': 'INVALID_STATE or CONFIRMATION_STALE',
+  '410': 'CONFIRMATION_EXPIRED',
+  '413': 'PAYLOAD_TOO_LARGE',
+};
+
+let cached: object | undefined;
+
+export function openApiDocument(): object {
+  cached ??= build();
+  return cached;
+}
+
+function build(): object {
+  const paths: Record<string, Record<string, unknown>> = {};
+  for (const op of OPERATIONS) {
+    const params = [...op.path.matchAll(/\{(\w+)\}/g)].map((m) => ({ name: m[1], in: 'path', required: true, schema: { type: 'string' } }));
+    const query = op.query
+      ? Object.keys(op.query.shape).map((name) => ({ name, in: 'query', required: false, schema: { type: 'string' } }))
+      : [];
+    const responses: Record<string, unknown> = { [String(op.status ?? 200)]: { description: 'Success' } };
+    if (!op.public) {
+      for (const [status, code] of Object.entries(ERROR_RESPONSES)) {
+        responses[status] = { description: code, content: { 'application/json': { schema: errorSchema } } };
+      }
+    }
+    paths[op.path] ??= {};
+    paths[op.path]![op.method] = {
+      summary: op.summary,
+      tags: [op.tag],
+      ...(op.role ? { description: `Requires the '${ROLE_LABELS[op.role]}' role (${op.role}).` } : {}),
+      ...(op.public ? { security: [] } : {}),
+      parameters: [...params, ...query],
+      ...(op.body
+        ? {
+            requestBody: {
+              required: true,
+              content: Object.fromEntries(
+                (op.bodyTypes ?? ['application/json']).map((type) => [type, { schema: z.toJSONSchema(op.body!, { io: 'input', unrepresentable: 'any' }) }]),
+              ),
+            },
+          }
+        : {}),
+      responses,
+    };
+  }
+  return {
+    openapi: '3.1.0',
+    info: {
+      title: 'Herald API',
+      version: '1.0.0',
+      description: 'Campaign send platform: prepare, approve, and confirm a send in two steps (Confirm send, then OK).',
+    },
+    components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
+    security: [{ bearer: [] }],
+    paths,
+  };
+}

@@ -1,0 +1,6 @@
+// Injection tokens of the gateway's providers.
+export const CONTROL_PLANE = Symbol('ControlPlane');
+export const TOKEN_SERVICE = Symbol('TokenService');
+export const GATEWAY_CONFIG = Symbol('GatewayConfig');
+export const METRICS = Symbol('Metrics');
+export const LOGGER = Symbol('Logger');

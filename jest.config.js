@@ -1,0 +1,39 @@
+// Jest runs TypeScript straight from src through SWC, as native ES modules (Node 24).
+// Workspace packages resolve to their sources, so tests never wait on a build.
+const swc = [
+  '@swc/jest',
+  {
+    jsc: {
+      parser: { syntax: 'typescript', decorators: true },
+      transform: { legacyDecorator: true, decoratorMetadata: true },
+      target: 'es2023',
+    },
+    module: { type: 'es6' },
+    sourceMaps: 'inline',
+  },
+];
+
+const shared = {
+  extensionsToTreatAsEsm: ['.ts'],
+  transform: { '^.+\\.ts$': swc },
+  moduleNameMapper: {
+    '^@herald/(gateway|cli|engine|kpi-consumer)$': '<rootDir>/apps/$1/src/index.ts',
+    '^@herald/([a-z-]+)$': '<rootDir>/packages/$1/src/index.ts',
+    '^(\\.{1,2}/.*)\\.js$': '$1',
+  },
+  testPathIgnorePatterns: ['/node_modules/', '/dist/'],
+  testEnvironment: 'node',
+};
+
+export default {
+  reporters: ['default', '<rootDir>/packages/testing/summary-reporter.cjs'],
+  projects: [
+    { ...shared, displayName: 'unit', testMatch: ['<rootDir>/{apps,packages}/*/src/**/*.spec.ts'] },
+    {
+      ...shared,
+      displayName: 'integration',
+      testMatch: ['<rootDir>/{apps,packages}/*/src/**/*.int-spec.ts', '<rootDir>/{apps,packages}/*/test/**/*.int-spec.ts'],
+      testTimeout: 60_000,
+    },
+  ],
+};

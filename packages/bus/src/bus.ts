@@ -1,0 +1,37 @@
+// The bus port: what every role needs from a message bus. The in-process adapter implements it
+// for the embedded default; the Kafka adapter (production) implements the same contract.
+// Delivery is at-least-once: a handler that throws sees its batch again, so consumers dedupe.
+
+export interface OutgoingMessage {
+  /** Partition key: messages with the same key keep their order. */
+  key: string;
+  value: unknown;
+}
+
+export interface DeliveredMessage {
+  topic: string;
+  partition: number;
+  offset: number;
+  key: string;
+  value: unknown;
+}
+
+export type BatchHandler = (messages: DeliveredMessage[]) => Promise<void>;
+
+export interface SubscribeOptions {
+  topic: string;
+  /** Consumers of one group share the topic's partitions; each group sees every message. */
+  group: string;
+  handler: BatchHandler;
+  maxBatchSize?: number;
+}
+
+export interface Subscription {
+  close(): Promise<void>;
+}
+
+export interface Bus {
+  publish(topic: string, messages: OutgoingMessage[]): Promise<void>;
+  subscribe(options: SubscribeOptions): Promise<Subscription>;
+  close(): Promise<void>;
+}

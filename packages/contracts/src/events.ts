@@ -1,0 +1,45 @@
+// Message events on `herald.message-events`, keyed by delivery id; each has a unique event id.
+import { z } from 'zod';
+
+export const messageEventTypes = [
+  'sent',
+  'delivered',
+  'bounced',
+  'failed',
+  'opened',
+  'clicked',
+  'unsubscribed',
+  'excluded',
+] as const;
+
+export const bounceTypes = ['hard', 'soft', 'ignored'] as const;
+
+export const messageEventSchema = z.strictObject({
+  eventId: z.uuid(),
+  type: z.enum(messageEventTypes),
+  deliveryId: z.uuid(),
+  occurrence: z.number().int().min(0),
+  messageId: z.string().min(1),
+  profileId: z.string().min(1),
+  channel: z.enum(['email', 'sms']),
+  occurredAt: z.iso.datetime(),
+  bounceType: z.enum(bounceTypes).optional(),
+  reason: z.string().optional(),
+  url: z.string().optional(),
+  machine: z.boolean().optional(),
+});
+
+export type MessageEvent = z.infer<typeof messageEventSchema>;
+
+/** One batch of recipients to send, published by the planner on `herald.send-batches`. */
+export const sendBatchSchema = z.strictObject({
+  batchId: z.string().min(1),
+  deliveryId: z.uuid(),
+  occurrence: z.number().int().min(0),
+  recipients: z
+    .array(z.strictObject({ profileId: z.string().min(1), address: z.string().min(1) }))
+    .min(1)
+    .max(1000),
+});
+
+export type SendBatch = z.infer<typeof sendBatchSchema>;

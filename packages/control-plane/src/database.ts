@@ -1,0 +1,116 @@
+// One small database port over PGlite (embedded default) and PostgreSQL (`pg`), so repositories
+// run the same SQL on both. Transactions are explicit: a repository method receives the
+// `Queryable` it must use.
+import { mkdirSync } from 'node:fs';
+import { PGlite } from '@electric-sql/pglite';
+import pg from 'pg';
+
+export interface Queryable {
+  query<T = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<T[]>;
+}
+
+export interface Database extends Queryable {
+  readonly kind: 'pglite' | 'postgres';
+  transaction<T>(work: (tx: Queryable) => Promise<T>): Promise<T>;
+  /**
+   * Runs `work` while this process holds the session-level advisory lock `key`, or returns
+   * undefined at once if another session holds it. Used for leader election.
+   */
+  withAdvisoryLock<T>(key: number, work: () => Promise<T>): Promise<T | undefined>;
+  close(): Promise<void>;
+}
+
+// NOTE: bigint (int8) columns come back as JS numbers; counts here stay far below 2^53.
+pg.types.setTypeParser(20, (value) => Number(value));
+pg.types.setTypeParser(1700, (value) => Number(value));
+
+class PostgresDatabase implements Database {
+  readonly kind = 'postgres';
+  constructor(private readonly pool: pg.Pool) {}
+
+  async query<T>(sql: string, params: unknown[] = []): Promise<T[]> {
+    return (await this.pool.query(sql, params)).rows as T[];
+  }
+
+  async transaction<T>(work: (tx: Queryable) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect();
+    try {
+      await client.query('BEGIN');
+      const result = await work({ query: async (sql, params = []) => (await client.query(sql, params)).rows });
+      await client.query('COMMIT');
+      return result;
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw error;
+    } finally {
+      client.release();
+    }
+  }
+
+  async withAdvisoryLock<T>(key: number, work: () => Promise<T>): Promise<T | undefined> {
+    const client = await this.pool.connect();
+    try {
+      const [row] = (await client.query('SELECT pg_try_advisory_lock($1) AS locked', [key])).rows;
+      if (!row?.locked) return undefined;
+      try {
+        return await work();
+      } finally {
+        await client.query('SELECT pg_advisory_unlock($1)', [key]);
+      }
+    } finally {
+      client.release();
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end();
+  }
+}
+
+class PgliteDatabase implements Database {
+  readonly kind = 'pglite';
+  constructor(private readonly db: PGlite) {}
+
+  async query<T>(sql: string, params: unknown[] = []): Promise<T[]> {
+    return (await this.db.query<T>(sql, params)).rows;
+  }
+
+  async transaction<T>(work: (tx: Queryable) => Promise<T>): Promise<T> {
+    // PGlite runs one session: its transaction() queues every other query until this one ends.
+    return this.db.transaction((tx) => work({ query: async (sql, params = []) => (await tx.query(sql, params)).rows as never }));
+  }
+
+  async withAdvisoryLock<T>(key: number, work: () => Promise<T>): Promise<T | undefined> {
+    const [row] = await this.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1) AS locked', [key]);
+    if (!row?.locked) return undefined;
+    try {
+      return await work();
+    } finally {
+      await this.query('SELECT pg_advisory_unlock($1)', [key]);
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.db.close();
+  }
+}
+
+export interface DatabaseOptions {
+  /** PostgreSQL connection string; when absent, PGlite is used. */
+  url?: string;
+  /** PGlite data directory; when absent (and no url), an in-memory PGlite. */
+  dataDir?: string;
+  poolSize?: number;
+}
+
+export async function openDatabase(options: DatabaseOptions): Promise<Database> {
+  if (options.url) {
+    const pool = new pg.Pool({ connectionString: options.url, max: options.poolSize ?? 20 });
+    const database = new PostgresDatabase(pool);
+    await database.query('SELECT 1');
+    return database;
+  }
+  if (options.dataDir) mkdirSync(options.dataDir, { recursive: true });
+  const db = await PGlite.create(options.dataDir);
+  return new PgliteDatabase(db);
+}

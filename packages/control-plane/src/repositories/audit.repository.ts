@@ -1,0 +1,58 @@
+// The audit log: every confirmation step and state change, who, when, from which state to which.
+import type { Queryable } from '../database.js';
+
+export interface AuditEntry {
+  at: Date;
+  actor: string;
+  deliveryId: string;
+  occurrence?: number;
+  action: string;
+  fromState?: string | null;
+  toState?: string | null;
+  summaryHash?: string | null;
+  details?: Record<string, unknown>;
+}
+
+export interface AuditRecord extends Omit<AuditEntry, 'at'> {
+  id: number;
+  at: string;
+}
+
+export class AuditRepository {
+  async record(tx: Queryable, entry: AuditEntry): Promise<void> {
+    await tx.query(
+      `INSERT INTO audit_log (at, actor, delivery_id, occurrence, action, from_state, to_state, summary_hash, details)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+      [
+        entry.at,
+        entry.actor,
+        entry.deliveryId,
+        entry.occurrence ?? 0,
+        entry.action,
+        entry.fromState ?? null,
+        entry.toState ?? null,
+        entry.summaryHash ?? null,
+        entry.details ? JSON.stringify(entry.details) : null,
+      ],
+    );
+  }
+
+  async forDelivery(db: Queryable, deliveryId: string): Promise<AuditRecord[]> {
+    const rows = await db.query<Record<string, unknown> & { at: Date }>(
+      'SELECT * FROM audit_log WHERE delivery_id = $1 ORDER BY id',
+      [deliveryId],
+    );
+    return rows.map((r) => ({
+      id: r.id as number,
+      at: r.at.toISOString(),
+      actor: r.actor as string,
+      deliveryId: r.delivery_id as string,
+      occurrence: r.occurrence as number,
+      action: r.action as string,
+      fromState: r.from_state as string | null,
+      toState: r.to_state as string | null,
+      summaryHash: r.summary_hash as string | null,
+      ...(r.details ? { details: r.details as Record<string, unknown> } : {}),
+    }));
+  }
+}

@@ -1,0 +1,72 @@
+// Two-step confirmations: what a user saw at *Confirm send*, until *OK* or until it dies.
+import type { Queryable } from '../database.js';
+
+export interface ConfirmationSummary {
+  toSend: number;
+  excluded: Record<string, number>;
+  sendAt: string | null;
+  contentHash: string;
+  projectedFinishAt: string | null;
+}
+
+export interface Confirmation {
+  id: string;
+  deliveryId: string;
+  occurrence: number;
+  userId: string;
+  subjectVersion: number;
+  summary: ConfirmationSummary;
+  summaryHash: string;
+  expiresAt: Date;
+  status: 'pending' | 'accepted' | 'void';
+  result: { state: string } | null;
+  createdAt: Date;
+}
+
+type Row = Record<string, unknown>;
+const toConfirmation = (r: Row): Confirmation => ({
+  id: r.id as string,
+  deliveryId: r.delivery_id as string,
+  occurrence: r.occurrence as number,
+  userId: r.user_id as string,
+  subjectVersion: r.subject_version as number,
+  summary: r.summary as ConfirmationSummary,
+  summaryHash: r.summary_hash as string,
+  expiresAt: r.expires_at as Date,
+  status: r.status as Confirmation['status'],
+  result: (r.result as { state: string } | null) ?? null,
+  createdAt: r.created_at as Date,
+});
+
+export class ConfirmationsRepository {
+  async insert(tx: Queryable, c: Omit<Confirmation, 'status' | 'result'>): Promise<void> {
+    await tx.query(
+      `INSERT INTO confirmations (id, delivery_id, occurrence, user_id, subject_version, summary, summary_hash, expires_at, created_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+      [c.id, c.deliveryId, c.occurrence, c.userId, c.subjectVersion, JSON.stringify(c.summary), c.summaryHash, c.expiresAt, c.createdAt],
+    );
+  }
+
+  async get(db: Queryable, id: string, lock = false): Promise<Confirmation | undefined> {
+    const [row] = await db.query<Row>(`SELECT * FROM confirmations WHERE id = $1${lock ? ' FOR UPDATE' : ''}`, [id]);
+    return row && toConfirmation(row);
+  }
+
+  async accept(tx: Queryable, id: string, result: { state: string }, at: Date): Promise<void> {
+    await tx.query(`UPDATE confirmations SET status = 'accepted', result = $2, accepted_at = $3 WHERE id = $1`, [
+      id,
+      JSON.stringify(result),
+      at,
+    ]);
+  }
+
+  /** Voids the pending confirmations of a delivery (or one occurrence of it); returns their ids. */
+  async voidPending(tx: Queryable, deliveryId: string, occurrence?: number): Promise<string[]> {
+    const rows = await tx.query<{ id: string }>(
+      `UPDATE confirmations SET status = 'void'
+        WHERE delivery_id = $1 AND status = 'pending' AND ($2::int IS NULL OR occurrence = $2) RETURNING id`,
+      [deliveryId, occurrence ?? null],
+    );
+    return rows.map((r) => r.id);
+  }
+}

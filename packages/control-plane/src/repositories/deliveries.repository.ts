@@ -1,0 +1,232 @@
+// Deliveries and their occurrences: rows in, domain objects out. State rules live in the services.
+import type { Queryable } from '../database.js';
+import type { DeliveryState, OccurrenceState } from '../lifecycle.js';
+import type { Channel, DeliveryContent, Recurrence, Schedule } from '../schemas.js';
+
+export interface Preparation {
+  audienceCount: number;
+  toSend: number;
+  excluded: Record<string, number>;
+  preparedAt: string;
+}
+
+export interface Delivery {
+  id: string;
+  name: string;
+  channel: Channel;
+  audienceId: string;
+  content: DeliveryContent;
+  schedule: Schedule | null;
+  recurrence: Recurrence | null;
+  throughput: { perHour: number } | null;
+  state: DeliveryState;
+  stateReason: string | null;
+  version: number;
+  preparation: Preparation | null;
+  contentHash: string | null;
+  nextRunAt: string | null;
+  startedAt: string | null;
+  occurrenceCount: number;
+  createdBy: string;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface Occurrence {
+  deliveryId: string;
+  n: number;
+  state: OccurrenceState;
+  stateReason: string | null;
+  version: number;
+  scheduledFor: string;
+  preparation: Preparation;
+  createdAt: string;
+  updatedAt: string;
+}
+
+type Row = Record<string, unknown>;
+const iso = (value: unknown) => (value instanceof Date ? value.toISOString() : null);
+
+function toDelivery(r: Row): Delivery {
+  return {
+    id: r.id as string,
+    name: r.name as string,
+    channel: r.channel as Channel,
+    audienceId: r.audience_id as string,
+    content: r.content as DeliveryContent,
+    schedule: (r.schedule as Schedule | null) ?? null,
+    recurrence: (r.recurrence as Recurrence | null) ?? null,
+    throughput: (r.throughput as { perHour: number } | null) ?? null,
+    state: r.state as DeliveryState,
+    stateReason: (r.state_reason as string | null) ?? null,
+    version: r.version as number,
+    preparation: (r.preparation as Preparation | null) ?? null,
+    contentHash: (r.content_hash as string | null) ?? null,
+    nextRunAt: iso(r.next_run_at),
+    startedAt: iso(r.started_at),
+    occurrenceCount: r.occurrence_count as number,
+    createdBy: r.created_by as string,
+    createdAt: iso(r.created_at)!,
+    updatedAt: iso(r.updated_at)!,
+  };
+}
+
+function toOccurrence(r: Row): Occurrence {
+  return {
+    deliveryId: r.delivery_id as string,
+    n: r.n as number,
+    state: r.state as OccurrenceState,
+    stateReason: (r.state_reason as string | null) ?? null,
+    version: r.version as number,
+    scheduledFor: iso(r.scheduled_for)!,
+    preparation: r.preparation as Preparation,
+    createdAt: iso(r.created_at)!,
+    updatedAt: iso(r.updated_at)!,
+  };
+}
+
+const json = (value: unknown) => (value === null || value === undefined ? null : JSON.stringify(value));
+
+/** Columns a service may change; `version` is bumped by every update. */
+export interface DeliveryChanges {
+  name?: string;
+  channel?: Channel;
+  audienceId?: string;
+  content?: DeliveryContent;
+  schedule?: Schedule | null;
+  recurrence?: Recurrence | null;
+  throughput?: { perHour: number } | null;
+  state?: DeliveryState;
+  stateReason?: string | null;
+  preparation?: Preparation | null;
+  contentHash?: string | null;
+  nextRunAt?: Date | null;
+  startedAt?: Date | null;
+  occurrenceCount?: number;
+}
+
+const COLUMNS: Record<keyof DeliveryChanges, [string, (v: never) => unknown]> = {
+  name: ['name', (v) => v],
+  channel: ['channel', (v) => v],
+  audienceId: ['audience_id', (v) => v],
+  content: ['content', json],
+  schedule: ['schedule', json],
+  recurrence: ['recurrence', json],
+  throughput: ['throughput', json],
+  state: ['state', (v) => v],
+  stateReason: ['state_reason', (v) => v],
+  preparation: ['preparation', json],
+  contentHash: ['content_hash', (v) => v],
+  nextRunAt: ['next_run_at', (v) => v],
+  startedAt: ['started_at', (v) => v],
+  occurrenceCount: ['occurrence_count', (v) => v],
+};
+
+export class DeliveriesRepository {
+  async insert(tx: Queryable, d: Omit<Delivery, 'version' | 'createdAt' | 'updatedAt' | 'startedAt' | 'occurrenceCount'>, at: Date) {
+    await tx.query(
+      `INSERT INTO deliveries (id, name, channel, audience_id, content, schedule, recurrence, throughput, state, state_reason,
+                               preparation, content_hash, next_run_at, created_by, created_at, updated_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15)`,
+      [
+        d.id,
+        d.name,
+        d.channel,
+        d.audienceId,
+        json(d.content),
+        json(d.schedule),
+        json(d.recurrence),
+        json(d.throughput),
+        d.state,
+        d.stateReason,
+        json(d.preparation),
+        d.contentHash,
+        d.nextRunAt,
+        d.createdBy,
+        at,
+      ],
+    );
+  }
+
+  /** One delivery; `lock` takes a row lock until the transaction ends (serializes concurrent OKs). */
+  async get(db: Queryable, id: string, lock = false): Promise<Delivery | undefined> {
+    const [row] = await db.query<Row>(`SELECT * FROM deliveries WHERE id = $1${lock ? ' FOR UPDATE' : ''}`, [id]);
+    return row && toDelivery(row);
+  }
+
+  async list(db: Queryable, options: { limit: number; state?: string; before?: { createdAt: string; id: string } }) {
+    const rows = await db.query<Row>(
+      `SELECT * FROM deliveries
+        WHERE ($1::text IS NULL OR state = $1)
+          AND ($2::timestamptz IS NULL OR (created_at, id) < ($2::timestamptz, $3::uuid))
+        ORDER BY created_at DESC, id DESC LIMIT $4`,
+      [options.state ?? null, options.before?.createdAt ?? null, options.before?.id ?? null, options.limit],
+    );
+    return rows.map(toDelivery);
+  }
+
+  async update(tx: Queryable, id: string, changes: DeliveryChanges, at: Date): Promise<Delivery> {
+    const sets: string[] = [];
+    const params: unknown[] = [id, at];
+    for (const [key, value] of Object.entries(changes)) {
+      if (value === undefined) continue;
+      const [column, encode] = COLUMNS[key as keyof DeliveryChanges];
+      params.push(encode(value as never));
+      sets.push(`${column} = $${params.length}`);
+    }
+    const [row] = await tx.query<Row>(
+      `UPDATE deliveries SET ${[...sets, 'version = version + 1', 'updated_at = $2'].join(', ')} WHERE id = $1 RETURNING *`,
+      params,
+    );
+    return toDelivery(row!);
+  }
+
+  /** Scheduled deliveries whose time has come, oldest first. */
+  async due(db: Queryable, now: Date, limit: number): Promise<Delivery[]> {
+    const rows = await db.query<Row>(
+      `SELECT * FROM deliveries WHERE state = 'scheduled' AND next_run_at <= $1 ORDER BY next_run_at LIMIT $2`,
+      [now, limit],
+    );
+    return rows.map(toDelivery);
+  }
+
+  async insertOccurrence(tx: Queryable, o: { deliveryId: string; n: number; state: OccurrenceState; scheduledFor: Date; preparation: Preparation }, at: Date) {
+    await tx.query(
+      `INSERT INTO delivery_occurrences (delivery_id, n, state, scheduled_for, preparation, created_at, updated_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $6)`,
+      [o.deliveryId, o.n, o.state, o.scheduledFor, JSON.stringify(o.preparation), at],
+    );
+  }
+
+  async getOccurrence(db: Queryable, deliveryId: string, n: number, lock = false): Promise<Occurrence | undefined> {
+    const [row] = await db.query<Row>(
+      `SELECT * FROM delivery_occurrences WHERE delivery_id = $1 AND n = $2${lock ? ' FOR UPDATE' : ''}`,
+      [deliveryId, n],
+    );
+    return row && toOccurrence(row);
+  }
+
+  async listOccurrences(db: Queryable, deliveryId: string): Promise<Occurrence[]> {
+    const rows = await db.query<Row>('SELECT * FROM delivery_occurrences WHERE delivery_id = $1 ORDER BY n DESC', [deliveryId]);
+    return rows.map(toOccurrence);
+  }
+
+  async setOccurrenceState(tx: Queryable, deliveryId: string, n: number, state: OccurrenceState, reason: string | null, at: Date) {
+    const [row] = await tx.query<Row>(
+      `UPDATE delivery_occurrences SET state = $3, state_reason = $4, version = version + 1, updated_at = $5
+        WHERE delivery_id = $1 AND n = $2 RETURNING *`,
+      [deliveryId, n, state, reason, at],
+    );
+    return toOccurrence(row!);
+  }
+
+  /** Stops the runs still waiting for a confirmation (the recurring delivery was edited or stopped). */
+  async stopWaitingOccurrences(tx: Queryable, deliveryId: string, reason: string, at: Date): Promise<number[]> {
+    const rows = await tx.query<{ n: number }>(
+      `UPDATE delivery_occurrences SET state = 'stopped', state_reason = $2, version = version + 1, updated_at = $3
+        WHERE delivery_id = $1 AND state = 'pending_confirmation' RETURNING n`,
+      [deliveryId, reason, at],
+    );
+    return rows.map((r) => r.n);
+  }
+}

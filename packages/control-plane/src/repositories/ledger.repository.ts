@@ -1,0 +1,149 @@
+// The send ledger and the exclusion log: the recipients frozen at preparation.
+import type { Queryable } from '../database.js';
+import type { Channel } from '../schemas.js';
+
+export const EXCLUSION_REASONS = ['quarantined', 'unsubscribed', 'denylisted', 'invalid_address', 'duplicate_address'] as const;
+export type ExclusionReason = (typeof EXCLUSION_REASONS)[number];
+
+export interface FrozenRecipients {
+  audienceCount: number;
+  toSend: number;
+  excluded: Record<ExclusionReason, number>;
+}
+
+const ADDRESS = {
+  email: { column: 'lower(trim(p.email))', valid: `'^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$'` },
+  sms: { column: `regexp_replace(coalesce(p.phone, p.attributes->>'phone'), '[\\s().-]', '', 'g')`, valid: `'^\\+[1-9][0-9]{6,14}$'` },
+} as const;
+
+export interface ExclusionRecord {
+  profileId: string;
+  address: string | null;
+  reason: ExclusionReason;
+}
+
+export interface LedgerEntry {
+  profileId: string;
+  address: string;
+  status: string;
+  messageId: string | null;
+  attempts: number;
+  lastError: string | null;
+  updatedAt: string;
+}
+
+export class LedgerRepository {
+  /**
+   * Freezes the audience of a delivery run into the ledger and the exclusion log, in SQL:
+   * status exclusions first, then invalid addresses, then duplicates among what is left
+   * (the smallest profile id keeps the address).
+   */
+  async freeze(
+    tx: Queryable,
+    run: { deliveryId: string; occurrence: number; audienceId: string; filter: Record<string, unknown> | null; channel: Channel },
+  ): Promise<FrozenRecipients> {
+    await this.discard(tx, run.deliveryId, run.occurrence);
+    const address = ADDRESS[run.channel];
+    const members =
+      run.filter === null
+        ? 'SELECT p.* FROM audience_members m JOIN profiles p ON p.id = m.profile_id WHERE m.audience_id = $3'
+        : 'SELECT p.* FROM profiles p WHERE p.attributes @> $4::jsonb';
+    const rows = await tx.query<{ reason: string; n: number }>(
+      `WITH members AS (${members}),
+       checked AS (
+         SELECT p.id, ${address.column} AS address,
+                CASE WHEN p.status <> 'active' THEN p.status
+                     WHEN ${address.column} IS NULL OR ${address.column} !~ ${address.valid} THEN 'invalid_address'
+                END AS reason
+           FROM members p),
+       ranked AS (
+         SELECT id, address,
+                coalesce(reason, CASE WHEN row_number() OVER (PARTITION BY reason IS NULL, address ORDER BY id) > 1
+                                      THEN 'duplicate_address' END) AS reason
+           FROM checked),
+       to_ledger AS (
+         INSERT INTO send_ledger (delivery_id, occurrence, profile_id, address)
+         SELECT $1, $2, id, address FROM ranked WHERE reason IS NULL RETURNING 1),
+       to_exclusions AS (
+         INSERT INTO exclusions (delivery_id, occurrence, profile_id, address, reason)
+         SELECT $1, $2, id, address, reason FROM ranked WHERE reason IS NOT NULL RETURNING reason)
+       SELECT 'to_send' AS reason, count(*)::int AS n FROM to_ledger
+       UNION ALL SELECT reason, count(*)::int FROM to_exclusions GROUP BY reason`,
+      [run.deliveryId, run.occurrence, run.filter === null ? run.audienceId : null, run.filter === null ? null : JSON.stringify(run.filter)],
+    );
+    const excluded = Object.fromEntries(EXCLUSION_REASONS.map((r) => [r, 0])) as Record<ExclusionReason, number>;
+    let toSend = 0;
+    for (const row of rows) {
+      if (row.reason === 'to_send') toSend = row.n;
+      else excluded[row.reason as ExclusionReason] = row.n;
+    }
+    const audienceCount = toSend + Object.values(excluded).reduce((a, b) => a + b, 0);
+    return { audienceCount, toSend, excluded };
+  }
+
+  async discard(tx: Queryable, deliveryId: string, occurrence: number): Promise<void> {
+    await tx.query('DELETE FROM send_ledger WHERE delivery_id = $1 AND occurrence = $2', [deliveryId, occurrence]);
+    await tx.query('DELETE FROM exclusions WHERE delivery_id = $1 AND occurrence = $2', [deliveryId, occurrence]);
+  }
+
+  async exclusions(db: Queryable, deliveryId: string, occurrence: number, page: { limit: number; after?: string }): Promise<ExclusionRecord[]> {
+    const rows = await db.query<{ profile_id: string; address: string | null; reason: ExclusionReason }>(
+      `SELECT profile_id, address, reason FROM exclusions
+        WHERE delivery_id = $1 AND occurrence = $2 AND ($3::text IS NULL OR profile_id > $3)
+        ORDER BY profile_id LIMIT $4`,
+      [deliveryId, occurrence, page.after ?? null, page.limit],
+    );
+    return rows.map((r) => ({ profileId: r.profile_id, address: r.address, reason: r.reason }));
+  }
+
+  async entries(db: Queryable, deliveryId: string, occurrence: number, page: { limit: number; after?: string }): Promise<LedgerEntry[]> {
+    const rows = await db.query<Record<string, unknown>>(
+      `SELECT * FROM send_ledger WHERE delivery_id = $1 AND occurrence = $2 AND ($3::text IS NULL OR profile_id > $3)
+        ORDER BY profile_id LIMIT $4`,
+      [deliveryId, occurrence, page.after ?? null, page.limit],
+    );
+    return rows.map((r) => ({
+      profileId: r.profile_id as string,
+      address: r.address as string,
+      status: r.status as string,
+      messageId: (r.message_id as string | null) ?? null,
+      attempts: r.attempts as number,
+      lastError: (r.last_error as string | null) ?? null,
+      updatedAt: (r.updated_at as Date).toISOString(),
+    }));
+  }
+
+  /** Sets each recipient's send_after for a recipient-time-zone schedule; returns the earliest. */
+  async assignLocalSendTimes(tx: Queryable, t: LocalSendTimes): Promise<Date | null> {
+    const [row] = await tx.query<{ first: Date | null }>(
+      `WITH zoned AS (
+         SELECT l.profile_id, coalesce(p.timezone, 'UTC') AS tz
+           FROM send_ledger l LEFT JOIN profiles p ON p.id = l.profile_id
+          WHERE l.delivery_id = $1 AND l.occurrence = $2),
+       timed AS (
+         SELECT profile_id, tz,
+                ((coalesce($3::date, ($4::timestamptz AT TIME ZONE tz)::date) + $5::time) AT TIME ZONE tz) AS at
+           FROM zoned),
+       updated AS (
+         UPDATE send_ledger l
+            SET send_after = CASE WHEN $3::date IS NULL AND t.at < $4 THEN t.at + interval '1 day' ELSE t.at END
+           FROM timed t
+          WHERE l.delivery_id = $1 AND l.occurrence = $2 AND l.profile_id = t.profile_id
+          RETURNING l.send_after)
+       SELECT min(send_after) AS first FROM updated`,
+      [t.deliveryId, t.occurrence, t.date, t.now, t.localTime],
+    );
+    return row?.first ?? null;
+  }
+}
+
+export interface LocalSendTimes {
+  deliveryId: string;
+  occurrence: number;
+  /** HH:MM on each recipient's wall clock (the profile's time zone, UTC when unknown). */
+  localTime: string;
+  /** The calendar day; when null, the next time the local time comes for each recipient. */
+  date: string | null;
+  now: Date;
+}
+

@@ -1,0 +1,43 @@
+// The transactional outbox: commands written in the same transaction as the state change that
+// causes them, published later by the relay.
+import type { Queryable } from '../database.js';
+
+export interface OutboxRow {
+  id: number;
+  commandId: string;
+  topic: string;
+  key: string;
+  payload: unknown;
+}
+
+export class OutboxRepository {
+  async enqueue(tx: Queryable, row: Omit<OutboxRow, 'id'>): Promise<void> {
+    await tx.query('INSERT INTO outbox (command_id, topic, key, payload) VALUES ($1, $2, $3, $4)', [
+      row.commandId,
+      row.topic,
+      row.key,
+      JSON.stringify(row.payload),
+    ]);
+  }
+
+  async unpublished(db: Queryable, limit: number): Promise<OutboxRow[]> {
+    const rows = await db.query<{ id: number; command_id: string; topic: string; key: string; payload: unknown }>(
+      'SELECT id, command_id, topic, key, payload FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1',
+      [limit],
+    );
+    return rows.map((r) => ({ id: r.id, commandId: r.command_id, topic: r.topic, key: r.key, payload: r.payload }));
+  }
+
+  async markPublished(db: Queryable, ids: number[], at: Date): Promise<void> {
+    await db.query('UPDATE outbox SET published_at = $2 WHERE id = ANY($1::bigint[])', [ids, at]);
+  }
+
+  /** Records that `consumer` applied `commandId`; false when it already had (a redelivery). */
+  async claimCommand(tx: Queryable, consumer: string, commandId: string): Promise<boolean> {
+    const rows = await tx.query(
+      'INSERT INTO processed_commands (consumer, command_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING 1',
+      [consumer, commandId],
+    );
+    return rows.length > 0;
+  }
+}

@@ -1,0 +1,238 @@
+// The two-step confirmation (*Confirm send*, then *OK*), for a delivery or one run of a
+// recurring delivery. OK succeeds only for the user who confirmed, before expiry, with the
+// delivery unchanged; it is idempotent and starts at most one send.
+//
+// NOTE: lock order is always delivery row, then confirmation row. Two users confirming at once
+// then serialize on the delivery, and the loser finds its confirmation voided (no deadlock).
+import { randomUUID } from 'node:crypto';
+import type { Queryable } from '../database.js';
+import { DomainError, notFound } from '../errors.js';
+import { assertOccurrenceTransition, assertTransition, type DeliveryState } from '../lifecycle.js';
+import type { Confirmation, ConfirmationSummary } from '../repositories/confirmations.repository.js';
+import type { Delivery, Preparation } from '../repositories/deliveries.repository.js';
+import { type Actor, type ControlPlaneContext, stableHash } from './context.js';
+import { scheduledInstant } from './deliveries.service.js';
+
+export interface ConfirmationTicket {
+  confirmationId: string;
+  deliveryId: string;
+  occurrence: number;
+  expiresAt: string;
+  summary: ConfirmationSummary;
+  summaryHash: string;
+}
+
+export interface OkResult {
+  state: string;
+  deliveryId: string;
+  occurrence: number;
+  confirmationId: string;
+}
+
+export class ConfirmationsService {
+  constructor(private readonly ctx: ControlPlaneContext) {}
+
+  /** Step 1, *Confirm send*: binds a confirmation to what the user sees now. */
+  async confirm(deliveryId: string, actor: Actor, occurrence = 0): Promise<ConfirmationTicket> {
+    return this.ctx.db.transaction(async (tx) => {
+      const now = this.ctx.clock.now();
+      let delivery = await this.lockDelivery(tx, deliveryId);
+      let subjectVersion: number;
+      let preparation: Preparation;
+      let fromState: string;
+      let toState: string;
+      if (occurrence === 0) {
+        if (delivery.state !== 'pending_ok') {
+          if (delivery.state !== 'approved') {
+            throw new DomainError(
+              'INVALID_STATE',
+              `Confirm send needs a prepared and approved delivery; this one is '${delivery.state}'.`,
+              { state: delivery.state },
+            );
+          }
+          assertTransition(delivery.state, 'pending_ok', 'confirm');
+          delivery = await this.ctx.deliveries.update(tx, deliveryId, { state: 'pending_ok' }, now);
+        }
+        fromState = delivery.state === 'pending_ok' ? 'approved' : delivery.state;
+        toState = 'pending_ok';
+        subjectVersion = delivery.version;
+        preparation = delivery.preparation!;
+      } else {
+        const run = await this.ctx.deliveries.getOccurrence(tx, deliveryId, occurrence, true);
+        if (!run) throw notFound(`Occurrence ${occurrence} of delivery`, deliveryId);
+        if (run.state !== 'pending_confirmation') {
+          throw new DomainError('INVALID_STATE', `Occurrence ${occurrence} is '${run.state}', not waiting for a confirmation.`, {
+            state: run.state,
+          });
+        }
+        fromState = toState = 'pending_confirmation';
+        subjectVersion = run.version;
+        preparation = run.preparation;
+      }
+      const sendAt = occurrence === 0 ? scheduledInstant(delivery.schedule) : null;
+      const summary: ConfirmationSummary = {
+        toSend: preparation.toSend,
+        excluded: preparation.excluded,
+        sendAt: sendAt?.toISOString() ?? null,
+        contentHash: delivery.contentHash!,
+        projectedFinishAt: projectFinish(sendAt && sendAt > now ? sendAt : now, preparation.toSend, delivery.throughput?.perHour),
+        ...(delivery.schedule && 'recipientTimezone' in delivery.schedule ? { recipientLocalTime: delivery.schedule.localTime } : {}),
+      };
+      const confirmation = {
+        id: randomUUID(),
+        deliveryId,
+        occurrence,
+        userId: actor.id,
+        subjectVersion,
+        summary,
+        summaryHash: stableHash(summary),
+        expiresAt: new Date(now.getTime() + this.ctx.settings.confirmationTtlMs),
+        createdAt: now,
+      };
+      await this.ctx.confirmations.insert(tx, confirmation);
+      await this.ctx.audit.record(tx, {
+        at: now,
+        actor: actor.id,
+        deliveryId,
+        occurrence,
+        action: 'confirm_send',
+        fromState,
+        toState,
+        summaryHash: confirmation.summaryHash,
+        details: { confirmationId: confirmation.id, expiresAt: confirmation.expiresAt.toISOString() },
+      });
+      return {
+        confirmationId: confirmation.id,
+        deliveryId,
+        occurrence,
+        expiresAt: confirmation.expiresAt.toISOString(),
+        summary,
+        summaryHash: confirmation.summaryHash,
+      };
+    });
+  }
+
+  /** Step 2, *OK*: starts (or schedules) the send the user confirmed; the same call again answers the same. */
+  async ok(deliveryId: string, confirmationId: string, actor: Actor, occurrence = 0): Promise<OkResult> {
+    return this.ctx.db.transaction(async (tx) => {
+      const now = this.ctx.clock.now();
+      const delivery = await this.lockDelivery(tx, deliveryId);
+      const confirmation = await this.ctx.confirmations.get(tx, confirmationId, true);
+      if (!confirmation || confirmation.deliveryId !== deliveryId || confirmation.occurrence !== occurrence) {
+        throw notFound('Confirmation', confirmationId);
+      }
+      if (confirmation.userId !== actor.id) {
+        throw stale('This confirmation was opened by another user: click Confirm send yourself.', confirmation, { reason: 'OTHER_USER' });
+      }
+      const result = (state: string): OkResult => ({ state, deliveryId, occurrence, confirmationId });
+      if (confirmation.status === 'accepted') return result(confirmation.result!.state);
+      if (confirmation.status === 'void') {
+        throw stale('The delivery changed or was confirmed after Confirm send: review it and confirm again.', confirmation, {
+          reason: 'VOIDED',
+          state: delivery.state,
+        });
+      }
+      if (now.getTime() >= confirmation.expiresAt.getTime()) {
+        throw new DomainError('CONFIRMATION_EXPIRED', 'This confirmation has expired: click Confirm send again.', {
+          expiresAt: confirmation.expiresAt.toISOString(),
+        });
+      }
+      const state = occurrence === 0 ? await this.startDelivery(tx, delivery, confirmation, actor, now) : await this.startOccurrence(tx, delivery, confirmation, actor, now);
+      await this.ctx.confirmations.accept(tx, confirmationId, { state }, now);
+      await this.ctx.confirmations.voidPending(tx, deliveryId, occurrence);
+      return result(state);
+    });
+  }
+
+  private async startDelivery(tx: Queryable, delivery: Delivery, confirmation: Confirmation, actor: Actor, now: Date): Promise<DeliveryState> {
+    if (delivery.state !== 'pending_ok' || delivery.version !== confirmation.subjectVersion) {
+      throw stale('The delivery changed after Confirm send: review it and confirm again.', confirmation, {
+        reason: 'CHANGED',
+        state: delivery.state,
+      });
+    }
+    const sendAt = scheduledInstant(delivery.schedule);
+    let target: DeliveryState;
+    let nextRunAt: Date | null = null;
+    if (delivery.recurrence) {
+      target = 'scheduled';
+      nextRunAt = sendAt && sendAt > now ? sendAt : now;
+    } else if (delivery.schedule && 'recipientTimezone' in delivery.schedule) {
+      target = 'scheduled';
+      nextRunAt =
+        (await this.ctx.ledger.assignLocalSendTimes(tx, {
+          deliveryId: delivery.id,
+          occurrence: 0,
+          localTime: delivery.schedule.localTime,
+          date: delivery.schedule.date ?? null,
+          now,
+        })) ?? now;
+    } else if (sendAt && sendAt > now) {
+      target = 'scheduled';
+      nextRunAt = sendAt;
+    } else {
+      target = 'sending';
+    }
+    assertTransition(delivery.state, target, 'start');
+    if (target === 'sending') {
+      await this.ctx.enqueueCommand(tx, this.ctx.startedCommand(delivery, 0, delivery.preparation!.toSend, actor));
+    }
+    await this.ctx.deliveries.update(
+      tx,
+      delivery.id,
+      { state: target, stateReason: null, nextRunAt, ...(target === 'sending' ? { startedAt: now } : {}) },
+      now,
+    );
+    await this.ctx.audit.record(tx, {
+      at: now,
+      actor: actor.id,
+      deliveryId: delivery.id,
+      action: 'ok',
+      fromState: delivery.state,
+      toState: target,
+      summaryHash: confirmation.summaryHash,
+      details: { confirmationId: confirmation.id, ...(nextRunAt ? { nextRunAt: nextRunAt.toISOString() } : {}) },
+    });
+    return target;
+  }
+
+  private async startOccurrence(tx: Queryable, delivery: Delivery, confirmation: Confirmation, actor: Actor, now: Date): Promise<string> {
+    const run = await this.ctx.deliveries.getOccurrence(tx, delivery.id, confirmation.occurrence, true);
+    if (!run || run.state !== 'pending_confirmation' || run.version !== confirmation.subjectVersion) {
+      throw stale('This run changed after Confirm send: review it and confirm again.', confirmation, {
+        reason: 'CHANGED',
+        state: run?.state,
+      });
+    }
+    assertOccurrenceTransition(run.state, 'sending', 'start');
+    await this.ctx.enqueueCommand(tx, this.ctx.startedCommand(delivery, run.n, run.preparation.toSend, actor));
+    await this.ctx.deliveries.setOccurrenceState(tx, delivery.id, run.n, 'sending', null, now);
+    await this.ctx.audit.record(tx, {
+      at: now,
+      actor: actor.id,
+      deliveryId: delivery.id,
+      occurrence: run.n,
+      action: 'ok',
+      fromState: run.state,
+      toState: 'sending',
+      summaryHash: confirmation.summaryHash,
+      details: { confirmationId: confirmation.id },
+    });
+    return 'sending';
+  }
+
+  private async lockDelivery(tx: Queryable, id: string): Promise<Delivery> {
+    const delivery = await this.ctx.deliveries.get(tx, id, true);
+    if (!delivery) throw notFound('Delivery', id);
+    return delivery;
+  }
+}
+
+function stale(message: string, confirmation: Confirmation, details: Record<string, unknown>): DomainError {
+  return new DomainError('CONFIRMATION_STALE', message, { confirmationId: confirmation.id, ...details });
+}
+
+function projectFinish(start: Date, toSend: number, perHour: number | undefined): string | null {
+  if (!perHour) return null;
+  return new Date(start.getTime() + Math.ceil((toSend / perHour) * 3_600_000)).toISOString();
+}

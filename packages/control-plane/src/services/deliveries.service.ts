@@ -1,0 +1,288 @@
+// The delivery lifecycle outside the confirmation: create, edit, prepare, approve, pause,
+// resume, stop. Every state change is audited, and commands the engine must see go to the
+// outbox in the same transaction.
+import { randomUUID } from 'node:crypto';
+import { DomainError, notFound } from '../errors.js';
+import { assertTransition, EDITABLE_STATES, type DeliveryState } from '../lifecycle.js';
+import type { Queryable } from '../database.js';
+import type { Delivery } from '../repositories/deliveries.repository.js';
+import {
+  contentProblems,
+  type CreateDeliveryInput,
+  type Schedule,
+  type UpdateDeliveryInput,
+} from '../schemas.js';
+import { resolveSendAt } from '../time.js';
+import { type Actor, type ControlPlaneContext, stableHash } from './context.js';
+
+export interface DeliveryPage {
+  items: Delivery[];
+  nextCursor: string | null;
+}
+
+/** The instant a one-off schedule names, or null (send at OK, or per recipient time zone). */
+export function scheduledInstant(schedule: Schedule | null): Date | null {
+  return schedule && 'sendAt' in schedule ? resolveSendAt(schedule.sendAt, schedule.timezone) : null;
+}
+
+export class DeliveriesService {
+  constructor(private readonly ctx: ControlPlaneContext) {}
+
+  async create(input: CreateDeliveryInput, actor: Actor): Promise<Delivery> {
+    await this.validate(this.ctx.db, input);
+    const now = this.ctx.clock.now();
+    const id = randomUUID();
+    return this.ctx.db.transaction(async (tx) => {
+      await this.ctx.deliveries.insert(
+        tx,
+        {
+          id,
+          name: input.name,
+          channel: input.channel,
+          audienceId: input.audienceId,
+          content: input.content,
+          schedule: input.schedule ?? null,
+          recurrence: input.recurrence ?? null,
+          throughput: input.throughput ?? null,
+          state: 'draft',
+          stateReason: null,
+          preparation: null,
+          contentHash: null,
+          nextRunAt: null,
+          createdBy: actor.id,
+        },
+        now,
+      );
+      await this.ctx.audit.record(tx, { at: now, actor: actor.id, deliveryId: id, action: 'create', toState: 'draft' });
+      return (await this.ctx.deliveries.get(tx, id))!;
+    });
+  }
+
+  async get(id: string): Promise<Delivery> {
+    const delivery = await this.ctx.deliveries.get(this.ctx.db, id);
+    if (!delivery) throw notFound('Delivery', id);
+    return delivery;
+  }
+
+  async list(query: { limit: number; cursor?: string; state?: string }): Promise<DeliveryPage> {
+    let before: { createdAt: string; id: string } | undefined;
+    if (query.cursor) {
+      const [createdAt, id] = Buffer.from(query.cursor, 'base64url').toString().split('|');
+      if (!createdAt || !id || Number.isNaN(Date.parse(createdAt)) || !/^[0-9a-f-]{36}$/.test(id)) {
+        throw new DomainError('INVALID_INPUT', 'The cursor is not one this API gave.', { issues: [{ path: 'cursor', message: 'is invalid' }] });
+      }
+      before = { createdAt, id };
+    }
+    const items = await this.ctx.deliveries.list(this.ctx.db, { limit: query.limit + 1, state: query.state, before });
+    const page = items.slice(0, query.limit);
+    const last = page.at(-1);
+    const nextCursor = items.length > query.limit && last ? Buffer.from(`${last.createdAt}|${last.id}`).toString('base64url') : null;
+    return { items: page, nextCursor };
+  }
+
+  /**
+   * Edits a delivery. A prepared (or later, not yet sending) delivery goes back to draft: its
+   * preparation and frozen recipients are dropped and its pending confirmations die.
+   */
+  async update(id: string, patch: UpdateDeliveryInput, actor: Actor): Promise<Delivery> {
+    return this.ctx.db.transaction(async (tx) => {
+      const current = await this.locked(tx, id);
+      if (!EDITABLE_STATES.includes(current.state)) {
+        throw new DomainError('INVALID_STATE', `A delivery in state '${current.state}' can no longer be edited.`, { state: current.state });
+      }
+      const merged = {
+        name: patch.name ?? current.name,
+        channel: patch.channel ?? current.channel,
+        audienceId: patch.audienceId ?? current.audienceId,
+        content: patch.content ?? current.content,
+        schedule: patch.schedule === undefined ? current.schedule : patch.schedule,
+        recurrence: patch.recurrence === undefined ? current.recurrence : patch.recurrence,
+        throughput: patch.throughput === undefined ? current.throughput : patch.throughput,
+      };
+      await this.validate(tx, merged);
+      const now = this.ctx.clock.now();
+      const backToDraft = current.state !== 'draft';
+      if (backToDraft) await this.unprepare(tx, current, 'DELIVERY_EDITED', now);
+      const updated = await this.ctx.deliveries.update(
+        tx,
+        id,
+        { ...merged, ...(backToDraft ? { state: 'draft', stateReason: null, preparation: null, contentHash: null, nextRunAt: null } : {}) },
+        now,
+      );
+      await this.ctx.audit.record(tx, {
+        at: now,
+        actor: actor.id,
+        deliveryId: id,
+        action: 'edit',
+        fromState: current.state,
+        toState: updated.state,
+        details: { fields: Object.keys(patch) },
+      });
+      return updated;
+    });
+  }
+
+  /**
+   * Counts the audience, applies the exclusions and freezes the recipients into the send ledger:
+   * draft → preparing → ready (or failed, with the reason).
+   */
+  async prepare(id: string, actor: Actor): Promise<Delivery> {
+    await this.transition(id, 'preparing', actor, 'prepare');
+    try {
+      return await this.ctx.db.transaction(async (tx) => {
+        const delivery = await this.locked(tx, id);
+        if (delivery.state !== 'preparing') throw new DomainError('INVALID_STATE', 'The delivery changed during preparation.');
+        const audience = await this.ctx.audiences.get(tx, delivery.audienceId);
+        if (!audience) throw new DomainError('INVALID_STATE', `The audience '${delivery.audienceId}' no longer exists.`);
+        const frozen = await this.ctx.ledger.freeze(tx, {
+          deliveryId: id,
+          occurrence: 0,
+          audienceId: audience.id,
+          filter: audience.filter,
+          channel: delivery.channel,
+        });
+        const now = this.ctx.clock.now();
+        const preparation = { ...frozen, preparedAt: now.toISOString() };
+        const updated = await this.ctx.deliveries.update(tx, id, { state: 'ready', preparation, contentHash: contentHash(delivery) }, now);
+        await this.ctx.audit.record(tx, {
+          at: now,
+          actor: actor.id,
+          deliveryId: id,
+          action: 'prepared',
+          fromState: 'preparing',
+          toState: 'ready',
+          details: { ...frozen },
+        });
+        return updated;
+      });
+    } catch (error) {
+      await this.fail(id, actor, error);
+      throw error;
+    }
+  }
+
+  async approve(id: string, actor: Actor): Promise<Delivery> {
+    return this.transition(id, 'approved', actor, 'approve');
+  }
+
+  async pause(id: string, actor: Actor, reason = 'PAUSED_BY_USER'): Promise<Delivery> {
+    return this.ctx.db.transaction(async (tx) => {
+      const delivery = await this.locked(tx, id);
+      assertTransition(delivery.state, 'paused', 'pause');
+      if (delivery.state === 'sending') {
+        await this.ctx.enqueueCommand(tx, { type: 'DeliveryPaused', deliveryId: id, occurrence: 0, issuedBy: actor.id, reason });
+      }
+      return this.move(tx, delivery, 'paused', actor, 'pause', { stateReason: reason });
+    });
+  }
+
+  async resume(id: string, actor: Actor): Promise<Delivery> {
+    return this.ctx.db.transaction(async (tx) => {
+      const delivery = await this.locked(tx, id);
+      const now = this.ctx.clock.now();
+      if (delivery.state === 'paused' && delivery.recurrence) {
+        // A recurring delivery resumes its schedule; a missed run happens now.
+        const nextRunAt = delivery.nextRunAt && new Date(delivery.nextRunAt) > now ? new Date(delivery.nextRunAt) : now;
+        return this.move(tx, delivery, 'scheduled', actor, 'resume', { stateReason: null, nextRunAt });
+      }
+      assertTransition(delivery.state, 'sending', 'resume');
+      if (delivery.startedAt) {
+        await this.ctx.enqueueCommand(tx, { type: 'DeliveryResumed', deliveryId: id, occurrence: 0, issuedBy: actor.id });
+        return this.move(tx, delivery, 'sending', actor, 'resume', { stateReason: null });
+      }
+      // Paused before it ever started (e.g. a stale schedule): resuming starts the send.
+      await this.ctx.enqueueCommand(tx, this.ctx.startedCommand(delivery, 0, delivery.preparation?.toSend ?? 0, actor));
+      return this.move(tx, delivery, 'sending', actor, 'resume', { stateReason: null, startedAt: now, nextRunAt: null });
+    });
+  }
+
+  async stop(id: string, actor: Actor): Promise<Delivery> {
+    return this.ctx.db.transaction(async (tx) => {
+      const delivery = await this.locked(tx, id);
+      assertTransition(delivery.state, 'stopped', 'stop');
+      const now = this.ctx.clock.now();
+      await this.ctx.confirmations.voidPending(tx, id);
+      await this.ctx.deliveries.stopWaitingOccurrences(tx, id, 'DELIVERY_STOPPED', now);
+      if (delivery.startedAt) {
+        await this.ctx.enqueueCommand(tx, { type: 'DeliveryStopped', deliveryId: id, occurrence: 0, issuedBy: actor.id });
+      }
+      return this.move(tx, delivery, 'stopped', actor, 'stop', { stateReason: 'STOPPED_BY_USER', nextRunAt: null });
+    });
+  }
+
+  /** Checks references and channel rules that a schema cannot; throws INVALID_INPUT with every issue. */
+  private async validate(db: Queryable, input: Pick<CreateDeliveryInput, 'channel' | 'content' | 'audienceId' | 'schedule' | 'recurrence'>) {
+    const issues = contentProblems(input.channel, input.content).map(([path, message]) => ({ path, message }));
+    if (input.recurrence && input.schedule && !('sendAt' in input.schedule)) {
+      issues.push({ path: 'schedule', message: 'a recurring delivery takes a sendAt (its first run), not recipientTimezone' });
+    }
+    if (!(await this.ctx.audiences.exists(db, input.audienceId))) {
+      issues.push({ path: 'audienceId', message: `unknown audience '${input.audienceId}'` });
+    }
+    if (issues.length > 0) throw new DomainError('INVALID_INPUT', 'The delivery is not valid.', { issues });
+  }
+
+  private async locked(tx: Queryable, id: string): Promise<Delivery> {
+    const delivery = await this.ctx.deliveries.get(tx, id, true);
+    if (!delivery) throw notFound('Delivery', id);
+    return delivery;
+  }
+
+  private async transition(id: string, to: DeliveryState, actor: Actor, action: string): Promise<Delivery> {
+    return this.ctx.db.transaction(async (tx) => {
+      const delivery = await this.locked(tx, id);
+      assertTransition(delivery.state, to, action);
+      return this.move(tx, delivery, to, actor, action, { stateReason: null });
+    });
+  }
+
+  private async move(
+    tx: Queryable,
+    delivery: Delivery,
+    to: DeliveryState,
+    actor: Actor,
+    action: string,
+    changes: Parameters<ControlPlaneContext['deliveries']['update']>[2],
+  ): Promise<Delivery> {
+    const now = this.ctx.clock.now();
+    const updated = await this.ctx.deliveries.update(tx, delivery.id, { ...changes, state: to }, now);
+    await this.ctx.audit.record(tx, {
+      at: now,
+      actor: actor.id,
+      deliveryId: delivery.id,
+      action,
+      fromState: delivery.state,
+      toState: to,
+      ...(changes.stateReason ? { details: { reason: changes.stateReason } } : {}),
+    });
+    return updated;
+  }
+
+  private async unprepare(tx: Queryable, delivery: Delivery, reason: string, at: Date): Promise<void> {
+    await this.ctx.confirmations.voidPending(tx, delivery.id);
+    await this.ctx.deliveries.stopWaitingOccurrences(tx, delivery.id, reason, at);
+    await this.ctx.ledger.discard(tx, delivery.id, 0);
+  }
+
+  private async fail(id: string, actor: Actor, error: unknown): Promise<void> {
+    const reason = error instanceof DomainError ? error.code : 'PREPARATION_FAILED';
+    await this.ctx.db
+      .transaction(async (tx) => {
+        const delivery = await this.ctx.deliveries.get(tx, id, true);
+        if (delivery?.state === 'preparing') await this.move(tx, delivery, 'failed', actor, 'prepare_failed', { stateReason: reason });
+      })
+      .catch(() => undefined);
+  }
+}
+
+/** What a confirmation is bound to: channel, content, audience, schedule, recurrence, throughput. */
+export function contentHash(d: Pick<Delivery, 'channel' | 'content' | 'audienceId' | 'schedule' | 'recurrence' | 'throughput'>): string {
+  return stableHash({
+    channel: d.channel,
+    content: d.content,
+    audienceId: d.audienceId,
+    schedule: d.schedule,
+    recurrence: d.recurrence,
+    throughput: d.throughput,
+  });
+}

@@ -1,0 +1,89 @@
+// The outbox relay: publishes committed outbox rows to the bus in order, then marks them.
+// A crash between publish and mark publishes those rows again on restart: consumers dedupe by
+// command id (see CommandDeduplicator).
+import type { Bus } from '@herald/bus';
+import type { Clock } from '../clock.js';
+import type { Queryable } from '../database.js';
+import type { Database } from '../database.js';
+import { OutboxRepository } from '../repositories/outbox.repository.js';
+
+const RELAY_LOCK = 0x4845_5232; // "HER2": one relay at a time keeps commands in order
+
+export class OutboxRelay {
+  private readonly outbox = new OutboxRepository();
+  private timer?: NodeJS.Timeout;
+  private running?: Promise<number>;
+
+  constructor(
+    private readonly db: Database,
+    private readonly bus: Bus,
+    private readonly clock: Clock,
+    private readonly onError: (error: unknown) => void = () => undefined,
+  ) {}
+
+  /** Publishes everything unpublished; returns how many rows it published. */
+  async drain(batchSize = 500): Promise<number> {
+    // NOTE: one drain at a time in this process; the advisory lock covers other processes.
+    this.running ??= this.drainOnce(batchSize).finally(() => {
+      this.running = undefined;
+    });
+    return this.running;
+  }
+
+  start(intervalMs: number): void {
+    const loop = async () => {
+      try {
+        await this.drain();
+      } catch (error) {
+        this.onError(error);
+      }
+      this.timer = setTimeout(loop, intervalMs);
+    };
+    this.timer = setTimeout(loop, 0);
+  }
+
+  async stop(): Promise<void> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.running?.catch(() => undefined);
+  }
+
+  private async drainOnce(batchSize: number): Promise<number> {
+    const published = await this.db.withAdvisoryLock(RELAY_LOCK, async () => {
+      let total = 0;
+      for (;;) {
+        const rows = await this.outbox.unpublished(this.db, batchSize);
+        if (rows.length === 0) return total;
+        // Publish per topic in id order, then mark: at-least-once, never lost.
+        const byTopic = new Map<string, typeof rows>();
+        for (const row of rows) byTopic.set(row.topic, [...(byTopic.get(row.topic) ?? []), row]);
+        for (const [topic, topicRows] of byTopic) {
+          await this.bus.publish(
+            topic,
+            topicRows.map((r) => ({ key: r.key, value: r.payload })),
+          );
+        }
+        await this.outbox.markPublished(this.db, rows.map((r) => r.id), this.clock.now());
+        total += rows.length;
+      }
+    });
+    return published ?? 0;
+  }
+}
+
+/** Runs a command's effect at most once per consumer, in the same transaction as the effect. */
+export class CommandDeduplicator {
+  private readonly outbox = new OutboxRepository();
+  constructor(
+    private readonly db: Database,
+    private readonly consumer: string,
+  ) {}
+
+  async once(commandId: string, effect: (tx: Queryable) => Promise<void>): Promise<boolean> {
+    return this.db.transaction(async (tx) => {
+      if (!(await this.outbox.claimCommand(tx, this.consumer, commandId))) return false;
+      await effect(tx);
+      return true;
+    });
+  }
+}

@@ -1,0 +1,106 @@
+// The scheduler: starts scheduled deliveries when due and creates the runs of recurring ones.
+// One leader at a time (a PostgreSQL advisory lock), so several gateway replicas never fire twice.
+// A schedule found more than the staleness past due (after downtime) is not sent silently:
+// the delivery is paused with reason STALE_SCHEDULE for an operator to decide.
+import type { Queryable } from '../database.js';
+import type { Delivery } from '../repositories/deliveries.repository.js';
+import { nextRun } from '../time.js';
+import { type ControlPlaneContext, SYSTEM_ACTOR } from './context.js';
+
+const SCHEDULER_LOCK = 0x4845_5231; // "HER1"
+
+export interface TickReport {
+  leader: boolean;
+  started: string[];
+  paused: string[];
+  occurrences: { deliveryId: string; n: number; state: string }[];
+}
+
+export class SchedulerService {
+  constructor(private readonly ctx: ControlPlaneContext) {}
+
+  /** One pass over due deliveries; returns what it did (leader false when another replica leads). */
+  async tick(): Promise<TickReport> {
+    const report: TickReport = { leader: false, started: [], paused: [], occurrences: [] };
+    await this.ctx.db.withAdvisoryLock(SCHEDULER_LOCK, async () => {
+      report.leader = true;
+      for (const due of await this.ctx.deliveries.due(this.ctx.db, this.ctx.clock.now(), 100)) {
+        await this.ctx.db.transaction(async (tx) => {
+          const delivery = await this.ctx.deliveries.get(tx, due.id, true);
+          const now = this.ctx.clock.now();
+          if (delivery?.state !== 'scheduled' || !delivery.nextRunAt || new Date(delivery.nextRunAt) > now) return;
+          const lateMs = now.getTime() - new Date(delivery.nextRunAt).getTime();
+          if (lateMs > this.ctx.settings.scheduleStalenessMs) {
+            await this.pauseStale(tx, delivery, lateMs, now);
+            report.paused.push(delivery.id);
+          } else if (delivery.recurrence) {
+            report.occurrences.push(await this.createOccurrence(tx, delivery, now));
+          } else {
+            await this.start(tx, delivery, now);
+            report.started.push(delivery.id);
+          }
+        });
+      }
+    });
+    return report;
+  }
+
+  private async start(tx: Queryable, delivery: Delivery, now: Date): Promise<void> {
+    await this.ctx.enqueueCommand(tx, this.ctx.startedCommand(delivery, 0, delivery.preparation?.toSend ?? 0, SYSTEM_ACTOR));
+    await this.ctx.deliveries.update(tx, delivery.id, { state: 'sending', startedAt: now, nextRunAt: null }, now);
+    await this.ctx.audit.record(tx, {
+      at: now,
+      actor: SYSTEM_ACTOR.id,
+      deliveryId: delivery.id,
+      action: 'schedule_due',
+      fromState: 'scheduled',
+      toState: 'sending',
+      details: { scheduledFor: delivery.nextRunAt },
+    });
+  }
+
+  private async pauseStale(tx: Queryable, delivery: Delivery, lateMs: number, now: Date): Promise<void> {
+    await this.ctx.deliveries.update(tx, delivery.id, { state: 'paused', stateReason: 'STALE_SCHEDULE' }, now);
+    await this.ctx.audit.record(tx, {
+      at: now,
+      actor: SYSTEM_ACTOR.id,
+      deliveryId: delivery.id,
+      action: 'schedule_stale',
+      fromState: 'scheduled',
+      toState: 'paused',
+      details: { reason: 'STALE_SCHEDULE', scheduledFor: delivery.nextRunAt, lateMs },
+    });
+  }
+
+  /** Freezes the recipients of the next run; it waits for a confirmation unless the recurrence says not to. */
+  private async createOccurrence(tx: Queryable, delivery: Delivery, now: Date) {
+    const recurrence = delivery.recurrence!;
+    const n = delivery.occurrenceCount + 1;
+    const audience = await this.ctx.audiences.get(tx, delivery.audienceId);
+    const frozen = await this.ctx.ledger.freeze(tx, {
+      deliveryId: delivery.id,
+      occurrence: n,
+      audienceId: delivery.audienceId,
+      filter: audience?.filter ?? null,
+      channel: delivery.channel,
+    });
+    const preparation = { ...frozen, preparedAt: now.toISOString() };
+    const state = recurrence.requireConfirmation ? 'pending_confirmation' : 'sending';
+    const scheduledFor = new Date(delivery.nextRunAt!);
+    await this.ctx.deliveries.insertOccurrence(tx, { deliveryId: delivery.id, n, state, scheduledFor, preparation }, now);
+    if (state === 'sending') await this.ctx.enqueueCommand(tx, this.ctx.startedCommand(delivery, n, frozen.toSend, SYSTEM_ACTOR));
+    let next = nextRun(recurrence.every, scheduledFor, recurrence.timezone);
+    while (next <= now) next = nextRun(recurrence.every, next, recurrence.timezone);
+    await this.ctx.deliveries.update(tx, delivery.id, { occurrenceCount: n, nextRunAt: next, startedAt: delivery.startedAt ? undefined : now }, now);
+    await this.ctx.audit.record(tx, {
+      at: now,
+      actor: SYSTEM_ACTOR.id,
+      deliveryId: delivery.id,
+      occurrence: n,
+      action: 'occurrence_created',
+      toState: state,
+      details: { ...frozen, scheduledFor: scheduledFor.toISOString(), nextRunAt: next.toISOString() },
+    });
+    return { deliveryId: delivery.id, n, state };
+  }
+}
