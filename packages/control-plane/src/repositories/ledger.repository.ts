@@ -47,7 +47,7 @@ export class LedgerRepository {
     const members =
       run.filter === null
         ? 'SELECT p.* FROM audience_members m JOIN profiles p ON p.id = m.profile_id WHERE m.audience_id = $3'
-        : 'SELECT p.* FROM profiles p WHERE p.attributes @> $4::jsonb';
+        : 'SELECT p.* FROM profiles p WHERE p.attributes @> $3::jsonb';
     const rows = await tx.query<{ reason: string; n: number }>(
       `WITH members AS (${members}),
        checked AS (
@@ -69,7 +69,7 @@ export class LedgerRepository {
          SELECT $1, $2, id, address, reason FROM ranked WHERE reason IS NOT NULL RETURNING reason)
        SELECT 'to_send' AS reason, count(*)::int AS n FROM to_ledger
        UNION ALL SELECT reason, count(*)::int FROM to_exclusions GROUP BY reason`,
-      [run.deliveryId, run.occurrence, run.filter === null ? run.audienceId : null, run.filter === null ? null : JSON.stringify(run.filter)],
+      [run.deliveryId, run.occurrence, run.filter === null ? run.audienceId : JSON.stringify(run.filter)],
     );
     const excluded = Object.fromEntries(EXCLUSION_REASONS.map((r) => [r, 0])) as Record<ExclusionReason, number>;
     let toSend = 0;
