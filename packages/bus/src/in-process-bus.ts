@@ -8,15 +8,17 @@ import type { Bus, DeliveredMessage, OutgoingMessage, SubscribeOptions, Subscrip
 interface Partition {
   /** Offset of messages[0]: consumed messages are trimmed from the front. */
   base: number;
-  messages: { key: string; value: unknown }[];
+  /** Values are kept serialized: every delivery parses its own copy, as across a broker. */
+  messages: { key: string; json: string }[];
 }
 
 interface Consumer {
   options: SubscribeOptions;
   partitions: number[];
   busy: Set<number>;
+  /** Partitions waiting out a retry backoff: a publish does not cut the wait short. */
+  retryTimers: Map<number, NodeJS.Timeout>;
   closed: boolean;
-  retryTimer?: NodeJS.Timeout;
 }
 
 interface Group {
@@ -49,12 +51,13 @@ export class InProcessBus implements Bus {
   async publish(topic: string, messages: OutgoingMessage[]): Promise<void> {
     if (this.closed) throw new Error('bus is closed');
     const partitions = this.topic(topic);
-    for (const message of messages) {
-      // NOTE: values are copied through JSON so a consumer never shares objects with a producer,
-      // as it would not across a real broker.
-      const value = JSON.parse(JSON.stringify(message.value)) as unknown;
-      partitions[partitionFor(message.key, this.partitionCount)]!.messages.push({ key: message.key, value });
-    }
+    // Serialize everything first: a value that cannot be serialized fails the whole publish.
+    const encoded = messages.map((message) => {
+      const json = JSON.stringify(message.value);
+      if (json === undefined) throw new TypeError(`message for key '${message.key}' has no JSON value`);
+      return { key: message.key, json };
+    });
+    for (const message of encoded) partitions[partitionFor(message.key, this.partitionCount)]!.messages.push(message);
     for (const [name, group] of this.groups) {
       if (name.startsWith(`${topic}\u0000`)) for (const consumer of group.consumers) this.pump(topic, group, consumer);
     }
@@ -67,13 +70,13 @@ export class InProcessBus implements Bus {
       group = { offsets: new Map([[options.topic, this.topic(options.topic).map((p) => p.base)]]), consumers: [] };
       this.groups.set(groupKey, group);
     }
-    const consumer: Consumer = { options, partitions: [], busy: new Set(), closed: false };
+    const consumer: Consumer = { options, partitions: [], busy: new Set(), retryTimers: new Map(), closed: false };
     group.consumers.push(consumer);
     this.rebalance(options.topic, group);
     return {
       close: async () => {
         consumer.closed = true;
-        clearTimeout(consumer.retryTimer);
+        this.clearRetries(consumer);
         group.consumers = group.consumers.filter((c) => c !== consumer);
         this.rebalance(options.topic, group);
         while (consumer.busy.size > 0) await new Promise((resolve) => setTimeout(resolve, 5));
@@ -86,7 +89,7 @@ export class InProcessBus implements Bus {
     for (const group of this.groups.values()) {
       for (const consumer of group.consumers) {
         consumer.closed = true;
-        clearTimeout(consumer.retryTimer);
+        this.clearRetries(consumer);
       }
     }
   }
@@ -116,8 +119,13 @@ export class InProcessBus implements Bus {
 
   private pump(topic: string, group: Group, consumer: Consumer): void {
     for (const partition of consumer.partitions) {
-      if (!consumer.busy.has(partition)) void this.drain(topic, group, consumer, partition);
+      if (!consumer.busy.has(partition) && !consumer.retryTimers.has(partition)) void this.drain(topic, group, consumer, partition);
     }
+  }
+
+  private clearRetries(consumer: Consumer): void {
+    for (const timer of consumer.retryTimers.values()) clearTimeout(timer);
+    consumer.retryTimers.clear();
   }
 
   private async drain(topic: string, group: Group, consumer: Consumer, partitionIndex: number): Promise<void> {
@@ -127,24 +135,32 @@ export class InProcessBus implements Bus {
     consumer.busy.add(partitionIndex);
     try {
       while (!consumer.closed && !this.closed && consumer.partitions.includes(partitionIndex)) {
-        const start = offsets[partitionIndex]! - partition.base;
-        const slice = partition.messages.slice(start, start + maxBatch);
+        const first = offsets[partitionIndex]!;
+        const slice = partition.messages.slice(first - partition.base, first - partition.base + maxBatch);
         if (slice.length === 0) break;
         const batch: DeliveredMessage[] = slice.map((m, i) => ({
           topic,
           partition: partitionIndex,
-          offset: offsets[partitionIndex]! + i,
+          offset: first + i,
           key: m.key,
-          value: m.value,
+          value: JSON.parse(m.json) as unknown,
         }));
         try {
           await consumer.options.handler(batch);
         } catch (error) {
           this.options.onHandlerError?.(error, topic, consumer.options.group);
-          consumer.retryTimer = setTimeout(() => this.pump(topic, group, consumer), this.retryBackoffMs);
+          consumer.retryTimers.set(
+            partitionIndex,
+            setTimeout(() => {
+              consumer.retryTimers.delete(partitionIndex);
+              this.pump(topic, group, consumer);
+            }, this.retryBackoffMs),
+          );
           return;
         }
-        offsets[partitionIndex]! += slice.length;
+        // NOTE: the commit is absolute and never moves backwards: if the partition changed owner
+        // while this batch ran, the new owner may have handled (and committed) it too.
+        offsets[partitionIndex] = Math.max(offsets[partitionIndex]!, first + slice.length);
         this.trim(topic, partitionIndex);
       }
     } finally {

@@ -1,0 +1,425 @@
+import type { DeliveredMessage, OutgoingMessage, Subscription } from './bus.js';
+import { InProcessBus, type InProcessBusOptions, partitionFor } from './in-process-bus.js';
+
+/** Polls `predicate` until it holds, or fails once `timeoutMs` has passed. */
+async function until(predicate: () => boolean, timeoutMs = 2_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+}
+
+/** A promise that stays pending until its `release` is called. */
+function gate(): { promise: Promise<void>; release: () => void } {
+  let release!: () => void;
+  const promise = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  return { promise, release };
+}
+
+const TOPIC = 'events';
+
+describe('InProcessBus', () => {
+  const buses: InProcessBus[] = [];
+  const subscriptions: Subscription[] = [];
+
+  const newBus = (options: InProcessBusOptions = {}): InProcessBus => {
+    const bus = new InProcessBus({ retryBackoffMs: 5, ...options });
+    buses.push(bus);
+    return bus;
+  };
+
+  /** Subscribes with a handler that records every delivered message in the returned array. */
+  const collect = async (
+    bus: InProcessBus,
+    group: string,
+    options: { maxBatchSize?: number; batches?: DeliveredMessage[][] } = {},
+  ): Promise<{ received: DeliveredMessage[]; subscription: Subscription }> => {
+    const received: DeliveredMessage[] = [];
+    const subscription = await bus.subscribe({
+      topic: TOPIC,
+      group,
+      maxBatchSize: options.maxBatchSize,
+      handler: async (messages) => {
+        options.batches?.push(messages);
+        received.push(...messages);
+      },
+    });
+    subscriptions.push(subscription);
+    return { received, subscription };
+  };
+
+  afterEach(async () => {
+    for (const subscription of subscriptions.splice(0)) await subscription.close();
+    for (const bus of buses.splice(0)) await bus.close();
+  });
+
+  describe('partitionFor', () => {
+    it('is deterministic and stays within the partition range', () => {
+      for (let i = 0; i < 200; i++) {
+        const key = `key-${i}`;
+        const partition = partitionFor(key, 7);
+        expect(partition).toBe(partitionFor(key, 7));
+        expect(Number.isInteger(partition)).toBe(true);
+        expect(partition).toBeGreaterThanOrEqual(0);
+        expect(partition).toBeLessThan(7);
+      }
+    });
+
+    it('spreads keys over several partitions', () => {
+      const used = new Set(Array.from({ length: 100 }, (_, i) => partitionFor(`key-${i}`, 4)));
+      expect(used.size).toBe(4);
+    });
+  });
+
+  it('keeps the order of messages with the same key, all in the partition of that key', async () => {
+    const bus = newBus({ partitions: 4 });
+    const { received } = await collect(bus, 'g');
+    const keys = Array.from({ length: 10 }, (_, i) => `customer-${i}`);
+    const perKey = 6;
+    // Interleave keys, and spread each key's messages over several publish calls.
+    for (let round = 0; round < 3; round++) {
+      const messages: OutgoingMessage[] = [];
+      for (let seq = round * 2; seq < round * 2 + 2; seq++) {
+        for (const key of keys) messages.push({ key, value: { key, seq } });
+      }
+      await bus.publish(TOPIC, messages);
+    }
+    await until(() => received.length === keys.length * perKey);
+
+    for (const key of keys) {
+      const mine = received.filter((m) => m.key === key);
+      expect(mine.map((m) => (m.value as { seq: number }).seq)).toEqual([0, 1, 2, 3, 4, 5]);
+      expect(new Set(mine.map((m) => m.partition))).toEqual(new Set([partitionFor(key, 4)]));
+      const offsets = mine.map((m) => m.offset);
+      expect(offsets).toEqual([...offsets].sort((a, b) => a - b));
+      for (const m of mine) expect(m.topic).toBe(TOPIC);
+    }
+    expect(bus.lag(TOPIC, 'g')).toBe(0);
+  });
+
+  it('shares partitions among the consumers of one group, each message seen exactly once', async () => {
+    const bus = newBus({ partitions: 6 });
+    const a = await collect(bus, 'workers');
+    const b = await collect(bus, 'workers');
+    const total = 300;
+    await bus.publish(
+      TOPIC,
+      Array.from({ length: total }, (_, i) => ({ key: `k-${i}`, value: i })),
+    );
+    await until(() => a.received.length + b.received.length >= total && bus.lag(TOPIC, 'workers') === 0);
+
+    expect(a.received.length).toBeGreaterThan(0);
+    expect(b.received.length).toBeGreaterThan(0);
+    const all = [...a.received, ...b.received].map((m) => m.value as number).sort((x, y) => x - y);
+    expect(all).toEqual(Array.from({ length: total }, (_, i) => i));
+    // Each partition belongs to exactly one consumer of the group.
+    const partitionsOfA = new Set(a.received.map((m) => m.partition));
+    const partitionsOfB = new Set(b.received.map((m) => m.partition));
+    for (const p of partitionsOfA) expect(partitionsOfB.has(p)).toBe(false);
+    expect(partitionsOfA.size + partitionsOfB.size).toBe(6);
+  });
+
+  it('delivers every message to each of two groups', async () => {
+    const bus = newBus({ partitions: 3 });
+    const billing = await collect(bus, 'billing');
+    const analytics = await collect(bus, 'analytics');
+    const total = 60;
+    await bus.publish(
+      TOPIC,
+      Array.from({ length: total }, (_, i) => ({ key: `k-${i % 7}`, value: i })),
+    );
+    await until(() => bus.lag(TOPIC, 'billing') === 0 && bus.lag(TOPIC, 'analytics') === 0);
+
+    const expected = Array.from({ length: total }, (_, i) => i);
+    for (const { received } of [billing, analytics]) {
+      expect(received.map((m) => m.value as number).sort((x, y) => x - y)).toEqual(expected);
+    }
+  });
+
+  it('redelivers the same batch while the handler throws, and advances the offset only after success', async () => {
+    const errors: { error: unknown; topic: string; group: string }[] = [];
+    const bus = newBus({ partitions: 1, onHandlerError: (error, topic, group) => errors.push({ error, topic, group }) });
+    const attempts: { offsets: number[]; values: unknown[]; lag: number }[] = [];
+    let failing = true;
+    const subscription = await bus.subscribe({
+      topic: TOPIC,
+      group: 'flaky',
+      handler: async (messages) => {
+        attempts.push({
+          offsets: messages.map((m) => m.offset),
+          values: messages.map((m) => m.value),
+          lag: bus.lag(TOPIC, 'flaky'),
+        });
+        if (failing) throw new Error('downstream unavailable');
+      },
+    });
+    subscriptions.push(subscription);
+
+    await bus.publish(TOPIC, [
+      { key: 'a', value: 'first' },
+      { key: 'a', value: 'second' },
+      { key: 'a', value: 'third' },
+    ]);
+    await until(() => attempts.length >= 3);
+    expect(bus.lag(TOPIC, 'flaky')).toBe(3);
+
+    failing = false;
+    await until(() => bus.lag(TOPIC, 'flaky') === 0);
+    const settled = attempts.length;
+
+    for (const attempt of attempts) {
+      expect(attempt.offsets).toEqual([0, 1, 2]);
+      expect(attempt.values).toEqual(['first', 'second', 'third']);
+      // The offset was still at the start of the batch each time the handler ran.
+      expect(attempt.lag).toBe(3);
+    }
+    expect(errors.length).toBe(settled - 1);
+    for (const e of errors) {
+      expect(e.topic).toBe(TOPIC);
+      expect(e.group).toBe('flaky');
+      expect((e.error as Error).message).toBe('downstream unavailable');
+    }
+
+    // Once committed, the batch is not delivered again; later messages start after it.
+    await bus.publish(TOPIC, [{ key: 'a', value: 'fourth' }]);
+    await until(() => bus.lag(TOPIC, 'flaky') === 0 && attempts.length === settled + 1);
+    expect(attempts[settled]?.offsets).toEqual([3]);
+    expect(attempts[settled]?.values).toEqual(['fourth']);
+  });
+
+  it('reports the lag of a group and drops it to 0 as batches complete', async () => {
+    const bus = newBus({ partitions: 1 });
+    await bus.publish(
+      TOPIC,
+      Array.from({ length: 10 }, (_, i) => ({ key: 'k', value: i })),
+    );
+    // A group that has not subscribed yet would read every retained message.
+    expect(bus.lag(TOPIC, 'slow')).toBe(10);
+
+    const gates: ReturnType<typeof gate>[] = [];
+    const sizes: number[] = [];
+    const subscription = await bus.subscribe({
+      topic: TOPIC,
+      group: 'slow',
+      maxBatchSize: 3,
+      handler: async (messages) => {
+        sizes.push(messages.length);
+        const g = gate();
+        gates.push(g);
+        await g.promise;
+      },
+    });
+    subscriptions.push(subscription);
+
+    const expectedLag = [10, 7, 4, 1];
+    for (const [step, lag] of expectedLag.entries()) {
+      await until(() => gates.length === step + 1);
+      // The handler is running: nothing of this batch is committed yet.
+      expect(bus.lag(TOPIC, 'slow')).toBe(lag);
+      gates[step]!.release();
+    }
+    await until(() => bus.lag(TOPIC, 'slow') === 0);
+    expect(sizes).toEqual([3, 3, 3, 1]);
+    expect(bus.lag(TOPIC, 'slow')).toBe(0);
+
+    await bus.publish(TOPIC, [{ key: 'k', value: 10 }]);
+    await until(() => gates.length === 5);
+    expect(bus.lag(TOPIC, 'slow')).toBe(1);
+    gates[4]!.release();
+    await until(() => bus.lag(TOPIC, 'slow') === 0);
+  });
+
+  it('keeps the messages a slow group has not read while a fast group catches up', async () => {
+    const bus = newBus({ partitions: 1 });
+    const blocked = gate();
+    const slowReceived: unknown[] = [];
+    const slow = await bus.subscribe({
+      topic: TOPIC,
+      group: 'slow',
+      maxBatchSize: 2,
+      handler: async (messages) => {
+        await blocked.promise;
+        slowReceived.push(...messages.map((m) => m.value));
+      },
+    });
+    subscriptions.push(slow);
+    const fast = await collect(bus, 'fast');
+
+    await bus.publish(
+      TOPIC,
+      Array.from({ length: 8 }, (_, i) => ({ key: 'k', value: i })),
+    );
+    await until(() => bus.lag(TOPIC, 'fast') === 0);
+    expect(fast.received.map((m) => m.value)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    expect(bus.lag(TOPIC, 'slow')).toBe(8);
+
+    blocked.release();
+    await until(() => bus.lag(TOPIC, 'slow') === 0);
+    expect(slowReceived).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+  });
+
+  it('drops messages once every group has consumed them', async () => {
+    const bus = newBus({ partitions: 2 });
+    const first = await collect(bus, 'first');
+    const second = await collect(bus, 'second');
+    await bus.publish(
+      TOPIC,
+      Array.from({ length: 10 }, (_, i) => ({ key: `k-${i}`, value: i })),
+    );
+    await until(() => bus.lag(TOPIC, 'first') === 0 && bus.lag(TOPIC, 'second') === 0);
+    expect(first.received).toHaveLength(10);
+    expect(second.received).toHaveLength(10);
+    // A group that never subscribed counts the retained messages: none are left.
+    expect(bus.lag(TOPIC, 'late')).toBe(0);
+    const late = await collect(bus, 'late');
+    await bus.publish(TOPIC, [{ key: 'k-0', value: 10 }]);
+    await until(() => late.received.length === 1 && first.received.length === 11);
+    expect(late.received.map((m) => m.value)).toEqual([10]);
+    // Offsets keep counting from the start of the partition, whatever was dropped.
+    expect(late.received[0]?.offset).toBe(first.received[10]?.offset);
+    expect(late.received[0]?.offset).toBeGreaterThan(0);
+  });
+
+  it('hands the partitions of a closed subscription to the remaining consumer', async () => {
+    const partitions = 4;
+    const bus = newBus({ partitions });
+    const a = await collect(bus, 'workers');
+    const b = await collect(bus, 'workers');
+    // Keys covering every partition, several times each.
+    const keys = Array.from({ length: 40 }, (_, i) => `k-${i}`);
+    expect(new Set(keys.map((k) => partitionFor(k, partitions))).size).toBe(partitions);
+
+    await bus.publish(
+      TOPIC,
+      keys.map((key) => ({ key, value: { key, round: 1 } })),
+    );
+    await until(() => a.received.length + b.received.length === keys.length && bus.lag(TOPIC, 'workers') === 0);
+    const partitionsOfA = new Set(a.received.map((m) => m.partition));
+    expect(partitionsOfA.size).toBeGreaterThan(0);
+
+    await a.subscription.close();
+    const seenByA = a.received.length;
+    const seenByB = b.received.length;
+
+    await bus.publish(
+      TOPIC,
+      keys.map((key) => ({ key, value: { key, round: 2 } })),
+    );
+    await until(() => b.received.length === seenByB + keys.length && bus.lag(TOPIC, 'workers') === 0);
+
+    expect(a.received).toHaveLength(seenByA);
+    const round2 = b.received.slice(seenByB);
+    expect(round2.map((m) => (m.value as { key: string }).key).sort()).toEqual([...keys].sort());
+    const partitionsOfRound2 = new Set(round2.map((m) => m.partition));
+    for (const p of partitionsOfA) expect(partitionsOfRound2.has(p)).toBe(true);
+    expect(partitionsOfRound2.size).toBe(partitions);
+  });
+
+  it('delivers copies: mutating a published value afterwards does not change what consumers get', async () => {
+    const bus = newBus({ partitions: 1 });
+    const { received } = await collect(bus, 'g');
+    const value = { name: 'Ada', nested: { count: 1 }, tags: ['a'] };
+    await bus.publish(TOPIC, [{ key: 'k', value }]);
+    value.name = 'changed';
+    value.nested.count = 99;
+    value.tags.push('b');
+
+    await until(() => received.length === 1);
+    expect(received[0]?.value).toEqual({ name: 'Ada', nested: { count: 1 }, tags: ['a'] });
+    expect(received[0]?.value).not.toBe(value);
+  });
+
+  it('caps batches at maxBatchSize', async () => {
+    const bus = newBus({ partitions: 1 });
+    const batches: DeliveredMessage[][] = [];
+    const { received } = await collect(bus, 'g', { maxBatchSize: 7, batches });
+    await bus.publish(
+      TOPIC,
+      Array.from({ length: 30 }, (_, i) => ({ key: 'same', value: i })),
+    );
+    await until(() => received.length === 30);
+
+    expect(batches.map((batch) => batch.length)).toEqual([7, 7, 7, 7, 2]);
+    for (const batch of batches) expect(batch.length).toBeLessThanOrEqual(7);
+    expect(received.map((m) => m.value)).toEqual(Array.from({ length: 30 }, (_, i) => i));
+    expect(received.map((m) => m.offset)).toEqual(Array.from({ length: 30 }, (_, i) => i));
+  });
+
+  it('rejects a publish after close()', async () => {
+    const bus = newBus();
+    const { received } = await collect(bus, 'g');
+    await bus.close();
+    await expect(bus.publish(TOPIC, [{ key: 'k', value: 1 }])).rejects.toThrow('bus is closed');
+    expect(received).toHaveLength(0);
+    expect(bus.lag(TOPIC, 'g')).toBe(0);
+  });
+});
+
+describe('InProcessBus regressions', () => {
+  it('loses nothing when a partition changes owner while a batch is in flight', async () => {
+    const bus = new InProcessBus({ partitions: 1, retryBackoffMs: 5 });
+    let release!: () => void;
+    const blocked = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const seenByB: unknown[] = [];
+    const a = await bus.subscribe({ topic: 't', group: 'g', handler: async () => blocked });
+    const b = await bus.subscribe({ topic: 't', group: 'g', handler: async (batch) => void seenByB.push(...batch.map((m) => m.value)) });
+    await bus.publish('t', [
+      { key: 'k', value: 1 },
+      { key: 'k', value: 2 },
+    ]);
+    const closing = a.close(); // B takes the partition while A still handles [1, 2]
+    await until(() => seenByB.length === 2);
+    release();
+    await closing;
+    expect(bus.lag('t', 'g')).toBe(0);
+    await bus.publish('t', [
+      { key: 'k', value: 3 },
+      { key: 'k', value: 4 },
+    ]);
+    await until(() => seenByB.length === 4);
+    expect(seenByB).toEqual([1, 2, 3, 4]);
+    await b.close();
+    await bus.close();
+  });
+
+  it('gives every group and every retry its own copy of a value', async () => {
+    const bus = new InProcessBus({ partitions: 1, retryBackoffMs: 5 });
+    const seenByAudit: unknown[] = [];
+    const seenByMutator: unknown[] = [];
+    const mutator = await bus.subscribe({
+      topic: 't',
+      group: 'mutator',
+      handler: async (batch) => {
+        const value = batch[0]!.value as { amount: number };
+        seenByMutator.push({ ...value });
+        value.amount *= 100;
+        if (seenByMutator.length === 1) throw new Error('transient');
+      },
+    });
+    const audit = await bus.subscribe({ topic: 't', group: 'audit', handler: async (batch) => void seenByAudit.push(batch[0]!.value) });
+    await bus.publish('t', [{ key: 'k', value: { amount: 1 } }]);
+    await until(() => seenByMutator.length === 2 && seenByAudit.length === 1);
+    expect(seenByMutator).toEqual([{ amount: 1 }, { amount: 1 }]);
+    expect(seenByAudit).toEqual([{ amount: 1 }]);
+    await mutator.close();
+    await audit.close();
+    await bus.close();
+  });
+
+  it('publishes all of a batch or none of it', async () => {
+    const bus = new InProcessBus({ partitions: 1 });
+    await expect(
+      bus.publish('t', [
+        { key: 'k', value: 'ok' },
+        { key: 'k', value: undefined },
+      ]),
+    ).rejects.toThrow(TypeError);
+    expect(bus.lag('t', 'nobody')).toBe(0);
+    await bus.close();
+  });
+});
