@@ -46,9 +46,15 @@ export async function* jsonArrayRecords(body: AsyncIterable<Uint8Array | string>
   let current: string[] = [];
   let segmentStart = 0;
   let index = 0;
+  let afterComma = false;
 
-  for await (const chunk of body) {
-    const text = typeof chunk === 'string' ? chunk : decoder.decode(chunk, { stream: true });
+  // The decoder's final flush runs as one last chunk, so a dangling partial character counts.
+  async function* withFlush(): AsyncGenerator<string> {
+    for await (const chunk of body) yield typeof chunk === 'string' ? chunk : decoder.decode(chunk, { stream: true });
+    yield decoder.decode();
+  }
+
+  for await (const text of withFlush()) {
     segmentStart = 0;
     for (let i = 0; i < text.length; i++) {
       const c = text[i]!;
@@ -78,8 +84,10 @@ export async function* jsonArrayRecords(body: AsyncIterable<Uint8Array | string>
         current = [];
         segmentStart = i + 1;
         if (c === ']') ended = true;
-        if (element) yield { index: index++, text: element };
-        else if (c === ',') yield { index: index++, text: '' };
+        // An empty element ([1,,2] or a trailing comma [1,]) is yielded empty so the caller
+        // rejects it by index; only the empty array [] has no element at all.
+        if (element || c === ',' || afterComma) yield { index: index++, text: element };
+        afterComma = c === ',';
       }
     }
     if (started && !ended) current.push(text.slice(segmentStart));
