@@ -83,7 +83,6 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     );
   });
   app.useGlobalFilters(new ErrorFilter(logger, metrics));
-  app.enableShutdownHooks();
   await app.listen({ port: config.PORT, host: config.HOST });
   const address = fastify.server.address();
   const port = typeof address === 'object' && address ? address.port : config.PORT;

@@ -31,7 +31,7 @@ export interface ApiResponse {
   body: any;
 }
 
-export async function startHarness(kind: StoreKind, env: Record<string, string> = {}): Promise<Harness> {
+export async function startHarness(kind: StoreKind, env: Record<string, string> = {}, options: { relay?: boolean } = {}): Promise<Harness> {
   const database = await createTestDatabase(kind);
   const clock = new ManualClock(new Date('2026-12-01T08:00:00Z'));
   const bus = new InProcessBus({ retryBackoffMs: 10 });
@@ -42,7 +42,7 @@ export async function startHarness(kind: StoreKind, env: Record<string, string> 
     OUTBOX_RELAY_INTERVAL: '20ms',
     ...env,
   });
-  const gateway = await startGateway({ config, db: database.db, bus, clock, logger: pino({ level: process.env.HERALD_TEST_LOG ?? 'silent' }), scheduler: false });
+  const gateway = await startGateway({ config, db: database.db, bus, clock, logger: pino({ level: process.env.HERALD_TEST_LOG ?? 'silent' }), scheduler: false, relay: options.relay });
   const commands: DeliveredMessage[] = [];
   await bus.subscribe({ topic: TOPICS.deliveryCommands, group: 'test-observer', handler: async (batch) => void commands.push(...batch) });
   const tokens = new Map<string, string>();

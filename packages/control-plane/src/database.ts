@@ -101,11 +101,16 @@ export interface DatabaseOptions {
   /** PGlite data directory; when absent (and no url), an in-memory PGlite. */
   dataDir?: string;
   poolSize?: number;
+  /** Told about errors of idle pooled connections (which the pool then drops). */
+  onIdleError?: (error: Error) => void;
 }
 
 export async function openDatabase(options: DatabaseOptions): Promise<Database> {
   if (options.url) {
     const pool = new pg.Pool({ connectionString: options.url, max: options.poolSize ?? 20 });
+    // NOTE: an idle connection closed by the server (restart, failover, DROP DATABASE) is
+    // discarded by the pool; without a listener its 'error' event would crash the process.
+    pool.on('error', (error) => options.onIdleError?.(error));
     const database = new PostgresDatabase(pool);
     await database.query('SELECT 1');
     return database;

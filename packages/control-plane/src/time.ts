@@ -2,13 +2,22 @@
 import { CronExpressionParser } from 'cron-parser';
 import { parseDuration } from '@herald/config';
 
+// NOTE: building an Intl.DateTimeFormat costs ~40 µs; imports check one zone per row, so
+// answers are cached by name (the set of names a platform sees is small).
+const zoneCache = new Map<string, boolean>();
+
 export function isTimeZone(name: string): boolean {
-  try {
-    new Intl.DateTimeFormat('en-US', { timeZone: name });
-    return true;
-  } catch {
-    return false;
+  let known = zoneCache.get(name);
+  if (known === undefined) {
+    try {
+      new Intl.DateTimeFormat('en-US', { timeZone: name });
+      known = true;
+    } catch {
+      known = false;
+    }
+    if (zoneCache.size < 10_000) zoneCache.set(name, known);
   }
+  return known;
 }
 
 /** Offset of `zone` from UTC at `instant`, in ms. */

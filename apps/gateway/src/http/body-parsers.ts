@@ -41,11 +41,20 @@ async function readLimited(source: Readable, limit: number): Promise<string> {
 
 const isStreamed = (request: FastifyRequest) => STREAMED_ROUTES.has(request.routeOptions.url ?? '');
 
+/** The streamed body, refused upfront when its declared length is over the limit (nothing lands). */
+function streamedBody(request: FastifyRequest, payload: Readable, limit: number): Readable | TooLarge {
+  if (Number(request.headers['content-length'] ?? 0) > limit) return new TooLarge(limit);
+  return limitStream(payload, limit);
+}
+
 export function registerBodyParsers(fastify: FastifyInstance, limits: { body: number; import: number }): void {
   const parseJson = fastify.getDefaultJsonParser('error', 'error');
   fastify.removeContentTypeParser('application/json');
   fastify.addContentTypeParser('application/json', (request, payload, done) => {
-    if (isStreamed(request)) return done(null, limitStream(payload, limits.import));
+    if (isStreamed(request)) {
+      const body = streamedBody(request, payload, limits.import);
+      return body instanceof TooLarge ? done(body, undefined) : done(null, body);
+    }
     const declared = Number(request.headers['content-length'] ?? 0);
     if (declared > limits.body) return done(new TooLarge(limits.body), undefined);
     readLimited(payload, limits.body).then(
@@ -55,7 +64,10 @@ export function registerBodyParsers(fastify: FastifyInstance, limits: { body: nu
     );
   });
   fastify.addContentTypeParser(NDJSON_TYPES, (request, payload, done) => {
-    if (isStreamed(request)) return done(null, limitStream(payload, limits.import));
+    if (isStreamed(request)) {
+      const body = streamedBody(request, payload, limits.import);
+      return body instanceof TooLarge ? done(body, undefined) : done(null, body);
+    }
     done(Object.assign(new Error(`${request.headers['content-type']} is only accepted by the import`), { code: 'FST_ERR_CTP_INVALID_MEDIA_TYPE' }), undefined);
   });
 }

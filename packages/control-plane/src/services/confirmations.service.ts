@@ -198,7 +198,7 @@ export class ConfirmationsService {
 
   private async startOccurrence(tx: Queryable, delivery: Delivery, confirmation: Confirmation, actor: Actor, now: Date): Promise<string> {
     const run = await this.ctx.deliveries.getOccurrence(tx, delivery.id, confirmation.occurrence, true);
-    if (!run || run.state !== 'pending_confirmation' || run.version !== confirmation.subjectVersion) {
+    if (run?.state !== 'pending_confirmation' || run.version !== confirmation.subjectVersion) {
       throw stale('This run changed after Confirm send: review it and confirm again.', confirmation, {
         reason: 'CHANGED',
         state: run?.state,

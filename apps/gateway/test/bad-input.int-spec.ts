@@ -1,0 +1,135 @@
+// Bad input gets a clear 4xx with a stable code and changes nothing.
+import { storeMatrix } from '@herald/testing';
+import { approvedDelivery, deliveryBody, type Harness, seedAudience, startHarness } from './harness.js';
+
+describe.each(storeMatrix())('bad input on $kind', ({ kind, available }) => {
+  const suite = available ? describe : describe.skip;
+  suite('gateway', () => {
+    let h: Harness;
+    let audienceId: string;
+
+    beforeAll(async () => {
+      h = await startHarness(kind, { BODY_LIMIT_BYTES: '65536' });
+      audienceId = await seedAudience(h, 3);
+    });
+    afterAll(async () => h?.close());
+
+    /** Row counts of every table a bad request could touch. */
+    async function snapshot() {
+      const [row] = await h.database.db.query(
+        `SELECT (SELECT count(*) FROM deliveries)::int AS deliveries, (SELECT count(*) FROM audit_log)::int AS audit,
+                (SELECT count(*) FROM outbox)::int AS outbox, (SELECT count(*) FROM confirmations)::int AS confirmations,
+                (SELECT count(*) FROM profiles)::int AS profiles, (SELECT count(*) FROM audiences)::int AS audiences,
+                (SELECT max(updated_at) FROM deliveries) AS last_update`,
+      );
+      return row;
+    }
+
+    async function expectRefused(request: Promise<{ status: number; body: { code: string } }>, status: number, code: string) {
+      const before = await snapshot();
+      const response = await request;
+      expect({ status: response.status, code: response.body.code }).toEqual({ status, code });
+      expect(await snapshot()).toEqual(before);
+      return response.body;
+    }
+
+    it('rejects unknown fields, naming them', async () => {
+      const body = await expectRefused(h.api('POST', '/v1/deliveries', { body: { ...deliveryBody(audienceId), priority: 'high' } }), 400, 'INVALID_INPUT');
+      expect(JSON.stringify(body)).toContain('priority');
+      await expectRefused(
+        h.api('POST', '/v1/deliveries', { body: deliveryBody(audienceId, { content: { from: 'a@b.example', subject: 's', text: 't', bcc: 'x@y.example' } }) }),
+        400,
+        'INVALID_INPUT',
+      );
+    });
+
+    it('rejects wrong types with field paths', async () => {
+      const body = await expectRefused(h.api('POST', '/v1/deliveries', { body: { ...deliveryBody(audienceId), name: 42, channel: 'fax' } }), 400, 'INVALID_INPUT');
+      const paths = (body as unknown as { issues: { path: string }[] }).issues.map((i) => i.path);
+      expect(paths).toEqual(expect.arrayContaining(['name', 'channel']));
+    });
+
+    it('rejects malformed JSON', async () => {
+      await expectRefused(h.api('POST', '/v1/deliveries', { raw: '{"name": "x",' }), 400, 'INVALID_INPUT');
+    });
+
+    it('rejects an oversize body with 413', async () => {
+      const big = deliveryBody(audienceId, { content: { from: 'a@b.example', subject: 's', html: 'x'.repeat(70_000) } });
+      await expectRefused(h.api('POST', '/v1/deliveries', { body: big }), 413, 'PAYLOAD_TOO_LARGE');
+    });
+
+    it.each([
+      ['subject', { from: 'a@b.example', subject: 'Hi\r\nBcc: victim@example.com', text: 't' }],
+      ['from', { from: 'a@b.example\nBcc: victim@example.com', subject: 's', text: 't' }],
+      ['replyTo', { from: 'a@b.example', replyTo: 'x@y.example\r\nX-Evil: 1', subject: 's', text: 't' }],
+    ])('rejects CR/LF in %s (header injection)', async (field, content) => {
+      const body = await expectRefused(h.api('POST', '/v1/deliveries', { body: deliveryBody(audienceId, { content }) }), 400, 'INVALID_INPUT');
+      expect(JSON.stringify(body)).toContain(`content.${field}`);
+      expect(JSON.stringify(body)).toContain('header injection');
+    });
+
+    it('rejects CR/LF in a header-bound field on edit too', async () => {
+      const id = await approvedDelivery(h, audienceId);
+      await expectRefused(h.api('PATCH', `/v1/deliveries/${id}`, { body: { content: { from: 'a@b.example', subject: 'x\ry', text: 't' } } }), 400, 'INVALID_INPUT');
+      expect((await h.api('GET', `/v1/deliveries/${id}`)).body.state).toBe('approved');
+    });
+
+    it('rejects an unknown audience id', async () => {
+      const body = await expectRefused(
+        h.api('POST', '/v1/deliveries', { body: deliveryBody('00000000-0000-4000-8000-000000000000') }),
+        400,
+        'INVALID_INPUT',
+      );
+      expect(JSON.stringify(body)).toContain('audienceId');
+      await expectRefused(h.api('POST', '/v1/deliveries', { body: deliveryBody('not-a-uuid') }), 400, 'INVALID_INPUT');
+      await expectRefused(h.api('POST', '/v1/audiences/00000000-0000-4000-8000-000000000000/members', { body: { profileIds: ['p00000'] } }), 404, 'NOT_FOUND');
+    });
+
+    it('rejects content missing what the channel needs', async () => {
+      await expectRefused(h.api('POST', '/v1/deliveries', { body: deliveryBody(audienceId, { content: { from: 'a@b.example', text: 't' } }) }), 400, 'INVALID_INPUT');
+      await expectRefused(h.api('POST', '/v1/deliveries', { body: deliveryBody(audienceId, { channel: 'sms', content: { subject: 's' } }) }), 400, 'INVALID_INPUT');
+    });
+
+    it('rejects bad schedules and recurrences', async () => {
+      await expectRefused(h.api('POST', '/v1/deliveries', { body: deliveryBody(audienceId, { schedule: { sendAt: 'tomorrow' } }) }), 400, 'INVALID_INPUT');
+      await expectRefused(
+        h.api('POST', '/v1/deliveries', { body: deliveryBody(audienceId, { schedule: { sendAt: '2026-12-01T09:00:00', timezone: 'Mars/Olympus' } }) }),
+        400,
+        'INVALID_INPUT',
+      );
+      await expectRefused(h.api('POST', '/v1/deliveries', { body: deliveryBody(audienceId, { recurrence: { every: 'often' } }) }), 400, 'INVALID_INPUT');
+    });
+
+    it.each([
+      ['approve a draft', 'approve', 'draft'],
+      ['confirm a draft', 'confirmations', 'draft'],
+      ['pause a draft', 'pause', 'draft'],
+      ['resume a draft', 'resume', 'draft'],
+      ['prepare an approved delivery', 'prepare', 'approved'],
+    ])('refuses to %s with 409 INVALID_STATE', async (_label, action, state) => {
+      let id: string;
+      if (state === 'draft') id = (await h.api('POST', '/v1/deliveries', { body: deliveryBody(audienceId) })).body.id;
+      else id = await approvedDelivery(h, audienceId);
+      const body = await expectRefused(h.api('POST', `/v1/deliveries/${id}/${action}`), 409, 'INVALID_STATE');
+      expect(body).toMatchObject({ state });
+      expect((await h.api('GET', `/v1/deliveries/${id}`)).body.state).toBe(state);
+    });
+
+    it('rejects a body on action endpoints that take none', async () => {
+      const id = await approvedDelivery(h, audienceId);
+      await expectRefused(h.api('POST', `/v1/deliveries/${id}/confirmations`, { body: { force: true } }), 400, 'INVALID_INPUT');
+    });
+
+    it('answers 404 with a code for unknown ids and routes', async () => {
+      expect((await h.api('GET', '/v1/deliveries/00000000-0000-4000-8000-000000000000')).body.code).toBe('NOT_FOUND');
+      expect((await h.api('GET', '/v1/profiles/nobody')).body.code).toBe('NOT_FOUND');
+      expect((await h.api('GET', '/v1/nothing-here')).status).toBe(404);
+    });
+
+    it('rejects bad list queries', async () => {
+      await expectRefused(h.api('GET', '/v1/deliveries?limit=0'), 400, 'INVALID_INPUT');
+      await expectRefused(h.api('GET', '/v1/deliveries?cursor=garbage'), 400, 'INVALID_INPUT');
+      await expectRefused(h.api('GET', '/v1/deliveries?color=red'), 400, 'INVALID_INPUT');
+    });
+  });
+});

@@ -1,0 +1,88 @@
+// The outbox: OK commits the state change and the command together; a relay that died before
+// publishing publishes on restart; a relay that died after publishing but before marking
+// publishes again, and consumers dedupe by command id.
+import { type DeliveredMessage, InProcessBus } from '@herald/bus';
+import { TOPICS, type DeliveryCommand } from '@herald/contracts';
+import { CommandDeduplicator, OutboxRelay, systemClock } from '@herald/control-plane';
+import { eventually, storeMatrix } from '@herald/testing';
+import { approvedDelivery, type Harness, seedAudience, startHarness } from './harness.js';
+
+describe.each(storeMatrix())('outbox on $kind', ({ kind, available }) => {
+  const suite = available ? describe : describe.skip;
+  suite('relay', () => {
+    let h: Harness;
+    let audienceId: string;
+
+    beforeAll(async () => {
+      // NOTE: this gateway runs no relay of its own: the test plays the relay's life and death.
+      h = await startHarness(kind, {}, { relay: false });
+      audienceId = await seedAudience(h, 4);
+    });
+    afterAll(async () => h?.close());
+
+    it('publishes after a crash between commit and publish, and consumers apply each command once', async () => {
+      const id = await approvedDelivery(h, audienceId);
+      const confirm = await h.api('POST', `/v1/deliveries/${id}/confirmations`);
+      expect((await h.api('POST', `/v1/deliveries/${id}/confirmations/${confirm.body.confirmationId}/ok`)).status).toBe(202);
+
+      // Committed: the state and the command are there; nothing was published.
+      const unpublished = await h.database.db.query<{ command_id: string }>(
+        `SELECT command_id FROM outbox WHERE payload->>'deliveryId' = $1 AND published_at IS NULL`,
+        [id],
+      );
+      expect(unpublished).toHaveLength(1);
+      expect(h.commands).toHaveLength(0);
+
+      // A consumer that applies commands once, in its own transaction.
+      const bus = new InProcessBus({ retryBackoffMs: 5 });
+      const dedupe = new CommandDeduplicator(h.database.db, 'test-engine');
+      const seen: DeliveredMessage[] = [];
+      let applied = 0;
+      await bus.subscribe({
+        topic: TOPICS.deliveryCommands,
+        group: 'engine',
+        handler: async (batch) => {
+          for (const message of batch) {
+            seen.push(message);
+            const command = message.value as DeliveryCommand;
+            await dedupe.once(command.commandId, async () => {
+              applied++;
+            });
+          }
+        },
+      });
+
+      // The relay restarts and publishes what was committed.
+      const relay = new OutboxRelay(h.database.db, bus, systemClock);
+      expect(await relay.drain()).toBe(1);
+      await eventually(() => seen.length === 1, { what: 'the command delivered' });
+      expect(seen[0]!.value).toMatchObject({ type: 'DeliveryStarted', deliveryId: id, commandId: unpublished[0]!.command_id });
+
+      // A relay that died after publishing but before marking publishes the same command again.
+      await h.database.db.query('UPDATE outbox SET published_at = NULL WHERE command_id = $1', [unpublished[0]!.command_id]);
+      expect(await relay.drain()).toBe(1);
+      await eventually(() => seen.length === 2, { what: 'the redelivery' });
+      expect(applied).toBe(1);
+      expect(await relay.drain()).toBe(0);
+      await bus.close();
+    });
+
+    it('keeps commands in the outbox while the bus fails, and publishes them when it recovers', async () => {
+      const id = await approvedDelivery(h, audienceId);
+      const confirm = await h.api('POST', `/v1/deliveries/${id}/confirmations`);
+      await h.api('POST', `/v1/deliveries/${id}/confirmations/${confirm.body.confirmationId}/ok`);
+      const bus = new InProcessBus();
+      await bus.close(); // a bus that refuses every publish
+      const failing = new OutboxRelay(h.database.db, bus, systemClock);
+      await expect(failing.drain()).rejects.toThrow('bus is closed');
+      const [row] = await h.database.db.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM outbox WHERE payload->>'deliveryId' = $1 AND published_at IS NULL`,
+        [id],
+      );
+      expect(row!.n).toBe(1);
+      const healthy = new OutboxRelay(h.database.db, h.bus, systemClock);
+      expect(await healthy.drain()).toBeGreaterThanOrEqual(1);
+      await eventually(() => h.commands.some((m) => (m.value as { deliveryId: string }).deliveryId === id), { what: 'the command' });
+    });
+  });
+});
