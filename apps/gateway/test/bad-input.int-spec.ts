@@ -126,6 +126,20 @@ describe.each(storeMatrix())('bad input on $kind', ({ kind, available }) => {
       expect((await h.api('GET', '/v1/nothing-here')).status).toBe(404);
     });
 
+    it('lists deliveries newest first, in pages', async () => {
+      const ids: string[] = [];
+      for (let i = 0; i < 3; i++) {
+        h.clock.advance(1000);
+        ids.push((await h.api('POST', '/v1/deliveries', { body: deliveryBody(audienceId, { name: `page ${i}` }) })).body.id);
+      }
+      const first = await h.api('GET', '/v1/deliveries?limit=2');
+      expect(first.body.items.map((d: { id: string }) => d.id)).toEqual([ids[2], ids[1]]);
+      const second = await h.api('GET', `/v1/deliveries?limit=2&cursor=${first.body.nextCursor}`);
+      expect(second.body.items[0].id).toBe(ids[0]);
+      const drafts = await h.api('GET', '/v1/deliveries?state=draft&limit=500');
+      expect(drafts.body.items.every((d: { state: string }) => d.state === 'draft')).toBe(true);
+    });
+
     it('rejects bad list queries', async () => {
       await expectRefused(h.api('GET', '/v1/deliveries?limit=0'), 400, 'INVALID_INPUT');
       await expectRefused(h.api('GET', '/v1/deliveries?cursor=garbage'), 400, 'INVALID_INPUT');

@@ -178,6 +178,10 @@ describe.each(storeMatrix())('two-step confirmation on $kind', ({ kind, availabl
       expect([okA.status, okB.status].sort()).toEqual([202, 409]);
       expect([okA, okB].find((r) => r.status === 409)!.body.code).toBe('CONFIRMATION_STALE');
       expect(await startedCommands(h, id)).toBe(1);
+      const audit = await h.api('GET', `/v1/deliveries/${id}/audit`);
+      const confirms = audit.body.items.filter((e: { action: string }) => e.action === 'confirm_send');
+      expect(confirms.map((e: { fromState: string }) => e.fromState).sort()).toEqual(['approved', 'pending_ok']);
+      expect(audit.body.items.filter((e: { action: string }) => e.action === 'ok')).toHaveLength(1);
     });
 
     it('pauses, resumes and stops a send through the state machine', async () => {

@@ -42,6 +42,7 @@ export class ConfirmationsService {
       let fromState: string;
       let toState: string;
       if (occurrence === 0) {
+        fromState = delivery.state;
         if (delivery.state !== 'pending_ok') {
           if (delivery.state !== 'approved') {
             throw new DomainError(
@@ -53,7 +54,6 @@ export class ConfirmationsService {
           assertTransition(delivery.state, 'pending_ok', 'confirm');
           delivery = await this.ctx.deliveries.update(tx, deliveryId, { state: 'pending_ok' }, now);
         }
-        fromState = delivery.state === 'pending_ok' ? 'approved' : delivery.state;
         toState = 'pending_ok';
         subjectVersion = delivery.version;
         preparation = delivery.preparation!;
