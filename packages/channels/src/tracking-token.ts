@@ -1,0 +1,108 @@
+// Signed tracking tokens carried by open-pixel, click and unsubscribe URLs.
+//
+// Format: base64url(JSON with one-letter keys) + '.' + base64url(HMAC-SHA256 truncated to
+// 16 bytes). The MAC covers the encoded payload text itself, so there is no canonical form to
+// get wrong, and the signature is compared as text, so even base64url's unused trailing bits
+// cannot be flipped without the token being rejected. 128 bits of MAC are plenty for URLs that
+// only record an event, and keep every link in the message short.
+import { createHmac, createSecretKey, type KeyObject, timingSafeEqual } from 'node:crypto';
+
+export type TrackingKind = 'open' | 'click' | 'unsubscribe';
+
+export interface TrackingPayload {
+  kind: TrackingKind;
+  deliveryId: string;
+  occurrence: number;
+  profileId: string;
+  /** Index into the template's link list; present on clicks only. */
+  link?: number;
+}
+
+interface WirePayload {
+  k: 'o' | 'c' | 'u';
+  d: string;
+  n: number;
+  p: string;
+  l?: number;
+}
+
+const KIND_TO_WIRE = { open: 'o', click: 'c', unsubscribe: 'u' } as const;
+const WIRE_TO_KIND: Record<string, TrackingKind> = { o: 'open', c: 'click', u: 'unsubscribe' };
+
+const MAC_BYTES = 16;
+const MAC_CHARS = 22; // base64url of 16 bytes, unpadded
+const BASE64URL = /^[A-Za-z0-9_-]+$/;
+/** Far above any real payload: refuses to HMAC and parse megabytes sent by a scanner. */
+const MAX_TOKEN_CHARS = 2048;
+
+export function signToken(secret: Buffer | string, payload: TrackingPayload): string {
+  if (secret.length === 0) throw new TypeError('tracking secret is empty');
+  const wire: WirePayload = {
+    k: KIND_TO_WIRE[payload.kind],
+    d: payload.deliveryId,
+    n: payload.occurrence,
+    p: payload.profileId,
+  };
+  if (payload.link !== undefined) wire.l = payload.link;
+  // Signing something verifyToken would refuse is a caller bug: fail here, not at click time.
+  if (toPayload(wire) === undefined) throw new TypeError(`invalid tracking payload: ${JSON.stringify(payload)}`);
+  const body = Buffer.from(JSON.stringify(wire)).toString('base64url');
+  return `${body}.${mac(secret, body)}`;
+}
+
+/** The payload of a genuine token, or undefined for anything else. Never throws. */
+export function verifyToken(secret: Buffer | string, token: string): TrackingPayload | undefined {
+  try {
+    if (typeof token !== 'string' || token.length > MAX_TOKEN_CHARS || secret.length === 0) return undefined;
+    const dot = token.indexOf('.');
+    if (dot <= 0 || token.length - dot - 1 !== MAC_CHARS) return undefined;
+    const body = token.slice(0, dot);
+    const signature = token.slice(dot + 1);
+    if (!BASE64URL.test(body) || !BASE64URL.test(signature)) return undefined;
+    const expected = Buffer.from(mac(secret, body), 'latin1');
+    if (!timingSafeEqual(Buffer.from(signature, 'latin1'), expected)) return undefined;
+    return toPayload(JSON.parse(Buffer.from(body, 'base64url').toString('utf8')));
+  } catch {
+    return undefined;
+  }
+}
+
+function mac(secret: Buffer | string, body: string): string {
+  return createHmac('sha256', keyFor(secret)).update(body).digest().subarray(0, MAC_BYTES).toString('base64url');
+}
+
+// Explicit key cache. Handing createHmac a raw Buffer makes Node build a KeyObject on every
+// call (about 5x the cost of the HMAC itself, and a message signs several tokens). A worker
+// sees one or two secrets in its life; the bound only guards against a caller passing a fresh
+// secret each time. Buffers are keyed by content, so a reused, rewritten Buffer is not stale.
+const KEY_CACHE_LIMIT = 16;
+const keyCache = new Map<string, KeyObject>();
+
+function keyFor(secret: Buffer | string): KeyObject {
+  const id = typeof secret === 'string' ? `s${secret}` : `b${secret.toString('latin1')}`;
+  let key = keyCache.get(id);
+  if (key === undefined) {
+    if (keyCache.size >= KEY_CACHE_LIMIT) keyCache.clear();
+    key = createSecretKey(typeof secret === 'string' ? Buffer.from(secret, 'utf8') : secret);
+    keyCache.set(id, key);
+  }
+  return key;
+}
+
+function toPayload(wire: unknown): TrackingPayload | undefined {
+  if (wire === null || typeof wire !== 'object' || Array.isArray(wire)) return undefined;
+  const { k, d, n, p, l } = wire as Partial<WirePayload>;
+  const kind = typeof k === 'string' && Object.hasOwn(WIRE_TO_KIND, k) ? WIRE_TO_KIND[k] : undefined;
+  if (kind === undefined) return undefined;
+  if (typeof d !== 'string' || d === '' || typeof p !== 'string' || p === '') return undefined;
+  if (!isIndex(n)) return undefined;
+  // A click names its link; nothing else may carry one.
+  if (kind === 'click' ? !isIndex(l) : l !== undefined) return undefined;
+  const payload: TrackingPayload = { kind, deliveryId: d, occurrence: n, profileId: p };
+  if (l !== undefined) payload.link = l;
+  return payload;
+}
+
+function isIndex(value: unknown): value is number {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
+}
