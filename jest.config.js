@@ -26,6 +26,8 @@ const shared = {
 };
 
 export default {
+  // NOTE: testTimeout is a global option (per-project values are ignored); integration tests send real mail.
+  testTimeout: 120_000,
   reporters: ['default', '<rootDir>/packages/testing/summary-reporter.cjs'],
   projects: [
     { ...shared, displayName: 'unit', testMatch: ['<rootDir>/{apps,packages}/*/src/**/*.spec.ts'] },
@@ -33,7 +35,6 @@ export default {
       ...shared,
       displayName: 'integration',
       testMatch: ['<rootDir>/{apps,packages}/*/src/**/*.int-spec.ts', '<rootDir>/{apps,packages}/*/test/**/*.int-spec.ts'],
-      testTimeout: 60_000,
     },
   ],
 };

@@ -5,15 +5,19 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type Bus, InProcessBus } from '@herald/bus';
 import { ConfigError, type HeraldConfig, loadConfig } from '@herald/config';
-import { type Database, migrate, openDatabase } from '@herald/control-plane';
-import { createTokenService, isRole, ROLES, startGateway } from '@herald/gateway';
+import { type CaptureSink, startCaptureSink } from '@herald/capture-sink';
+import { ControlPlane, type Database, migrate, OutboxRelay, openDatabase, systemClock } from '@herald/control-plane';
+import { type Engine, engineFromConfig } from '@herald/engine';
+import { createTokenService, type Gateway, isRole, ROLES, startGateway } from '@herald/gateway';
 import { pino } from 'pino';
 
 const USAGE = `Usage: herald <command> [options]
 
 Commands:
-  start                      run every role in one process (embedded defaults: PGlite, in-process bus)
+  start                      run every role in one process (embedded defaults: PGlite, in-process bus,
+                             and an SMTP capture sink when SMTP_URL is unset)
   gateway                    run the gateway (API, scheduler, outbox relay) alone
+  engine                     run the send engine alone (needs DATABASE_URL: PGlite is one process)
   token --user U --roles R1,R2 [--name N] [--expires 30d]
                              print a bearer token signed with this platform's secret
   migrate                    apply the control-plane migrations and exit
@@ -30,6 +34,8 @@ export async function run(argv: string[]): Promise<number> {
         return await serve(loadConfig(), 'all');
       case 'gateway':
         return await serve(loadConfig(), 'gateway');
+      case 'engine':
+        return await serve(loadConfig(), 'engine');
       case 'token':
         return await token(loadConfig(), rest);
       case 'migrate':
@@ -89,32 +95,62 @@ async function token(config: HeraldConfig, args: string[]): Promise<number> {
   return 0;
 }
 
-async function serve(config: HeraldConfig, role: 'all' | 'gateway'): Promise<number> {
+type Role = 'all' | 'gateway' | 'engine';
+
+async function serve(config: HeraldConfig, role: Role): Promise<number> {
+  if (role === 'engine' && !config.DATABASE_URL) {
+    console.error('herald engine: set DATABASE_URL (PostgreSQL); the embedded PGlite store serves one process, so use `herald start` instead.');
+    return 2;
+  }
   mkdirSync(config.HERALD_HOME, { recursive: true });
   const logger = pino({ level: config.LOG_LEVEL }, pino.destination(2));
   const db = await openStore(config);
   const bus: Bus = new InProcessBus({ onHandlerError: (error, topic, group) => logger.warn({ err: error, topic, group }, 'consumer failed; will retry') });
-  const gateway = await startGateway({ config, db, bus, logger });
 
-  const tokens = gateway.tokens;
-  const operator = await tokens.sign({ sub: 'operator', name: 'Dev operator', roles: [...ROLES] });
-  const preparer = await tokens.sign({
-    sub: 'preparer',
-    name: 'Dev preparer',
-    roles: ROLES.filter((r) => r !== 'delivery:start' && r !== 'admin'),
-  });
-  console.log(`Herald is up (${role === 'all' ? 'all roles' : 'gateway'}).
-  API and console:  ${gateway.url}
-  API docs:         ${gateway.url}/docs
-  Store:            ${db.kind === 'pglite' ? `PGlite in ${resolve(config.HERALD_HOME, 'pglite')}` : 'PostgreSQL (DATABASE_URL)'}
-  Bus:              in-process
+  let sink: CaptureSink | undefined;
+  let gateway: Gateway | undefined;
+  let engine: Engine | undefined;
+  let smtpUrl = config.SMTP_URL;
+  if (role !== 'gateway' && !smtpUrl) {
+    const mailDir = join(resolve(config.HERALD_HOME), 'mail');
+    sink = await startCaptureSink({ dir: mailDir, rulesFile: join(mailDir, 'rules.json') });
+    smtpUrl = sink.url;
+  }
+  if (role !== 'engine') gateway = await startGateway({ config, db, bus, logger });
+  if (role !== 'gateway') {
+    const controlPlane =
+      gateway?.controlPlane ??
+      new ControlPlane(db, systemClock, { confirmationTtlMs: config.CONFIRMATION_TTL, scheduleStalenessMs: config.SCHEDULE_STALENESS });
+    engine = engineFromConfig(config, { bus, controlPlane, logger, smtpUrl: smtpUrl! });
+    await engine.start();
+  }
+  // The engine's message events leave through the outbox: a process without a gateway relays them itself.
+  const relay = gateway?.relay ?? new OutboxRelay(db, bus, systemClock, (error) => logger.warn({ err: error }, 'outbox relay failed; retrying'));
+  if (!gateway) relay.start(config.OUTBOX_RELAY_INTERVAL);
 
-Dev tokens (valid 30 days):
-  every role (operator):
-    export HERALD_TOKEN=${operator}
-  every role except delivery:start (preparer):
-    export HERALD_TOKEN_NO_START=${preparer}
-`);
+  const lines = [`Herald is up (${role === 'all' ? 'all roles' : role}).`];
+  if (gateway) lines.push(`  API and console:  ${gateway.url}`, `  API docs:         ${gateway.url}/docs`);
+  lines.push(`  Store:            ${db.kind === 'pglite' ? `PGlite in ${resolve(config.HERALD_HOME, 'pglite')}` : 'PostgreSQL (DATABASE_URL)'}`);
+  lines.push('  Bus:              in-process');
+  if (engine) lines.push(`  Engine:           ${config.ENGINE_THREADS} worker threads, sending to ${sink ? `the capture sink at ${sink.url}` : config.SMTP_URL}`);
+  if (sink) lines.push(`  Captured mail:    ${join(resolve(config.HERALD_HOME), 'mail')} (bounce rules: mail/rules.json)`);
+  if (gateway) {
+    const operator = await gateway.tokens.sign({ sub: 'operator', name: 'Dev operator', roles: [...ROLES] });
+    const preparer = await gateway.tokens.sign({
+      sub: 'preparer',
+      name: 'Dev preparer',
+      roles: ROLES.filter((r) => r !== 'delivery:start' && r !== 'admin'),
+    });
+    lines.push(
+      '',
+      'Dev tokens (valid 30 days):',
+      '  every role (operator):',
+      `    export HERALD_TOKEN=${operator}`,
+      '  every role except delivery:start (preparer):',
+      `    export HERALD_TOKEN_NO_START=${preparer}`,
+    );
+  }
+  console.log(`${lines.join('\n')}\n`);
 
   await new Promise<void>((resolveStop) => {
     const stop = (signal: string) => {
@@ -124,8 +160,13 @@ Dev tokens (valid 30 days):
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
   });
-  await gateway.close();
+  // Order matters: stop taking work, let batches in hand settle, then close the store.
+  await gateway?.close();
+  await engine?.stop();
+  await relay.stop();
+  await relay.drain().catch(() => undefined);
   await bus.close();
+  await sink?.close();
   await db.close();
   return 0;
 }

@@ -41,3 +41,18 @@ describe('parseDuration', () => {
 
   it.each(['', 'soon', '-1s', '0s', '1 week'])('rejects %p', (text) => expect(parseDuration(text)).toBeUndefined());
 });
+
+describe('engine settings', () => {
+  it('parses domain limits', () => {
+    const config = loadConfig({ ENGINE_DOMAIN_LIMITS: 'gmail.com=200/s, Yahoo.com=3000/m' });
+    expect(config.ENGINE_DOMAIN_LIMITS).toEqual([
+      { domain: 'gmail.com', perSecond: 200 },
+      { domain: 'yahoo.com', perSecond: 50 },
+    ]);
+    expect(config.ENGINE_VALIDITY).toBe(302_400_000);
+    expect(config.ENGINE_THREADS).toBeGreaterThanOrEqual(1);
+  });
+  it('refuses malformed domain limits', () => {
+    expect(() => loadConfig({ ENGINE_DOMAIN_LIMITS: 'gmail.com=fast' })).toThrow(/ENGINE_DOMAIN_LIMITS/);
+  });
+});

@@ -1,9 +1,11 @@
 // Herald's environment, described once by a zod schema and parsed once at start.
 // A bad environment fails with one error that lists every bad variable.
+import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { parseDuration } from './duration.js';
 
 export { parseDuration, formatDuration } from './duration.js';
+export { ensureSecret } from './secrets.js';
 
 const duration = (fallback: string) =>
   z
@@ -37,11 +39,61 @@ export const environmentSchema = z.object({
   BODY_LIMIT_BYTES: positiveInt(1024 * 1024),
   IMPORT_BODY_LIMIT_BYTES: positiveInt(512 * 1024 * 1024),
   SMTP_URL: optionalUrl,
+  /** Per-connection SMTP timeout (greeting, commands, and the answer after DATA). */
+  SMTP_TIMEOUT: duration('30s'),
+  HTTP_PROVIDER_URL: optionalUrl,
+  HERALD_TRACKING_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
+  ENGINE_THREADS: z.coerce.number().int().min(1).max(256).default(availableParallelism()),
+  ENGINE_BATCH_SIZE: z.coerce.number().int().min(1).max(1000).default(500),
+  /** SMTP connections each worker thread keeps open. */
+  ENGINE_SMTP_CONNECTIONS: z.coerce.number().int().min(1).max(100).default(10),
+  /** Receiving-domain limits, e.g. "gmail.com=200/s,yahoo.com=3000/m". */
+  ENGINE_DOMAIN_LIMITS: z
+    .string()
+    .default('')
+    .transform((value, ctx) => {
+      const limits = parseDomainLimits(value);
+      if (typeof limits === 'string') {
+        ctx.addIssue({ code: 'custom', message: limits });
+        return z.NEVER;
+      }
+      return limits;
+    }),
+  /** How long soft-bounced messages keep being retried (the delivery's validity period). */
+  ENGINE_VALIDITY: duration('3.5d'),
+  /** First retry delay after a soft bounce; doubles at each attempt. */
+  ENGINE_RETRY_DELAY: duration('10m'),
+  /** Share of the audience sent before the circuit breaker judges the rates. */
+  ENGINE_BREAKER_FIRST_WAVE: z.coerce.number().min(0).max(1).default(0.01),
+  ENGINE_BREAKER_HARD_BOUNCE_RATE: z.coerce.number().min(0).max(1).default(0.2),
+  ENGINE_BREAKER_DOMAIN_4XX_RATE: z.coerce.number().min(0).max(1).default(0.5),
+  DKIM_DOMAIN: z.string().optional(),
+  DKIM_SELECTOR: z.string().optional(),
+  /** PEM text, or a path to a PEM file. */
+  DKIM_PRIVATE_KEY: z.string().optional(),
   KAFKA_BROKERS: z.string().optional(),
   CLICKHOUSE_URL: optionalUrl,
 });
 
 export type HeraldConfig = z.infer<typeof environmentSchema>;
+
+export interface DomainLimit {
+  domain: string;
+  perSecond: number;
+}
+
+const PER = { s: 1, m: 60, h: 3600 } as const;
+
+/** "gmail.com=200/s,yahoo.com=3000/m" → limits per second; an error message when malformed. */
+export function parseDomainLimits(text: string): DomainLimit[] | string {
+  const limits: DomainLimit[] = [];
+  for (const part of text.split(',').map((p) => p.trim()).filter(Boolean)) {
+    const match = /^([a-z0-9.-]+\.[a-z]{2,})=(\d+(?:\.\d+)?)\/(s|m|h)$/i.exec(part);
+    if (!match) return `'${part}' is not domain=N/s, N/m or N/h (e.g. gmail.com=200/s)`;
+    limits.push({ domain: match[1]!.toLowerCase(), perSecond: Number(match[2]) / PER[match[3] as keyof typeof PER] });
+  }
+  return limits;
+}
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {

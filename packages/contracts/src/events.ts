@@ -37,7 +37,14 @@ export const sendBatchSchema = z.strictObject({
   deliveryId: z.uuid(),
   occurrence: z.number().int().min(0),
   recipients: z
-    .array(z.strictObject({ profileId: z.string().min(1), address: z.string().min(1) }))
+    .array(
+      z.strictObject({
+        profileId: z.string().min(1),
+        address: z.string().min(1),
+        /** Profile fields for personalization, read when the batch was planned. */
+        profile: z.record(z.string(), z.unknown()).optional(),
+      }),
+    )
     .min(1)
     .max(1000),
 });

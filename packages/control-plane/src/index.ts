@@ -13,6 +13,7 @@ export * from './repositories/deliveries.repository.js';
 export * from './repositories/ledger.repository.js';
 export * from './repositories/outbox.repository.js';
 export * from './repositories/profiles.repository.js';
+export * from './repositories/send-queue.repository.js';
 export * from './services/audiences.service.js';
 export * from './services/confirmations.service.js';
 export * from './services/context.js';

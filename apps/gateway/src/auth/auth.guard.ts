@@ -1,11 +1,18 @@
 // Authenticates the bearer token and checks the role a route requires (@RequireRole).
 import { type CanActivate, type ExecutionContext, Inject, Injectable, SetMetadata } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
-import { DomainError } from '@herald/control-plane';
+import { type Actor, DomainError } from '@herald/control-plane';
 import type { FastifyRequest } from 'fastify';
 import { hasRole, missingRoleMessage, type Role } from './roles.js';
 import { TOKEN_SERVICE } from '../tokens.js';
 import type { TokenService } from './tokens.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The authenticated user, set by AuthGuard. */
+    actor?: Actor;
+  }
+}
 
 const ROLE_KEY = 'herald:role';
 const PUBLIC_KEY = 'herald:public';

@@ -1,9 +1,6 @@
 // Bearer tokens: HS256 with HERALD_JWT_SECRET (the embedded default keeps a generated secret
 // under HERALD_HOME), or RS256 and friends through a JWKS URL.
-import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import type { HeraldConfig } from '@herald/config';
+import { ensureSecret, type HeraldConfig } from '@herald/config';
 import { DomainError, type Actor } from '@herald/control-plane';
 import { createRemoteJWKSet, jwtVerify, SignJWT, type JWTVerifyGetKey } from 'jose';
 
@@ -15,13 +12,7 @@ export interface TokenService {
 
 /** The HS256 secret: HERALD_JWT_SECRET, else one generated once and kept in HERALD_HOME/jwt-secret. */
 export function loadJwtSecret(config: Pick<HeraldConfig, 'HERALD_JWT_SECRET' | 'HERALD_HOME'>): string {
-  if (config.HERALD_JWT_SECRET) return config.HERALD_JWT_SECRET;
-  const file = join(config.HERALD_HOME, 'jwt-secret');
-  if (existsSync(file)) return readFileSync(file, 'utf8').trim();
-  mkdirSync(config.HERALD_HOME, { recursive: true });
-  const secret = randomBytes(48).toString('base64url');
-  writeFileSync(file, `${secret}\n`, { mode: 0o600, flag: 'wx' });
-  return secret;
+  return ensureSecret(config.HERALD_HOME, 'jwt-secret', config.HERALD_JWT_SECRET);
 }
 
 export function createTokenService(config: Pick<HeraldConfig, 'HERALD_JWT_SECRET' | 'HERALD_HOME' | 'HERALD_JWKS_URL'>): TokenService {

@@ -26,6 +26,7 @@ export interface Delivery {
   contentHash: string | null;
   nextRunAt: string | null;
   startedAt: string | null;
+  finishedAt: string | null;
   occurrenceCount: number;
   createdBy: string;
   createdAt: string;
@@ -64,6 +65,7 @@ function toDelivery(r: Row): Delivery {
     contentHash: (r.content_hash as string | null) ?? null,
     nextRunAt: iso(r.next_run_at),
     startedAt: iso(r.started_at),
+    finishedAt: iso(r.finished_at),
     occurrenceCount: r.occurrence_count as number,
     createdBy: r.created_by as string,
     createdAt: iso(r.created_at)!,
@@ -103,6 +105,7 @@ export interface DeliveryChanges {
   nextRunAt?: Date | null;
   startedAt?: Date | null;
   occurrenceCount?: number;
+  finishedAt?: Date | null;
 }
 
 const COLUMNS: Record<keyof DeliveryChanges, [string, (v: never) => unknown]> = {
@@ -120,10 +123,11 @@ const COLUMNS: Record<keyof DeliveryChanges, [string, (v: never) => unknown]> = 
   nextRunAt: ['next_run_at', (v) => v],
   startedAt: ['started_at', (v) => v],
   occurrenceCount: ['occurrence_count', (v) => v],
+  finishedAt: ['finished_at', (v) => v],
 };
 
 export class DeliveriesRepository {
-  async insert(tx: Queryable, d: Omit<Delivery, 'version' | 'createdAt' | 'updatedAt' | 'startedAt' | 'occurrenceCount'>, at: Date) {
+  async insert(tx: Queryable, d: Omit<Delivery, 'version' | 'createdAt' | 'updatedAt' | 'startedAt' | 'finishedAt' | 'occurrenceCount'>, at: Date) {
     await tx.query(
       `INSERT INTO deliveries (id, name, channel, audience_id, content, schedule, recurrence, throughput, state, state_reason,
                                preparation, content_hash, next_run_at, created_by, created_at, updated_at)

@@ -122,4 +122,14 @@ export class ProfilesRepository {
   async setStatus(db: Queryable, id: string, status: ProfileStatus): Promise<void> {
     await db.query('UPDATE profiles SET status = $2, updated_at = now() WHERE id = $1', [id, status]);
   }
+
+  /** Hard bounces quarantine the address at once (an active profile only). */
+  async quarantine(db: Queryable, ids: string[]): Promise<number> {
+    if (ids.length === 0) return 0;
+    const rows = await db.query(
+      `UPDATE profiles SET status = 'quarantined', updated_at = now() WHERE id = ANY($1::text[]) AND status = 'active' RETURNING 1`,
+      [ids],
+    );
+    return rows.length;
+  }
 }

@@ -11,6 +11,7 @@ import { DeliveriesRepository, type Delivery } from '../repositories/deliveries.
 import { LedgerRepository } from '../repositories/ledger.repository.js';
 import { OutboxRepository } from '../repositories/outbox.repository.js';
 import { ProfilesRepository } from '../repositories/profiles.repository.js';
+import { SendQueueRepository } from '../repositories/send-queue.repository.js';
 
 export interface Actor {
   id: string;
@@ -20,6 +21,8 @@ export interface Actor {
 
 /** The scheduler and other automatic moves act as this actor in the audit log. */
 export const SYSTEM_ACTOR: Actor = { id: 'system:scheduler', roles: [] };
+/** The send engine, in the audit log. */
+export const ENGINE_ACTOR: Actor = { id: 'system:engine', roles: [] };
 
 export interface ControlPlaneSettings {
   confirmationTtlMs: number;
@@ -34,6 +37,7 @@ export class ControlPlaneContext {
   readonly audit = new AuditRepository();
   readonly outbox = new OutboxRepository();
   readonly ledger = new LedgerRepository();
+  readonly sendQueue = new SendQueueRepository();
 
   constructor(
     readonly db: Database,

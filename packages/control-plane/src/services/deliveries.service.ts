@@ -2,6 +2,7 @@
 // resume, stop. Every state change is audited, and commands the engine must see go to the
 // outbox in the same transaction.
 import { randomUUID } from 'node:crypto';
+import { extractLinks } from '@herald/channels';
 import { DomainError, notFound } from '../errors.js';
 import { assertTransition, EDITABLE_STATES, type DeliveryState } from '../lifecycle.js';
 import type { Queryable } from '../database.js';
@@ -141,6 +142,8 @@ export class DeliveriesService {
           filter: audience.filter,
           channel: delivery.channel,
         });
+        // The links a click token may point to, fixed with the content.
+        await this.ctx.sendQueue.saveLinks(tx, id, delivery.channel === 'email' && delivery.content.html ? extractLinks(delivery.content.html) : []);
         const now = this.ctx.clock.now();
         const preparation = { ...frozen, preparedAt: now.toISOString() };
         const updated = await this.ctx.deliveries.update(tx, id, { state: 'ready', preparation, contentHash: contentHash(delivery) }, now);
@@ -207,6 +210,46 @@ export class DeliveriesService {
         await this.ctx.enqueueCommand(tx, { type: 'DeliveryStopped', deliveryId: id, occurrence: 0, issuedBy: actor.id });
       }
       return this.move(tx, delivery, 'stopped', actor, 'stop', { stateReason: 'STOPPED_BY_USER', nextRunAt: null });
+    });
+  }
+
+  /**
+   * The engine settled every recipient of a run: the delivery (or occurrence) is finished.
+   * Returns false when the run is not sending (paused or stopped meanwhile): it stays as it is.
+   */
+  async finish(id: string, occurrence: number, actor: Actor): Promise<boolean> {
+    return this.ctx.db.transaction(async (tx) => {
+      const delivery = await this.locked(tx, id);
+      const now = this.ctx.clock.now();
+      if (occurrence > 0) {
+        const run = await this.ctx.deliveries.getOccurrence(tx, id, occurrence, true);
+        if (run?.state !== 'sending') return false;
+        await this.ctx.deliveries.setOccurrenceState(tx, id, occurrence, 'finished', null, now);
+        await this.ctx.audit.record(tx, { at: now, actor: actor.id, deliveryId: id, occurrence, action: 'finish', fromState: 'sending', toState: 'finished' });
+        return true;
+      }
+      if (delivery.state !== 'sending') return false;
+      await this.move(tx, delivery, 'finished', actor, 'finish', { stateReason: null, finishedAt: now });
+      return true;
+    });
+  }
+
+  /** The engine stops a run by itself (e.g. the circuit breaker), with the reason shown to users. */
+  async pauseRun(id: string, occurrence: number, actor: Actor, reason: string, details: Record<string, unknown> = {}): Promise<boolean> {
+    return this.ctx.db.transaction(async (tx) => {
+      const delivery = await this.locked(tx, id);
+      const now = this.ctx.clock.now();
+      if (occurrence > 0) {
+        const run = await this.ctx.deliveries.getOccurrence(tx, id, occurrence, true);
+        if (run?.state !== 'sending') return false;
+        await this.ctx.deliveries.setOccurrenceState(tx, id, occurrence, 'paused', reason, now);
+        await this.ctx.audit.record(tx, { at: now, actor: actor.id, deliveryId: id, occurrence, action: 'pause', fromState: 'sending', toState: 'paused', details: { reason, ...details } });
+        return true;
+      }
+      if (delivery.state !== 'sending') return false;
+      await this.ctx.enqueueCommand(tx, { type: 'DeliveryPaused', deliveryId: id, occurrence: 0, issuedBy: actor.id, reason });
+      await this.move(tx, delivery, 'paused', actor, 'pause', { stateReason: reason });
+      return true;
     });
   }
 

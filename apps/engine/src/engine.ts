@@ -1,0 +1,295 @@
+// The send engine: a planner turns started runs into send batches (keyset pages of the frozen
+// ledger, recipients inline); dispatchers hand each batch to a fixed-size Piscina pool and
+// settle the outcomes in the ledger, with their message events, in one transaction.
+//
+// Guarantees: a recipient is settled once (claims: a redelivered batch sends nothing twice);
+// after a crash, what was queued or in flight is planned again, so at most the messages in
+// flight when the process died go out twice (each with its stable Message-ID); on SIGTERM the
+// dispatchers finish the batches in hand, so nothing does.
+import { createHash } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Bus, Subscription } from '@herald/bus';
+import type { DomainLimit } from '@herald/config';
+import { type DeliveryCommand, type MessageEvent, TOPICS, sendBatchSchema, type SendBatch } from '@herald/contracts';
+import {
+  type Clock,
+  CommandDeduplicator,
+  type ControlPlane,
+  type Database,
+  ENGINE_ACTOR,
+  OutboxRepository,
+  ProfilesRepository,
+  type RunRef,
+  SendQueueRepository,
+} from '@herald/control-plane';
+import { Piscina } from 'piscina';
+import type { Logger } from 'pino';
+import { CircuitBreaker, type BreakerSettings } from './circuit-breaker.js';
+import { classify, type ClassifiedOutcome, type RetryPolicy } from './outcome.js';
+import { runKey, RunStates } from './run-state.js';
+import type { SendTask, SendTaskResult, WorkerSettings } from './send-task.js';
+import { batchSizeFor, Throttles } from './throttle.js';
+
+export interface EngineOptions {
+  db: Database;
+  bus: Bus;
+  controlPlane: ControlPlane;
+  clock: Clock;
+  logger: Logger;
+  threads: number;
+  batchSize: number;
+  worker: WorkerSettings;
+  domainLimits: DomainLimit[];
+  retry: RetryPolicy;
+  breaker: BreakerSettings;
+}
+
+export interface EngineStats {
+  batches: number;
+  messages: number;
+  inFlightBatches: number;
+}
+
+const WORKER_FILE = new URL('../dist/send-batch.worker.js', import.meta.url).href;
+const PLANNER_IDLE_MS = 200;
+
+export class Engine {
+  private readonly queue = new SendQueueRepository();
+  private readonly outbox = new OutboxRepository();
+  private readonly profiles = new ProfilesRepository();
+  private readonly runs: RunStates;
+  private readonly pool: Piscina;
+  private readonly throttles: Throttles;
+  private readonly breaker: CircuitBreaker;
+  private readonly planners = new Map<string, Promise<void>>();
+  private readonly dedupe: CommandDeduplicator;
+  private readonly subscriptions: Subscription[] = [];
+  /** Batches handed out and not yet settled, across dispatchers: the pool's backpressure. */
+  private inFlight = 0;
+  private readonly waiting: (() => void)[] = [];
+  private stopping = false;
+  readonly stats: EngineStats = { batches: 0, messages: 0, inFlightBatches: 0 };
+
+  constructor(private readonly options: EngineOptions) {
+    this.runs = new RunStates(options.db);
+    this.throttles = new Throttles(options.domainLimits);
+    this.breaker = new CircuitBreaker(options.breaker);
+    this.dedupe = new CommandDeduplicator(options.db, 'engine-planner');
+    this.pool = new Piscina({
+      filename: WORKER_FILE,
+      minThreads: options.threads,
+      maxThreads: options.threads,
+      idleTimeout: Number.POSITIVE_INFINITY,
+      workerData: options.worker,
+    });
+  }
+
+  /** Batches that may be in the pool or waiting for it at once. */
+  private get maxInFlight(): number {
+    return this.options.threads * 2;
+  }
+
+  async start(): Promise<void> {
+    const { bus } = this.options;
+    await this.recover();
+    this.subscriptions.push(
+      await bus.subscribe({ topic: TOPICS.deliveryCommands, group: 'engine-planner', handler: (batch) => this.onCommands(batch.map((m) => m.value as DeliveryCommand)) }),
+      await bus.subscribe({ topic: TOPICS.sendBatches, group: 'engine-dispatchers', maxBatchSize: 1, handler: (batch) => this.onSendBatches(batch.map((m) => m.value)) }),
+    );
+  }
+
+  /** Stops taking work, lets the batches in hand finish and settle, then stops the pool. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    for (const subscription of this.subscriptions) await subscription.close();
+    await Promise.allSettled(this.planners.values());
+    await this.pool.destroy();
+  }
+
+  /** Runs that were sending when the engine last stopped: requeue what was handed out, plan again. */
+  private async recover(): Promise<void> {
+    const runs = await this.options.db.query<{ delivery_id: string; occurrence: number }>(
+      `SELECT id AS delivery_id, 0 AS occurrence FROM deliveries WHERE state = 'sending'
+       UNION ALL SELECT delivery_id, n FROM delivery_occurrences WHERE state = 'sending'`,
+    );
+    const refs = runs.map((r) => ({ deliveryId: r.delivery_id, occurrence: r.occurrence }));
+    const { inFlight, requeued } = await this.queue.recover(this.options.db, refs, this.options.clock.now());
+    if (refs.length > 0) this.options.logger.info({ runs: refs.length, requeued, inFlight }, 'engine recovered runs');
+    for (const run of refs) this.plan(run);
+  }
+
+  private async onCommands(commands: DeliveryCommand[]): Promise<void> {
+    for (const command of commands) {
+      await this.dedupe.once(command.commandId, async () => undefined);
+      this.runs.forget(command.deliveryId, command.occurrence);
+      if (command.type === 'DeliveryStarted' || command.type === 'DeliveryResumed') {
+        this.breaker.reset(runKey(command.deliveryId, command.occurrence));
+        this.plan({ deliveryId: command.deliveryId, occurrence: command.occurrence });
+      }
+    }
+  }
+
+  /** Starts the planner of a run unless it is already running in this process. */
+  private plan(run: RunRef): void {
+    const key = runKey(run.deliveryId, run.occurrence);
+    if (this.planners.has(key) || this.stopping) return;
+    const planner = this.planRun(run)
+      .catch((error) => this.options.logger.error({ err: error, ...run }, 'planner failed'))
+      .finally(() => this.planners.delete(key));
+    this.planners.set(key, planner);
+  }
+
+  private async planRun(run: RunRef): Promise<void> {
+    const { db, bus, clock } = this.options;
+    while (!this.stopping) {
+      const info = await this.runs.get(run.deliveryId, run.occurrence, true);
+      if (!info || !['sending', 'paused'].includes(info.state)) return;
+      if (info.state === 'paused') {
+        // NOTE: a paused run keeps its planner only briefly; resume starts a new one.
+        return;
+      }
+      if (this.inFlight >= this.maxInFlight) {
+        await this.waitForRoom();
+        continue;
+      }
+      const size = batchSizeFor(info.delivery.throughput?.perHour ?? null, this.options.batchSize);
+      const recipients = await db.transaction((tx) => this.queue.queueNext(tx, run, size, clock.now()));
+      if (recipients.length === 0) {
+        if (await this.queue.isSettled(db, run)) {
+          const finished = await this.options.controlPlane.deliveries.finish(run.deliveryId, run.occurrence, ENGINE_ACTOR);
+          if (finished) this.options.logger.info({ ...run }, 'run finished');
+          return;
+        }
+        const nextRetry = await this.queue.nextRetryAt(db, run);
+        const wait = nextRetry ? Math.min(Math.max(nextRetry.getTime() - clock.now().getTime(), 10), 1000) : PLANNER_IDLE_MS;
+        await sleep(wait);
+        continue;
+      }
+      const batch: SendBatch = {
+        batchId: `${run.deliveryId}:${run.occurrence}:${recipients[0]!.profileId}:${recipients[0]!.attempts}`,
+        deliveryId: run.deliveryId,
+        occurrence: run.occurrence,
+        recipients: recipients.map((r) => ({ profileId: r.profileId, address: r.address, profile: r.profile })),
+      };
+      this.inFlight++;
+      this.stats.inFlightBatches = this.inFlight;
+      await bus.publish(TOPICS.sendBatches, [{ key: batch.batchId, value: batch }]);
+    }
+  }
+
+  private waitForRoom(): Promise<void> {
+    return new Promise((resolve) => {
+      this.waiting.push(resolve);
+      // NOTE: another process may have taken the batch (shared bus): never wait forever.
+      setTimeout(resolve, 500).unref();
+    });
+  }
+
+  private batchDone(): void {
+    this.inFlight = Math.max(0, this.inFlight - 1);
+    this.stats.inFlightBatches = this.inFlight;
+    this.waiting.shift()?.();
+  }
+
+  private async onSendBatches(values: unknown[]): Promise<void> {
+    for (const value of values) {
+      const parsed = sendBatchSchema.safeParse(value);
+      if (!parsed.success) {
+        this.options.logger.error({ issues: parsed.error.issues }, 'malformed SendBatch dropped');
+        continue;
+      }
+      try {
+        await this.dispatch(parsed.data);
+      } finally {
+        this.batchDone();
+      }
+    }
+  }
+
+  /** Claims the batch's recipients, sends them through the pool, settles outcomes and events. */
+  private async dispatch(batch: SendBatch): Promise<void> {
+    const { db, clock, logger } = this.options;
+    const run = { deliveryId: batch.deliveryId, occurrence: batch.occurrence };
+    const ids = batch.recipients.map((r) => r.profileId);
+    const info = await this.runs.get(run.deliveryId, run.occurrence);
+    if (info?.state !== 'sending' || this.stopping) {
+      await this.queue.release(db, run, ids, clock.now());
+      return;
+    }
+    const claimed = await this.queue.claim(db, run, ids, clock.now());
+    const recipients = batch.recipients.filter((r) => claimed.has(r.profileId));
+    if (recipients.length === 0) return;
+    const delivery = info.delivery;
+    const slots = this.throttles.schedule(runKey(run.deliveryId, run.occurrence), delivery.throughput?.perHour ?? null, recipients.map((r) => r.address), Date.now());
+    const task: SendTask = {
+      deliveryId: run.deliveryId,
+      occurrence: run.occurrence,
+      contentKey: `${delivery.id}:${delivery.contentHash}`,
+      channel: delivery.channel,
+      content: delivery.content,
+      recipients: recipients.map((r, i) => ({ profileId: r.profileId, address: r.address, profile: r.profile ?? { id: r.profileId }, notBefore: slots[i]! })),
+    };
+    const result = (await this.pool.run(task)) as SendTaskResult;
+    const now = clock.now();
+    const attemptsById = await this.attemptCounts(run, recipients.map((r) => r.profileId));
+    const outcomes: (ClassifiedOutcome & { address: string })[] = result.attempts.map((attempt) => {
+      const counts = attemptsById.get(attempt.profileId) ?? { attempts: 1, firstAttemptAt: now };
+      return { ...classify(attempt, counts.attempts, counts.firstAttemptAt, now, this.options.retry), address: attempt.address };
+    });
+    await db.transaction(async (tx) => {
+      await this.queue.settle(tx, run, outcomes, now);
+      await this.profiles.quarantine(tx, outcomes.filter((o) => o.kind === 'hard').map((o) => o.profileId));
+      for (const event of outcomes.flatMap((o) => eventsFor(o, run, delivery.channel, now))) {
+        await this.outbox.enqueue(tx, { commandId: event.eventId, topic: TOPICS.messageEvents, key: event.deliveryId, payload: event });
+      }
+    });
+    this.stats.batches++;
+    this.stats.messages += outcomes.length;
+    const trip = this.breaker.observe(runKey(run.deliveryId, run.occurrence), info.toSend, outcomes);
+    if (trip) {
+      const paused = await this.options.controlPlane.deliveries.pauseRun(run.deliveryId, run.occurrence, ENGINE_ACTOR, trip.reason, trip.details);
+      if (paused) {
+        logger.warn({ ...run, reason: trip.reason }, 'circuit breaker paused the run');
+        this.runs.forget(run.deliveryId, run.occurrence);
+      }
+    }
+  }
+
+  private async attemptCounts(run: RunRef, ids: string[]) {
+    const rows = await this.options.db.query<{ profile_id: string; attempts: number; first_attempt_at: Date }>(
+      'SELECT profile_id, attempts, first_attempt_at FROM send_ledger WHERE delivery_id = $1 AND occurrence = $2 AND profile_id = ANY($3::text[])',
+      [run.deliveryId, run.occurrence, ids],
+    );
+    return new Map(rows.map((r) => [r.profile_id, { attempts: r.attempts, firstAttemptAt: r.first_attempt_at }]));
+  }
+}
+
+/** A stable id per (message, attempt, outcome): a re-settled outcome never counts twice. */
+function eventId(...parts: (string | number)[]): string {
+  const hex = createHash('sha256').update(parts.join('\u0000')).digest('hex');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-5${hex.slice(13, 16)}-a${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
+}
+
+function eventsFor(outcome: ClassifiedOutcome, run: RunRef, channel: 'email' | 'sms', now: Date): MessageEvent[] {
+  const base = {
+    deliveryId: run.deliveryId,
+    occurrence: run.occurrence,
+    messageId: outcome.messageId ?? `${run.deliveryId}.${run.occurrence}.${outcome.profileId}`,
+    profileId: outcome.profileId,
+    channel,
+    occurredAt: now.toISOString(),
+  };
+  const id = (type: string) => eventId(run.deliveryId, run.occurrence, outcome.profileId, type);
+  switch (outcome.kind) {
+    case 'sent':
+      return [{ ...base, eventId: id('sent'), type: 'sent' }];
+    case 'hard':
+      return [{ ...base, eventId: id('bounced'), type: 'bounced', bounceType: 'hard', reason: outcome.error ?? undefined }];
+    case 'soft_final':
+      return [{ ...base, eventId: id('bounced'), type: 'bounced', bounceType: 'soft', reason: outcome.error ?? undefined }];
+    case 'in_doubt':
+      return [{ ...base, eventId: id('failed'), type: 'failed', reason: `in doubt: ${outcome.error ?? ''}`.trim() }];
+    default:
+      return []; // a soft bounce being retried is not an outcome yet
+  }
+}

@@ -1,0 +1,4 @@
+// The send engine: planner, dispatchers and the Piscina worker pool.
+export { Engine, type EngineOptions, type EngineStats } from './engine.js';
+export type { WorkerSettings } from './send-task.js';
+export { engineFromConfig, publicUrlOf, trackingSecretOf } from './engine-from-config.js';

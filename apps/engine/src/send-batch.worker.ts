@@ -1,0 +1,112 @@
+// A Piscina worker thread: renders the messages of a batch (templates compiled once per
+// delivery content and cached) and sends them through this thread's own pooled transport:
+// nodemailer SMTP for email, an undici keep-alive pool for the HTTP (sms) provider.
+import { workerData } from 'node:worker_threads';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { EmailRenderer } from '@herald/channels';
+import nodemailer from 'nodemailer';
+import type { SendAttempt } from './outcome.js';
+import { sendSmsBatch } from './sms-provider.js';
+import type { SendTask, SendTaskResult, WorkerSettings } from './send-task.js';
+
+const settings = workerData as WorkerSettings;
+
+// NOTE: one pooled transport per thread, created once; DKIM key parsed once by nodemailer.
+const transport = nodemailer.createTransport({
+  url: settings.smtpUrl,
+  pool: true,
+  maxConnections: settings.smtpConnections,
+  maxMessages: Number.POSITIVE_INFINITY,
+  connectionTimeout: settings.smtpTimeoutMs,
+  greetingTimeout: settings.smtpTimeoutMs,
+  socketTimeout: settings.smtpTimeoutMs,
+  ...(settings.dkim ? { dkim: settings.dkim } : {}),
+} as Parameters<typeof nodemailer.createTransport>[0]);
+
+const renderers = new Map<string, EmailRenderer>();
+
+function rendererFor(task: SendTask): EmailRenderer {
+  let renderer = renderers.get(task.contentKey);
+  if (!renderer) {
+    if (renderers.size > 200) renderers.clear();
+    renderer = new EmailRenderer({
+      from: task.content.from ?? '',
+      replyTo: task.content.replyTo,
+      subject: task.content.subject ?? '',
+      html: task.content.html,
+      text: task.content.text,
+    });
+    renderers.set(task.contentKey, renderer);
+  }
+  return renderer;
+}
+
+export default async function sendBatch(task: SendTask): Promise<SendTaskResult> {
+  if (task.channel === 'sms') {
+    return { attempts: await sendSmsBatch(settings, task) };
+  }
+  const renderer = rendererFor(task);
+  const context = {
+    deliveryId: task.deliveryId,
+    occurrence: task.occurrence,
+    publicUrl: settings.publicUrl,
+    trackingSecret: settings.trackingSecret,
+    subjectPrefix: task.subjectPrefix,
+  };
+  const attempts: SendAttempt[] = new Array(task.recipients.length);
+  let next = 0;
+  // As many sends in flight as the thread has SMTP connections.
+  const lanes = Array.from({ length: Math.min(settings.smtpConnections, task.recipients.length) }, async () => {
+    for (let i = next++; i < task.recipients.length; i = next++) {
+      const recipient = task.recipients[i]!;
+      const wait = recipient.notBefore - Date.now();
+      if (wait > 0) await sleep(wait);
+      attempts[i] = await sendOne(renderer, recipient, context);
+    }
+  });
+  await Promise.all(lanes);
+  return { attempts };
+}
+
+async function sendOne(
+  renderer: EmailRenderer,
+  recipient: SendTask['recipients'][number],
+  context: Parameters<EmailRenderer['render']>[1],
+): Promise<SendAttempt> {
+  const base = { profileId: recipient.profileId, address: recipient.address };
+  let messageId = '';
+  try {
+    const message = renderer.render({ profileId: recipient.profileId, address: recipient.address, profile: recipient.profile }, context);
+    messageId = message.messageId;
+    const info = (await transport.sendMail({ envelope: message.envelope, raw: message.raw })) as { response?: string };
+    return { ...base, messageId, ok: true, code: replyCode(info.response) ?? 250, errorCode: null, command: null, response: info.response ?? null, afterData: true };
+  } catch (error) {
+    const e = error as { code?: string; responseCode?: number; command?: string; response?: string; message?: string; timeoutType?: string };
+    const command = e.command ?? null;
+    return {
+      ...base,
+      messageId,
+      ok: false,
+      code: typeof e.responseCode === 'number' ? e.responseCode : null,
+      errorCode: e.code ?? null,
+      command,
+      response: e.response ?? e.message ?? null,
+      afterData: mayHaveArrived(e.code, e.timeoutType, typeof e.responseCode === 'number'),
+    };
+  }
+}
+
+const replyCode = (response: string | undefined) => {
+  const match = /^(\d{3})/.exec(response ?? '');
+  return match ? Number(match[1]) : null;
+};
+
+/**
+ * An established connection that went silent (nodemailer's SOCKET_TIMEOUT) without an SMTP
+ * answer: the server may hold the message, typically while we wait for the reply to the data.
+ * NOTE: nodemailer does not say which command was waiting, so every silent timeout counts as in
+ * doubt: a duplicate is worse than a message shown as in doubt.
+ */
+function mayHaveArrived(code: string | undefined, timeoutType: string | undefined, answered: boolean): boolean {
+  return !answered && code === 'ETIMEDOUT' && timeoutType === 'SOCKET_TIMEOUT';
+}

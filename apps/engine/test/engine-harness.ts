@@ -1,0 +1,102 @@
+// A whole platform in the test process: a real gateway and store (PGlite or PostgreSQL), the
+// in-process bus, the engine with its Piscina pool, and a real SMTP server on loopback.
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type CaptureSink, type SinkRule, startCaptureSink } from '@herald/capture-sink';
+import { systemClock } from '@herald/control-plane';
+import type { StoreKind } from '@herald/testing';
+import { pino } from 'pino';
+import { approvedDelivery, type Harness, startHarness } from '../../gateway/test/harness.js';
+import { Engine, type EngineOptions } from '../src/index.js';
+
+export interface EngineHarness extends Harness {
+  sink: CaptureSink;
+  engine: Engine;
+  /** Starts a fresh engine on the same store and bus (after stopping the previous one). */
+  restartEngine(): Promise<Engine>;
+  /** Imports `count` profiles and returns an approved delivery's id over them. */
+  deliveryFor(count: number, extra?: Record<string, unknown>, prefix?: string): Promise<string>;
+  confirmAndOk(id: string): Promise<void>;
+  waitForState(id: string, state: string, timeoutMs?: number): Promise<Record<string, unknown>>;
+  ledger(id: string): Promise<Record<string, number>>;
+}
+
+export async function startEngineHarness(
+  kind: StoreKind,
+  options: { rules?: SinkRule[]; engine?: Partial<EngineOptions>; threads?: number } = {},
+): Promise<EngineHarness> {
+  const h = await startHarness(kind);
+  // The engine and the scheduler run on real time; the gateway's clock is only for its own tests.
+  const sink = await startCaptureSink({ rules: options.rules, dir: mkdtempSync(join(tmpdir(), 'herald-sink-')) });
+  const engineOptions = (): EngineOptions => ({
+    db: h.database.db,
+    bus: h.bus,
+    controlPlane: h.gateway.controlPlane,
+    clock: systemClock,
+    logger: pino({ level: process.env.HERALD_TEST_LOG ?? 'silent' }),
+    threads: options.threads ?? 2,
+    batchSize: 100,
+    domainLimits: [],
+    retry: { retryDelayMs: 100, validityMs: 60_000 },
+    breaker: { firstWave: 0.01, hardBounceRate: 0.2, domain4xxRate: 0.5 },
+    worker: { smtpUrl: sink.url, smtpConnections: 5, smtpTimeoutMs: 1_500, publicUrl: 'http://herald.test', trackingSecret: 'test-tracking-secret-0123456789abcdef' },
+    ...options.engine,
+  });
+  let engine = new Engine(engineOptions());
+  await engine.start();
+  let audienceSeq = 0;
+  const harness: EngineHarness = {
+    ...h,
+    sink,
+    get engine() {
+      return engine;
+    },
+    async restartEngine() {
+      await engine.stop();
+      engine = new Engine(engineOptions());
+      await engine.start();
+      return engine;
+    },
+    async deliveryFor(count, extra = {}, prefix = `r${audienceSeq++}-`) {
+      for (let start = 0; start < count; start += 10_000) {
+        const rows = Array.from({ length: Math.min(10_000, count - start) }, (_, i) => {
+          const n = start + i;
+          return JSON.stringify({ id: `${prefix}${String(n).padStart(6, '0')}`, email: `${prefix}${n}@example.com`, firstName: `Name${n}`, attributes: { batch: prefix } });
+        });
+        const res = await h.api('POST', '/v1/profiles/import', { raw: rows.join('\n'), contentType: 'application/x-ndjson' });
+        if (res.body.imported !== rows.length) throw new Error(`import failed: ${JSON.stringify(res.body).slice(0, 300)}`);
+      }
+      const audience = await h.api('POST', '/v1/audiences', { body: { name: prefix, filter: { batch: prefix } } });
+      return approvedDelivery(h, audience.body.id, extra);
+    },
+    async confirmAndOk(id) {
+      const confirm = await h.api('POST', `/v1/deliveries/${id}/confirmations`);
+      const ok = await h.api('POST', `/v1/deliveries/${id}/confirmations/${confirm.body.confirmationId}/ok`);
+      if (ok.status !== 202) throw new Error(`OK failed: ${JSON.stringify(ok.body)}`);
+      await h.gateway.relay.drain();
+    },
+    async waitForState(id, state, timeoutMs = 60_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const delivery = (await h.api('GET', `/v1/deliveries/${id}`)).body;
+        if (delivery.state === state) return delivery;
+        if (Date.now() > deadline) throw new Error(`delivery ${id} is '${delivery.state}' (${delivery.stateReason}), not '${state}'`);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    },
+    async ledger(id) {
+      const rows = await h.database.db.query<{ status: string; n: number }>(
+        'SELECT status, count(*)::int AS n FROM send_ledger WHERE delivery_id = $1 GROUP BY status',
+        [id],
+      );
+      return Object.fromEntries(rows.map((r) => [r.status, r.n]));
+    },
+    async close() {
+      await engine.stop();
+      await h.close();
+      await sink.close();
+    },
+  };
+  return harness;
+}

@@ -1,0 +1,188 @@
+// The send engine against a real SMTP server on loopback: outcomes, retries, quarantine,
+// the circuit breaker, pause/resume and a graceful restart, on PGlite and PostgreSQL.
+import { readFileSync } from 'node:fs';
+import { storeMatrix } from '@herald/testing';
+import { type EngineHarness, startEngineHarness } from './engine-harness.js';
+
+describe.each(storeMatrix())('send engine on $kind', ({ kind, available }) => {
+  const suite = available ? describe : describe.skip;
+
+  suite('happy path and bounces', () => {
+    let h: EngineHarness;
+    beforeAll(async () => {
+      h = await startEngineHarness(kind, {
+        rules: [
+          // 10% greylisted once, 2% unknown users.
+          { match: '/^r0-\\d*0@/', code: 451, message: '4.7.1 Try again later', times: 1 },
+          { match: '/^r0-\\d*(17|63)@/', code: 550, message: '5.1.1 User unknown' },
+        ],
+      });
+    });
+    afterAll(async () => h?.close());
+
+    it('sends every recipient once, personalized, retrying 451s and quarantining 550s', async () => {
+      const id = await h.deliveryFor(1000, {}, 'r0-');
+      await h.confirmAndOk(id);
+      await h.waitForState(id, 'finished');
+      const ledger = await h.ledger(id);
+      expect(ledger).toEqual({ sent: 980, bounced: 20 });
+      // Each accepted message arrived exactly once, with its own Message-ID.
+      const counts = [...h.sink.messageIdCounts().values()];
+      expect(counts.length).toBe(980);
+      expect(counts.every((n) => n === 1)).toBe(true);
+      // 451s were retried: 100 greylisted addresses took two attempts.
+      const [retried] = await h.database.db.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM send_ledger WHERE delivery_id = $1 AND attempts = 2 AND status = 'sent'`,
+        [id],
+      );
+      expect(retried!.n).toBe(100);
+      // 550s bounced once and quarantined the profile; the rest of their batch went out.
+      const bounced = await h.database.db.query<{ profile_id: string; last_code: number; attempts: number; status: string }>(
+        `SELECT l.profile_id, l.last_code, l.attempts, p.status FROM send_ledger l JOIN profiles p ON p.id = l.profile_id
+          WHERE l.delivery_id = $1 AND l.status = 'bounced'`,
+        [id],
+      );
+      expect(bounced).toHaveLength(20);
+      expect(bounced.every((b) => b.last_code === 550 && b.attempts === 1 && b.status === 'quarantined')).toBe(true);
+      // A message event per outcome, each with a unique id.
+      const events = await h.database.db.query<{ type: string; n: number }>(
+        `SELECT payload->>'type' AS type, count(DISTINCT command_id)::int AS n FROM outbox
+          WHERE topic = 'herald.message-events' AND payload->>'deliveryId' = $1 GROUP BY 1 ORDER BY 1`,
+        [id],
+      );
+      expect(events).toEqual([
+        { type: 'bounced', n: 20 },
+        { type: 'sent', n: 980 },
+      ]);
+      const audit = await h.api('GET', `/v1/deliveries/${id}/audit`);
+      expect(audit.body.items.at(-1)).toMatchObject({ actor: 'system:engine', action: 'finish', fromState: 'sending', toState: 'finished' });
+    });
+
+    it('never lets a personalization value add header lines', async () => {
+      await h.api('POST', '/v1/profiles/import', {
+        body: [{ id: 'inject', email: 'inject@example.com', attributes: { note: 'hi\r\nBcc: victim@example.com\r\nX-Evil: 1', batch: 'inject' } }],
+      });
+      const audience = await h.api('POST', '/v1/audiences', { body: { name: 'inject', profileIds: ['inject'] } });
+      const created = await h.api('POST', '/v1/deliveries', {
+        body: {
+          name: 'Injection',
+          channel: 'email',
+          audienceId: audience.body.id,
+          content: { from: 'news@shop.example', subject: 'Note: {{profile.attributes.note}}', text: 'Body {{profile.attributes.note}}' },
+        },
+      });
+      const id = created.body.id;
+      await h.api('POST', `/v1/deliveries/${id}/prepare`);
+      await h.api('POST', `/v1/deliveries/${id}/approve`);
+      await h.confirmAndOk(id);
+      await h.waitForState(id, 'finished');
+      const message = h.sink.messages().find((m) => m.to.includes('inject@example.com'))!;
+      expect(message).toBeDefined();
+      const raw = readFileSync(message.file!, 'utf8');
+      const headerNames = raw
+        .split('\r\n\r\n')[0]!
+        .split('\r\n')
+        .filter((line) => !/^\s/.test(line))
+        .map((line) => line.slice(0, line.indexOf(':')).toLowerCase());
+      expect(headerNames).not.toContain('bcc');
+      expect(headerNames).not.toContain('x-evil');
+      expect(message.to).toEqual(['inject@example.com']);
+    });
+  });
+
+  suite('pause, resume, restart', () => {
+    let h: EngineHarness;
+    beforeAll(async () => {
+      h = await startEngineHarness(kind, { engine: { batchSize: 50 }, threads: 1 });
+    });
+    afterAll(async () => h?.close());
+
+    it('pauses within a second and resumes without sending anyone twice', async () => {
+      const id = await h.deliveryFor(3000, { throughput: { perHour: 3_600_000 } }, 'p0-');
+      await h.confirmAndOk(id);
+      await waitUntil(() => h.sink.count() >= 300);
+      const paused = await h.api('POST', `/v1/deliveries/${id}/pause`);
+      expect(paused.body.state).toBe('paused');
+      const pausedAt = Date.now();
+      // Within a second, nothing more leaves.
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      const afterSecond = h.sink.count();
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      expect(h.sink.count()).toBe(afterSecond);
+      expect(Date.now() - pausedAt).toBeGreaterThanOrEqual(1000);
+      expect(afterSecond).toBeLessThan(3000);
+      await h.api('POST', `/v1/deliveries/${id}/resume`);
+      await h.gateway.relay.drain();
+      await h.waitForState(id, 'finished');
+      expect(await h.ledger(id)).toEqual({ sent: 3000 });
+      const counts = [...h.sink.messageIdCounts().values()];
+      expect(counts.length).toBe(3000);
+      expect(Math.max(...counts)).toBe(1);
+    });
+
+    it('stops the engine mid-send (SIGTERM) and a new one finishes: zero duplicates, zero lost', async () => {
+      const before = h.sink.count();
+      const id = await h.deliveryFor(3000, {}, 'g0-');
+      await h.confirmAndOk(id);
+      await waitUntil(() => h.sink.count() - before >= 600);
+      await h.restartEngine();
+      await h.waitForState(id, 'finished');
+      expect(await h.ledger(id)).toEqual({ sent: 3000 });
+      const mine = h.sink.messages().slice(before);
+      expect(mine.length).toBe(3000);
+      expect(new Set(mine.map((m) => m.messageId)).size).toBe(3000);
+    });
+  });
+
+  suite('in doubt', () => {
+    let h: EngineHarness;
+    beforeAll(async () => {
+      h = await startEngineHarness(kind, {
+        rules: [{ match: '/^d0-(0|1)@/', code: 'hang' }],
+        engine: { breaker: { firstWave: 1, hardBounceRate: 1, domain4xxRate: 1 } },
+      });
+    });
+    afterAll(async () => h?.close());
+
+    it('shows a message whose DATA answer never came as in doubt, and does not retry it', async () => {
+      const id = await h.deliveryFor(40, {}, 'd0-');
+      await h.confirmAndOk(id);
+      await h.waitForState(id, 'finished');
+      expect(await h.ledger(id)).toEqual({ sent: 38, in_doubt: 2 });
+      const doubts = await h.database.db.query<{ attempts: number; last_error: string }>(
+        `SELECT attempts, last_error FROM send_ledger WHERE delivery_id = $1 AND status = 'in_doubt'`,
+        [id],
+      );
+      expect(doubts.every((d) => d.attempts === 1 && /timeout/i.test(d.last_error))).toBe(true);
+      const logs = await h.api('GET', `/v1/deliveries/${id}/logs?limit=1000`);
+      expect(logs.body.items.filter((e: { status: string }) => e.status === 'in_doubt')).toHaveLength(2);
+    });
+  });
+
+  suite('circuit breaker', () => {
+    let h: EngineHarness;
+    beforeAll(async () => {
+      h = await startEngineHarness(kind, { rules: [{ match: '*@example.com', code: 421, message: '4.7.0 Too many connections, slow down' }] });
+    });
+    afterAll(async () => h?.close());
+
+    it('pauses a delivery whose receiving domain answers 421 to everything', async () => {
+      const id = await h.deliveryFor(2000, {}, 'b0-');
+      await h.confirmAndOk(id);
+      const paused = await h.waitForState(id, 'paused');
+      expect(paused.stateReason).toMatch(/^CIRCUIT_BREAKER: example\.com answered 4xx to 100% of \d+ messages/);
+      expect(h.sink.count()).toBe(0);
+      const ledger = await h.ledger(id);
+      expect(ledger.sent ?? 0).toBe(0);
+      expect(ledger.bounced ?? 0).toBe(0);
+    });
+  });
+});
+
+async function waitUntil(predicate: () => boolean, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error('timed out');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}

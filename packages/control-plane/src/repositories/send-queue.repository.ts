@@ -1,0 +1,196 @@
+// The send ledger as the engine's work queue. A recipient moves
+//   pending → queued (in a published batch) → sending (claimed by a dispatcher)
+//   → sent | bounced (hard) | failed (soft until validity end) | in_doubt, or retry → queued again.
+// Claims make redelivered batches harmless; after a crash, queued and sending rows go back to
+// pending, so at most the messages in flight are sent twice.
+import type { Queryable } from '../database.js';
+
+export type LedgerStatus = 'pending' | 'queued' | 'sending' | 'retry' | 'sent' | 'bounced' | 'failed' | 'in_doubt';
+export const SETTLED_STATUSES: readonly LedgerStatus[] = ['sent', 'bounced', 'failed', 'in_doubt'];
+
+export interface QueuedRecipient {
+  profileId: string;
+  address: string;
+  attempts: number;
+  profile: Record<string, unknown>;
+}
+
+export interface Outcome {
+  profileId: string;
+  status: 'sent' | 'bounced' | 'failed' | 'in_doubt' | 'retry';
+  code: number | null;
+  error: string | null;
+  messageId: string | null;
+  nextAttemptAt: Date | null;
+}
+
+export interface RunRef {
+  deliveryId: string;
+  occurrence: number;
+}
+
+export type Progress = Record<LedgerStatus, number> & { total: number };
+
+export class SendQueueRepository {
+  /**
+   * Marks the next `size` recipients due now as queued, in profile-id order, and returns them
+   * with the profile fields personalization needs.
+   */
+  async queueNext(tx: Queryable, run: RunRef, size: number, now: Date): Promise<QueuedRecipient[]> {
+    const rows = await tx.query<{
+      profile_id: string;
+      address: string;
+      attempts: number;
+      email: string | null;
+      first_name: string | null;
+      last_name: string | null;
+      locale: string | null;
+      timezone: string | null;
+      attributes: Record<string, unknown> | null;
+    }>(
+      `WITH next AS (
+         SELECT profile_id FROM send_ledger
+          WHERE delivery_id = $1 AND occurrence = $2 AND status IN ('pending', 'retry')
+            AND (next_attempt_at IS NULL OR next_attempt_at <= $4)
+            AND (send_after IS NULL OR send_after <= $4)
+          ORDER BY profile_id LIMIT $3
+          FOR UPDATE SKIP LOCKED),
+       queued AS (
+         UPDATE send_ledger l SET status = 'queued', updated_at = $4
+           FROM next WHERE l.delivery_id = $1 AND l.occurrence = $2 AND l.profile_id = next.profile_id
+         RETURNING l.profile_id, l.address, l.attempts)
+       SELECT q.profile_id, q.address, q.attempts, p.email, p.first_name, p.last_name, p.locale, p.timezone, p.attributes
+         FROM queued q LEFT JOIN profiles p ON p.id = q.profile_id
+        ORDER BY q.profile_id`,
+      [run.deliveryId, run.occurrence, size, now],
+    );
+    return rows.map((r) => ({
+      profileId: r.profile_id,
+      address: r.address,
+      attempts: r.attempts,
+      profile: {
+        id: r.profile_id,
+        email: r.email,
+        firstName: r.first_name,
+        lastName: r.last_name,
+        locale: r.locale,
+        timezone: r.timezone,
+        attributes: r.attributes ?? {},
+      },
+    }));
+  }
+
+  /** Claims queued recipients for sending; returns those this caller may send (the others were taken or released). */
+  async claim(db: Queryable, run: RunRef, profileIds: string[], now: Date): Promise<Set<string>> {
+    const rows = await db.query<{ profile_id: string }>(
+      `UPDATE send_ledger SET status = 'sending', attempts = attempts + 1, first_attempt_at = coalesce(first_attempt_at, $4), updated_at = $4
+        WHERE delivery_id = $1 AND occurrence = $2 AND profile_id = ANY($3::text[]) AND status = 'queued'
+        RETURNING profile_id`,
+      [run.deliveryId, run.occurrence, profileIds, now],
+    );
+    return new Set(rows.map((r) => r.profile_id));
+  }
+
+  /** Puts unsent recipients of a batch back to pending (the run was paused or stopped). */
+  async release(db: Queryable, run: RunRef, profileIds: string[], now: Date): Promise<number> {
+    const rows = await db.query(
+      `UPDATE send_ledger SET status = 'pending', updated_at = $4
+        WHERE delivery_id = $1 AND occurrence = $2 AND profile_id = ANY($3::text[]) AND status IN ('queued', 'sending')
+        RETURNING 1`,
+      [run.deliveryId, run.occurrence, profileIds, now],
+    );
+    return rows.length;
+  }
+
+  /** Records the outcome of each claimed recipient (only rows still 'sending' change). */
+  async settle(tx: Queryable, run: RunRef, outcomes: Outcome[], now: Date): Promise<number> {
+    if (outcomes.length === 0) return 0;
+    const rows = await tx.query(
+      `UPDATE send_ledger l SET
+          status = o.status, last_code = o.code, last_error = o.error,
+          message_id = coalesce(o.message_id, l.message_id), next_attempt_at = o.next_attempt_at,
+          sent_at = CASE WHEN o.status = 'sent' THEN $3 ELSE l.sent_at END, updated_at = $3
+         FROM unnest($4::text[], $5::text[], $6::int[], $7::text[], $8::text[], $9::timestamptz[])
+              AS o(profile_id, status, code, error, message_id, next_attempt_at)
+        WHERE l.delivery_id = $1 AND l.occurrence = $2 AND l.profile_id = o.profile_id AND l.status = 'sending'
+        RETURNING 1`,
+      [
+        run.deliveryId,
+        run.occurrence,
+        now,
+        outcomes.map((o) => o.profileId),
+        outcomes.map((o) => o.status),
+        outcomes.map((o) => o.code),
+        outcomes.map((o) => o.error),
+        outcomes.map((o) => o.messageId),
+        outcomes.map((o) => o.nextAttemptAt),
+      ],
+    );
+    return rows.length;
+  }
+
+  /** After a crash: every handed-out recipient of these runs goes back to pending. Returns how many were 'sending' (in flight). */
+  async recover(db: Queryable, runs: RunRef[], now: Date): Promise<{ inFlight: number; requeued: number }> {
+    let inFlight = 0;
+    let requeued = 0;
+    for (const run of runs) {
+      const rows = await db.query<{ was: string }>(
+        `UPDATE send_ledger l SET status = 'pending', updated_at = $3
+           FROM (SELECT profile_id, status AS was FROM send_ledger
+                  WHERE delivery_id = $1 AND occurrence = $2 AND status IN ('queued', 'sending') FOR UPDATE) old
+          WHERE l.delivery_id = $1 AND l.occurrence = $2 AND l.profile_id = old.profile_id
+          RETURNING old.was`,
+        [run.deliveryId, run.occurrence, now],
+      );
+      requeued += rows.length;
+      inFlight += rows.filter((r) => r.was === 'sending').length;
+    }
+    return { inFlight, requeued };
+  }
+
+  async progress(db: Queryable, run: RunRef): Promise<Progress> {
+    const rows = await db.query<{ status: LedgerStatus; n: number }>(
+      'SELECT status, count(*)::int AS n FROM send_ledger WHERE delivery_id = $1 AND occurrence = $2 GROUP BY status',
+      [run.deliveryId, run.occurrence],
+    );
+    const progress: Progress = { pending: 0, queued: 0, sending: 0, retry: 0, sent: 0, bounced: 0, failed: 0, in_doubt: 0, total: 0 };
+    for (const row of rows) {
+      progress[row.status] = row.n;
+      progress.total += row.n;
+    }
+    return progress;
+  }
+
+  /** True when every recipient of the run is settled. */
+  async isSettled(db: Queryable, run: RunRef): Promise<boolean> {
+    const rows = await db.query(
+      `SELECT 1 FROM send_ledger WHERE delivery_id = $1 AND occurrence = $2 AND status IN ('pending', 'queued', 'sending', 'retry') LIMIT 1`,
+      [run.deliveryId, run.occurrence],
+    );
+    return rows.length === 0;
+  }
+
+  /** The earliest retry still to come (the planner sleeps until then). */
+  async nextRetryAt(db: Queryable, run: RunRef): Promise<Date | null> {
+    const [row] = await db.query<{ at: Date | null }>(
+      `SELECT min(coalesce(next_attempt_at, send_after)) AS at FROM send_ledger
+        WHERE delivery_id = $1 AND occurrence = $2 AND status IN ('pending', 'retry')`,
+      [run.deliveryId, run.occurrence],
+    );
+    return row?.at ?? null;
+  }
+
+  async saveLinks(tx: Queryable, deliveryId: string, links: string[]): Promise<void> {
+    await tx.query('DELETE FROM tracked_links WHERE delivery_id = $1', [deliveryId]);
+    if (links.length === 0) return;
+    await tx.query('INSERT INTO tracked_links (delivery_id, idx, url) SELECT $1, i - 1, u FROM unnest($2::text[]) WITH ORDINALITY AS t(u, i)', [
+      deliveryId,
+      links,
+    ]);
+  }
+
+  async link(db: Queryable, deliveryId: string, index: number): Promise<string | undefined> {
+    const [row] = await db.query<{ url: string }>('SELECT url FROM tracked_links WHERE delivery_id = $1 AND idx = $2', [deliveryId, index]);
+    return row?.url;
+  }
+}
