@@ -208,6 +208,7 @@ export class Engine {
 
   /** Claims the batch's recipients, sends them through the pool, settles outcomes and events. */
   private async dispatch(batch: SendBatch): Promise<void> {
+    if (batch.proof) return this.dispatchProof(batch);
     const { db, clock, logger } = this.options;
     const run = { deliveryId: batch.deliveryId, occurrence: batch.occurrence };
     const ids = batch.recipients.map((r) => r.profileId);
@@ -231,17 +232,18 @@ export class Engine {
     };
     const result = (await this.pool.run(task)) as SendTaskResult;
     const now = clock.now();
-    const attemptsById = await this.attemptCounts(run, recipients.map((r) => r.profileId));
     const outcomes: (ClassifiedOutcome & { address: string })[] = result.attempts.map((attempt) => {
-      const counts = attemptsById.get(attempt.profileId) ?? { attempts: 1, firstAttemptAt: now };
+      const counts = claimed.get(attempt.profileId) ?? { attempts: 1, firstAttemptAt: now };
       return { ...classify(attempt, counts.attempts, counts.firstAttemptAt, now, this.options.retry), address: attempt.address };
     });
     await db.transaction(async (tx) => {
       await this.queue.settle(tx, run, outcomes, now);
       await this.profiles.quarantine(tx, outcomes.filter((o) => o.kind === 'hard').map((o) => o.profileId));
-      for (const event of outcomes.flatMap((o) => eventsFor(o, run, delivery.channel, now))) {
-        await this.outbox.enqueue(tx, { commandId: event.eventId, topic: TOPICS.messageEvents, key: event.deliveryId, payload: event });
-      }
+      const events = outcomes.flatMap((o) => eventsFor(o, run, delivery.channel, now));
+      await this.outbox.enqueueMany(
+        tx,
+        events.map((event) => ({ commandId: event.eventId, topic: TOPICS.messageEvents, key: event.deliveryId, payload: event })),
+      );
     });
     this.stats.batches++;
     this.stats.messages += outcomes.length;
@@ -255,12 +257,26 @@ export class Engine {
     }
   }
 
-  private async attemptCounts(run: RunRef, ids: string[]) {
-    const rows = await this.options.db.query<{ profile_id: string; attempts: number; first_attempt_at: Date }>(
-      'SELECT profile_id, attempts, first_attempt_at FROM send_ledger WHERE delivery_id = $1 AND occurrence = $2 AND profile_id = ANY($3::text[])',
-      [run.deliveryId, run.occurrence, ids],
-    );
-    return new Map(rows.map((r) => [r.profile_id, { attempts: r.attempts, firstAttemptAt: r.first_attempt_at }]));
+  /** A proof goes out like the real message, with its subject prefix, and leaves no trace in the ledger or KPIs. */
+  private async dispatchProof(batch: SendBatch): Promise<void> {
+    const info = await this.runs.get(batch.deliveryId, batch.occurrence, true);
+    if (!info) return;
+    const delivery = info.delivery;
+    const result = (await this.pool.run({
+      deliveryId: batch.deliveryId,
+      occurrence: batch.occurrence,
+      contentKey: `${delivery.id}:${delivery.version}:proof`,
+      channel: delivery.channel,
+      content: delivery.content,
+      subjectPrefix: batch.proof!.subjectPrefix,
+      recipients: batch.recipients.map((r) => ({ profileId: r.profileId, address: r.address, profile: r.profile ?? {}, notBefore: 0 })),
+    } satisfies SendTask)) as SendTaskResult;
+    for (const attempt of result.attempts) {
+      this.options.logger.info(
+        { proofId: batch.proof!.proofId, deliveryId: batch.deliveryId, to: attempt.address, ok: attempt.ok, code: attempt.code, response: attempt.response },
+        'proof sent',
+      );
+    }
   }
 }
 

@@ -24,7 +24,7 @@ export interface EngineHarness extends Harness {
 
 export async function startEngineHarness(
   kind: StoreKind,
-  options: { rules?: SinkRule[]; engine?: Partial<EngineOptions>; threads?: number } = {},
+  options: { rules?: SinkRule[]; engine?: Partial<EngineOptions>; threads?: number; workerOverrides?: Partial<EngineOptions['worker']> } = {},
 ): Promise<EngineHarness> {
   const h = await startHarness(kind);
   // The engine and the scheduler run on real time; the gateway's clock is only for its own tests.
@@ -40,7 +40,14 @@ export async function startEngineHarness(
     domainLimits: [],
     retry: { retryDelayMs: 100, validityMs: 60_000 },
     breaker: { firstWave: 0.01, hardBounceRate: 0.2, domain4xxRate: 0.5 },
-    worker: { smtpUrl: sink.url, smtpConnections: 5, smtpTimeoutMs: 1_500, publicUrl: 'http://herald.test', trackingSecret: 'test-tracking-secret-0123456789abcdef' },
+    worker: {
+      smtpUrl: sink.url,
+      smtpConnections: 5,
+      smtpTimeoutMs: 1_500,
+      publicUrl: 'http://herald.test',
+      trackingSecret: 'test-tracking-secret-0123456789abcdef',
+      ...options.workerOverrides,
+    },
     ...options.engine,
   });
   let engine = new Engine(engineOptions());

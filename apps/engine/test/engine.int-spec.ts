@@ -1,6 +1,8 @@
 // The send engine against a real SMTP server on loopback: outcomes, retries, quarantine,
 // the circuit breaker, pause/resume and a graceful restart, on PGlite and PostgreSQL.
 import { readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { storeMatrix } from '@herald/testing';
 import { type EngineHarness, startEngineHarness } from './engine-harness.js';
 
@@ -87,6 +89,69 @@ describe.each(storeMatrix())('send engine on $kind', ({ kind, available }) => {
       expect(headerNames).not.toContain('bcc');
       expect(headerNames).not.toContain('x-evil');
       expect(message.to).toEqual(['inject@example.com']);
+    });
+  });
+
+  suite('proofs and sms', () => {
+    let h: EngineHarness;
+    let provider: Server;
+    const received: { to: string; text: string }[] = [];
+    beforeAll(async () => {
+      // A generic JSON batch SMS provider: accepts every number except those ending in 99.
+      provider = createServer((req, res) => {
+        let body = '';
+        req.on('data', (chunk) => {
+          body += chunk;
+        });
+        req.on('end', () => {
+          const { messages } = JSON.parse(body) as { messages: { id: string; to: string; text: string }[] };
+          received.push(...messages);
+          res.setHeader('content-type', 'application/json');
+          res.end(JSON.stringify({ results: messages.map((m) => (m.to.endsWith('99') ? { id: m.id, status: 'rejected', code: 550, error: 'unknown number' } : { id: m.id, status: 'accepted' })) }));
+        });
+      });
+      await new Promise<void>((resolve) => provider.listen(0, '127.0.0.1', resolve));
+      const port = (provider.address() as AddressInfo).port;
+      h = await startEngineHarness(kind, { workerOverrides: { httpProviderUrl: `http://127.0.0.1:${port}/v1/sms` } });
+    });
+    afterAll(async () => {
+      await h?.close();
+      provider?.close();
+    });
+
+    it('sends a proof with a subject prefix, outside the ledger and the KPIs', async () => {
+      const id = await h.deliveryFor(5, {}, 'pr-');
+      const [before] = await h.database.db.query<{ n: number }>(`SELECT count(*)::int AS n FROM outbox WHERE topic = 'herald.message-events'`);
+      const proof = await h.api('POST', `/v1/deliveries/${id}/proofs`, { body: { to: ['boss@example.com', 'legal@example.com'], profileId: 'pr-000003' } });
+      expect(proof.status).toBe(202);
+      await waitUntil(() => h.sink.count() >= 2);
+      const messages = h.sink.messages();
+      expect(messages.flatMap((m) => m.to).sort()).toEqual(['boss@example.com', 'legal@example.com']);
+      const raw = readFileSync(messages[0]!.file!, 'utf8');
+      expect(raw).toMatch(/^Subject: \[Proof\] Hello Name3$/m);
+      expect((await h.api('GET', `/v1/deliveries/${id}`)).body.state).toBe('approved');
+      expect(await h.ledger(id)).toEqual({ pending: 5 });
+      const [after] = await h.database.db.query<{ n: number }>(`SELECT count(*)::int AS n FROM outbox WHERE topic = 'herald.message-events'`);
+      expect(after!.n).toBe(before!.n);
+      const invalid = await h.api('POST', `/v1/deliveries/${id}/proofs`, { body: { to: ['not an address'] } });
+      expect(invalid.body.code).toBe('INVALID_INPUT');
+    });
+
+    it('sends sms through the HTTP provider, many recipients per request', async () => {
+      const numbers = Array.from({ length: 30 }, (_, i) => ({ id: `sms-${i}`, phone: `+336120${String(10000 + i)}` }));
+      numbers.push({ id: 'sms-bad', phone: '+33612345699' });
+      await h.api('POST', '/v1/profiles/import', { body: numbers.map((n) => ({ ...n, firstName: 'Sam' })) });
+      const audience = await h.api('POST', '/v1/audiences', { body: { name: 'sms', profileIds: numbers.map((n) => n.id) } });
+      const created = await h.api('POST', '/v1/deliveries', {
+        body: { name: 'Flash sale', channel: 'sms', audienceId: audience.body.id, content: { text: 'Hi {{profile.firstName}}, 20% off today' } },
+      });
+      const id = created.body.id;
+      await h.api('POST', `/v1/deliveries/${id}/prepare`);
+      await h.api('POST', `/v1/deliveries/${id}/approve`);
+      await h.confirmAndOk(id);
+      await h.waitForState(id, 'finished');
+      expect(await h.ledger(id)).toEqual({ sent: 30, bounced: 1 });
+      expect(received.filter((m) => m.text === 'Hi Sam, 20% off today')).toHaveLength(31);
     });
   });
 

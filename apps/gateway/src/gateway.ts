@@ -17,7 +17,7 @@ import { SystemController } from './controllers/system.controller.js';
 import { registerBodyParsers } from './http/body-parsers.js';
 import { ErrorFilter } from './http/error.filter.js';
 import { Metrics } from './http/metrics.js';
-import { CONTROL_PLANE, METRICS, TOKEN_SERVICE } from './tokens.js';
+import { BUS, CONTROL_PLANE, METRICS, TOKEN_SERVICE } from './tokens.js';
 
 export interface GatewayOptions {
   config: HeraldConfig;
@@ -45,12 +45,13 @@ export interface Gateway {
 
 @Module({})
 class GatewayModule {
-  static register(controlPlane: ControlPlane, tokens: TokenService, metrics: Metrics): DynamicModule {
+  static register(controlPlane: ControlPlane, bus: Bus, tokens: TokenService, metrics: Metrics): DynamicModule {
     return {
       module: GatewayModule,
       controllers: [SystemController, ProfilesController, DeliveriesController, ConfirmationsController],
       providers: [
         { provide: CONTROL_PLANE, useValue: controlPlane },
+        { provide: BUS, useValue: bus },
         { provide: TOKEN_SERVICE, useValue: tokens },
         { provide: METRICS, useValue: metrics },
         AuthGuard,
@@ -69,7 +70,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const tokens = options.tokens ?? createTokenService(config);
   const metrics = new Metrics();
   const adapter = new FastifyAdapter({ bodyLimit: config.BODY_LIMIT_BYTES, return503OnClosing: true });
-  const app = await NestFactory.create<NestFastifyApplication>(GatewayModule.register(controlPlane, tokens, metrics), adapter, {
+  const app = await NestFactory.create<NestFastifyApplication>(GatewayModule.register(controlPlane, options.bus, tokens, metrics), adapter, {
     bodyParser: false,
     logger: ['error', 'warn'],
     abortOnError: false,

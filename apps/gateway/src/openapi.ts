@@ -6,6 +6,7 @@ import {
   createDeliverySchema,
   listQuerySchema,
   profileSchema,
+  proofRequestSchema,
   updateDeliverySchema,
 } from '@herald/control-plane';
 import { z } from 'zod';
@@ -53,6 +54,7 @@ export const OPERATIONS: Operation[] = [
   { method: 'get', path: '/v1/deliveries/{id}', summary: 'One delivery with its state and preparation', role: 'delivery:view', tag: 'deliveries' },
   { method: 'patch', path: '/v1/deliveries/{id}', summary: 'Edit; a prepared delivery goes back to draft and pending confirmations die', role: 'delivery:prepare', body: updateDeliverySchema, tag: 'deliveries' },
   { method: 'post', path: '/v1/deliveries/{id}/prepare', summary: 'Count the audience, apply exclusions, freeze the recipients: draft → ready', role: 'delivery:prepare', status: 200, tag: 'deliveries' },
+  { method: 'post', path: '/v1/deliveries/{id}/proofs', summary: 'Send a proof (subject prefix; never counted in the KPIs)', role: 'delivery:prepare', body: proofRequestSchema, status: 202, tag: 'deliveries' },
   { method: 'post', path: '/v1/deliveries/{id}/approve', summary: 'ready → approved', role: 'delivery:approve', status: 200, tag: 'deliveries' },
   { method: 'post', path: '/v1/deliveries/{id}/confirmations', summary: 'Step 1, Confirm send: a confirmation bound to the summary shown', role: 'delivery:start', status: 201, tag: 'confirmation' },
   { method: 'post', path: '/v1/deliveries/{id}/confirmations/{confirmationId}/ok', summary: 'Step 2, OK: start or schedule the send (idempotent)', role: 'delivery:start', status: 202, tag: 'confirmation' },

@@ -4,3 +4,4 @@ export const TOKEN_SERVICE = Symbol('TokenService');
 export const GATEWAY_CONFIG = Symbol('GatewayConfig');
 export const METRICS = Symbol('Metrics');
 export const LOGGER = Symbol('Logger');
+export const BUS = Symbol('Bus');

@@ -47,6 +47,8 @@ export const sendBatchSchema = z.strictObject({
     )
     .min(1)
     .max(1000),
+  /** A proof: rendered like the real thing with a subject prefix; no ledger, no events, no KPIs. */
+  proof: z.strictObject({ proofId: z.uuid(), subjectPrefix: z.string().max(100), requestedBy: z.string() }).optional(),
 });
 
 export type SendBatch = z.infer<typeof sendBatchSchema>;

@@ -106,6 +106,14 @@ export function contentProblems(channel: Channel, content: DeliveryContent): [st
   return problems;
 }
 
+export const proofRequestSchema = z.strictObject({
+  to: z.array(z.email().max(320)).min(1).max(20),
+  /** Personalize the proof with this profile's data (else placeholders take their defaults). */
+  profileId: z.string().min(1).optional(),
+  subjectPrefix: headerText(100).optional(),
+});
+export type ProofRequest = z.infer<typeof proofRequestSchema>;
+
 export const listQuerySchema = z.strictObject({
   limit: z.coerce.number().int().min(1).max(500).default(50),
   cursor: z.string().optional(),

@@ -6,14 +6,17 @@ import {
   createDeliverySchema,
   emptyBodySchema,
   listQuerySchema,
+  proofRequestSchema,
   updateDeliverySchema,
 } from '@herald/control-plane';
+import type { Bus } from '@herald/bus';
 import { z } from 'zod';
 import { AuthGuard, RequireRole } from '../auth/auth.guard.js';
 import { CurrentActor } from '../http/actor.decorator.js';
 import { UuidPipe } from '../http/params.js';
 import { ZodPipe } from '../http/zod.pipe.js';
-import { CONTROL_PLANE } from '../tokens.js';
+import { sendProof } from '../proofs.js';
+import { BUS, CONTROL_PLANE } from '../tokens.js';
 import { presentDelivery } from './presenters.js';
 
 const deliveryId = new UuidPipe('Delivery');
@@ -22,7 +25,10 @@ const pageQuery = z.strictObject({ limit: z.coerce.number().int().min(1).max(100
 @Controller('v1/deliveries')
 @UseGuards(AuthGuard)
 export class DeliveriesController {
-  constructor(@Inject(CONTROL_PLANE) private readonly cp: ControlPlane) {}
+  constructor(
+    @Inject(CONTROL_PLANE) private readonly cp: ControlPlane,
+    @Inject(BUS) private readonly bus: Bus,
+  ) {}
 
   @Post()
   @RequireRole('delivery:prepare')
@@ -58,6 +64,17 @@ export class DeliveriesController {
   @RequireRole('delivery:prepare')
   async prepare(@Param('id', deliveryId) id: string, @Body(new ZodPipe(emptyBodySchema)) _body: unknown, @CurrentActor() actor: Actor) {
     return presentDelivery(await this.cp.deliveries.prepare(id, actor));
+  }
+
+  @Post(':id/proofs')
+  @HttpCode(202)
+  @RequireRole('delivery:prepare')
+  async proofs(
+    @Param('id', deliveryId) id: string,
+    @Body(new ZodPipe(proofRequestSchema)) body: z.infer<typeof proofRequestSchema>,
+    @CurrentActor() actor: Actor,
+  ) {
+    return sendProof(this.cp, this.bus, id, body, actor);
   }
 
   @Post(':id/approve')

@@ -20,6 +20,15 @@ export class OutboxRepository {
     ]);
   }
 
+  /** Many rows in one statement (the engine's message events of a batch). */
+  async enqueueMany(tx: Queryable, rows: Omit<OutboxRow, 'id'>[]): Promise<void> {
+    if (rows.length === 0) return;
+    await tx.query(
+      'INSERT INTO outbox (command_id, topic, key, payload) SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[])',
+      [rows.map((r) => r.commandId), rows.map((r) => r.topic), rows.map((r) => r.key), rows.map((r) => JSON.stringify(r.payload))],
+    );
+  }
+
   async unpublished(db: Queryable, limit: number): Promise<OutboxRow[]> {
     const rows = await db.query<{ id: number; command_id: string; topic: string; key: string; payload: unknown }>(
       'SELECT id, command_id, topic, key, payload FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1',

@@ -80,15 +80,18 @@ export class SendQueueRepository {
     }));
   }
 
-  /** Claims queued recipients for sending; returns those this caller may send (the others were taken or released). */
-  async claim(db: Queryable, run: RunRef, profileIds: string[], now: Date): Promise<Set<string>> {
-    const rows = await db.query<{ profile_id: string }>(
+  /**
+   * Claims queued recipients for sending; returns those this caller may send (the others were
+   * taken or released), with their attempt count (this one included) and first attempt time.
+   */
+  async claim(db: Queryable, run: RunRef, profileIds: string[], now: Date): Promise<Map<string, { attempts: number; firstAttemptAt: Date }>> {
+    const rows = await db.query<{ profile_id: string; attempts: number; first_attempt_at: Date }>(
       `UPDATE send_ledger SET status = 'sending', attempts = attempts + 1, first_attempt_at = coalesce(first_attempt_at, $4), updated_at = $4
         WHERE delivery_id = $1 AND occurrence = $2 AND profile_id = ANY($3::text[]) AND status = 'queued'
-        RETURNING profile_id`,
+        RETURNING profile_id, attempts, first_attempt_at`,
       [run.deliveryId, run.occurrence, profileIds, now],
     );
-    return new Set(rows.map((r) => r.profile_id));
+    return new Map(rows.map((r) => [r.profile_id, { attempts: r.attempts, firstAttemptAt: r.first_attempt_at }]));
   }
 
   /** Puts unsent recipients of a batch back to pending (the run was paused or stopped). */
