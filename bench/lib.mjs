@@ -1,7 +1,7 @@
 // Shared helpers for the benchmarks: run the platform as a child process on the embedded
 // defaults, stream request bodies, read peak memory, describe the machine, write results.
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { createServer } from 'node:net';
 import os from 'node:os';
@@ -201,3 +201,80 @@ export function writeResults(name, data) {
 }
 
 export const round = (value, digits = 3) => Math.round(value * 10 ** digits) / 10 ** digits;
+
+/**
+ * A small JSON client for the platform's API (bearer token). `call(method, path, body)` resolves
+ * with the parsed answer and throws, with the status and the answer's text, unless the status is
+ * one of `expect` (default: any 2xx).
+ */
+export function apiClient({ url, token }) {
+  return async function call(method, path, body, { expect, timeoutMs = 600_000 } = {}) {
+    const res = await fetch(`${url}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+    const text = await res.text();
+    const ok = expect === undefined ? res.status >= 200 && res.status < 300 : [expect].flat().includes(res.status);
+    if (!ok) throw new Error(`${method} ${path}: HTTP ${res.status}: ${text.slice(0, 500)}`);
+    try {
+      return text ? JSON.parse(text) : undefined;
+    } catch {
+      return text;
+    }
+  };
+}
+
+const CLOCK_TICKS_PER_SECOND = 100; // USER_HZ: 100 on every Linux architecture Node runs on
+
+/** utime + stime, in seconds, of a /proc/.../stat line (the name in parentheses may hold spaces). */
+function statCpuSeconds(text) {
+  const fields = text.slice(text.lastIndexOf(')') + 2).split(' '); // fields[0] is the state (field 3)
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
+}
+
+/** CPU seconds (user + system, all threads) a live process has used; null when unreadable. */
+export function processCpuSeconds(pid) {
+  try {
+    return statCpuSeconds(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return null;
+  }
+}
+
+/** The threads of a live process: Map tid → { name, cpuSeconds } (Linux; empty when unreadable). */
+export function threadCpu(pid) {
+  const threads = new Map();
+  let tids = [];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return threads;
+  }
+  for (const tid of tids) {
+    try {
+      const name = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
+      threads.set(tid, { name, cpuSeconds: statCpuSeconds(readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')) });
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return threads;
+}
+
+/**
+ * CPU used per thread between two threadCpu() snapshots, grouped by thread name (threads that
+ * started in between count from zero), busiest first: [{ name, threads, cpuSeconds }].
+ */
+export function threadCpuDelta(before, after) {
+  const byName = new Map();
+  for (const [tid, { name, cpuSeconds }] of after) {
+    const used = cpuSeconds - (before.get(tid)?.cpuSeconds ?? 0);
+    const entry = byName.get(name) ?? { name, threads: 0, cpuSeconds: 0 };
+    entry.threads++;
+    entry.cpuSeconds += used;
+    byName.set(name, entry);
+  }
+  return [...byName.values()].map((e) => ({ ...e, cpuSeconds: round(e.cpuSeconds, 2) })).sort((a, b) => b.cpuSeconds - a.cpuSeconds);
+}

@@ -38,9 +38,13 @@ async function startPlatform(env: Record<string, string>): Promise<Platform> {
   });
   child.stderr!.on('data', (chunk) => logs.push(String(chunk)));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  const deadline = Date.now() + 60_000;
+  // NOTE: after a kill -9, PGlite replays its WAL at start: that can take a while on a busy machine.
+  const deadline = Date.now() + 180_000;
   while (!/export HERALD_TOKEN=(\S+)/.test(stdout)) {
-    if (Date.now() > deadline || child.exitCode !== null) throw new Error(`herald start did not come up:\n${stdout}\n${logs.join('')}`);
+    if (Date.now() > deadline || child.exitCode !== null) {
+      child.kill('SIGKILL');
+      throw new Error(`herald start did not come up:\n${stdout}\n${logs.join('')}`);
+    }
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   return { child, url: /API and console:\s+(\S+)/.exec(stdout)![1]!, token: /export HERALD_TOKEN=(\S+)/.exec(stdout)![1]!, logs, exited };

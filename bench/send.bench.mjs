@@ -1,0 +1,651 @@
+// Send benchmark: 100,000 personalized ~5 KB HTML emails (3 tracked links, open pixel,
+// List-Unsubscribe) through Herald's engine to Postfix's smtp-sink on loopback, against this
+// machine's ceiling measured in the same run: smtp-source → smtp-sink with the same message
+// count, the same number of SMTP connections and a similar message size.
+//
+// Writes bench/results/send.json (no DKIM) and bench/results/send-dkim.json (DKIM RSA-2048; the
+// ceiling is the one measured at the start of this same run). Run with `npm run bench:send`.
+//
+// Each engine run: a fresh platform (embedded default: PGlite, in-process bus) whose SMTP_URL is
+// a fresh smtp-sink; 1,000 + 100,000 profiles imported; a 1,000-recipient warm-up delivery sent
+// to the end; then the timed delivery: from the OK (step 2 of the confirmation) until the
+// delivery is `finished`. Import, preparation, approval and Confirm send are outside the timing.
+//
+// Environment (all optional): ENGINE_THREADS (default: cores), ENGINE_SMTP_CONNECTIONS (per
+// thread, 10), ENGINE_BATCH_SIZE (500), BENCH_SEND_MESSAGES (100000), BENCH_SEND_DEADLINE_SECONDS
+// (600: a timed send still running then is stopped and reported, and no result is written),
+// BENCH_SEND_ONLY=plain|dkim (one engine run only).
+import { spawn } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
+import { closeSync, existsSync, fstatSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import os from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  apiClient,
+  freePort,
+  machine,
+  peakRssMiB,
+  postStream,
+  processCpuSeconds,
+  resetPeakRss,
+  round,
+  rssMiB,
+  startPlatform,
+  threadCpu,
+  threadCpuDelta,
+  writeResults,
+} from './lib.mjs';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const INSTALL_SCRIPT = join(ROOT, 'infra', 'postfix', 'install.sh');
+
+const intFromEnv = (name, fallback) => {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < 1) throw new Error(`${name} must be a positive integer, got '${raw}'`);
+  return value;
+};
+
+const MESSAGES = intFromEnv('BENCH_SEND_MESSAGES', 100_000);
+const WARMUP_MESSAGES = 1_000;
+const THREADS = intFromEnv('ENGINE_THREADS', os.availableParallelism());
+const CONNECTIONS_PER_THREAD = intFromEnv('ENGINE_SMTP_CONNECTIONS', 10);
+const BATCH_SIZE = intFromEnv('ENGINE_BATCH_SIZE', 500);
+const CONNECTIONS = THREADS * CONNECTIONS_PER_THREAD;
+const DEADLINE_SECONDS = intFromEnv('BENCH_SEND_DEADLINE_SECONDS', 600);
+const ONLY = process.env.BENCH_SEND_ONLY ?? '';
+const TARGET_RATIO = 0.5;
+const POLL_MS = 100;
+const PROGRESS_EVERY_MS = 5_000;
+const CHUNK_BYTES = 64 * 1024;
+
+const SINK_BACKLOG = 1000;
+const SINK_MAX_CONCURRENCY = 1000;
+/** smtp-source's own header lines (From, To, Date, Message-Id, blank line) on the wire, about. */
+const SMTP_SOURCE_HEADER_BYTES = 130;
+
+const DOMAINS = ['example.com', 'example.net', 'example.org', 'mail.example'];
+const FIRST = ['Alice', 'Bruno', 'Chloé', 'Dmitri', 'Emma', 'Farid', 'Grace', 'Hugo', 'Inès', 'Jonas', 'Keiko', 'Liam', 'Maya', 'Noah', 'Olga', 'Pablo'];
+const LAST = ['Martin', 'Bernard', 'Müller', 'Rossi', 'García', 'Nowak', 'Smith', 'Tanaka', 'Silva', 'Dubois', 'Jensen', "O'Brien"];
+const PLANS = ['free', 'starter', 'pro', 'enterprise'];
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const log = (message) => console.error(`[bench:send] ${message}`);
+
+// ---- the message ---------------------------------------------------------------------------
+
+const FROM = 'Herald Bench <news@example.com>';
+const SUBJECT = '{{profile.firstName}}, your November picks are here';
+const LINKS = ['https://shop.example.com/sale?utm_source=herald&utm_campaign=november', 'https://shop.example.com/account/preferences', 'https://blog.example.com/2026/11/whats-new'];
+
+const PARAGRAPHS = [
+  'This month we went through hundreds of your suggestions and picked the ones that came up again and again. The result is a shorter checkout, clearer delivery dates on every product page, and a returns form that takes less than a minute to fill in. Thank you for taking the time to write to us: every one of these changes started with a message from someone like you.',
+  'Our winter collection arrives in stores next week, and as a subscriber you can order it today. Everything ships from our new warehouse, which means most orders leave the same day and arrive within two working days. If something does not fit, send it back within sixty days, free of charge, with the label that comes in the box.',
+  'We also redesigned the mobile app. Your wish list now syncs across devices, price alerts tell you when something you saved goes on sale, and the store finder shows opening hours and stock levels for the shop nearest to you. The update is rolling out this week on both platforms; you do not need to do anything to get it.',
+  'Finally, a word about your data. We never sell it, we keep only what we need to run your account and send you the messages you asked for, and you can download or delete all of it from your account page at any time. If you would rather hear from us less often, you can choose a monthly digest instead of weekly news.',
+];
+
+function buildHtml() {
+  const p = (text) => `<p style="margin:0 0 16px 0;font-family:Helvetica,Arial,sans-serif;font-size:15px;line-height:22px;color:#333333;">${text}</p>`;
+  const button = (href, label) =>
+    `<table role="presentation" cellpadding="0" cellspacing="0" border="0" style="margin:8px 0 24px 0;"><tr><td style="background:#1a73e8;border-radius:4px;"><a href="${href}" style="display:inline-block;padding:12px 24px;font-family:Helvetica,Arial,sans-serif;font-size:15px;color:#ffffff;text-decoration:none;">${label}</a></td></tr></table>`;
+  return [
+    '<!DOCTYPE html>',
+    '<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1"><title>November picks</title></head>',
+    '<body style="margin:0;padding:0;background:#f4f4f4;">',
+    '<table role="presentation" width="100%" cellpadding="0" cellspacing="0" border="0" style="background:#f4f4f4;"><tr><td align="center" style="padding:24px 12px;">',
+    '<table role="presentation" width="600" cellpadding="0" cellspacing="0" border="0" style="background:#ffffff;border-radius:6px;"><tr><td style="padding:32px 40px;">',
+    '<h1 style="margin:0 0 20px 0;font-family:Helvetica,Arial,sans-serif;font-size:24px;line-height:30px;color:#111111;">Hello {{profile.firstName}} {{profile.lastName}},</h1>',
+    p(PARAGRAPHS[0]),
+    p('As a <strong>{{profile.attributes.plan | "free"}}</strong> member, {{profile.firstName}}, you get early access to the sale starting today.'),
+    button(LINKS[0], 'See the November sale'),
+    p(PARAGRAPHS[1]),
+    p(PARAGRAPHS[2]),
+    p(`Want different emails? <a href="${LINKS[1]}" style="color:#1a73e8;">Update your preferences</a>, or read <a href="${LINKS[2]}" style="color:#1a73e8;">what is new on our blog</a>.`),
+    p(PARAGRAPHS[3]),
+    '<table role="presentation" width="100%" cellpadding="0" cellspacing="0" border="0" style="margin:0 0 24px 0;border-top:1px solid #eeeeee;"><tr>',
+    ...[
+      ['Wool coat', 'Recycled wool, three colours, sizes XS to XXL.', '149.00'],
+      ['Trail boots', 'Waterproof leather, resoled for free for two years.', '119.00'],
+      ['Knit scarf', 'Merino and cashmere, made in Portugal.', '39.00'],
+    ].map(
+      ([name, blurb, price]) =>
+        `<td width="33%" valign="top" style="padding:16px 8px 0 8px;font-family:Helvetica,Arial,sans-serif;font-size:13px;line-height:19px;color:#555555;"><strong style="color:#111111;">${name}</strong><br>${blurb}<br><span style="color:#1a73e8;">EUR ${price}</span></td>`,
+    ),
+    '</tr></table>',
+    p('See you soon, {{profile.firstName}}!<br>The Example Shop team'),
+    '</td></tr></table>',
+    '<p style="margin:16px 0 0 0;font-family:Helvetica,Arial,sans-serif;font-size:12px;line-height:18px;color:#888888;">Example Shop, 1 Market Street, Springfield. You receive this email because you subscribed with {{profile.email}}.</p>',
+    '</td></tr></table>',
+    '</body></html>',
+  ].join('\n');
+}
+
+const HTML = buildHtml();
+
+// ---- profiles ------------------------------------------------------------------------------
+
+function profile(cohort, n) {
+  const h = Math.imul(n ^ 0x9e3779b9, 0x85ebca6b) >>> 0;
+  return {
+    id: `${cohort}-${String(n).padStart(6, '0')}`,
+    email: `${cohort === 'bench' ? 'user' : 'warm'}${n}@${DOMAINS[n % DOMAINS.length]}`,
+    firstName: FIRST[h % FIRST.length],
+    lastName: LAST[(h >>> 8) % LAST.length],
+    attributes: { cohort, plan: PLANS[(h >>> 4) % PLANS.length] },
+  };
+}
+
+function* ndjsonChunks() {
+  let chunk = '';
+  const rows = function* () {
+    for (let n = 1; n <= WARMUP_MESSAGES; n++) yield profile('warmup', n);
+    for (let n = 1; n <= MESSAGES; n++) yield profile('bench', n);
+  };
+  for (const row of rows()) {
+    chunk += `${JSON.stringify(row)}\n`;
+    if (chunk.length >= CHUNK_BYTES) {
+      yield chunk;
+      chunk = '';
+    }
+  }
+  if (chunk) yield chunk;
+}
+
+// ---- Postfix test tools ----------------------------------------------------------------------
+
+function findTools() {
+  const sink = ['/usr/sbin/smtp-sink', '/usr/bin/smtp-sink', '/usr/local/sbin/smtp-sink'].find((p) => existsSync(p));
+  const source = ['/usr/sbin/smtp-source', '/usr/bin/smtp-source', '/usr/local/sbin/smtp-source'].find((p) => existsSync(p));
+  return sink && source ? { sink, source } : undefined;
+}
+
+async function ensureTools() {
+  const found = findTools();
+  if (found) return found;
+  log(`smtp-sink/smtp-source missing: running ${INSTALL_SCRIPT}`);
+  const out = await new Promise((resolve, reject) => {
+    const child = spawn('bash', [INSTALL_SCRIPT], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let stdout = '';
+    child.stdout.setEncoding('utf8').on('data', (s) => {
+      stdout += s;
+    });
+    child.once('error', reject);
+    child.once('exit', (code) => (code === 0 ? resolve(stdout) : reject(new Error(`${INSTALL_SCRIPT} exited with ${code}`))));
+  });
+  const [sink, source] = out.trim().split('\n');
+  if (!sink || !source) throw new Error(`${INSTALL_SCRIPT} printed no tool paths: ${out}`);
+  return { sink, source };
+}
+
+/** Resolves once something accepts TCP connections on the port and greets with 220. */
+async function waitForSmtp(port, deadlineMs = 10_000) {
+  const deadline = Date.now() + deadlineMs;
+  for (;;) {
+    const greeted = await new Promise((resolve) => {
+      const socket = connect(port, '127.0.0.1');
+      socket.setTimeout(1_000);
+      socket.once('data', (data) => {
+        socket.end('QUIT\r\n');
+        resolve(data.toString().startsWith('220'));
+      });
+      socket.once('error', () => resolve(false));
+      socket.once('timeout', () => {
+        socket.destroy();
+        resolve(false);
+      });
+    });
+    if (greeted) return;
+    if (Date.now() > deadline) throw new Error(`nothing answers SMTP on 127.0.0.1:${port}`);
+    await sleep(50);
+  }
+}
+
+/**
+ * smtp-sink on a free loopback port: accepts and discards (PIPELINING, ESMTP announced), with
+ * running counters (-c) written to a file that is read from its tail: messages() is the number
+ * of messages received ("." answered) so far.
+ */
+async function startSink(sinkBin, dir, label) {
+  const port = await freePort();
+  const countsFile = join(dir, `${label}-sink-counts.txt`);
+  const fd = openSync(countsFile, 'w');
+  const privileges = process.getuid?.() === 0 ? ['-u', 'nobody'] : [];
+  const args = ['-c', ...privileges, '-m', String(SINK_MAX_CONCURRENCY), `127.0.0.1:${port}`, String(SINK_BACKLOG)];
+  const child = spawn(sinkBin, args, { stdio: ['ignore', fd, 'pipe'] });
+  closeSync(fd);
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (s) => {
+    stderr = (stderr + s).slice(-4096);
+  });
+  let exited = null;
+  child.once('exit', (code, signal) => {
+    exited = { code, signal };
+  });
+  const kill = () => {
+    if (!exited) child.kill('SIGKILL');
+  };
+  process.once('exit', kill);
+  try {
+    await waitForSmtp(port);
+  } catch (error) {
+    kill();
+    throw new Error(`${sinkBin} ${args.join(' ')}: ${error.message}${exited ? ` (exited: ${JSON.stringify(exited)})` : ''}\n${stderr}`);
+  }
+  const messages = () => {
+    const fdr = openSync(countsFile, 'r');
+    try {
+      const size = fstatSync(fdr).size;
+      const length = Math.min(size, 256);
+      const buffer = Buffer.alloc(length);
+      readSync(fdr, buffer, 0, length, size - length);
+      const all = [...buffer.toString('latin1').matchAll(/mesg=(\d+)/g)];
+      return all.length ? Number(all.at(-1)[1]) : 0;
+    } finally {
+      closeSync(fdr);
+    }
+  };
+  /** Bytes the sink has read (from its sockets: SMTP commands and message data), via /proc. */
+  const bytesRead = () => {
+    try {
+      return Number(readFileSync(`/proc/${child.pid}/io`, 'utf8').match(/^rchar:\s+(\d+)/m)?.[1] ?? Number.NaN);
+    } catch {
+      return Number.NaN;
+    }
+  };
+  const stop = async () => {
+    process.off('exit', kill);
+    if (exited) return;
+    const gone = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+    await gone;
+    clearTimeout(timer);
+  };
+  return { port, pid: child.pid, args, messages, bytesRead, cpuSeconds: () => processCpuSeconds(child.pid), stderr: () => stderr, exited: () => exited, stop };
+}
+
+// ---- the ceiling: smtp-source → smtp-sink --------------------------------------------------------
+
+async function measureCeiling(tools, dir, messageBytes) {
+  const sink = await startSink(tools.sink, dir, 'ceiling');
+  try {
+    const payloadBytes = Math.max(1, Math.round(((messageBytes - SMTP_SOURCE_HEADER_BYTES) * 80) / 81)); // 80-byte lines + CR on the wire
+    // -d: keep each session open and send the next message over it (like the engine's pooled
+    // connections); -s: parallel sessions = the engine's total connections; -N: distinct recipients.
+    const args = ['-d', '-s', String(CONNECTIONS), '-m', String(MESSAGES), '-l', String(payloadBytes), '-N', '-f', 'news@example.com', '-t', 'user@example.com', `127.0.0.1:${sink.port}`];
+    const bytesBefore = sink.bytesRead();
+    const cpuBefore = sink.cpuSeconds();
+    log(`ceiling: ${tools.source} ${args.join(' ')}`);
+    const started = performance.now();
+    const { code, stderr } = await new Promise((resolve, reject) => {
+      const child = spawn(tools.source, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+      let text = '';
+      child.stderr.setEncoding('utf8').on('data', (s) => {
+        text = (text + s).slice(-4096);
+      });
+      child.once('error', reject);
+      child.once('exit', (exitCode) => resolve({ code: exitCode, stderr: text }));
+    });
+    const seconds = (performance.now() - started) / 1000;
+    await sleep(200); // the sink's counter is written when "." is answered; let the last ones land
+    const received = sink.messages();
+    if (code !== 0) throw new Error(`smtp-source exited with ${code}: ${stderr.trim()}`);
+    if (received !== MESSAGES) throw new Error(`ceiling: smtp-sink counted ${received} messages, expected ${MESSAGES}`);
+    const result = {
+      seconds,
+      messagesPerSecond: MESSAGES / seconds,
+      payloadBytes,
+      wireBytesPerMessage: Math.round((sink.bytesRead() - bytesBefore) / MESSAGES),
+      sinkCpuSeconds: round(sink.cpuSeconds() - cpuBefore, 2),
+      command: `smtp-source ${args.slice(0, -1).join(' ')} 127.0.0.1:<port>`,
+    };
+    log(`ceiling: ${MESSAGES} messages in ${round(seconds, 2)} s = ${Math.round(result.messagesPerSecond)}/s (${result.wireBytesPerMessage} bytes/message on the wire)`);
+    return result;
+  } finally {
+    await sink.stop();
+  }
+}
+
+// ---- the engine ------------------------------------------------------------------------------
+
+/** The same message the engine renders, to know its size (before DKIM). */
+async function renderedMessageBytes(publicUrl) {
+  const { EmailRenderer } = await import('@herald/channels');
+  const renderer = new EmailRenderer({ from: FROM, subject: SUBJECT, html: HTML });
+  const ctx = { deliveryId: '6f1c2c1e-0000-4000-8000-000000000000', occurrence: 0, publicUrl, trackingSecret: 'x'.repeat(43) };
+  let total = 0;
+  const samples = 200;
+  for (let n = 1; n <= samples; n++) {
+    const p = profile('bench', n * 397);
+    total += renderer.render({ profileId: p.id, address: p.email, profile: p }, ctx).raw.length;
+  }
+  return Math.round(total / samples);
+}
+
+/** Audience by attribute filter, delivery, prepare, approve, Confirm send: the delivery awaits OK. */
+async function prepareDelivery(api, cohort, expected) {
+  const audience = await api('POST', '/v1/audiences', { name: `bench ${cohort}`, filter: { cohort } });
+  const delivery = await api('POST', '/v1/deliveries', {
+    name: `bench:send ${cohort}`,
+    channel: 'email',
+    audienceId: audience.id,
+    content: { from: FROM, subject: SUBJECT, html: HTML },
+  });
+  const prepared = await api('POST', `/v1/deliveries/${delivery.id}/prepare`);
+  if (prepared.state !== 'ready' || prepared.preparation?.toSend !== expected) {
+    throw new Error(`prepare ${cohort}: expected state ready and ${expected} to send, got ${JSON.stringify({ state: prepared.state, preparation: prepared.preparation })}`);
+  }
+  await api('POST', `/v1/deliveries/${delivery.id}/approve`);
+  const { confirmationId } = await api('POST', `/v1/deliveries/${delivery.id}/confirmations`);
+  return { id: delivery.id, confirmationId };
+}
+
+async function ok(api, delivery) {
+  const answer = await api('POST', `/v1/deliveries/${delivery.id}/confirmations/${delivery.confirmationId}/ok`, undefined, { expect: 202 });
+  if (answer.state !== 'sending') throw new Error(`OK answered state ${answer.state}, expected sending`);
+}
+
+/**
+ * Polls the delivery until `finished` (any other end state throws). Returns the seconds from
+ * `started` to the answer that said finished, or null past the deadline; `latency` collects the
+ * slowest poll answer (the API's responsiveness during the send).
+ */
+async function waitFinished(api, id, started, { deadlineSeconds, latency = { maxSeconds: 0 } }) {
+  for (;;) {
+    const asked = performance.now();
+    const { state, stateReason } = await api('GET', `/v1/deliveries/${id}`);
+    const now = performance.now();
+    latency.maxSeconds = Math.max(latency.maxSeconds, (now - asked) / 1000);
+    if (state === 'finished') return (now - started) / 1000;
+    if (!['sending', 'scheduled'].includes(state)) throw new Error(`delivery ${id} is '${state}'${stateReason ? ` (${stateReason})` : ''}, not finished`);
+    if ((now - started) / 1000 > deadlineSeconds) return null;
+    await sleep(POLL_MS);
+  }
+}
+
+/** Pages the whole ledger of a delivery (after the timing) and counts statuses and errors. */
+async function ledgerSummary(api, id) {
+  const statuses = {};
+  const errors = {};
+  let after;
+  let rows = 0;
+  for (;;) {
+    const page = await api('GET', `/v1/deliveries/${id}/logs?limit=1000${after ? `&after=${encodeURIComponent(after)}` : ''}`);
+    for (const item of page.items) {
+      rows++;
+      statuses[item.status] = (statuses[item.status] ?? 0) + 1;
+      if (item.status !== 'sent') {
+        const key = String(item.error ?? item.lastError ?? item.code ?? 'unknown').slice(0, 120);
+        errors[key] = (errors[key] ?? 0) + 1;
+      }
+    }
+    if (!page.next) break;
+    after = page.next;
+  }
+  return { rows, statuses, errors };
+}
+
+async function runEngine(tools, dir, { dkim }) {
+  const label = dkim ? 'dkim' : 'plain';
+  const sink = await startSink(tools.sink, dir, label);
+  const env = {
+    SMTP_URL: `smtp://127.0.0.1:${sink.port}`,
+    LOG_LEVEL: 'warn',
+    ENGINE_THREADS: String(THREADS),
+    ENGINE_SMTP_CONNECTIONS: String(CONNECTIONS_PER_THREAD),
+    ENGINE_BATCH_SIZE: String(BATCH_SIZE),
+  };
+  if (dkim) {
+    const keyFile = join(dir, 'dkim-private.pem');
+    if (!existsSync(keyFile)) {
+      const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048, privateKeyEncoding: { type: 'pkcs8', format: 'pem' }, publicKeyEncoding: { type: 'spki', format: 'pem' } });
+      writeFileSync(keyFile, privateKey, { mode: 0o600 });
+    }
+    Object.assign(env, { DKIM_DOMAIN: 'example.com', DKIM_SELECTOR: 'bench', DKIM_PRIVATE_KEY: keyFile });
+  }
+  let platform;
+  try {
+    platform = await startPlatform({ env });
+    const { pid } = platform;
+    const api = apiClient(platform);
+    log(`${label}: platform up at ${platform.url} (store ${platform.store}, pid ${pid}); smtp-sink pid ${sink.pid} on port ${sink.port}`);
+
+    const imported = await postStream(`${platform.url}/v1/profiles/import`, {
+      headers: { authorization: `Bearer ${platform.token}`, 'content-type': 'application/x-ndjson' },
+      body: ndjsonChunks(),
+    });
+    const total = WARMUP_MESSAGES + MESSAGES;
+    if (imported.status !== 200 || imported.json?.imported !== total || imported.json?.rejectedCount !== 0) {
+      throw new Error(`import: expected ${total} imported, got HTTP ${imported.status}: ${imported.text.slice(0, 500)}`);
+    }
+    log(`${label}: imported ${total} profiles in ${round(imported.seconds, 2)} s`);
+
+    // Warm-up: threads, SMTP connections and JIT, with a whole small delivery.
+    const warmup = await prepareDelivery(api, 'warmup', WARMUP_MESSAGES);
+    const warmStarted = performance.now();
+    await ok(api, warmup);
+    const warmSeconds = await waitFinished(api, warmup.id, warmStarted, { deadlineSeconds: 120 });
+    if (warmSeconds === null) throw new Error('the warm-up delivery did not finish within 120 s');
+    await sleep(300);
+    if (sink.messages() !== WARMUP_MESSAGES) throw new Error(`warm-up: smtp-sink counted ${sink.messages()} messages, expected ${WARMUP_MESSAGES}`);
+    log(`${label}: warm-up ${WARMUP_MESSAGES} messages in ${round(warmSeconds, 2)} s`);
+
+    // The timed delivery: everything up to Confirm send is done before the clock starts.
+    const preparingStarted = performance.now();
+    const delivery = await prepareDelivery(api, 'bench', MESSAGES);
+    const preparationSeconds = (performance.now() - preparingStarted) / 1000;
+    log(`${label}: delivery ${delivery.id} prepared, approved, confirmed in ${round(preparationSeconds, 2)} s; OK...`);
+    await sleep(500); // let the outbox relay and planner settle from the warm-up
+
+    const lifetimePeakBeforeMiB = peakRssMiB(pid);
+    const rssBeforeMiB = rssMiB(pid);
+    const resetWorked = resetPeakRss(pid);
+    const sinkBefore = sink.messages();
+    const bytesBefore = sink.bytesRead();
+    const sinkCpuBefore = sink.cpuSeconds();
+    const threadsBefore = threadCpu(pid);
+    const cpuBefore = processCpuSeconds(pid);
+    const progress = [];
+    let firstMessageAt = null;
+    let lastMessageAt = null;
+    let at20k = null;
+    let topSnapshot = null;
+    let lastProgress = 0;
+
+    const loadAverage = os.loadavg().map((v) => round(v, 2)); // other work on the machine skews the figures
+    const started = performance.now();
+    const elapsedNow = () => (performance.now() - started) / 1000;
+    // The sink's counter, sampled on a timer of the bench's own (independent of the API's answers).
+    const sampler = setInterval(() => {
+      const elapsed = elapsedNow();
+      const received = sink.messages() - sinkBefore;
+      if (firstMessageAt === null && received > 0) firstMessageAt = elapsed;
+      if (lastMessageAt === null && received >= MESSAGES) lastMessageAt = elapsed;
+      if (at20k === null && received >= 20_000) at20k = elapsed;
+      if (elapsed - lastProgress >= PROGRESS_EVERY_MS / 1000) {
+        lastProgress = elapsed;
+        progress.push([round(elapsed, 1), received]);
+        log(`${label}: ${round(elapsed, 1)} s: ${received} messages at the sink (${Math.round(received / elapsed)}/s so far), RSS ${rssMiB(pid)} MiB`);
+      }
+    }, 50);
+    const topTimer = setTimeout(() => {
+      topOf(pid).then((lines) => {
+        topSnapshot = lines;
+      });
+    }, 5_000);
+    const latency = { maxSeconds: 0 };
+    let okSeconds;
+    let seconds;
+    try {
+      await ok(api, delivery);
+      okSeconds = elapsedNow();
+      seconds = await waitFinished(api, delivery.id, started, { deadlineSeconds: DEADLINE_SECONDS, latency });
+    } finally {
+      clearInterval(sampler);
+      clearTimeout(topTimer);
+    }
+    if (okSeconds > 1) log(`${label}: WARNING: the OK took ${round(okSeconds, 1)} s to answer`);
+    if (seconds === null) {
+      const received = sink.messages() - sinkBefore;
+      const elapsed = elapsedNow();
+      await api('POST', `/v1/deliveries/${delivery.id}/stop`).catch(() => undefined);
+      throw new Error(
+        `${label}: not finished after ${DEADLINE_SECONDS} s: ${received} of ${MESSAGES} messages at the sink (${Math.round(received / elapsed)}/s overall` +
+          `${at20k ? `; 20,000 reached after ${round(at20k, 1)} s = ${Math.round(20_000 / at20k)}/s` : ''}); stopped, no result written`,
+      );
+    }
+    const threadsAfter = threadCpu(pid);
+    const cpuAfter = processCpuSeconds(pid);
+    const sendPeakMiB = peakRssMiB(pid);
+    const rssAfterMiB = rssMiB(pid);
+    await sleep(300);
+    const received = sink.messages() - sinkBefore;
+    lastMessageAt ??= seconds;
+    const wireBytesPerMessage = Math.round((sink.bytesRead() - bytesBefore) / Math.max(received, 1));
+    const sinkCpuSeconds = round(sink.cpuSeconds() - sinkCpuBefore, 2);
+
+    const ledger = await ledgerSummary(api, delivery.id);
+    const problems = [];
+    if (received !== MESSAGES) problems.push(`smtp-sink counted ${received} messages for ${MESSAGES} recipients`);
+    if (ledger.rows !== MESSAGES || ledger.statuses.sent !== MESSAGES) problems.push(`ledger: ${JSON.stringify(ledger)}`);
+    const stderr = platform.stderrTail().trim();
+    if (problems.length) throw new Error(`${label}: ${problems.join('; ')}${stderr ? `\n--- platform stderr (tail) ---\n${stderr}` : ''}`);
+    if (stderr) log(`${label}: the platform wrote on stderr (tail):\n${stderr.slice(-2000)}`);
+
+    const peaks = [lifetimePeakBeforeMiB, sendPeakMiB].filter((v) => v !== null);
+    return {
+      seconds,
+      messagesPerSecond: MESSAGES / seconds,
+      peakRssMiB: resetWorked ? sendPeakMiB : peaks.length ? Math.max(...peaks) : null,
+      rss: {
+        peakIsSendPhaseOnly: resetWorked,
+        lifetimePeakMiB: peaks.length ? Math.max(...peaks) : null,
+        beforeSendMiB: rssBeforeMiB,
+        afterSendMiB: rssAfterMiB,
+      },
+      timeline: {
+        firstMessageAtSeconds: firstMessageAt === null ? null : round(firstMessageAt),
+        lastMessageAtSeconds: round(lastMessageAt),
+        finishedAtSeconds: round(seconds),
+        sinkMessagesPerSecond: Math.round(MESSAGES / lastMessageAt),
+        okAnswerSeconds: round(okSeconds),
+        slowestStatusPollSeconds: round(latency.maxSeconds),
+        progress,
+      },
+      cpu: {
+        heraldProcessSeconds: cpuBefore === null || cpuAfter === null ? null : round(cpuAfter - cpuBefore, 2),
+        heraldThreads: threadCpuDelta(threadsBefore, threadsAfter).filter((t) => t.cpuSeconds >= 0.05),
+        smtpSinkSeconds: sinkCpuSeconds,
+        top: topSnapshot,
+      },
+      wireBytesPerMessage,
+      loadAverage,
+      ledger: ledger.statuses,
+      importSeconds: round(imported.seconds),
+      warmupSeconds: round(warmSeconds),
+      preparationSeconds: round(preparationSeconds),
+      store: platform.store,
+    };
+  } finally {
+    await platform?.stop();
+    await sink.stop();
+  }
+}
+
+/** A `top -H` view of the process's threads over one second (best effort; null without top). */
+function topOf(pid) {
+  return new Promise((resolve) => {
+    // Two iterations one second apart: the second one's %CPU is over that second.
+    const child = spawn('top', ['-b', '-n', '2', '-d', '1', '-H', '-p', String(pid), '-w', '200'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (s) => {
+      out += s;
+    });
+    child.once('error', () => resolve(null));
+    child.once('exit', () => {
+      const lines = out.split('\n');
+      const header = lines.findLastIndex((l) => /^\s*PID\s/.test(l));
+      resolve(header === -1 ? null : lines.slice(header, header + 16).map((l) => l.trimEnd()).filter(Boolean));
+    });
+  });
+}
+
+// ---- main ------------------------------------------------------------------------------------
+
+function resultOf(run, ceiling, { dkim, messageBytes, ceilingNote }) {
+  return {
+    benchmark: dkim ? 'send-dkim' : 'send',
+    messagesPerSecond: Math.round(run.messagesPerSecond),
+    ceilingMessagesPerSecond: Math.round(ceiling.messagesPerSecond),
+    ratio: round(run.messagesPerSecond / ceiling.messagesPerSecond),
+    targetRatio: dkim ? null : TARGET_RATIO,
+    peakRssMiB: run.peakRssMiB,
+    threads: THREADS,
+    messages: MESSAGES,
+    seconds: round(run.seconds),
+    ceilingSeconds: round(ceiling.seconds),
+    connections: CONNECTIONS,
+    connectionsPerThread: CONNECTIONS_PER_THREAD,
+    batchSize: BATCH_SIZE,
+    messageBytes,
+    wireBytesPerMessage: run.wireBytesPerMessage,
+    dkim: dkim ? 'rsa-sha256, 2048-bit key, relaxed/relaxed (nodemailer)' : null,
+    ceiling: { ...ceiling, seconds: round(ceiling.seconds), messagesPerSecond: Math.round(ceiling.messagesPerSecond), measured: ceilingNote },
+    timing: 'engine: from the OK (202) until GET /v1/deliveries/{id} answers finished (polled every 100 ms), after a 1,000-message warm-up delivery; ceiling: smtp-source wall clock',
+    rss: run.rss,
+    timeline: run.timeline,
+    cpu: run.cpu,
+    ledger: run.ledger,
+    setup: { importSeconds: run.importSeconds, warmupSeconds: run.warmupSeconds, preparationSeconds: run.preparationSeconds },
+    store: run.store,
+    loadAverageAtOk: run.loadAverage,
+    machine: machine(),
+    measuredAt: new Date().toISOString(),
+  };
+}
+
+function summary(result, path) {
+  const target = result.targetRatio === null ? '' : result.ratio >= result.targetRatio ? ` (target ${result.targetRatio}: met)` : ` (target ${result.targetRatio}: BELOW TARGET)`;
+  return (
+    `${result.benchmark}: ${result.messages} messages in ${result.seconds} s = ${result.messagesPerSecond}/s vs ceiling ${result.ceilingMessagesPerSecond}/s ` +
+    `(smtp-source → smtp-sink, ${result.ceilingSeconds} s): ratio ${result.ratio}${target}; ${result.threads} threads × ${result.connectionsPerThread} connections; ` +
+    `${result.messageBytes} B/message; peak RSS ${result.peakRssMiB} MiB; written to ${path}`
+  );
+}
+
+async function main() {
+  if (HTML.length < 4_500 || HTML.length > 5_600) throw new Error(`the bench HTML is ${HTML.length} characters, not ~5 KB`);
+  const tools = await ensureTools();
+  const dir = mkdtempSync(join(os.tmpdir(), 'herald-bench-send-'));
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  try {
+    // Size of the message the engine sends (the tracked URLs use the platform's address, whose
+    // port has the same number of digits as any free port picked here, give or take one).
+    const messageBytes = await renderedMessageBytes(`http://127.0.0.1:${await freePort()}`);
+    log(`${MESSAGES} messages, ${THREADS} threads × ${CONNECTIONS_PER_THREAD} SMTP connections = ${CONNECTIONS}, batches of ${BATCH_SIZE}; HTML ${HTML.length} chars, message ${messageBytes} bytes`);
+
+    const ceiling = await measureCeiling(tools, dir, messageBytes);
+    for (const dkim of [false, true]) {
+      if ((ONLY === 'plain' && dkim) || (ONLY === 'dkim' && !dkim)) continue;
+      const run = await runEngine(tools, dir, { dkim });
+      const result = resultOf(run, ceiling, {
+        dkim,
+        messageBytes,
+        ceilingNote: 'once per bench run, before the engine runs; send.json and send-dkim.json of one run share it',
+      });
+      const path = writeResults(result.benchmark, result);
+      console.log(summary(result, path));
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((error) => {
+  console.error(`bench:send FAILED: ${error.stack ?? error}`);
+  process.exit(1);
+});
