@@ -28,6 +28,10 @@ const shared = {
 export default {
   // NOTE: testTimeout is a global option (per-project values are ignored); integration tests send real mail.
   testTimeout: 120_000,
+  // NOTE: every suite closes what it opens and exits alone, yet the full run sometimes keeps the
+  // main process alive after the last test (a handle not yet found). forceExit keeps CI from
+  // hanging on it; results are unaffected.
+  forceExit: true,
   reporters: ['default', '<rootDir>/packages/testing/summary-reporter.cjs'],
   projects: [
     { ...shared, displayName: 'unit', testMatch: ['<rootDir>/{apps,packages}/*/src/**/*.spec.ts'] },
