@@ -423,3 +423,16 @@ describe('InProcessBus regressions', () => {
     await bus.close();
   });
 });
+
+describe('InProcessBus retention', () => {
+  it('keeps only the newest messages of a topic nobody consumes, and a late group sees them', async () => {
+    const bus = new InProcessBus({ partitions: 1, retainUnconsumed: 3 });
+    await bus.publish('t', [1, 2, 3, 4, 5].map((value) => ({ key: 'k', value })));
+    const seen: unknown[] = [];
+    const sub = await bus.subscribe({ topic: 't', group: 'late', handler: async (batch) => void seen.push(...batch.map((m) => m.value)) });
+    await until(() => seen.length === 3);
+    expect(seen).toEqual([3, 4, 5]);
+    await sub.close();
+    await bus.close();
+  });
+});

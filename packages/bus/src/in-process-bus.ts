@@ -28,6 +28,11 @@ interface Group {
 
 export interface InProcessBusOptions {
   partitions?: number;
+  /**
+   * Messages kept per partition of a topic no group consumes yet (a consumer that subscribes
+   * late still sees them). Default 10,000: a topic nobody reads cannot grow without bound.
+   */
+  retainUnconsumed?: number;
   retryBackoffMs?: number;
   onHandlerError?: (error: unknown, topic: string, group: string) => void;
 }
@@ -58,6 +63,7 @@ export class InProcessBus implements Bus {
       return { key: message.key, json };
     });
     for (const message of encoded) partitions[partitionFor(message.key, this.partitionCount)]!.messages.push(message);
+    if (!this.hasGroup(topic)) this.retain(partitions);
     for (const [name, group] of this.groups) {
       if (name.startsWith(`${topic}\u0000`)) for (const consumer of group.consumers) this.pump(topic, group, consumer);
     }
@@ -99,6 +105,22 @@ export class InProcessBus implements Bus {
     const partitions = this.topic(topic);
     const offsets = this.groups.get(`${topic}\u0000${group}`)?.offsets.get(topic);
     return partitions.reduce((sum, p, i) => sum + p.base + p.messages.length - (offsets?.[i] ?? p.base), 0);
+  }
+
+  private hasGroup(topic: string): boolean {
+    for (const key of this.groups.keys()) if (key.startsWith(`${topic}\u0000`)) return true;
+    return false;
+  }
+
+  private retain(partitions: Partition[]): void {
+    const keep = this.options.retainUnconsumed ?? 10_000;
+    for (const partition of partitions) {
+      const excess = partition.messages.length - keep;
+      if (excess > 0) {
+        partition.messages.splice(0, excess);
+        partition.base += excess;
+      }
+    }
   }
 
   private topic(name: string): Partition[] {

@@ -71,6 +71,9 @@ export class LedgerRepository {
        UNION ALL SELECT reason, count(*)::int FROM to_exclusions GROUP BY reason`,
       [run.deliveryId, run.occurrence, run.filter === null ? run.audienceId : JSON.stringify(run.filter)],
     );
+    // NOTE: PGlite runs no autovacuum: without fresh statistics the engine's keyset queries on a
+    // just-frozen ledger get poor plans (measured: 750 ms instead of 30 ms per batch).
+    await tx.query('ANALYZE send_ledger');
     const excluded = Object.fromEntries(EXCLUSION_REASONS.map((r) => [r, 0])) as Record<ExclusionReason, number>;
     let toSend = 0;
     for (const row of rows) {
