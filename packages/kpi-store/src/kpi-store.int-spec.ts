@@ -1,0 +1,257 @@
+// The KPI store on chDB, in a temp dir. chDB binds one data directory per process and Jest may run
+// several files in one process: every chDB test lives in THIS file, on one store opened once.
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { MessageEvent } from '@herald/contracts';
+import { type KpiStore, openKpiStore } from './kpi-store.js';
+
+const D1 = '11111111-1111-4111-8111-111111111111';
+const D2 = '22222222-2222-4222-8222-222222222222';
+const D3 = '33333333-3333-4333-8333-333333333333';
+
+let minute = 0;
+function ev(
+  deliveryId: string,
+  type: MessageEvent['type'],
+  messageId: string,
+  extra: Partial<MessageEvent> = {},
+): MessageEvent {
+  minute += 1;
+  return {
+    eventId: randomUUID(),
+    type,
+    deliveryId,
+    occurrence: 0,
+    messageId,
+    profileId: `p-${messageId}`,
+    channel: 'email',
+    occurredAt: new Date(Date.UTC(2025, 5, 1, 10, minute)).toISOString(),
+    ...extra,
+  };
+}
+
+// Delivery D1, occurrence 0: ten messages m1..m10.
+//   delivered m1..m6 (6); bounced m7 hard, m8 soft, m9 ignored (3); failed m10 (1) → sent 10
+//   opened m1 twice, m2, m3 (4 open events); clicked m2 (after a pixel hit), m4 twice (no pixel)
+//   → 3 click events; unique opens {m1,m2,m3,m4} = 4 → 4/6; unique clicks {m2,m4} = 2 → 2/6
+//   unsubscribed m3
+// Delivery D1, occurrence 1: m11 delivered and clicked (no pixel) → occurrence-1 open rate 1/1.
+// Delivery D2 (noise that must not leak into D1): 2 delivered, 1 opened.
+const fixture: MessageEvent[] = [
+  ...['m1', 'm2', 'm3', 'm4', 'm5', 'm6', 'm7', 'm8', 'm9', 'm10'].map((m) => ev(D1, 'sent', m)),
+  ...['m1', 'm2', 'm3', 'm4', 'm5', 'm6'].map((m) => ev(D1, 'delivered', m)),
+  ev(D1, 'bounced', 'm7', { bounceType: 'hard', reason: 'user unknown' }),
+  ev(D1, 'bounced', 'm8', { bounceType: 'soft', reason: 'mailbox full' }),
+  ev(D1, 'bounced', 'm9', { bounceType: 'ignored' }),
+  ev(D1, 'failed', 'm10', { reason: 'quarantined address' }),
+  ev(D1, 'opened', 'm1'),
+  ev(D1, 'opened', 'm1', { machine: true }),
+  ev(D1, 'opened', 'm2'),
+  ev(D1, 'opened', 'm3'),
+  ev(D1, 'clicked', 'm2', { url: 'https://example.com/a' }),
+  ev(D1, 'clicked', 'm4', { url: 'https://example.com/a' }),
+  ev(D1, 'clicked', 'm4', { url: 'https://example.com/b' }),
+  ev(D1, 'unsubscribed', 'm3'),
+  ev(D1, 'delivered', 'm11', { occurrence: 1 }),
+  ev(D1, 'clicked', 'm11', { occurrence: 1, url: 'https://example.com/a' }),
+  ev(D2, 'delivered', 'x1'),
+  ev(D2, 'delivered', 'x2'),
+  ev(D2, 'opened', 'x1'),
+];
+
+let dir: string;
+let store: KpiStore;
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'herald-kpi-'));
+  store = openKpiStore({ dataDir: dir });
+  await store.migrate();
+  // Settle the refresh that creating the view starts, so later rates move only on refreshRates().
+  await store.refreshRates();
+});
+
+afterAll(async () => {
+  await store?.close();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe('KpiStore on chDB', () => {
+  it('runs on chDB with the herald database as Atomic, and migrates once', async () => {
+    expect(store.backend).toBe('chdb');
+    const rs = await store.client.query({
+      query: "SELECT engine FROM system.databases WHERE name = 'herald'",
+      format: 'JSONEachRow',
+    });
+    expect(await rs.json()).toEqual([{ engine: 'Atomic' }]);
+    expect(await store.migrate()).toEqual({ applied: [] });
+    const versions = await store.client.query({
+      query: 'SELECT version, name FROM herald.schema_migrations ORDER BY version',
+      format: 'JSONEachRow',
+    });
+    expect(await versions.json()).toEqual([{ version: 1, name: '001_events.sql' }]);
+  });
+
+  it('has no rates for a delivery before a refresh has seen it', async () => {
+    await store.insertEvents(fixture, { dedupToken: 'fixture-1' });
+    expect(await store.deliveryRates(D1)).toBeUndefined();
+  });
+
+  it('counts live: sent = delivered + bounces + errors, with the delivered and bounce+error rates', async () => {
+    expect(await store.deliveryCounters(D1, { occurrence: 0 })).toEqual({
+      deliveryId: D1,
+      sent: 10,
+      delivered: 6,
+      hardBounces: 1,
+      softBounces: 1,
+      ignoredBounces: 1,
+      bounces: 3,
+      errors: 1,
+      opens: 4,
+      clicks: 3,
+      unsubscribed: 1,
+      excluded: 0,
+      sentEvents: 10,
+      deliveredRate: 0.6,
+      bounceErrorRate: 0.4,
+    });
+    const all = await store.deliveryCounters(D1);
+    expect([all.sent, all.delivered, all.clicks]).toEqual([11, 7, 4]);
+    const d2 = await store.deliveryCounters(D2);
+    expect([d2.sent, d2.delivered, d2.opens, d2.clicks]).toEqual([2, 2, 1, 0]);
+  });
+
+  it('computes open rate (a click without a pixel counts as an open) and CTR on refresh', async () => {
+    await store.refreshRates();
+    const r0 = await store.deliveryRates(D1, { occurrence: 0 });
+    expect(r0).toMatchObject({ delivered: 6, uniqueOpens: 4, uniqueClicks: 2 });
+    expect(r0?.openRate).toBeCloseTo(4 / 6, 12);
+    expect(r0?.clickRate).toBeCloseTo(2 / 6, 12);
+    expect(r0?.computedAt).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    const r1 = await store.deliveryRates(D1, { occurrence: 1 });
+    expect(r1).toMatchObject({ delivered: 1, uniqueOpens: 1, uniqueClicks: 1, openRate: 1, clickRate: 1 });
+    const all = await store.deliveryRates(D1);
+    expect(all).toMatchObject({ delivered: 7, uniqueOpens: 5, uniqueClicks: 3 });
+    expect(all?.openRate).toBeCloseTo(5 / 7, 12);
+    expect(await store.deliveryRates(D2)).toMatchObject({ delivered: 2, uniqueOpens: 1, uniqueClicks: 0, openRate: 0.5 });
+  });
+
+  it('keeps rates still between refreshes while counters move live', async () => {
+    const before = await store.deliveryRates(D1, { occurrence: 0 });
+    await store.insertEvents([ev(D1, 'opened', 'm5'), ev(D1, 'clicked', 'm6')], { dedupToken: 'late-1' });
+    expect((await store.deliveryCounters(D1, { occurrence: 0 })).opens).toBe(5);
+    expect(await store.deliveryRates(D1, { occurrence: 0 })).toEqual(before);
+
+    await store.refreshRates();
+    const after = await store.deliveryRates(D1, { occurrence: 0 });
+    expect(after).toMatchObject({ delivered: 6, uniqueOpens: 6, uniqueClicks: 3, openRate: 1, clickRate: 0.5 });
+    expect((after?.computedAt ?? '') >= (before?.computedAt ?? '')).toBe(true);
+  });
+
+  it('refreshes the rates every hour, on a schedule read back from the engine', async () => {
+    const ddl = await store.client.query({ query: 'SHOW CREATE TABLE herald.delivery_rates', format: 'JSONEachRow' });
+    const [{ statement }] = (await ddl.json<{ statement: string }>()) as [{ statement: string }];
+    expect(statement).toMatch(/REFRESH EVERY 1 HOUR/);
+    const rs = await store.client.query({
+      query: `SELECT status, exception, toUnixTimestamp(next_refresh_time) - toUnixTimestamp(now()) AS next_in_s
+              FROM system.view_refreshes WHERE database = 'herald' AND view = 'delivery_rates'`,
+      format: 'JSONEachRow',
+    });
+    const [state] = await rs.json<{ status: string; exception: string; next_in_s: number }>();
+    expect(state).toMatchObject({ status: 'Scheduled', exception: '' });
+    // EVERY 1 HOUR is aligned to the hour: the next run is within the coming hour.
+    expect(state!.next_in_s).toBeGreaterThan(0);
+    expect(state!.next_in_s).toBeLessThanOrEqual(3600);
+  });
+
+  it('counts a batch inserted twice with the same dedup token once', async () => {
+    const batch = [ev(D2, 'delivered', 'x3'), ev(D2, 'opened', 'x3'), ev(D2, 'clicked', 'x3')];
+    await store.insertEvents(batch, { dedupToken: 'offsets-42-44' });
+    await store.insertEvents(batch, { dedupToken: 'offsets-42-44' });
+    const c = await store.deliveryCounters(D2);
+    expect([c.delivered, c.opens, c.clicks]).toEqual([3, 2, 1]);
+    const raw = await store.client.query({
+      query: `SELECT count() AS n FROM herald.message_events WHERE delivery_id = '${D2}'`,
+      format: 'JSONEachRow',
+    });
+    // chDB leaves 64-bit integers unquoted in JSON by default, a server quotes them: compare as numbers.
+    expect((await raw.json<{ n: string | number }>()).map((r) => Number(r.n))).toEqual([6]);
+  });
+
+  it('does not let a token stick to later inserts (chDB applies settings to its session)', async () => {
+    await store.insertEvents([ev(D2, 'delivered', 'x4')], { dedupToken: 'sticky' });
+    await store.insertEvents([ev(D2, 'delivered', 'x5')]);
+    await store.insertEvents([ev(D2, 'delivered', 'x6')], { dedupToken: 'other' });
+    expect((await store.deliveryCounters(D2)).delivered).toBe(6);
+  });
+
+  it('exposes the KPIs to BI through the delivery_summary view', async () => {
+    const rs = await store.client.query({
+      query: `SELECT sent, delivered, hard_bounces, soft_bounces, ignored_bounces, errors, delivered_rate,
+                     bounce_error_rate, unique_opens, unique_clicks, open_rate, click_rate
+              FROM herald.delivery_summary WHERE delivery_id = {d:UUID} AND occurrence = 0`,
+      query_params: { d: D1 },
+      format: 'JSONEachRow',
+      clickhouse_settings: { output_format_json_quote_64bit_integers: 0 },
+    });
+    expect(await rs.json()).toEqual([
+      {
+        sent: 10,
+        delivered: 6,
+        hard_bounces: 1,
+        soft_bounces: 1,
+        ignored_bounces: 1,
+        errors: 1,
+        delivered_rate: 0.6,
+        bounce_error_rate: 0.4,
+        unique_opens: 6,
+        unique_clicks: 3,
+        open_rate: 1,
+        click_rate: 0.5,
+      },
+    ]);
+  });
+
+  it('ingests 100k events in one insert and answers a delivery quickly', async () => {
+    const n = 100_000;
+    const types: MessageEvent['type'][] = ['sent', 'delivered', 'opened', 'clicked', 'bounced'];
+    const base = Date.UTC(2025, 6, 1);
+    const events: MessageEvent[] = Array.from({ length: n }, (_, i) => {
+      const type = types[i % types.length]!;
+      return {
+        eventId: randomUUID(),
+        type,
+        deliveryId: D3,
+        occurrence: 0,
+        messageId: `b${Math.floor(i / types.length)}`,
+        profileId: `p${i}`,
+        channel: 'email',
+        occurredAt: new Date(base + i * 1000).toISOString(),
+        ...(type === 'bounced' ? { bounceType: 'soft' as const } : {}),
+      };
+    });
+    let t = performance.now();
+    await store.insertEvents(events, { dedupToken: 'bench-100k' });
+    const insertMs = performance.now() - t;
+
+    t = performance.now();
+    const c = await store.deliveryCounters(D3);
+    const countersMs = performance.now() - t;
+    t = performance.now();
+    await store.refreshRates();
+    const refreshMs = performance.now() - t;
+    t = performance.now();
+    const r = await store.deliveryRates(D3);
+    const ratesMs = performance.now() - t;
+
+    expect([c.sentEvents, c.delivered, c.opens, c.clicks, c.softBounces, c.sent]).toEqual([
+      20_000, 20_000, 20_000, 20_000, 20_000, 40_000,
+    ]);
+    expect(r).toMatchObject({ delivered: 20_000, uniqueOpens: 20_000, uniqueClicks: 20_000 });
+    console.info(
+      `kpi-store chDB timings: insert ${n} events ${insertMs.toFixed(0)} ms; deliveryCounters ${countersMs.toFixed(1)} ms; ` +
+        `refreshRates ${refreshMs.toFixed(0)} ms; deliveryRates ${ratesMs.toFixed(1)} ms`,
+    );
+  });
+});

@@ -1,0 +1,266 @@
+// The KPI store: message events into ClickHouse, KPIs out of its materialized views.
+// One @clickhouse/client client, whether the engine is chDB in-process (chdb/connection) or a server.
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type ClickHouseClient, createClient } from '@clickhouse/client';
+import type { MessageEvent } from '@herald/contracts';
+import { createChdbConnection } from 'chdb/connection';
+import { splitSql, toRow } from './sql.js';
+
+export const KPI_DATABASE = 'herald';
+
+export interface KpiStoreOptions {
+  /** A ClickHouse server (e.g. CLICKHOUSE_URL). Without it the store runs chDB in this process. */
+  url?: string;
+  /**
+   * chDB's data directory (absolute path), used only without `url`. Defaults to ':memory:' (a temp dir
+   * removed on close). chDB binds ONE data directory per process: a second store on another directory
+   * in the same process is rejected.
+   */
+  dataDir?: string;
+  /** Folder of numbered `NNN_name.sql` files; defaults to this package's `migrations/`. */
+  migrationsDir?: string | URL;
+}
+
+export interface InsertOptions {
+  /**
+   * Idempotency key of this batch (e.g. the bus offset range). The same batch inserted again with
+   * the same token is dropped by ClickHouse (within the table's deduplication window).
+   */
+  dedupToken?: string;
+}
+
+/** Live counters of a delivery (all occurrences, or one). Rates are fractions in [0, 1]. */
+export interface DeliveryCounters {
+  deliveryId: string;
+  /** Processed: delivered + bounces + errors. */
+  sent: number;
+  delivered: number;
+  hardBounces: number;
+  softBounces: number;
+  ignoredBounces: number;
+  /** Every bounce, typed or not (hard + soft + ignored when all carry a bounceType). */
+  bounces: number;
+  errors: number;
+  /** Raw event counts (duplicates included); unique counts are in {@link DeliveryRates}. */
+  opens: number;
+  clicks: number;
+  unsubscribed: number;
+  excluded: number;
+  /** 'sent' events (handed to the provider), for reference; not the KPI "sent". */
+  sentEvents: number;
+  /** delivered / sent. */
+  deliveredRate: number;
+  /** (bounces + errors) / sent. */
+  bounceErrorRate: number;
+}
+
+/** Open and click-through rates as of the last refresh of `delivery_rates`. */
+export interface DeliveryRates {
+  deliveryId: string;
+  delivered: number;
+  /** Messages opened or clicked (a click without a pixel hit counts as an open). */
+  uniqueOpens: number;
+  uniqueClicks: number;
+  /** uniqueOpens / delivered. */
+  openRate: number;
+  /** uniqueClicks / delivered. */
+  clickRate: number;
+  /** When the rates were computed (ISO, UTC); the oldest one when several occurrences are summed. */
+  computedAt: string;
+}
+
+export interface KpiStore {
+  readonly backend: 'chdb' | 'server';
+  /** The one client every query goes through (for BI-style reads and diagnostics). */
+  readonly client: ClickHouseClient;
+  /** Creates the `herald` database (ENGINE = Atomic) and applies pending migrations, in order. */
+  migrate(): Promise<{ applied: string[] }>;
+  /** One INSERT … FORMAT JSONEachRow for the whole batch. */
+  insertEvents(events: readonly MessageEvent[], options?: InsertOptions): Promise<void>;
+  deliveryCounters(deliveryId: string, options?: { occurrence?: number }): Promise<DeliveryCounters>;
+  /** Undefined until a refresh has seen the delivery. */
+  deliveryRates(deliveryId: string, options?: { occurrence?: number }): Promise<DeliveryRates | undefined>;
+  /** Recomputes `delivery_rates` now (SYSTEM REFRESH VIEW) and waits until the refresh is done. */
+  refreshRates(options?: { timeoutMs?: number }): Promise<void>;
+  close(): Promise<void>;
+}
+
+const defaultMigrationsDir = new URL('../migrations/', import.meta.url);
+
+type ClientConnection = NonNullable<NonNullable<Parameters<typeof createClient>[0]>['connection']>;
+
+export function openKpiStore(options: KpiStoreOptions = {}): KpiStore {
+  if (options.url) {
+    return new ClickHouseKpiStore(createClient({ url: options.url }), 'server', options.migrationsDir);
+  }
+  const connection = createChdbConnection({ path: options.dataDir ?? ':memory:' });
+  const client = createClient({
+    // chdb types the connection against the deprecated @clickhouse/client-common 1.23.0, whose settings
+    // type drifted from the copy bundled in @clickhouse/client 1.23.1; the runtime contract is the same.
+    connection: connection as unknown as ClientConnection,
+  });
+  return new ClickHouseKpiStore(client, 'chdb', options.migrationsDir);
+}
+
+const num = (v: unknown): number => (v === null || v === undefined ? 0 : Number(v));
+const ratio = (a: number, b: number): number => (b === 0 ? 0 : a / b);
+
+class ClickHouseKpiStore implements KpiStore {
+  readonly #migrationsDir: string;
+
+  constructor(
+    readonly client: ClickHouseClient,
+    readonly backend: 'chdb' | 'server',
+    migrationsDir?: string | URL,
+  ) {
+    const dir = migrationsDir ?? defaultMigrationsDir;
+    this.#migrationsDir = dir instanceof URL ? fileURLToPath(dir) : dir;
+  }
+
+  async migrate(): Promise<{ applied: string[] }> {
+    await this.client.command({ query: `CREATE DATABASE IF NOT EXISTS ${KPI_DATABASE} ENGINE = Atomic` });
+    await this.client.command({
+      query: `CREATE TABLE IF NOT EXISTS ${KPI_DATABASE}.schema_migrations
+        (version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3))
+        ENGINE = MergeTree ORDER BY version`,
+    });
+    const done = await this.#rows<{ version: number }>(`SELECT version FROM ${KPI_DATABASE}.schema_migrations`);
+    const applied = new Set(done.map((r) => Number(r.version)));
+    const files = (await readdir(this.#migrationsDir))
+      .filter((f) => /^\d+_.*\.sql$/.test(f))
+      .sort((a, b) => Number.parseInt(a, 10) - Number.parseInt(b, 10));
+    const newlyApplied: string[] = [];
+    for (const file of files) {
+      const version = Number.parseInt(file, 10);
+      if (applied.has(version)) continue;
+      const sql = await readFile(join(this.#migrationsDir, file), 'utf8');
+      for (const statement of splitSql(sql)) {
+        await this.client.command({ query: statement });
+      }
+      await this.client.insert({
+        table: `${KPI_DATABASE}.schema_migrations`,
+        values: [{ version, name: file }],
+        format: 'JSONEachRow',
+        // A fresh token: on chDB settings stick to the session, so never let an older token apply here.
+        clickhouse_settings: { insert_deduplication_token: `migration-${version}-${Date.now()}` },
+      });
+      newlyApplied.push(file);
+    }
+    return { applied: newlyApplied };
+  }
+
+  async insertEvents(events: readonly MessageEvent[], options: InsertOptions = {}): Promise<void> {
+    if (events.length === 0) return;
+    await this.client.insert({
+      table: `${KPI_DATABASE}.message_events`,
+      values: events.map(toRow),
+      format: 'JSONEachRow',
+      clickhouse_settings: {
+        // Always sent, '' when there is none (then the block's hash is the key): chDB's connection
+        // applies settings with SET on its one session, so a token would otherwise stick to later
+        // inserts and silently drop them.
+        insert_deduplication_token: options.dedupToken ?? '',
+        // A duplicate block dropped by message_events still reaches its materialized views unless
+        // they deduplicate too (delivery_counters has its own window for that).
+        deduplicate_blocks_in_dependent_materialized_views: 1,
+      },
+    });
+  }
+
+  async deliveryCounters(deliveryId: string, options: { occurrence?: number } = {}): Promise<DeliveryCounters> {
+    const [row] = await this.#rows<Record<string, unknown>>(
+      `SELECT sum(sent_events) AS sent_events, sum(delivered) AS delivered, sum(bounces) AS bounces,
+              sum(hard) AS hard, sum(soft) AS soft, sum(ignored) AS ignored, sum(errors) AS errors,
+              sum(opens) AS opens, sum(clicks) AS clicks, sum(unsubscribed) AS unsubscribed,
+              sum(excluded) AS excluded
+       FROM ${KPI_DATABASE}.delivery_counters
+       WHERE delivery_id = {deliveryId:UUID} ${occurrenceFilter(options.occurrence)}`,
+      queryParams(deliveryId, options.occurrence),
+    );
+    const delivered = num(row?.delivered);
+    const bounces = num(row?.bounces);
+    const errors = num(row?.errors);
+    const sent = delivered + bounces + errors;
+    return {
+      deliveryId,
+      sent,
+      delivered,
+      hardBounces: num(row?.hard),
+      softBounces: num(row?.soft),
+      ignoredBounces: num(row?.ignored),
+      bounces,
+      errors,
+      opens: num(row?.opens),
+      clicks: num(row?.clicks),
+      unsubscribed: num(row?.unsubscribed),
+      excluded: num(row?.excluded),
+      sentEvents: num(row?.sent_events),
+      deliveredRate: ratio(delivered, sent),
+      bounceErrorRate: ratio(bounces + errors, sent),
+    };
+  }
+
+  async deliveryRates(deliveryId: string, options: { occurrence?: number } = {}): Promise<DeliveryRates | undefined> {
+    const [row] = await this.#rows<Record<string, unknown>>(
+      `SELECT count() AS n, sum(delivered_messages) AS delivered, sum(unique_opens) AS unique_opens,
+              sum(unique_clicks) AS unique_clicks, min(computed_at) AS computed_at
+       FROM ${KPI_DATABASE}.delivery_rates
+       WHERE delivery_id = {deliveryId:UUID} ${occurrenceFilter(options.occurrence)}`,
+      queryParams(deliveryId, options.occurrence),
+    );
+    if (!row || num(row.n) === 0) return undefined;
+    const delivered = num(row.delivered);
+    const uniqueOpens = num(row.unique_opens);
+    const uniqueClicks = num(row.unique_clicks);
+    return {
+      deliveryId,
+      delivered,
+      uniqueOpens,
+      uniqueClicks,
+      openRate: ratio(uniqueOpens, delivered),
+      clickRate: ratio(uniqueClicks, delivered),
+      computedAt: `${String(row.computed_at).replace(' ', 'T')}Z`,
+    };
+  }
+
+  async refreshRates(options: { timeoutMs?: number } = {}): Promise<void> {
+    const view = `${KPI_DATABASE}.delivery_rates`;
+    await this.client.command({ query: `SYSTEM REFRESH VIEW ${view}` });
+    // SYSTEM WAIT VIEW returns once the requested refresh is done, and throws if it failed.
+    await this.client.command({ query: `SYSTEM WAIT VIEW ${view}` });
+    // Belt and braces: poll system.view_refreshes until the view is idle again.
+    const deadline = Date.now() + (options.timeoutMs ?? 60_000);
+    for (;;) {
+      const [state] = await this.#rows<{ status: string; exception: string }>(
+        `SELECT status, exception FROM system.view_refreshes
+         WHERE database = '${KPI_DATABASE}' AND view = 'delivery_rates'`,
+      );
+      if (!state) throw new Error(`refreshRates: ${view} is not a refreshable view (run migrate() first)`);
+      if (state.exception) throw new Error(`refreshRates: ${view} refresh failed: ${state.exception}`);
+      if (state.status !== 'Running' && state.status !== 'Scheduling' && state.status !== 'WaitingForDependencies') {
+        return;
+      }
+      if (Date.now() > deadline) throw new Error(`refreshRates: ${view} still ${state.status} after the timeout`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.client.close();
+  }
+
+  async #rows<T>(query: string, query_params?: Record<string, unknown>): Promise<T[]> {
+    const rs = await this.client.query({ query, query_params, format: 'JSONEachRow' });
+    return rs.json<T>();
+  }
+}
+
+function occurrenceFilter(occurrence: number | undefined): string {
+  return occurrence === undefined ? '' : 'AND occurrence = {occurrence:UInt32}';
+}
+
+function queryParams(deliveryId: string, occurrence: number | undefined): Record<string, unknown> {
+  return occurrence === undefined ? { deliveryId } : { deliveryId, occurrence };
+}
