@@ -52,6 +52,7 @@ export interface EngineStats {
 
 const WORKER_FILE = new URL('../dist/send-batch.worker.js', import.meta.url).href;
 const PLANNER_IDLE_MS = 200;
+const DISCOVER_INTERVAL_MS = 1000;
 
 export class Engine {
   private readonly queue = new SendQueueRepository();
@@ -68,6 +69,7 @@ export class Engine {
   private inFlight = 0;
   private readonly waiting: (() => void)[] = [];
   private stopping = false;
+  private discoverTimer?: NodeJS.Timeout;
   readonly stats: EngineStats = { batches: 0, messages: 0, inFlightBatches: 0 };
 
   constructor(private readonly options: EngineOptions) {
@@ -92,6 +94,12 @@ export class Engine {
   async start(): Promise<void> {
     const { bus } = this.options;
     await this.recover();
+    // NOTE: commands start runs at once; this scan also finds runs started by a gateway on
+    // another bus (a separate `herald engine` process) or whose command was lost.
+    this.discoverTimer = setInterval(() => {
+      this.discover().catch((error) => this.options.logger.warn({ err: error }, 'run discovery failed'));
+    }, DISCOVER_INTERVAL_MS);
+    this.discoverTimer.unref();
     this.subscriptions.push(
       await bus.subscribe({ topic: TOPICS.deliveryCommands, group: 'engine-planner', handler: (batch) => this.onCommands(batch.map((m) => m.value as DeliveryCommand)) }),
       await bus.subscribe({ topic: TOPICS.sendBatches, group: 'engine-dispatchers', maxBatchSize: 1, handler: (batch) => this.onSendBatches(batch.map((m) => m.value)) }),
@@ -101,18 +109,28 @@ export class Engine {
   /** Stops taking work, lets the batches in hand finish and settle, then stops the pool. */
   async stop(): Promise<void> {
     this.stopping = true;
+    clearInterval(this.discoverTimer);
     for (const subscription of this.subscriptions) await subscription.close();
     await Promise.allSettled(this.planners.values());
     await this.pool.destroy();
   }
 
-  /** Runs that were sending when the engine last stopped: requeue what was handed out, plan again. */
-  private async recover(): Promise<void> {
+  private async sendingRuns(): Promise<RunRef[]> {
     const runs = await this.options.db.query<{ delivery_id: string; occurrence: number }>(
       `SELECT id AS delivery_id, 0 AS occurrence FROM deliveries WHERE state = 'sending'
        UNION ALL SELECT delivery_id, n FROM delivery_occurrences WHERE state = 'sending'`,
     );
-    const refs = runs.map((r) => ({ deliveryId: r.delivery_id, occurrence: r.occurrence }));
+    return runs.map((r) => ({ deliveryId: r.delivery_id, occurrence: r.occurrence }));
+  }
+
+  private async discover(): Promise<void> {
+    if (this.stopping) return;
+    for (const run of await this.sendingRuns()) this.plan(run);
+  }
+
+  /** Runs that were sending when the engine last stopped: requeue what was handed out, plan again. */
+  private async recover(): Promise<void> {
+    const refs = await this.sendingRuns();
     const { inFlight, requeued } = await this.queue.recover(this.options.db, refs, this.options.clock.now());
     if (refs.length > 0) this.options.logger.info({ runs: refs.length, requeued, inFlight }, 'engine recovered runs');
     for (const run of refs) this.plan(run);

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type CaptureSink, startCaptureSink } from '@herald/capture-sink';
+import { createTestDatabase, storeMatrix, type TestDatabase } from '@herald/testing';
 
 const HERALD = fileURLToPath(new URL('../../cli/bin/herald.js', import.meta.url));
 const RECIPIENTS = 20_000;
@@ -29,8 +30,8 @@ async function freePort(): Promise<number> {
   });
 }
 
-async function startPlatform(env: Record<string, string>): Promise<Platform> {
-  const child = spawn(process.execPath, [HERALD, 'start'], { env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+async function startPlatform(env: Record<string, string>, command = 'start'): Promise<Platform> {
+  const child = spawn(process.execPath, [HERALD, command], { env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: string[] = [];
   let stdout = '';
   child.stdout!.on('data', (chunk) => {
@@ -40,14 +41,21 @@ async function startPlatform(env: Record<string, string>): Promise<Platform> {
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   // NOTE: after a kill -9, PGlite replays its WAL at start: that can take a while on a busy machine.
   const deadline = Date.now() + 180_000;
-  while (!/export HERALD_TOKEN=(\S+)/.test(stdout)) {
+  const ready = command === 'engine' ? /Herald is up/ : /export HERALD_TOKEN=(\S+)/;
+  while (!ready.test(stdout)) {
     if (Date.now() > deadline || child.exitCode !== null) {
       child.kill('SIGKILL');
       throw new Error(`herald start did not come up:\n${stdout}\n${logs.join('')}`);
     }
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
-  return { child, url: /API and console:\s+(\S+)/.exec(stdout)![1]!, token: /export HERALD_TOKEN=(\S+)/.exec(stdout)![1]!, logs, exited };
+  return {
+    child,
+    url: /API and console:\s+(\S+)/.exec(stdout)?.[1] ?? '',
+    token: /export HERALD_TOKEN=(\S+)/.exec(stdout)?.[1] ?? '',
+    logs,
+    exited,
+  };
 }
 
 async function call(p: Platform, method: string, path: string, body?: unknown, contentType = 'application/json') {
@@ -165,5 +173,51 @@ describe('herald start killed mid-send', () => {
     expect(await ledgerStatuses(second, id)).toEqual({ sent: RECIPIENTS });
     expect(sink.count()).toBe(RECIPIENTS);
     expect(sink.messageIdCounts().size).toBe(RECIPIENTS);
+  });
+});
+
+const postgres = storeMatrix().find((s) => s.kind === 'postgres')!;
+
+(postgres.available ? describe : describe.skip)('herald gateway and herald engine as separate processes on PostgreSQL', () => {
+  let sink: CaptureSink;
+  let database: TestDatabase;
+  const platforms: Platform[] = [];
+
+  beforeAll(async () => {
+    sink = await startCaptureSink({ store: 'memory' });
+    database = await createTestDatabase('postgres');
+  });
+  afterAll(async () => {
+    for (const p of platforms) {
+      if (p.child.exitCode === null) p.child.kill('SIGTERM');
+      await p.exited;
+    }
+    await sink.close();
+    await database.drop();
+  });
+
+  it('sends what the gateway confirmed, through the engine process', async () => {
+    const env = { HERALD_HOME: mkdtempSync(join(tmpdir(), 'herald-split-')), DATABASE_URL: database.url!, SMTP_URL: sink.url, LOG_LEVEL: 'warn' };
+    const gateway = await startPlatform({ ...env, PORT: String(await freePort()) }, 'gateway');
+    platforms.push(gateway);
+    const engine = await startPlatform({ ...env, PORT: String(await freePort()) }, 'engine');
+    platforms.push(engine);
+    const rows = Array.from({ length: 500 }, (_, i) => JSON.stringify({ id: `sp-${i}`, email: `sp${i}@example.com`, attributes: { run: 'sp' } }));
+    await call(gateway, 'POST', '/v1/profiles/import', rows.join('\n'), 'application/x-ndjson');
+    const audience = await call(gateway, 'POST', '/v1/audiences', { name: 'sp', filter: { run: 'sp' } });
+    const delivery = await call(gateway, 'POST', '/v1/deliveries', {
+      name: 'split',
+      channel: 'email',
+      audienceId: audience.body.id,
+      content: { from: 'news@shop.example', subject: 'Split', text: 'Hello' },
+    });
+    const id = delivery.body.id as string;
+    await call(gateway, 'POST', `/v1/deliveries/${id}/prepare`);
+    await call(gateway, 'POST', `/v1/deliveries/${id}/approve`);
+    const confirm = await call(gateway, 'POST', `/v1/deliveries/${id}/confirmations`);
+    await call(gateway, 'POST', `/v1/deliveries/${id}/confirmations/${confirm.body.confirmationId}/ok`);
+    await until(async () => (await call(gateway, 'GET', `/v1/deliveries/${id}`)).body.state === 'finished', 60_000, 'the send to finish');
+    expect(sink.count()).toBe(500);
+    expect(await ledgerStatuses(gateway, id)).toEqual({ sent: 500 });
   });
 });
