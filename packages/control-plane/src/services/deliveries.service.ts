@@ -221,13 +221,7 @@ export class DeliveriesService {
     return this.ctx.db.transaction(async (tx) => {
       const delivery = await this.locked(tx, id);
       const now = this.ctx.clock.now();
-      if (occurrence > 0) {
-        const run = await this.ctx.deliveries.getOccurrence(tx, id, occurrence, true);
-        if (run?.state !== 'sending') return false;
-        await this.ctx.deliveries.setOccurrenceState(tx, id, occurrence, 'finished', null, now);
-        await this.ctx.audit.record(tx, { at: now, actor: actor.id, deliveryId: id, occurrence, action: 'finish', fromState: 'sending', toState: 'finished' });
-        return true;
-      }
+      if (occurrence > 0) return this.moveSendingOccurrence(tx, id, occurrence, 'finished', actor, 'finish', null, {});
       if (delivery.state !== 'sending') return false;
       await this.move(tx, delivery, 'finished', actor, 'finish', { stateReason: null, finishedAt: now });
       return true;
@@ -238,19 +232,40 @@ export class DeliveriesService {
   async pauseRun(id: string, occurrence: number, actor: Actor, reason: string, details: Record<string, unknown> = {}): Promise<boolean> {
     return this.ctx.db.transaction(async (tx) => {
       const delivery = await this.locked(tx, id);
-      const now = this.ctx.clock.now();
-      if (occurrence > 0) {
-        const run = await this.ctx.deliveries.getOccurrence(tx, id, occurrence, true);
-        if (run?.state !== 'sending') return false;
-        await this.ctx.deliveries.setOccurrenceState(tx, id, occurrence, 'paused', reason, now);
-        await this.ctx.audit.record(tx, { at: now, actor: actor.id, deliveryId: id, occurrence, action: 'pause', fromState: 'sending', toState: 'paused', details: { reason, ...details } });
-        return true;
-      }
+      if (occurrence > 0) return this.moveSendingOccurrence(tx, id, occurrence, 'paused', actor, 'pause', reason, details);
       if (delivery.state !== 'sending') return false;
       await this.ctx.enqueueCommand(tx, { type: 'DeliveryPaused', deliveryId: id, occurrence: 0, issuedBy: actor.id, reason });
       await this.move(tx, delivery, 'paused', actor, 'pause', { stateReason: reason });
       return true;
     });
+  }
+
+  /** Moves a sending occurrence (an engine's decision); false when it is no longer sending. */
+  private async moveSendingOccurrence(
+    tx: Queryable,
+    id: string,
+    occurrence: number,
+    to: 'finished' | 'paused',
+    actor: Actor,
+    action: string,
+    reason: string | null,
+    details: Record<string, unknown>,
+  ): Promise<boolean> {
+    const run = await this.ctx.deliveries.getOccurrence(tx, id, occurrence, true);
+    if (run?.state !== 'sending') return false;
+    const now = this.ctx.clock.now();
+    await this.ctx.deliveries.setOccurrenceState(tx, id, occurrence, to, reason, now);
+    await this.ctx.audit.record(tx, {
+      at: now,
+      actor: actor.id,
+      deliveryId: id,
+      occurrence,
+      action,
+      fromState: 'sending',
+      toState: to,
+      ...(reason ? { details: { reason, ...details } } : {}),
+    });
+    return true;
   }
 
   /** Checks references and channel rules that a schema cannot; throws INVALID_INPUT with every issue. */
