@@ -1,9 +1,9 @@
 // Shared helpers for the benchmarks: run the platform as a child process on the embedded
 // defaults, stream request bodies, read peak memory, describe the machine, write results.
-import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { closeSync, existsSync, fstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
-import { createServer } from 'node:net';
+import { connect as connectTcp, createServer } from 'node:net';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -286,4 +286,209 @@ export function threadCpuDelta(before, after) {
     byName.set(name, entry);
   }
   return [...byName.values()].map((e) => ({ ...e, cpuSeconds: round(e.cpuSeconds, 2) })).sort((a, b) => b.cpuSeconds - a.cpuSeconds);
+}
+
+// ---- split roles on PostgreSQL: `herald gateway` / `herald engine`, smtp-sink, a bench database ----
+
+/**
+ * Starts `herald <command>` (e.g. 'gateway' or 'engine') with the given env on top of the
+ * caller's (minus the names in `unset`), in `home` (a HERALD_HOME the
+ * caller owns and removes: processes that share it share its generated secrets). Waits until
+ * every regex of `waitFor` matches stdout, then, with `readyPath`, until GET <url><readyPath>
+ * answers 200. Returns { pid, matches, stop, stderrTail(), exited() }; `stop()` is idempotent
+ * (SIGTERM, SIGKILL after 10 s); the child is SIGKILLed if the bench exits without stopping it.
+ */
+export async function startHerald(command, { env = {}, unset = [], home, waitFor = [], url, readyPath, deadlineMs = READY_DEADLINE_MS } = {}) {
+  if (!home) throw new Error('startHerald: pass a HERALD_HOME directory');
+  const childEnv = { ...process.env, HERALD_HOME: home, HOST: '127.0.0.1', LOG_LEVEL: 'warn', ...env };
+  for (const name of unset) delete childEnv[name];
+  const child = spawn(process.execPath, [HERALD_BIN, command], { cwd: ROOT, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderrTail = '';
+  let exited = null;
+  const exitedPromise = new Promise((resolve) =>
+    child.once('exit', (code, signal) => {
+      exited = { code, signal };
+      resolve(exited);
+    }),
+  );
+  child.stdout.setEncoding('utf8').on('data', (s) => {
+    if (stdout.length < 65_536) stdout += s;
+  });
+  child.stderr.setEncoding('utf8').on('data', (s) => {
+    stderrTail = (stderrTail + s).slice(-TAIL_BYTES);
+  });
+  const onExit = () => {
+    if (!exited) child.kill('SIGKILL');
+  };
+  process.once('exit', onExit);
+  let stopping;
+  const stop = () => {
+    stopping ??= (async () => {
+      if (!exited) {
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS);
+        await exitedPromise;
+        clearTimeout(timer);
+      }
+      process.off('exit', onExit);
+      return exited;
+    })();
+    return stopping;
+  };
+  const fail = async (why) => {
+    const status = exited ? ` (it exited: code ${exited.code}, signal ${exited.signal})` : '';
+    await stop();
+    const tail = stderrTail.trim() ? `\n--- herald ${command} stderr (tail) ---\n${stderrTail.trim()}` : '';
+    throw new Error(`herald ${command}: ${why}${status}\n--- stdout ---\n${stdout.trim()}${tail}`);
+  };
+  const deadline = Date.now() + deadlineMs;
+  let matches = null;
+  let ready = false;
+  while (!ready) {
+    if (exited) return fail('it exited before it was ready');
+    if (Date.now() > deadline) return fail(`not ready within ${deadlineMs / 1000} s`);
+    if (!matches) {
+      const found = waitFor.map((re) => stdout.match(re));
+      if (found.every(Boolean)) matches = found;
+    }
+    if (matches && readyPath) {
+      try {
+        const res = await fetch(`${url}${readyPath}`, { signal: AbortSignal.timeout(2_000) });
+        ready = res.status === 200;
+      } catch {
+        // not listening yet
+      }
+    } else if (matches) ready = true;
+    if (!ready) await sleep(100);
+  }
+  return { pid: child.pid, matches, stop, stderrTail: () => stderrTail, exited: () => exited };
+}
+
+const SMTP_SINK_PATHS = ['/usr/sbin/smtp-sink', '/usr/bin/smtp-sink', '/usr/local/sbin/smtp-sink'];
+
+/** Postfix's smtp-sink, installed by infra/postfix/install.sh when missing; returns its path. */
+export function ensureSmtpSink() {
+  const found = SMTP_SINK_PATHS.find((p) => existsSync(p));
+  if (found) return found;
+  const script = join(ROOT, 'infra', 'postfix', 'install.sh');
+  const run = spawnSync('bash', [script], { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' });
+  if (run.status !== 0) throw new Error(`${script} exited with ${run.status}`);
+  const sink = SMTP_SINK_PATHS.find((p) => existsSync(p)) ?? run.stdout.trim().split('\n')[0];
+  if (!sink || !existsSync(sink)) throw new Error(`${script} installed no smtp-sink: ${run.stdout}`);
+  return sink;
+}
+
+/**
+ * smtp-sink on a free loopback port (`-c -u nobody -m 1000 127.0.0.1:PORT 1000`: accepts and
+ * discards), its running counters written to a file in `dir`. Returns { port, pid, messages(),
+ * stop() }; messages() is the number of messages it has received so far.
+ */
+export async function startSmtpSink(dir, { label = 'sink', concurrency = 1000, backlog = 1000 } = {}) {
+  const bin = ensureSmtpSink();
+  const port = await freePort();
+  const countsFile = join(dir, `${label}-counts.txt`);
+  const fd = openSync(countsFile, 'w');
+  const privileges = process.getuid?.() === 0 ? ['-u', 'nobody'] : [];
+  const args = ['-c', ...privileges, '-m', String(concurrency), `127.0.0.1:${port}`, String(backlog)];
+  const child = spawn(bin, args, { stdio: ['ignore', fd, 'pipe'] });
+  closeSync(fd);
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (s) => {
+    stderr = (stderr + s).slice(-4096);
+  });
+  let exited = null;
+  const gone = new Promise((resolve) =>
+    child.once('exit', (code, signal) => {
+      exited = { code, signal };
+      resolve();
+    }),
+  );
+  const kill = () => {
+    if (!exited) child.kill('SIGKILL');
+  };
+  process.once('exit', kill);
+  const stop = async () => {
+    process.off('exit', kill);
+    if (exited) return;
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+    await gone;
+    clearTimeout(timer);
+  };
+  // Ready once it greets with 220.
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const greeted = await new Promise((resolve) => {
+      const socket = connectTcp(port, '127.0.0.1');
+      socket.setTimeout(1_000);
+      socket.once('data', (data) => {
+        socket.end('QUIT\r\n');
+        resolve(data.toString().startsWith('220'));
+      });
+      socket.once('error', () => resolve(false));
+      socket.once('timeout', () => {
+        socket.destroy();
+        resolve(false);
+      });
+    });
+    if (greeted) break;
+    if (exited || Date.now() > deadline) {
+      await stop();
+      throw new Error(`${bin} ${args.join(' ')}: nothing answers SMTP on port ${port}${exited ? ` (exited: ${JSON.stringify(exited)})` : ''}\n${stderr}`);
+    }
+    await sleep(50);
+  }
+  const messages = () => {
+    const fdr = openSync(countsFile, 'r');
+    try {
+      const size = fstatSync(fdr).size;
+      const length = Math.min(size, 256);
+      const buffer = Buffer.alloc(length);
+      readSync(fdr, buffer, 0, length, size - length);
+      const all = [...buffer.toString('latin1').matchAll(/mesg=(\d+)/g)];
+      return all.length ? Number(all.at(-1)[1]) : 0;
+    } finally {
+      closeSync(fdr);
+    }
+  };
+  return { port, pid: child.pid, args, messages, stop, stderr: () => stderr };
+}
+
+/**
+ * A fresh database `<prefix>_<random>` on the PostgreSQL server at `serverUrl` (the `pg`
+ * package). Returns { url, name, drop() }: drop() (idempotent) removes it WITH (FORCE); if the
+ * bench exits without dropping it, a best-effort synchronous `psql` drop runs on exit.
+ */
+export async function createBenchDatabase(serverUrl, prefix = 'bench') {
+  const { default: pg } = await import('pg');
+  const name = `${prefix}_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 8)}`;
+  const admin = new pg.Client({ connectionString: serverUrl });
+  await admin.connect();
+  try {
+    await admin.query(`CREATE DATABASE ${name}`);
+  } finally {
+    await admin.end();
+  }
+  const url = new URL(serverUrl);
+  url.pathname = `/${name}`;
+  let dropped = false;
+  const dropSync = () => {
+    if (dropped) return;
+    spawnSync('psql', [serverUrl, '-q', '-c', `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`], { stdio: 'ignore' });
+  };
+  process.once('exit', dropSync);
+  const drop = async () => {
+    if (dropped) return;
+    const client = new pg.Client({ connectionString: serverUrl });
+    await client.connect();
+    try {
+      await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      dropped = true;
+      process.off('exit', dropSync);
+    } finally {
+      await client.end();
+    }
+  };
+  return { url: url.toString(), name, drop };
 }

@@ -36,6 +36,7 @@ export function engineFromConfig(
     clock: systemClock,
     logger: deps.logger,
     threads: config.ENGINE_THREADS,
+    workerHeapMb: config.ENGINE_WORKER_HEAP_MB,
     batchSize: config.ENGINE_BATCH_SIZE,
     domainLimits: config.ENGINE_DOMAIN_LIMITS,
     retry: { retryDelayMs: config.ENGINE_RETRY_DELAY, validityMs: config.ENGINE_VALIDITY },

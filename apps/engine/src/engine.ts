@@ -37,6 +37,8 @@ export interface EngineOptions {
   clock: Clock;
   logger: Logger;
   threads: number;
+  /** V8 old-generation limit of each worker thread. */
+  workerHeapMb: number;
   batchSize: number;
   worker: WorkerSettings;
   domainLimits: DomainLimit[];
@@ -82,6 +84,9 @@ export class Engine {
       minThreads: options.threads,
       maxThreads: options.threads,
       idleTimeout: Number.POSITIVE_INFINITY,
+      // NOTE: without limits each thread's V8 heap grows far past what a batch needs (measured:
+      // ~780 MiB RSS for the engine on a 1M send); a batch needs a few MiB.
+      resourceLimits: { maxOldGenerationSizeMb: options.workerHeapMb, maxYoungGenerationSizeMb: 16 },
       workerData: options.worker,
     });
   }
@@ -197,9 +202,16 @@ export class Engine {
 
   private waitForRoom(): Promise<void> {
     return new Promise((resolve) => {
-      this.waiting.push(resolve);
+      const wake = () => {
+        clearTimeout(timer);
+        const index = this.waiting.indexOf(wake);
+        if (index >= 0) this.waiting.splice(index, 1);
+        resolve();
+      };
       // NOTE: another process may have taken the batch (shared bus): never wait forever.
-      setTimeout(resolve, 500).unref();
+      const timer = setTimeout(wake, 500);
+      timer.unref();
+      this.waiting.push(wake);
     });
   }
 

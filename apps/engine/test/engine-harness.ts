@@ -36,6 +36,7 @@ export async function startEngineHarness(
     clock: systemClock,
     logger: pino({ level: process.env.HERALD_TEST_LOG ?? 'silent' }),
     threads: options.threads ?? 2,
+    workerHeapMb: 96,
     batchSize: 100,
     domainLimits: [],
     retry: { retryDelayMs: 100, validityMs: 60_000 },

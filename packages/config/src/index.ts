@@ -45,6 +45,8 @@ export const environmentSchema = z.object({
   HERALD_TRACKING_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
   ENGINE_THREADS: z.coerce.number().int().min(1).max(256).default(availableParallelism()),
   ENGINE_BATCH_SIZE: z.coerce.number().int().min(1).max(1000).default(500),
+  /** V8 old-generation limit of each engine worker thread, in MiB. */
+  ENGINE_WORKER_HEAP_MB: z.coerce.number().int().min(32).max(8192).default(96),
   /** SMTP connections each worker thread keeps open. */
   ENGINE_SMTP_CONNECTIONS: z.coerce.number().int().min(1).max(100).default(10),
   /** Receiving-domain limits, e.g. "gmail.com=200/s,yahoo.com=3000/m". */
