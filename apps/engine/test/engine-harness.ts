@@ -10,6 +10,8 @@ import { pino } from 'pino';
 import { approvedDelivery, type Harness, startHarness } from '../../gateway/test/harness.js';
 import { Engine, type EngineOptions } from '../src/index.js';
 
+const TRACKING_SECRET = 'test-tracking-secret-0123456789abcdef';
+
 export interface EngineHarness extends Harness {
   sink: CaptureSink;
   engine: Engine;
@@ -26,7 +28,7 @@ export async function startEngineHarness(
   kind: StoreKind,
   options: { rules?: SinkRule[]; engine?: Partial<EngineOptions>; threads?: number; workerOverrides?: Partial<EngineOptions['worker']> } = {},
 ): Promise<EngineHarness> {
-  const h = await startHarness(kind);
+  const h = await startHarness(kind, { HERALD_TRACKING_SECRET: TRACKING_SECRET });
   // The engine and the scheduler run on real time; the gateway's clock is only for its own tests.
   const sink = await startCaptureSink({ rules: options.rules, dir: mkdtempSync(join(tmpdir(), 'herald-sink-')) });
   const engineOptions = (): EngineOptions => ({
@@ -46,7 +48,7 @@ export async function startEngineHarness(
       smtpConnections: 5,
       smtpTimeoutMs: 1_500,
       publicUrl: 'http://herald.test',
-      trackingSecret: 'test-tracking-secret-0123456789abcdef',
+      trackingSecret: TRACKING_SECRET,
       ...options.workerOverrides,
     },
     ...options.engine,

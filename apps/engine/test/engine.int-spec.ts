@@ -60,6 +60,47 @@ describe.each(storeMatrix())('send engine on $kind', ({ kind, available }) => {
       expect(audit.body.items.at(-1)).toMatchObject({ actor: 'system:engine', action: 'finish', fromState: 'sending', toState: 'finished' });
     });
 
+    it('serves the tracked links of a sent message: pixel, click redirect, one-click unsubscribe', async () => {
+      const id = await h.deliveryFor(3, {}, 'tr-');
+      await h.confirmAndOk(id);
+      await h.waitForState(id, 'finished');
+      const message = h.sink.messages().find((m) => m.to.includes('tr-1@example.com'))!;
+      const raw = readFileSync(message.file!, 'utf8').replace(/=\r\n/g, '').replace(/=3D/g, '=');
+      const local = (url: string) => url.replace('http://herald.test', h.gateway.url);
+      const click = local(/http:\/\/herald\.test\/t\/c\/[\w.-]+/.exec(raw)![0]);
+      const pixel = local(/http:\/\/herald\.test\/t\/o\/[\w.-]+/.exec(raw)![0]);
+      const unsubscribe = local(/http:\/\/herald\.test\/u\/[\w.-]+/.exec(raw)![0]);
+
+      const opened = await fetch(pixel, { headers: { 'user-agent': 'Mozilla/5.0 (compatible; Mimecast URL protection)' } });
+      expect(opened.status).toBe(200);
+      expect(opened.headers.get('content-type')).toBe('image/gif');
+      const clicked = await fetch(click, { redirect: 'manual', headers: { 'user-agent': 'Mozilla/5.0' } });
+      expect(clicked.status).toBe(302);
+      expect(clicked.headers.get('location')).toBe('https://shop.example/sale');
+      // A forged or altered token answers 404 and records nothing.
+      const forged = `${click.slice(0, -3)}${click.endsWith('A') ? 'B' : 'A'}${click.slice(-2)}`;
+      expect((await fetch(forged, { redirect: 'manual' })).status).toBe(404);
+      expect((await fetch(`${h.gateway.url}/t/c/not-a-token`, { redirect: 'manual' })).status).toBe(404);
+      // GET shows a page and changes nothing; POST unsubscribes (RFC 8058).
+      const page = await fetch(unsubscribe);
+      expect(await page.text()).toContain('<form method="post">');
+      expect((await h.api('GET', '/v1/profiles/tr-000001')).body.status).toBe('active');
+      const post = await fetch(unsubscribe, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'List-Unsubscribe=One-Click' });
+      expect(post.status).toBe(200);
+      expect((await h.api('GET', '/v1/profiles/tr-000001')).body.status).toBe('unsubscribed');
+      const events = await h.database.db.query<{ type: string; machine: string }>(
+        `SELECT payload->>'type' AS type, payload->>'machine' AS machine FROM outbox
+          WHERE topic = 'herald.message-events' AND payload->>'deliveryId' = $1 AND payload->>'type' <> 'sent' ORDER BY id`,
+        [id],
+      );
+      // The scanner's pixel hit and the script's POST are flagged as machines; the browser's click is not.
+      expect(events).toEqual([
+        { type: 'opened', machine: 'true' },
+        { type: 'clicked', machine: 'false' },
+        { type: 'unsubscribed', machine: 'true' },
+      ]);
+    });
+
     it('never lets a personalization value add header lines', async () => {
       await h.api('POST', '/v1/profiles/import', {
         body: [{ id: 'inject', email: 'inject@example.com', attributes: { note: 'hi\r\nBcc: victim@example.com\r\nX-Evil: 1', batch: 'inject' } }],

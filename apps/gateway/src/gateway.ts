@@ -5,7 +5,7 @@ import { type DynamicModule, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import type { Bus } from '@herald/bus';
-import type { HeraldConfig } from '@herald/config';
+import { ensureSecret, type HeraldConfig } from '@herald/config';
 import { type Clock, ControlPlane, type Database, OutboxRelay, systemClock } from '@herald/control-plane';
 import type { Logger } from 'pino';
 import { AuthGuard } from './auth/auth.guard.js';
@@ -14,10 +14,11 @@ import { ConfirmationsController } from './controllers/confirmations.controller.
 import { DeliveriesController } from './controllers/deliveries.controller.js';
 import { ProfilesController } from './controllers/profiles.controller.js';
 import { SystemController } from './controllers/system.controller.js';
+import { TrackingController } from './controllers/tracking.controller.js';
 import { registerBodyParsers } from './http/body-parsers.js';
 import { ErrorFilter } from './http/error.filter.js';
 import { Metrics } from './http/metrics.js';
-import { BUS, CONTROL_PLANE, METRICS, TOKEN_SERVICE } from './tokens.js';
+import { BUS, CONTROL_PLANE, METRICS, TOKEN_SERVICE, TRACKING_SECRET } from './tokens.js';
 
 export interface GatewayOptions {
   config: HeraldConfig;
@@ -45,13 +46,14 @@ export interface Gateway {
 
 @Module({})
 class GatewayModule {
-  static register(controlPlane: ControlPlane, bus: Bus, tokens: TokenService, metrics: Metrics): DynamicModule {
+  static register(controlPlane: ControlPlane, bus: Bus, tokens: TokenService, metrics: Metrics, trackingSecret: string): DynamicModule {
     return {
       module: GatewayModule,
-      controllers: [SystemController, ProfilesController, DeliveriesController, ConfirmationsController],
+      controllers: [SystemController, ProfilesController, DeliveriesController, ConfirmationsController, TrackingController],
       providers: [
         { provide: CONTROL_PLANE, useValue: controlPlane },
         { provide: BUS, useValue: bus },
+        { provide: TRACKING_SECRET, useValue: trackingSecret },
         { provide: TOKEN_SERVICE, useValue: tokens },
         { provide: METRICS, useValue: metrics },
         AuthGuard,
@@ -69,8 +71,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   });
   const tokens = options.tokens ?? createTokenService(config);
   const metrics = new Metrics();
-  const adapter = new FastifyAdapter({ bodyLimit: config.BODY_LIMIT_BYTES, return503OnClosing: true });
-  const app = await NestFactory.create<NestFastifyApplication>(GatewayModule.register(controlPlane, options.bus, tokens, metrics), adapter, {
+  const adapter = new FastifyAdapter({ bodyLimit: config.BODY_LIMIT_BYTES, return503OnClosing: true, maxParamLength: 1000 });
+  const app = await NestFactory.create<NestFastifyApplication>(GatewayModule.register(controlPlane, options.bus, tokens, metrics, ensureSecret(config.HERALD_HOME, 'tracking-secret', config.HERALD_TRACKING_SECRET)), adapter, {
     bodyParser: false,
     logger: ['error', 'warn'],
     abortOnError: false,

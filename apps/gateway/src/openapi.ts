@@ -34,6 +34,10 @@ export const OPERATIONS: Operation[] = [
   { method: 'get', path: '/openapi.json', summary: 'This document', public: true, tag: 'operations' },
   { method: 'get', path: '/docs', summary: 'Browsable API documentation', public: true, tag: 'operations' },
   { method: 'get', path: '/docs/{asset}', summary: 'Assets of the documentation page', public: true, tag: 'operations' },
+  { method: 'get', path: '/t/o/{token}', summary: 'Open pixel: a 1×1 GIF; records an open (a bad signature: 404, nothing recorded)', public: true, tag: 'tracking' },
+  { method: 'get', path: '/t/c/{token}', summary: 'Click: 302 to the URL stored for that link; records a click', public: true, tag: 'tracking' },
+  { method: 'get', path: '/u/{token}', summary: 'Unsubscribe page with a button; changes nothing', public: true, tag: 'tracking' },
+  { method: 'post', path: '/u/{token}', summary: 'RFC 8058 one-click unsubscribe: the profile is unsubscribed', public: true, status: 200, tag: 'tracking' },
   { method: 'get', path: '/v1/me', summary: 'The authenticated user and roles', tag: 'auth' },
   {
     method: 'post',

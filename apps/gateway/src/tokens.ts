@@ -5,3 +5,4 @@ export const GATEWAY_CONFIG = Symbol('GatewayConfig');
 export const METRICS = Symbol('Metrics');
 export const LOGGER = Symbol('Logger');
 export const BUS = Symbol('Bus');
+export const TRACKING_SECRET = Symbol('TrackingSecret');

@@ -63,6 +63,13 @@ export function registerBodyParsers(fastify: FastifyInstance, limits: { body: nu
       (error: Error) => done(error, undefined),
     );
   });
+  // RFC 8058 one-click unsubscribe posts "List-Unsubscribe=One-Click" as a form: nothing in it is needed.
+  fastify.addContentTypeParser(['application/x-www-form-urlencoded', 'multipart/form-data'], (_request, payload, done) => {
+    readLimited(payload, limits.body).then(
+      () => done(null, undefined),
+      (error: Error) => done(error, undefined),
+    );
+  });
   fastify.addContentTypeParser(NDJSON_TYPES, (request, payload, done) => {
     if (isStreamed(request)) {
       const body = streamedBody(request, payload, limits.import);

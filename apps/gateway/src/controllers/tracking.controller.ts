@@ -1,0 +1,102 @@
+// Recipient-facing links, no bearer token: every link is signed (HMAC). The open pixel and the
+// click redirect record an event; a forged or altered token answers 404 and records nothing;
+// a click redirects only to the URL stored for that link (no open redirect). One-click
+// unsubscribe (RFC 8058) is a POST; the GET shows a page with a button and changes nothing.
+import { randomUUID } from 'node:crypto';
+import { Controller, Get, Header, HttpCode, Inject, Param, Post, Req, Res, UseGuards } from '@nestjs/common';
+import { type TrackingPayload, verifyToken } from '@herald/channels';
+import { type MessageEvent, TOPICS } from '@herald/contracts';
+import { type ControlPlane, DomainError, type Queryable } from '@herald/control-plane';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { AuthGuard, Public } from '../auth/auth.guard.js';
+import { CONTROL_PLANE, TRACKING_SECRET } from '../tokens.js';
+
+const PIXEL = Buffer.from('R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7', 'base64');
+
+/**
+ * Link scanners, security gateways and scripts that fetch links before (or instead of) a person.
+ * NOTE: mail providers' image proxies (Gmail's, Yahoo's) fetch the pixel when a person opens the
+ * message, so they are not machines here.
+ */
+const MACHINE_AGENTS = /(bot\b|crawler|spider|preview|scanner|proofpoint|mimecast|barracuda|safelinks|urldefense|curl|wget|python-requests|go-http-client|headless|^node$|undici)/i;
+
+@Controller()
+@UseGuards(AuthGuard)
+@Public()
+export class TrackingController {
+  constructor(
+    @Inject(CONTROL_PLANE) private readonly cp: ControlPlane,
+    @Inject(TRACKING_SECRET) private readonly secret: string,
+  ) {}
+
+  @Get('t/o/:token')
+  async open(@Param('token') token: string, @Req() request: FastifyRequest, @Res() reply: FastifyReply) {
+    const payload = this.verify(token, 'open');
+    await this.record(payload, 'opened', request);
+    return reply.header('content-type', 'image/gif').header('cache-control', 'no-store, max-age=0').send(PIXEL);
+  }
+
+  @Get('t/c/:token')
+  async click(@Param('token') token: string, @Req() request: FastifyRequest, @Res() reply: FastifyReply) {
+    const payload = this.verify(token, 'click');
+    const url = await this.cp.context.sendQueue.link(this.cp.db, payload.deliveryId, payload.link ?? -1);
+    if (!url) throw notFound();
+    await this.record(payload, 'clicked', request, url);
+    return reply.header('cache-control', 'no-store').redirect(url, 302);
+  }
+
+  @Get('u/:token')
+  @Header('content-type', 'text/html; charset=utf-8')
+  unsubscribePage(@Param('token') token: string) {
+    this.verify(token, 'unsubscribe');
+    return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Unsubscribe</title></head>
+<body><h1>Unsubscribe</h1><p>Click the button to stop receiving these messages.</p>
+<form method="post"><button type="submit">Unsubscribe</button></form></body></html>`;
+  }
+
+  @Post('u/:token')
+  @HttpCode(200)
+  async unsubscribe(@Param('token') token: string, @Req() request: FastifyRequest) {
+    const payload = this.verify(token, 'unsubscribe');
+    await this.cp.db.transaction(async (tx) => {
+      await this.cp.context.profiles.setStatus(tx, payload.profileId, 'unsubscribed');
+      await this.recordIn(tx, payload, 'unsubscribed', request);
+    });
+    return { unsubscribed: true };
+  }
+
+  private verify(token: string, kind: TrackingPayload['kind']): TrackingPayload {
+    const payload = verifyToken(this.secret, token);
+    if (payload?.kind !== kind) throw notFound();
+    return payload;
+  }
+
+  private async record(payload: TrackingPayload, type: MessageEvent['type'], request: FastifyRequest, url?: string) {
+    await this.cp.db.transaction((tx) => this.recordIn(tx, payload, type, request, url));
+  }
+
+  /** Writes the event to the outbox; the message must be one the engine sent. */
+  private async recordIn(tx: Queryable, payload: TrackingPayload, type: MessageEvent['type'], request: FastifyRequest, url?: string) {
+    const [row] = await tx.query<{ message_id: string | null; channel: 'email' | 'sms' }>(
+      `SELECT l.message_id, d.channel FROM send_ledger l JOIN deliveries d ON d.id = l.delivery_id
+        WHERE l.delivery_id = $1 AND l.occurrence = $2 AND l.profile_id = $3`,
+      [payload.deliveryId, payload.occurrence, payload.profileId],
+    );
+    if (!row) throw notFound();
+    const event: MessageEvent = {
+      eventId: randomUUID(),
+      type,
+      deliveryId: payload.deliveryId,
+      occurrence: payload.occurrence,
+      messageId: row.message_id ?? `${payload.deliveryId}.${payload.occurrence}.${payload.profileId}`,
+      profileId: payload.profileId,
+      channel: row.channel,
+      occurredAt: this.cp.context.clock.now().toISOString(),
+      ...(url ? { url } : {}),
+      machine: MACHINE_AGENTS.test(String(request.headers['user-agent'] ?? '')),
+    };
+    await this.cp.context.outbox.enqueue(tx, { commandId: event.eventId, topic: TOPICS.messageEvents, key: event.deliveryId, payload: event });
+  }
+}
+
+const notFound = () => new DomainError('NOT_FOUND', 'This link is not valid.');
