@@ -22,30 +22,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  apiClient,
-  createBenchDatabase,
-  freePort,
-  machine,
-  peakRssMiB,
-  postStream,
-  resetPeakRss,
-  round,
-  rssMiB,
-  startHerald,
-  startSmtpSink,
-  writeResults,
-} from './lib.mjs';
+import { apiClient, createBenchDatabase, freePort, machine, peakRssMiB, postStream, resetPeakRss, round, rssMiB, startHerald, startSmtpSink, writeResults, intFromEnv } from './lib.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 
-const intFromEnv = (name, fallback) => {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value < 1) throw new Error(`${name} must be a positive integer, got '${raw}'`);
-  return value;
-};
 
 const RECIPIENTS = intFromEnv('BENCH_MEM_RECIPIENTS', 1_000_000);
 const DEADLINE_SECONDS = intFromEnv('BENCH_MEM_DEADLINE_SECONDS', 780);

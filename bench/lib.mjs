@@ -419,19 +419,7 @@ export async function startSmtpSink(dir, { label = 'sink', concurrency = 1000, b
   // Ready once it greets with 220.
   const deadline = Date.now() + 10_000;
   for (;;) {
-    const greeted = await new Promise((resolve) => {
-      const socket = connectTcp(port, '127.0.0.1');
-      socket.setTimeout(1_000);
-      socket.once('data', (data) => {
-        socket.end('QUIT\r\n');
-        resolve(data.toString().startsWith('220'));
-      });
-      socket.once('error', () => resolve(false));
-      socket.once('timeout', () => {
-        socket.destroy();
-        resolve(false);
-      });
-    });
+    const greeted = await smtpGreets(port);
     if (greeted) break;
     if (exited || Date.now() > deadline) {
       await stop();
@@ -491,4 +479,30 @@ export async function createBenchDatabase(serverUrl, prefix = 'bench') {
     }
   };
   return { url: url.toString(), name, drop };
+}
+
+/** True when something on 127.0.0.1:port answers with an SMTP 220 greeting (one probe). */
+export function smtpGreets(port) {
+  return new Promise((resolve) => {
+    const socket = connectTcp(port, '127.0.0.1');
+    socket.setTimeout(1_000);
+    socket.once('data', (data) => {
+      socket.end('QUIT\r\n');
+      resolve(data.toString().startsWith('220'));
+    });
+    socket.once('error', () => resolve(false));
+    socket.once('timeout', () => {
+      socket.destroy();
+      resolve(false);
+    });
+  });
+}
+
+/** A positive integer from the environment, or the fallback; a clear error when malformed. */
+export function intFromEnv(name, fallback) {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < 1) throw new Error(`${name} must be a positive integer, got '${raw}'`);
+  return value;
 }

@@ -18,36 +18,14 @@
 import { spawn } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { closeSync, existsSync, fstatSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  apiClient,
-  freePort,
-  machine,
-  peakRssMiB,
-  postStream,
-  processCpuSeconds,
-  resetPeakRss,
-  round,
-  rssMiB,
-  startPlatform,
-  threadCpu,
-  threadCpuDelta,
-  writeResults,
-} from './lib.mjs';
+import { apiClient, freePort, machine, peakRssMiB, postStream, processCpuSeconds, resetPeakRss, round, rssMiB, startPlatform, threadCpu, threadCpuDelta, writeResults, intFromEnv, smtpGreets } from './lib.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const INSTALL_SCRIPT = join(ROOT, 'infra', 'postfix', 'install.sh');
 
-const intFromEnv = (name, fallback) => {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value < 1) throw new Error(`${name} must be a positive integer, got '${raw}'`);
-  return value;
-};
 
 const MESSAGES = intFromEnv('BENCH_SEND_MESSAGES', 100_000);
 const WARMUP_MESSAGES = 1_000;
@@ -187,19 +165,7 @@ async function ensureTools() {
 async function waitForSmtp(port, deadlineMs = 10_000) {
   const deadline = Date.now() + deadlineMs;
   for (;;) {
-    const greeted = await new Promise((resolve) => {
-      const socket = connect(port, '127.0.0.1');
-      socket.setTimeout(1_000);
-      socket.once('data', (data) => {
-        socket.end('QUIT\r\n');
-        resolve(data.toString().startsWith('220'));
-      });
-      socket.once('error', () => resolve(false));
-      socket.once('timeout', () => {
-        socket.destroy();
-        resolve(false);
-      });
-    });
+    const greeted = await smtpGreets(port);
     if (greeted) return;
     if (Date.now() > deadline) throw new Error(`nothing answers SMTP on 127.0.0.1:${port}`);
     await sleep(50);

@@ -71,7 +71,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   });
   const tokens = options.tokens ?? createTokenService(config);
   const metrics = new Metrics();
-  const adapter = new FastifyAdapter({ bodyLimit: config.BODY_LIMIT_BYTES, return503OnClosing: true, maxParamLength: 1000 });
+  const adapter = new FastifyAdapter({ bodyLimit: config.BODY_LIMIT_BYTES, return503OnClosing: true, routerOptions: { maxParamLength: 1000 } });
   const app = await NestFactory.create<NestFastifyApplication>(GatewayModule.register(controlPlane, options.bus, tokens, metrics, ensureSecret(config.HERALD_HOME, 'tracking-secret', config.HERALD_TRACKING_SECRET)), adapter, {
     bodyParser: false,
     logger: ['error', 'warn'],
