@@ -8,6 +8,8 @@ import { ConfigError, type HeraldConfig, loadConfig } from '@herald/config';
 import { type CaptureSink, startCaptureSink } from '@herald/capture-sink';
 import { ControlPlane, type Database, migrate, OutboxRelay, openDatabase, systemClock } from '@herald/control-plane';
 import { type Engine, engineFromConfig } from '@herald/engine';
+import { KpiConsumer } from '@herald/kpi-consumer';
+import { type KpiStore, openKpiStore } from '@herald/kpi-store';
 import { createTokenService, type Gateway, isRole, ROLES, startGateway } from '@herald/gateway';
 import { pino } from 'pino';
 
@@ -116,7 +118,16 @@ async function serve(config: HeraldConfig, role: Role): Promise<number> {
     sink = await startCaptureSink({ dir: mailDir, rulesFile: join(mailDir, 'rules.json') });
     smtpUrl = sink.url;
   }
-  if (role !== 'engine') gateway = await startGateway({ config, db, bus, logger });
+  // The KPI store (chDB under HERALD_HOME, or CLICKHOUSE_URL) and its consumer live beside the gateway.
+  let kpi: KpiStore | undefined;
+  let kpiConsumer: KpiConsumer | undefined;
+  if (role !== 'engine') {
+    kpi = openKpiStore(config.CLICKHOUSE_URL ? { url: config.CLICKHOUSE_URL } : { dataDir: join(resolve(config.HERALD_HOME), 'clickhouse') });
+    await kpi.migrate();
+    kpiConsumer = new KpiConsumer(bus, kpi, logger);
+    await kpiConsumer.start();
+  }
+  if (role !== 'engine') gateway = await startGateway({ config, db, bus, logger, kpi });
   if (role !== 'gateway') {
     const controlPlane =
       gateway?.controlPlane ??
@@ -132,6 +143,7 @@ async function serve(config: HeraldConfig, role: Role): Promise<number> {
   if (gateway) lines.push(`  API and console:  ${gateway.url}`, `  API docs:         ${gateway.url}/docs`);
   lines.push(`  Store:            ${db.kind === 'pglite' ? `PGlite in ${resolve(config.HERALD_HOME, 'pglite')}` : 'PostgreSQL (DATABASE_URL)'}`);
   lines.push('  Bus:              in-process');
+  if (kpi) lines.push(`  KPI store:        ${kpi.backend === 'chdb' ? `chDB in ${join(resolve(config.HERALD_HOME), 'clickhouse')}` : 'ClickHouse (CLICKHOUSE_URL)'}`);
   if (engine) lines.push(`  Engine:           ${config.ENGINE_THREADS} worker threads, sending to ${sink ? `the capture sink at ${sink.url}` : config.SMTP_URL}`);
   if (sink) lines.push(`  Captured mail:    ${join(resolve(config.HERALD_HOME), 'mail')} (bounce rules: mail/rules.json)`);
   if (gateway) {
@@ -165,7 +177,9 @@ async function serve(config: HeraldConfig, role: Role): Promise<number> {
   await engine?.stop();
   await relay.stop();
   await relay.drain().catch(() => undefined);
+  await kpiConsumer?.stop();
   await bus.close();
+  await kpi?.close();
   await sink?.close();
   await db.close();
   return 0;

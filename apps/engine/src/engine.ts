@@ -328,7 +328,12 @@ function eventsFor(outcome: ClassifiedOutcome, run: RunRef, channel: 'email' | '
   const id = (type: string) => eventId(run.deliveryId, run.occurrence, outcome.profileId, type);
   switch (outcome.kind) {
     case 'sent':
-      return [{ ...base, eventId: id('sent'), type: 'sent' }];
+      // NOTE: handed to the MTA counts as delivered (the reference: delivered starts at 100% of
+      // sent and falls as asynchronous bounces arrive).
+      return [
+        { ...base, eventId: id('sent'), type: 'sent' },
+        { ...base, eventId: id('delivered'), type: 'delivered' },
+      ];
     case 'hard':
       return [{ ...base, eventId: id('bounced'), type: 'bounced', bounceType: 'hard', reason: outcome.error ?? undefined }];
     case 'soft_final':

@@ -1,72 +1,14 @@
 // The platform as a user runs it (`herald start`, a real process on the embedded default),
 // killed mid-send and restarted: every recipient is handled exactly once in the ledger, and the
 // SMTP server on loopback sees duplicates only for messages in flight at a kill -9.
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { type CaptureSink, startCaptureSink } from '@herald/capture-sink';
 import { createTestDatabase, storeMatrix, type TestDatabase } from '@herald/testing';
+import { call, freePort, ledgerStatuses, type Platform, startPlatform, until } from './platform.js';
 
-const HERALD = fileURLToPath(new URL('../../cli/bin/herald.js', import.meta.url));
 const RECIPIENTS = 20_000;
-
-interface Platform {
-  child: ChildProcess;
-  url: string;
-  token: string;
-  logs: string[];
-  exited: Promise<number | null>;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-async function startPlatform(env: Record<string, string>, command = 'start'): Promise<Platform> {
-  const child = spawn(process.execPath, [HERALD, command], { env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  const logs: string[] = [];
-  let stdout = '';
-  child.stdout!.on('data', (chunk) => {
-    stdout += chunk;
-  });
-  child.stderr!.on('data', (chunk) => logs.push(String(chunk)));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  // NOTE: after a kill -9, PGlite replays its WAL at start: that can take a while on a busy machine.
-  const deadline = Date.now() + 180_000;
-  const ready = command === 'engine' ? /Herald is up/ : /export HERALD_TOKEN=(\S+)/;
-  while (!ready.test(stdout)) {
-    if (Date.now() > deadline || child.exitCode !== null) {
-      child.kill('SIGKILL');
-      throw new Error(`herald start did not come up:\n${stdout}\n${logs.join('')}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  return {
-    child,
-    url: /API and console:\s+(\S+)/.exec(stdout)?.[1] ?? '',
-    token: /export HERALD_TOKEN=(\S+)/.exec(stdout)?.[1] ?? '',
-    logs,
-    exited,
-  };
-}
-
-async function call(p: Platform, method: string, path: string, body?: unknown, contentType = 'application/json') {
-  const response = await fetch(p.url + path, {
-    method,
-    headers: { authorization: `Bearer ${p.token}`, ...(body === undefined ? {} : { 'content-type': contentType }) },
-    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
-  });
-  const text = await response.text();
-  return { status: response.status, body: text ? JSON.parse(text) : undefined };
-}
 
 /** Imports the recipients, and creates, prepares, approves and confirms a delivery to them. */
 async function startSend(p: Platform, prefix: string): Promise<string> {
@@ -87,25 +29,6 @@ async function startSend(p: Platform, prefix: string): Promise<string> {
   const confirm = await call(p, 'POST', `/v1/deliveries/${id}/confirmations`);
   expect((await call(p, 'POST', `/v1/deliveries/${id}/confirmations/${confirm.body.confirmationId}/ok`)).status).toBe(202);
   return id;
-}
-
-async function until(predicate: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await predicate())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
-
-async function ledgerStatuses(p: Platform, id: string): Promise<Record<string, number>> {
-  const counts: Record<string, number> = {};
-  let after: string | null = null;
-  do {
-    const page = await call(p, 'GET', `/v1/deliveries/${id}/logs?limit=1000${after ? `&after=${after}` : ''}`);
-    for (const entry of page.body.items as { status: string }[]) counts[entry.status] = (counts[entry.status] ?? 0) + 1;
-    after = page.body.next;
-  } while (after);
-  return counts;
 }
 
 describe('herald start killed mid-send', () => {

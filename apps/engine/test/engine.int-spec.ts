@@ -54,6 +54,7 @@ describe.each(storeMatrix())('send engine on $kind', ({ kind, available }) => {
       );
       expect(events).toEqual([
         { type: 'bounced', n: 20 },
+        { type: 'delivered', n: 980 },
         { type: 'sent', n: 980 },
       ]);
       const audit = await h.api('GET', `/v1/deliveries/${id}/audit`);
@@ -65,7 +66,7 @@ describe.each(storeMatrix())('send engine on $kind', ({ kind, available }) => {
       await h.confirmAndOk(id);
       await h.waitForState(id, 'finished');
       const message = h.sink.messages().find((m) => m.to.includes('tr-1@example.com'))!;
-      const raw = readFileSync(message.file!, 'utf8').replace(/=\r\n/g, '').replace(/=3D/g, '=');
+      const raw = readFileSync(message.file!, 'utf8').replace(/=\r\n/g, '').replace(/=([0-9A-F]{2})/g, (_, hex: string) => String.fromCharCode(Number.parseInt(hex, 16)));
       const local = (url: string) => url.replace('http://herald.test', h.gateway.url);
       const click = local(/http:\/\/herald\.test\/t\/c\/[\w.-]+/.exec(raw)![0]);
       const pixel = local(/http:\/\/herald\.test\/t\/o\/[\w.-]+/.exec(raw)![0]);
@@ -90,7 +91,7 @@ describe.each(storeMatrix())('send engine on $kind', ({ kind, available }) => {
       expect((await h.api('GET', '/v1/profiles/tr-000001')).body.status).toBe('unsubscribed');
       const events = await h.database.db.query<{ type: string; machine: string }>(
         `SELECT payload->>'type' AS type, payload->>'machine' AS machine FROM outbox
-          WHERE topic = 'herald.message-events' AND payload->>'deliveryId' = $1 AND payload->>'type' <> 'sent' ORDER BY id`,
+          WHERE topic = 'herald.message-events' AND payload->>'deliveryId' = $1 AND payload->>'type' NOT IN ('sent', 'delivered') ORDER BY id`,
         [id],
       );
       // The scanner's pixel hit and the script's POST are flagged as machines; the browser's click is not.

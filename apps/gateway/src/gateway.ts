@@ -7,6 +7,7 @@ import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fa
 import type { Bus } from '@herald/bus';
 import { ensureSecret, type HeraldConfig } from '@herald/config';
 import { type Clock, ControlPlane, type Database, OutboxRelay, systemClock } from '@herald/control-plane';
+import type { KpiStore } from '@herald/kpi-store';
 import type { Logger } from 'pino';
 import { AuthGuard } from './auth/auth.guard.js';
 import { createTokenService, type TokenService } from './auth/tokens.js';
@@ -14,11 +15,12 @@ import { ConfirmationsController } from './controllers/confirmations.controller.
 import { DeliveriesController } from './controllers/deliveries.controller.js';
 import { ProfilesController } from './controllers/profiles.controller.js';
 import { SystemController } from './controllers/system.controller.js';
+import { DeploymentController } from './controllers/deployment.controller.js';
 import { TrackingController } from './controllers/tracking.controller.js';
 import { registerBodyParsers } from './http/body-parsers.js';
 import { ErrorFilter } from './http/error.filter.js';
 import { Metrics } from './http/metrics.js';
-import { BUS, CONTROL_PLANE, METRICS, TOKEN_SERVICE, TRACKING_SECRET } from './tokens.js';
+import { BUS, CONTROL_PLANE, KPI_STORE, METRICS, TOKEN_SERVICE, TRACKING_SECRET } from './tokens.js';
 
 export interface GatewayOptions {
   config: HeraldConfig;
@@ -29,6 +31,8 @@ export interface GatewayOptions {
   tokens?: TokenService;
   /** Run the outbox relay in this process (default true). */
   relay?: boolean;
+  /** The KPI store the Deployment block reads (absent: deployment and compute-stats answer 409). */
+  kpi?: KpiStore;
   /** Run the scheduler loop in this process (default true). */
   scheduler?: boolean;
 }
@@ -46,14 +50,22 @@ export interface Gateway {
 
 @Module({})
 class GatewayModule {
-  static register(controlPlane: ControlPlane, bus: Bus, tokens: TokenService, metrics: Metrics, trackingSecret: string): DynamicModule {
+  static register(
+    controlPlane: ControlPlane,
+    bus: Bus,
+    tokens: TokenService,
+    metrics: Metrics,
+    trackingSecret: string,
+    kpi: KpiStore | null,
+  ): DynamicModule {
     return {
       module: GatewayModule,
-      controllers: [SystemController, ProfilesController, DeliveriesController, ConfirmationsController, TrackingController],
+      controllers: [SystemController, ProfilesController, DeliveriesController, ConfirmationsController, DeploymentController, TrackingController],
       providers: [
         { provide: CONTROL_PLANE, useValue: controlPlane },
         { provide: BUS, useValue: bus },
         { provide: TRACKING_SECRET, useValue: trackingSecret },
+        { provide: KPI_STORE, useValue: kpi },
         { provide: TOKEN_SERVICE, useValue: tokens },
         { provide: METRICS, useValue: metrics },
         AuthGuard,
@@ -72,7 +84,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const tokens = options.tokens ?? createTokenService(config);
   const metrics = new Metrics();
   const adapter = new FastifyAdapter({ bodyLimit: config.BODY_LIMIT_BYTES, return503OnClosing: true, routerOptions: { maxParamLength: 1000 } });
-  const app = await NestFactory.create<NestFastifyApplication>(GatewayModule.register(controlPlane, options.bus, tokens, metrics, ensureSecret(config.HERALD_HOME, 'tracking-secret', config.HERALD_TRACKING_SECRET)), adapter, {
+  const app = await NestFactory.create<NestFastifyApplication>(GatewayModule.register(controlPlane, options.bus, tokens, metrics, ensureSecret(config.HERALD_HOME, 'tracking-secret', config.HERALD_TRACKING_SECRET), options.kpi ?? null), adapter, {
     bodyParser: false,
     logger: ['error', 'warn'],
     abortOnError: false,

@@ -65,6 +65,8 @@ export const OPERATIONS: Operation[] = [
   { method: 'post', path: '/v1/deliveries/{id}/pause', summary: 'Pause a send or a schedule', role: 'delivery:start', status: 200, tag: 'deliveries' },
   { method: 'post', path: '/v1/deliveries/{id}/resume', summary: 'Resume a paused delivery', role: 'delivery:start', status: 200, tag: 'deliveries' },
   { method: 'post', path: '/v1/deliveries/{id}/stop', summary: 'Stop (cancel) a delivery', role: 'delivery:start', status: 200, tag: 'deliveries' },
+  { method: 'get', path: '/v1/deliveries/{id}/deployment', summary: 'Deployment: progress and the six KPIs, with when counters and rates were computed', role: 'delivery:view', tag: 'kpis' },
+  { method: 'post', path: '/v1/deliveries/{id}/compute-stats', summary: 'Compute stats: refresh the open and click rates now; answers the fresh deployment', role: 'delivery:view', status: 200, tag: 'kpis' },
   { method: 'get', path: '/v1/deliveries/{id}/exclusions', summary: 'Exclusion log: reason per excluded profile', role: 'delivery:view', query: page, tag: 'deliveries' },
   { method: 'get', path: '/v1/deliveries/{id}/logs', summary: 'Sending logs: one row per recipient with its latest status', role: 'delivery:view', query: page, tag: 'deliveries' },
   { method: 'get', path: '/v1/deliveries/{id}/audit', summary: 'Audit log: every confirmation step and state change', role: 'delivery:view', tag: 'deliveries' },

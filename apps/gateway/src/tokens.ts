@@ -6,3 +6,4 @@ export const METRICS = Symbol('Metrics');
 export const LOGGER = Symbol('Logger');
 export const BUS = Symbol('Bus');
 export const TRACKING_SECRET = Symbol('TrackingSecret');
+export const KPI_STORE = Symbol('KpiStore');

@@ -1,0 +1,90 @@
+// End to end on the embedded default (herald start: PGlite, in-process bus, engine, chDB): a
+// delivery is sent, some messages are opened and clicked through their real tracking links,
+// and the Deployment block matches what the test did, with rates moving only on Compute stats.
+import { readFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type CaptureSink, startCaptureSink } from '@herald/capture-sink';
+import { call, freePort, type Platform, startPlatform, until } from './platform.js';
+
+const RECIPIENTS = 200;
+
+describe('Deployment KPIs through herald start', () => {
+  let sink: CaptureSink;
+  let platform: Platform;
+
+  beforeAll(async () => {
+    sink = await startCaptureSink({ dir: mkdtempSync(join(tmpdir(), 'herald-kpi-mail-')) });
+    platform = await startPlatform({
+      HERALD_HOME: mkdtempSync(join(tmpdir(), 'herald-kpi-')),
+      PORT: String(await freePort()),
+      SMTP_URL: sink.url,
+      LOG_LEVEL: 'warn',
+    });
+  });
+  afterAll(async () => {
+    platform.child.kill('SIGTERM');
+    await platform.exited;
+    await sink.close();
+  });
+
+  it('counts what was sent, opened and clicked; rates move on Compute stats', async () => {
+    const rows = Array.from({ length: RECIPIENTS }, (_, i) => JSON.stringify({ id: `k${String(i).padStart(4, '0')}`, email: `k${i}@example.com`, attributes: { run: 'kpi' } }));
+    await call(platform, 'POST', '/v1/profiles/import', rows.join('\n'), 'application/x-ndjson');
+    const audience = await call(platform, 'POST', '/v1/audiences', { name: 'kpi', filter: { run: 'kpi' } });
+    const delivery = await call(platform, 'POST', '/v1/deliveries', {
+      name: 'kpi',
+      channel: 'email',
+      audienceId: audience.body.id,
+      content: { from: 'news@shop.example', subject: 'Hi', html: '<p>Hi <a href="https://shop.example/a">a</a> <a href="https://shop.example/b">b</a></p>' },
+    });
+    const id = delivery.body.id as string;
+    await call(platform, 'POST', `/v1/deliveries/${id}/prepare`);
+    await call(platform, 'POST', `/v1/deliveries/${id}/approve`);
+    const confirm = await call(platform, 'POST', `/v1/deliveries/${id}/confirmations`);
+    await call(platform, 'POST', `/v1/deliveries/${id}/confirmations/${confirm.body.confirmationId}/ok`);
+    await until(async () => (await call(platform, 'GET', `/v1/deliveries/${id}`)).body.state === 'finished', 60_000, 'the send');
+    await until(async () => (await call(platform, 'GET', `/v1/deliveries/${id}/deployment`)).body.kpis.delivered === RECIPIENTS, 10_000, 'live counters');
+
+    // Before any Compute stats, open 30 messages (pixel), click 10 of those, and click 5 others without a pixel hit.
+    const links = sink.messages().map((m) => {
+      const raw = readFileSync(m.file!, 'utf8').replace(/=\r\n/g, '').replace(/=([0-9A-F]{2})/g, (_, hex: string) => String.fromCharCode(Number.parseInt(hex, 16)));
+      return { pixel: /http:\/\/[^/]+\/t\/o\/[\w.-]+/.exec(raw)![0], click: /http:\/\/[^/]+\/t\/c\/[\w.-]+/.exec(raw)![0] };
+    });
+    const hit = (url: string) => fetch(url, { redirect: 'manual', headers: { 'user-agent': 'Mozilla/5.0' } });
+    const before = (await call(platform, 'GET', `/v1/deliveries/${id}/deployment`)).body;
+    for (const link of links.slice(0, 30)) expect((await hit(link.pixel)).status).toBe(200);
+    for (const link of links.slice(0, 10)) expect((await hit(link.click)).status).toBe(302);
+    for (const link of links.slice(30, 35)) expect((await hit(link.click)).status).toBe(302);
+    await hit(links[0]!.pixel); // a second open of the same message counts once
+
+    // Rates do not move until Compute stats.
+    const unchanged = (await call(platform, 'GET', `/v1/deliveries/${id}/deployment`)).body;
+    expect(unchanged.kpis.openRate).toBe(before.kpis.openRate);
+    expect(unchanged.ratesComputedAt).toBe(before.ratesComputedAt);
+
+    await until(async () => {
+      const fresh = (await call(platform, 'POST', `/v1/deliveries/${id}/compute-stats`)).body;
+      return fresh.kpis.opens === 35 && fresh.kpis.clicks === 15;
+    }, 15_000, 'the opens and clicks to be counted');
+    const deployment = (await call(platform, 'GET', `/v1/deliveries/${id}/deployment`)).body;
+    expect(deployment).toMatchObject({
+      state: 'finished',
+      progress: { toSend: RECIPIENTS, sent: RECIPIENTS, pending: 0 },
+      kpis: {
+        toSend: RECIPIENTS,
+        sent: RECIPIENTS,
+        delivered: RECIPIENTS,
+        deliveredRate: 1,
+        bouncesAndErrors: 0,
+        bounceRate: 0,
+        opens: 35,
+        openRate: 35 / RECIPIENTS,
+        clicks: 15,
+        clickRate: 15 / RECIPIENTS,
+      },
+    });
+    expect(Date.parse(deployment.ratesComputedAt)).toBeGreaterThan(0);
+  });
+});
