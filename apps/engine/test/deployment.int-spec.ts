@@ -58,6 +58,8 @@ describe('Deployment KPIs through herald start', () => {
     for (const link of links.slice(0, 10)) expect((await hit(link.click)).status).toBe(302);
     for (const link of links.slice(30, 35)) expect((await hit(link.click)).status).toBe(302);
     await hit(links[0]!.pixel); // a second open of the same message counts once
+    // A link scanner fetches one more message's pixel: it counts, and is reported apart.
+    expect((await fetch(links[50]!.pixel, { headers: { 'user-agent': 'Mimecast URL protection' } })).status).toBe(200);
 
     // Rates do not move until Compute stats.
     const unchanged = (await call(platform, 'GET', `/v1/deliveries/${id}/deployment`)).body;
@@ -66,7 +68,7 @@ describe('Deployment KPIs through herald start', () => {
 
     await until(async () => {
       const fresh = (await call(platform, 'POST', `/v1/deliveries/${id}/compute-stats`)).body;
-      return fresh.kpis.opens === 35 && fresh.kpis.clicks === 15;
+      return fresh.kpis.opens === 36 && fresh.kpis.clicks === 15;
     }, 15_000, 'the opens and clicks to be counted');
     const deployment = (await call(platform, 'GET', `/v1/deliveries/${id}/deployment`)).body;
     expect(deployment).toMatchObject({
@@ -79,10 +81,12 @@ describe('Deployment KPIs through herald start', () => {
         deliveredRate: 1,
         bouncesAndErrors: 0,
         bounceRate: 0,
-        opens: 35,
-        openRate: 35 / RECIPIENTS,
+        opens: 36,
+        openRate: 36 / RECIPIENTS,
         clicks: 15,
         clickRate: 15 / RECIPIENTS,
+        machineOpens: 1,
+        machineClicks: 0,
       },
     });
     expect(Date.parse(deployment.ratesComputedAt)).toBeGreaterThan(0);

@@ -71,6 +71,12 @@ export interface DeliveryRates {
   computedAt: string;
 }
 
+/** Messages opened or clicked by a known scanner, gateway or script (live, from the raw events). */
+export interface MachineHits {
+  machineOpens: number;
+  machineClicks: number;
+}
+
 export interface KpiStore {
   readonly backend: 'chdb' | 'server';
   /** The one client every query goes through (for BI-style reads and diagnostics). */
@@ -83,6 +89,8 @@ export interface KpiStore {
   /** Undefined until a refresh has seen the delivery. */
   deliveryRates(deliveryId: string, options?: { occurrence?: number }): Promise<DeliveryRates | undefined>;
   /** Recomputes `delivery_rates` now (SYSTEM REFRESH VIEW) and waits until the refresh is done. */
+  /** Messages with a machine open or click, so a rate can be read as people's (live). */
+  machineHits(deliveryId: string): Promise<MachineHits>;
   refreshRates(options?: { timeoutMs?: number }): Promise<void>;
   close(): Promise<void>;
 }
@@ -223,6 +231,17 @@ class ClickHouseKpiStore implements KpiStore {
       clickRate: ratio(uniqueClicks, delivered),
       computedAt: `${String(row.computed_at).replace(' ', 'T')}Z`,
     };
+  }
+
+  async machineHits(deliveryId: string): Promise<MachineHits> {
+    const [row] = await this.#rows<Record<string, unknown>>(
+      `SELECT uniqExactIf(message_id, type = 'opened' AND machine) AS machine_opens,
+              uniqExactIf(message_id, type = 'clicked' AND machine) AS machine_clicks
+       FROM ${KPI_DATABASE}.message_events
+       WHERE delivery_id = {deliveryId:UUID}`,
+      queryParams(deliveryId, undefined),
+    );
+    return { machineOpens: num(row?.machine_opens), machineClicks: num(row?.machine_clicks) };
   }
 
   async refreshRates(options: { timeoutMs?: number } = {}): Promise<void> {

@@ -43,10 +43,11 @@ export class DeploymentController {
     const delivery = await this.cp.deliveries.get(id);
     const store = this.store();
     const countersAsOf = new Date().toISOString();
-    const [progress, counters, rates] = await Promise.all([
+    const [progress, counters, rates, machine] = await Promise.all([
       this.cp.context.sendQueue.progress(this.cp.db, { deliveryId: id, occurrence: 0 }),
       store.deliveryCounters(id),
       store.deliveryRates(id),
+      store.machineHits(id),
     ]);
     const toSend = delivery.preparation?.toSend ?? 0;
     const settled = progress.sent + progress.bounced + progress.failed + progress.in_doubt;
@@ -65,6 +66,9 @@ export class DeploymentController {
         openRate: rates?.openRate ?? null,
         clicks: rates?.uniqueClicks ?? null,
         clickRate: rates?.clickRate ?? null,
+        // The six KPIs count every hit, as the reference does; these say how much of them were machines.
+        machineOpens: machine.machineOpens,
+        machineClicks: machine.machineClicks,
       },
       countersAsOf,
       ratesComputedAt: rates?.computedAt ?? null,
