@@ -50,7 +50,12 @@ describe('Deployment KPIs through herald start', () => {
     // Before any Compute stats, open 30 messages (pixel), click 10 of those, and click 5 others without a pixel hit.
     const links = sink.messages().map((m) => {
       const raw = readFileSync(m.file!, 'utf8').replace(/=\r\n/g, '').replace(/=([0-9A-F]{2})/g, (_, hex: string) => String.fromCharCode(Number.parseInt(hex, 16)));
-      return { pixel: /http:\/\/[^/]+\/t\/o\/[\w.-]+/.exec(raw)![0], click: /http:\/\/[^/]+\/t\/c\/[\w.-]+/.exec(raw)![0] };
+      const n = Number(/^k(\d+)@/.exec(m.to[0]!)![1]);
+      return {
+        profileId: `k${String(n).padStart(4, '0')}`,
+        pixel: /http:\/\/[^/]+\/t\/o\/[\w.-]+/.exec(raw)![0],
+        click: /http:\/\/[^/]+\/t\/c\/[\w.-]+/.exec(raw)![0],
+      };
     });
     const hit = (url: string) => fetch(url, { redirect: 'manual', headers: { 'user-agent': 'Mozilla/5.0' } });
     const before = (await call(platform, 'GET', `/v1/deliveries/${id}/deployment`)).body;
@@ -90,5 +95,16 @@ describe('Deployment KPIs through herald start', () => {
       },
     });
     expect(Date.parse(deployment.ratesComputedAt)).toBeGreaterThan(0);
+
+    // The message is in each recipient's history, with when it was first opened and clicked.
+    const history = (await call(platform, 'GET', `/v1/profiles/${links[0]!.profileId}/history`)).body.items;
+    expect(history).toEqual([
+      expect.objectContaining({ deliveryId: id, deliveryName: 'kpi', channel: 'email', status: 'sent', messageId: expect.stringMatching(/^<.+>$/) }),
+    ]);
+    expect(Date.parse(history[0].sentAt)).toBeGreaterThan(0);
+    expect(Date.parse(history[0].openedAt)).toBeGreaterThan(0);
+    expect(Date.parse(history[0].clickedAt)).toBeGreaterThan(0);
+    const untouched = (await call(platform, 'GET', `/v1/profiles/${links[199]!.profileId}/history`)).body.items;
+    expect(untouched).toEqual([expect.objectContaining({ status: 'sent', openedAt: null, clickedAt: null })]);
   });
 });

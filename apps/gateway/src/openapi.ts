@@ -50,6 +50,7 @@ export const OPERATIONS: Operation[] = [
     tag: 'profiles',
   },
   { method: 'get', path: '/v1/profiles/{id}', summary: 'One profile with its status', role: 'delivery:view', tag: 'profiles' },
+  { method: 'get', path: '/v1/profiles/{id}/history', summary: 'Messages sent to this profile, newest first, with first open and click', role: 'delivery:view', tag: 'profiles' },
   { method: 'post', path: '/v1/audiences', summary: 'Create an audience from profile ids or an attribute filter', role: 'delivery:prepare', body: createAudienceSchema, status: 201, tag: 'audiences' },
   { method: 'get', path: '/v1/audiences/{id}', summary: 'One audience with its size', role: 'delivery:view', tag: 'audiences' },
   { method: 'post', path: '/v1/audiences/{id}/members', summary: 'Add profiles to an audience in bulk', role: 'delivery:prepare', body: addMembersSchema, status: 200, tag: 'audiences' },

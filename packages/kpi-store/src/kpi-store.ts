@@ -77,6 +77,12 @@ export interface MachineHits {
   machineClicks: number;
 }
 
+/** When a message was first opened (a click counts as an open) and first clicked. */
+export interface Engagement {
+  openedAt: string;
+  clickedAt: string | null;
+}
+
 export interface KpiStore {
   readonly backend: 'chdb' | 'server';
   /** The one client every query goes through (for BI-style reads and diagnostics). */
@@ -91,6 +97,8 @@ export interface KpiStore {
   /** Recomputes `delivery_rates` now (SYSTEM REFRESH VIEW) and waits until the refresh is done. */
   /** Messages with a machine open or click, so a rate can be read as people's (live). */
   machineHits(deliveryId: string): Promise<MachineHits>;
+  /** First open and click of each message a profile engaged with, by message id (live). */
+  engagementOf(profileId: string): Promise<Map<string, Engagement>>;
   refreshRates(options?: { timeoutMs?: number }): Promise<void>;
   close(): Promise<void>;
 }
@@ -242,6 +250,21 @@ class ClickHouseKpiStore implements KpiStore {
       queryParams(deliveryId, undefined),
     );
     return { machineOpens: num(row?.machine_opens), machineClicks: num(row?.machine_clicks) };
+  }
+
+  async engagementOf(profileId: string): Promise<Map<string, Engagement>> {
+    const rows = await this.#rows<Record<string, unknown>>(
+      `SELECT message_id, min(occurred_at) AS opened_at, minIf(occurred_at, type = 'clicked') AS clicked_at,
+              countIf(type = 'clicked') AS clicks
+       FROM ${KPI_DATABASE}.message_events
+       WHERE profile_id = {profileId:String} AND type IN ('opened', 'clicked')
+       GROUP BY message_id`,
+      { profileId },
+    );
+    const iso = (value: unknown) => `${String(value).replace(' ', 'T')}Z`;
+    return new Map(
+      rows.map((r) => [String(r.message_id), { openedAt: iso(r.opened_at), clickedAt: num(r.clicks) > 0 ? iso(r.clicked_at) : null }]),
+    );
   }
 
   async refreshRates(options: { timeoutMs?: number } = {}): Promise<void> {

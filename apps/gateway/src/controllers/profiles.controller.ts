@@ -1,15 +1,18 @@
 // Profiles and audiences (API.md "Profiles and audiences").
-import { Body, Controller, Get, HttpCode, Inject, Param, Post, Req, UseGuards } from '@nestjs/common';
+import { Body, Controller, Get, HttpCode, Inject, Param, Post, Query, Req, UseGuards } from '@nestjs/common';
 import { addMembersSchema, type Actor, type ControlPlane, createAudienceSchema, DomainError, importFormat } from '@herald/control-plane';
 import type { FastifyRequest } from 'fastify';
 import type { Readable } from 'node:stream';
-import type { z } from 'zod';
+import type { KpiStore } from '@herald/kpi-store';
+import { z as zod, type z } from 'zod';
 import { AuthGuard, RequireRole } from '../auth/auth.guard.js';
 import { CurrentActor } from '../http/actor.decorator.js';
 import type { Metrics } from '../http/metrics.js';
 import { UuidPipe } from '../http/params.js';
 import { ZodPipe } from '../http/zod.pipe.js';
-import { CONTROL_PLANE, METRICS } from '../tokens.js';
+import { CONTROL_PLANE, KPI_STORE, METRICS } from '../tokens.js';
+
+const historyQuery = zod.strictObject({ limit: zod.coerce.number().int().min(1).max(500).default(100) });
 
 @Controller('v1')
 @UseGuards(AuthGuard)
@@ -17,6 +20,7 @@ export class ProfilesController {
   constructor(
     @Inject(CONTROL_PLANE) private readonly cp: ControlPlane,
     @Inject(METRICS) private readonly metrics: Metrics,
+    @Inject(KPI_STORE) private readonly kpi: KpiStore | null,
   ) {}
 
   /** Streams the body (JSON array or NDJSON); bad rows are reported, good rows land. */
@@ -38,6 +42,23 @@ export class ProfilesController {
   @RequireRole('delivery:view')
   async profile(@Param('id') id: string) {
     return this.cp.profiles.get(id);
+  }
+
+  /** Messages sent to this profile, newest first, with when each was first opened and clicked. */
+  @Get('profiles/:id/history')
+  @RequireRole('delivery:view')
+  async history(@Param('id') id: string, @Query(new ZodPipe(historyQuery, 'query')) query: z.infer<typeof historyQuery>) {
+    await this.cp.profiles.get(id);
+    const [messages, engagement] = await Promise.all([
+      this.cp.context.sendQueue.historyOf(this.cp.db, id, query.limit),
+      this.kpi ? this.kpi.engagementOf(id) : Promise.resolve(new Map()),
+    ]);
+    return {
+      items: messages.map((m) => {
+        const seen = m.messageId ? engagement.get(m.messageId) : undefined;
+        return { ...m, openedAt: seen?.openedAt ?? null, clickedAt: seen?.clickedAt ?? null };
+      }),
+    };
   }
 
   @Post('audiences')

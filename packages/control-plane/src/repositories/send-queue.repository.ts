@@ -29,6 +29,17 @@ export interface RunRef {
   occurrence: number;
 }
 
+export interface ProfileMessage {
+  deliveryId: string;
+  deliveryName: string;
+  channel: 'email' | 'sms';
+  occurrence: number;
+  messageId: string | null;
+  sentAt: string | null;
+  status: LedgerStatus;
+  updatedAt: string;
+}
+
 export type Progress = Record<LedgerStatus, number> & { total: number };
 
 export class SendQueueRepository {
@@ -181,6 +192,36 @@ export class SendQueueRepository {
       [run.deliveryId, run.occurrence],
     );
     return row?.at ?? null;
+  }
+
+  /** The messages a profile was sent (or attempted), newest first. */
+  async historyOf(db: Queryable, profileId: string, limit: number): Promise<ProfileMessage[]> {
+    const rows = await db.query<{
+      delivery_id: string;
+      name: string;
+      channel: 'email' | 'sms';
+      occurrence: number;
+      message_id: string | null;
+      sent_at: Date | null;
+      status: LedgerStatus;
+      updated_at: Date;
+    }>(
+      `SELECT l.delivery_id, d.name, d.channel, l.occurrence, l.message_id, l.sent_at, l.status, l.updated_at
+         FROM send_ledger l JOIN deliveries d ON d.id = l.delivery_id
+        WHERE l.profile_id = $1 AND l.status NOT IN ('pending', 'queued')
+        ORDER BY coalesce(l.sent_at, l.updated_at) DESC LIMIT $2`,
+      [profileId, limit],
+    );
+    return rows.map((r) => ({
+      deliveryId: r.delivery_id,
+      deliveryName: r.name,
+      channel: r.channel,
+      occurrence: r.occurrence,
+      messageId: r.message_id,
+      sentAt: r.sent_at?.toISOString() ?? null,
+      status: r.status,
+      updatedAt: r.updated_at.toISOString(),
+    }));
   }
 
   async saveLinks(tx: Queryable, deliveryId: string, links: string[]): Promise<void> {
