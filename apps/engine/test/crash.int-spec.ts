@@ -5,7 +5,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type CaptureSink, startCaptureSink } from '@herald/capture-sink';
-import { createTestDatabase, storeMatrix, type TestDatabase } from '@herald/testing';
+import { createTestDatabase, describeOnStore, type TestDatabase } from '@herald/testing';
 import { call, freePort, ledgerStatuses, type Platform, startPlatform, until } from './platform.js';
 
 const RECIPIENTS = 20_000;
@@ -99,9 +99,7 @@ describe('herald start killed mid-send', () => {
   });
 });
 
-const postgres = storeMatrix().find((s) => s.kind === 'postgres')!;
-
-(postgres.available ? describe : describe.skip)('herald gateway and herald engine as separate processes on PostgreSQL', () => {
+describeOnStore('postgres', 'herald gateway and herald engine as separate processes on PostgreSQL', () => {
   let sink: CaptureSink;
   let database: TestDatabase;
   const platforms: Platform[] = [];

@@ -3,13 +3,12 @@
 import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { storeMatrix } from '@herald/testing';
+import { describeEachStore } from '@herald/testing';
 import { type EngineHarness, startEngineHarness } from './engine-harness.js';
 
-describe.each(storeMatrix())('send engine on $kind', ({ kind, available }) => {
-  const suite = available ? describe : describe.skip;
+describeEachStore('send engine', (kind) => {
 
-  suite('happy path and bounces', () => {
+  describe('happy path and bounces', () => {
     let h: EngineHarness;
     beforeAll(async () => {
       h = await startEngineHarness(kind, {
@@ -134,7 +133,7 @@ describe.each(storeMatrix())('send engine on $kind', ({ kind, available }) => {
     });
   });
 
-  suite('proofs and sms', () => {
+  describe('proofs and sms', () => {
     let h: EngineHarness;
     let provider: Server;
     const received: { to: string; text: string }[] = [];
@@ -197,7 +196,7 @@ describe.each(storeMatrix())('send engine on $kind', ({ kind, available }) => {
     });
   });
 
-  suite('pause, resume, restart', () => {
+  describe('pause, resume, restart', () => {
     let h: EngineHarness;
     beforeAll(async () => {
       h = await startEngineHarness(kind, { engine: { batchSize: 50 }, threads: 1 });
@@ -241,7 +240,7 @@ describe.each(storeMatrix())('send engine on $kind', ({ kind, available }) => {
     });
   });
 
-  suite('in doubt', () => {
+  describe('in doubt', () => {
     let h: EngineHarness;
     beforeAll(async () => {
       h = await startEngineHarness(kind, {
@@ -266,7 +265,7 @@ describe.each(storeMatrix())('send engine on $kind', ({ kind, available }) => {
     });
   });
 
-  suite('circuit breaker', () => {
+  describe('circuit breaker', () => {
     let h: EngineHarness;
     beforeAll(async () => {
       h = await startEngineHarness(kind, { rules: [{ match: '*@example.com', code: 421, message: '4.7.0 Too many connections, slow down' }] });

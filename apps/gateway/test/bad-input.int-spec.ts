@@ -1,10 +1,9 @@
 // Bad input gets a clear 4xx with a stable code and changes nothing.
-import { storeMatrix } from '@herald/testing';
+import { describeEachStore } from '@herald/testing';
 import { approvedDelivery, deliveryBody, type Harness, seedAudience, startHarness } from './harness.js';
 
-describe.each(storeMatrix())('bad input on $kind', ({ kind, available }) => {
-  const suite = available ? describe : describe.skip;
-  suite('gateway', () => {
+describeEachStore('bad input', (kind) => {
+  describe('gateway', () => {
     let h: Harness;
     let audienceId: string;
 

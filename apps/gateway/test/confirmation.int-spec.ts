@@ -1,10 +1,9 @@
 // The two-step confirmation through HTTP, on PGlite and on PostgreSQL.
-import { storeMatrix } from '@herald/testing';
+import { describeEachStore } from '@herald/testing';
 import { approvedDelivery, type Harness, seedAudience, startedCommands, startHarness } from './harness.js';
 
-describe.each(storeMatrix())('two-step confirmation on $kind', ({ kind, available }) => {
-  const suite = available ? describe : describe.skip;
-  suite('flow', () => {
+describeEachStore('two-step confirmation', (kind) => {
+  describe('flow', () => {
     let h: Harness;
     let audienceId: string;
 

@@ -1,11 +1,10 @@
 // Profile import (JSON array, NDJSON) and preparation: exclusions by reason, and the recipient
 // list frozen into the send ledger.
-import { storeMatrix } from '@herald/testing';
+import { describeEachStore } from '@herald/testing';
 import { deliveryBody, type Harness, startHarness } from './harness.js';
 
-describe.each(storeMatrix())('import and preparation on $kind', ({ kind, available }) => {
-  const suite = available ? describe : describe.skip;
-  suite('profiles', () => {
+describeEachStore('import and preparation', (kind) => {
+  describe('profiles', () => {
     let h: Harness;
 
     beforeAll(async () => {

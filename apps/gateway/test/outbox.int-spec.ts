@@ -4,12 +4,11 @@
 import { type DeliveredMessage, InProcessBus } from '@herald/bus';
 import { TOPICS, type DeliveryCommand } from '@herald/contracts';
 import { CommandDeduplicator, OutboxRelay, systemClock } from '@herald/control-plane';
-import { eventually, storeMatrix } from '@herald/testing';
+import { eventually, describeEachStore } from '@herald/testing';
 import { approvedDelivery, type Harness, seedAudience, startHarness } from './harness.js';
 
-describe.each(storeMatrix())('outbox on $kind', ({ kind, available }) => {
-  const suite = available ? describe : describe.skip;
-  suite('relay', () => {
+describeEachStore('outbox', (kind) => {
+  describe('relay', () => {
     let h: Harness;
     let audienceId: string;
 

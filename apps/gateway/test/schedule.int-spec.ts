@@ -1,10 +1,9 @@
 // Scheduled and recurring deliveries, driven by a manual clock and explicit scheduler ticks.
-import { storeMatrix } from '@herald/testing';
+import { describeEachStore } from '@herald/testing';
 import { approvedDelivery, type Harness, seedAudience, startedCommands, startHarness } from './harness.js';
 
-describe.each(storeMatrix())('scheduling on $kind', ({ kind, available }) => {
-  const suite = available ? describe : describe.skip;
-  suite('scheduler', () => {
+describeEachStore('scheduling', (kind) => {
+  describe('scheduler', () => {
     let h: Harness;
     let audienceId: string;
 

@@ -4,6 +4,7 @@
 // .ci/run) a missing server fails the run instead.
 import { randomBytes } from 'node:crypto';
 import { type Database, migrate, openDatabase } from '@herald/control-plane';
+import { describe } from '@jest/globals';
 import pg from 'pg';
 
 export type StoreKind = 'pglite' | 'postgres';
@@ -64,4 +65,17 @@ export async function createTestDatabase(kind: StoreKind): Promise<TestDatabase>
       await client.end();
     },
   };
+}
+
+/**
+ * Declares `body` once per store kind, titled "<title> on <kind>". A store that is not available
+ * here is declared skipped (reported as such); CI makes every store available.
+ */
+export function describeEachStore(title: string, body: (kind: StoreKind) => void): void {
+  for (const { kind, available } of storeMatrix()) describeOnStore(kind, `${title} on ${kind}`, () => body(kind), available);
+}
+
+/** Declares `body` for one store kind: skipped, and reported as such, when that store is not available. */
+export function describeOnStore(kind: StoreKind, title: string, body: () => void, available = storesUnderTest().includes(kind)): void {
+  (available ? describe : describe.skip)(title, body);
 }
