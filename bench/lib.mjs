@@ -427,19 +427,7 @@ export async function startSmtpSink(dir, { label = 'sink', concurrency = 1000, b
     }
     await sleep(50);
   }
-  const messages = () => {
-    const fdr = openSync(countsFile, 'r');
-    try {
-      const size = fstatSync(fdr).size;
-      const length = Math.min(size, 256);
-      const buffer = Buffer.alloc(length);
-      readSync(fdr, buffer, 0, length, size - length);
-      const all = [...buffer.toString('latin1').matchAll(/mesg=(\d+)/g)];
-      return all.length ? Number(all.at(-1)[1]) : 0;
-    } finally {
-      closeSync(fdr);
-    }
-  };
+  const messages = () => sinkMessageCount(countsFile);
   return { port, pid: child.pid, args, messages, stop, stderr: () => stderr };
 }
 
@@ -505,4 +493,19 @@ export function intFromEnv(name, fallback) {
   const value = Number(raw);
   if (!Number.isInteger(value) || value < 1) throw new Error(`${name} must be a positive integer, got '${raw}'`);
   return value;
+}
+
+/** The last message count smtp-sink -c wrote to its counts file (it rewrites the line in place). */
+export function sinkMessageCount(countsFile) {
+  const fd = openSync(countsFile, 'r');
+  try {
+    const size = fstatSync(fd).size;
+    const length = Math.min(size, 256);
+    const buffer = Buffer.alloc(length);
+    readSync(fd, buffer, 0, length, size - length);
+    const all = [...buffer.toString('latin1').matchAll(/mesg=(\d+)/g)];
+    return all.length ? Number(all.at(-1)[1]) : 0;
+  } finally {
+    closeSync(fd);
+  }
 }

@@ -17,11 +17,11 @@
 // BENCH_SEND_ONLY=plain|dkim (one engine run only).
 import { spawn } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { closeSync, existsSync, fstatSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { apiClient, freePort, machine, peakRssMiB, postStream, processCpuSeconds, resetPeakRss, round, rssMiB, startPlatform, threadCpu, threadCpuDelta, writeResults, intFromEnv, smtpGreets } from './lib.mjs';
+import { apiClient, freePort, machine, peakRssMiB, postStream, processCpuSeconds, resetPeakRss, round, rssMiB, startPlatform, threadCpu, threadCpuDelta, writeResults, intFromEnv, sinkMessageCount, smtpGreets } from './lib.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const INSTALL_SCRIPT = join(ROOT, 'infra', 'postfix', 'install.sh');
@@ -203,19 +203,7 @@ async function startSink(sinkBin, dir, label) {
     kill();
     throw new Error(`${sinkBin} ${args.join(' ')}: ${error.message}${exited ? ` (exited: ${JSON.stringify(exited)})` : ''}\n${stderr}`);
   }
-  const messages = () => {
-    const fdr = openSync(countsFile, 'r');
-    try {
-      const size = fstatSync(fdr).size;
-      const length = Math.min(size, 256);
-      const buffer = Buffer.alloc(length);
-      readSync(fdr, buffer, 0, length, size - length);
-      const all = [...buffer.toString('latin1').matchAll(/mesg=(\d+)/g)];
-      return all.length ? Number(all.at(-1)[1]) : 0;
-    } finally {
-      closeSync(fdr);
-    }
-  };
+  const messages = () => sinkMessageCount(countsFile);
   /** Bytes the sink has read (from its sockets: SMTP commands and message data), via /proc. */
   const bytesRead = () => {
     try {
