@@ -6,30 +6,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type CaptureSink, startCaptureSink } from '@herald/capture-sink';
 import { createTestDatabase, describeOnStore, type TestDatabase } from '@herald/testing';
-import { call, freePort, ledgerStatuses, type Platform, startPlatform, until } from './platform.js';
+import { call, freePort, ledgerStatuses, type Platform, startPlatform, startSend, until } from './platform.js';
 
 const RECIPIENTS = 20_000;
-
-/** Imports the recipients, and creates, prepares, approves and confirms a delivery to them. */
-async function startSend(p: Platform, prefix: string): Promise<string> {
-  const rows = Array.from({ length: RECIPIENTS }, (_, i) =>
-    JSON.stringify({ id: `${prefix}${String(i).padStart(6, '0')}`, email: `${prefix}${i}@example.com`, firstName: `N${i}`, attributes: { run: prefix } }),
-  );
-  expect((await call(p, 'POST', '/v1/profiles/import', rows.join('\n'), 'application/x-ndjson')).body.imported).toBe(RECIPIENTS);
-  const audience = await call(p, 'POST', '/v1/audiences', { name: prefix, filter: { run: prefix } });
-  const delivery = await call(p, 'POST', '/v1/deliveries', {
-    name: `crash ${prefix}`,
-    channel: 'email',
-    audienceId: audience.body.id,
-    content: { from: 'news@shop.example', subject: 'Hi {{profile.firstName}}', html: '<p>Hello {{profile.firstName}} <a href="https://shop.example/x">x</a></p>' },
-  });
-  const id = delivery.body.id as string;
-  expect((await call(p, 'POST', `/v1/deliveries/${id}/prepare`)).body.preparation.toSend).toBe(RECIPIENTS);
-  await call(p, 'POST', `/v1/deliveries/${id}/approve`);
-  const confirm = await call(p, 'POST', `/v1/deliveries/${id}/confirmations`);
-  expect((await call(p, 'POST', `/v1/deliveries/${id}/confirmations/${confirm.body.confirmationId}/ok`)).status).toBe(202);
-  return id;
-}
 
 describe('herald start killed mid-send', () => {
   let sink: CaptureSink;
@@ -59,7 +38,7 @@ describe('herald start killed mid-send', () => {
   it('kill -9 at about 40%, restart: each recipient settled once, duplicates only what was in flight', async () => {
     const first = await startPlatform(env);
     platforms.push(first);
-    const id = await startSend(first, 'k9-');
+    const id = await startSend(first, { prefix: 'k9-', count: RECIPIENTS });
     await until(() => sink.count() >= RECIPIENTS * 0.4, 120_000, '40% of the send');
     first.child.kill('SIGKILL');
     await first.exited;
@@ -85,7 +64,7 @@ describe('herald start killed mid-send', () => {
   it('SIGTERM mid-send, restart: zero duplicates, zero lost', async () => {
     const first = await startPlatform(env);
     platforms.push(first);
-    const id = await startSend(first, 'tm-');
+    const id = await startSend(first, { prefix: 'tm-', count: RECIPIENTS });
     await until(() => sink.count() >= RECIPIENTS * 0.4, 120_000, '40% of the send');
     first.child.kill('SIGTERM');
     expect(await first.exited).toBe(0);
@@ -123,20 +102,7 @@ describeOnStore('postgres', 'herald gateway and herald engine as separate proces
     platforms.push(gateway);
     const engine = await startPlatform({ ...env, PORT: String(await freePort()) }, 'engine');
     platforms.push(engine);
-    const rows = Array.from({ length: 500 }, (_, i) => JSON.stringify({ id: `sp-${i}`, email: `sp${i}@example.com`, attributes: { run: 'sp' } }));
-    await call(gateway, 'POST', '/v1/profiles/import', rows.join('\n'), 'application/x-ndjson');
-    const audience = await call(gateway, 'POST', '/v1/audiences', { name: 'sp', filter: { run: 'sp' } });
-    const delivery = await call(gateway, 'POST', '/v1/deliveries', {
-      name: 'split',
-      channel: 'email',
-      audienceId: audience.body.id,
-      content: { from: 'news@shop.example', subject: 'Split', text: 'Hello' },
-    });
-    const id = delivery.body.id as string;
-    await call(gateway, 'POST', `/v1/deliveries/${id}/prepare`);
-    await call(gateway, 'POST', `/v1/deliveries/${id}/approve`);
-    const confirm = await call(gateway, 'POST', `/v1/deliveries/${id}/confirmations`);
-    await call(gateway, 'POST', `/v1/deliveries/${id}/confirmations/${confirm.body.confirmationId}/ok`);
+    const id = await startSend(gateway, { prefix: 'sp-', count: 500 });
     await until(async () => (await call(gateway, 'GET', `/v1/deliveries/${id}`)).body.state === 'finished', 60_000, 'the send to finish');
     expect(sink.count()).toBe(500);
     expect(await ledgerStatuses(gateway, id)).toEqual({ sent: 500 });

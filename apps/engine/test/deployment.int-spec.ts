@@ -6,7 +6,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type CaptureSink, startCaptureSink } from '@herald/capture-sink';
-import { call, freePort, type Platform, startPlatform, until } from './platform.js';
+import { call, freePort, type Platform, startPlatform, startSend, until } from './platform.js';
 
 const RECIPIENTS = 200;
 
@@ -30,20 +30,11 @@ describe('Deployment KPIs through herald start', () => {
   });
 
   it('counts what was sent, opened and clicked; rates move on Compute stats', async () => {
-    const rows = Array.from({ length: RECIPIENTS }, (_, i) => JSON.stringify({ id: `k${String(i).padStart(4, '0')}`, email: `k${i}@example.com`, attributes: { run: 'kpi' } }));
-    await call(platform, 'POST', '/v1/profiles/import', rows.join('\n'), 'application/x-ndjson');
-    const audience = await call(platform, 'POST', '/v1/audiences', { name: 'kpi', filter: { run: 'kpi' } });
-    const delivery = await call(platform, 'POST', '/v1/deliveries', {
-      name: 'kpi',
-      channel: 'email',
-      audienceId: audience.body.id,
-      content: { from: 'news@shop.example', subject: 'Hi', html: '<p>Hi <a href="https://shop.example/a">a</a> <a href="https://shop.example/b">b</a></p>' },
+    const id = await startSend(platform, {
+      prefix: 'k',
+      count: RECIPIENTS,
+      html: '<p>Hi <a href="https://shop.example/a">a</a> <a href="https://shop.example/b">b</a></p>',
     });
-    const id = delivery.body.id as string;
-    await call(platform, 'POST', `/v1/deliveries/${id}/prepare`);
-    await call(platform, 'POST', `/v1/deliveries/${id}/approve`);
-    const confirm = await call(platform, 'POST', `/v1/deliveries/${id}/confirmations`);
-    await call(platform, 'POST', `/v1/deliveries/${id}/confirmations/${confirm.body.confirmationId}/ok`);
     await until(async () => (await call(platform, 'GET', `/v1/deliveries/${id}`)).body.state === 'finished', 60_000, 'the send');
     await until(async () => (await call(platform, 'GET', `/v1/deliveries/${id}/deployment`)).body.kpis.delivered === RECIPIENTS, 10_000, 'live counters');
 
@@ -52,7 +43,7 @@ describe('Deployment KPIs through herald start', () => {
       const raw = readFileSync(m.file!, 'utf8').replace(/=\r\n/g, '').replace(/=([0-9A-F]{2})/g, (_, hex: string) => String.fromCharCode(Number.parseInt(hex, 16)));
       const n = Number(/^k(\d+)@/.exec(m.to[0]!)![1]);
       return {
-        profileId: `k${String(n).padStart(4, '0')}`,
+        profileId: `k${String(n).padStart(6, '0')}`,
         pixel: /http:\/\/[^/]+\/t\/o\/[\w.-]+/.exec(raw)![0],
         click: /http:\/\/[^/]+\/t\/c\/[\w.-]+/.exec(raw)![0],
       };
@@ -99,7 +90,7 @@ describe('Deployment KPIs through herald start', () => {
     // The message is in each recipient's history, with when it was first opened and clicked.
     const history = (await call(platform, 'GET', `/v1/profiles/${links[0]!.profileId}/history`)).body.items;
     expect(history).toEqual([
-      expect.objectContaining({ deliveryId: id, deliveryName: 'kpi', channel: 'email', status: 'sent', messageId: expect.stringMatching(/^<.+>$/) }),
+      expect.objectContaining({ deliveryId: id, deliveryName: 'send k', channel: 'email', status: 'sent', messageId: expect.stringMatching(/^<.+>$/) }),
     ]);
     expect(Date.parse(history[0].sentAt)).toBeGreaterThan(0);
     expect(Date.parse(history[0].openedAt)).toBeGreaterThan(0);

@@ -79,3 +79,36 @@ export async function ledgerStatuses(p: Platform, id: string): Promise<Record<st
   return counts;
 }
 
+
+export interface SendOptions {
+  /** Profile ids are prefix + a 6-digit number, addresses prefix + number @example.com. */
+  prefix: string;
+  count: number;
+  html?: string;
+}
+
+/** Imports `count` recipients, then creates, prepares, approves and confirms (OK) a delivery to them. */
+export async function startSend(p: Platform, options: SendOptions): Promise<string> {
+  const { prefix, count } = options;
+  const rows = Array.from({ length: count }, (_, i) =>
+    JSON.stringify({ id: `${prefix}${String(i).padStart(6, '0')}`, email: `${prefix}${i}@example.com`, firstName: `N${i}`, attributes: { run: prefix } }),
+  );
+  expect((await call(p, 'POST', '/v1/profiles/import', rows.join('\n'), 'application/x-ndjson')).body.imported).toBe(count);
+  const audience = await call(p, 'POST', '/v1/audiences', { name: prefix, filter: { run: prefix } });
+  const delivery = await call(p, 'POST', '/v1/deliveries', {
+    name: `send ${prefix}`,
+    channel: 'email',
+    audienceId: audience.body.id,
+    content: {
+      from: 'news@shop.example',
+      subject: 'Hi {{profile.firstName}}',
+      html: options.html ?? '<p>Hello {{profile.firstName}} <a href="https://shop.example/x">x</a></p>',
+    },
+  });
+  const id = delivery.body.id as string;
+  expect((await call(p, 'POST', `/v1/deliveries/${id}/prepare`)).body.preparation.toSend).toBe(count);
+  await call(p, 'POST', `/v1/deliveries/${id}/approve`);
+  const confirm = await call(p, 'POST', `/v1/deliveries/${id}/confirmations`);
+  expect((await call(p, 'POST', `/v1/deliveries/${id}/confirmations/${confirm.body.confirmationId}/ok`)).status).toBe(202);
+  return id;
+}
