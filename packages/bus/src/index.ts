@@ -1,3 +1,5 @@
-// The bus port and its embedded, in-process adapter.
+// The bus port, its embedded in-process adapter and its Kafka adapter (production).
 export * from './bus.js';
+export * from './from-env.js';
 export * from './in-process-bus.js';
+export * from './kafka-bus.js';

@@ -1,0 +1,42 @@
+// Picks the bus from the environment: Kafka when KAFKA_BROKERS names brokers, else the embedded
+// in-process bus. Every role calls this, so setting KAFKA_BROKERS switches them all at once.
+import { InProcessBus, type InProcessBusOptions } from './in-process-bus.js';
+import { KafkaBus, type KafkaBusOptions } from './kafka-bus.js';
+
+export interface BusEnv {
+  /** Comma-separated `host:port` list; unset or blank: the in-process bus. */
+  KAFKA_BROKERS?: string;
+  /** Prefix of every topic name on the broker (KafkaBusOptions.topicPrefix). */
+  KAFKA_TOPIC_PREFIX?: string;
+  /** kafkajs client id (KafkaBusOptions.clientId). */
+  KAFKA_CLIENT_ID?: string;
+}
+
+export interface BusFromEnvOptions {
+  /** Called each time a handler throws, on either bus (its batch is redelivered). */
+  onHandlerError?: (error: unknown, topic: string, group: string) => void;
+  /** Options of the in-process bus, when that is the one chosen. */
+  inProcess?: Omit<InProcessBusOptions, 'onHandlerError'>;
+  /** Options of the Kafka bus, when that is the one chosen; brokers, prefix and client id come from the environment. */
+  kafka?: Omit<KafkaBusOptions, 'brokers' | 'onHandlerError'>;
+}
+
+/** The brokers named by KAFKA_BROKERS, or [] when it is unset or blank. */
+export function kafkaBrokersFromEnv(env: BusEnv): string[] {
+  return (env.KAFKA_BROKERS ?? '')
+    .split(',')
+    .map((broker) => broker.trim())
+    .filter((broker) => broker.length > 0);
+}
+
+export function busFromEnv(env: BusEnv, options: BusFromEnvOptions = {}): InProcessBus | KafkaBus {
+  const brokers = kafkaBrokersFromEnv(env);
+  if (brokers.length === 0) return new InProcessBus({ ...options.inProcess, onHandlerError: options.onHandlerError });
+  return new KafkaBus({
+    ...options.kafka,
+    brokers,
+    topicPrefix: env.KAFKA_TOPIC_PREFIX ?? options.kafka?.topicPrefix,
+    clientId: env.KAFKA_CLIENT_ID ?? options.kafka?.clientId,
+    onHandlerError: options.onHandlerError,
+  });
+}

@@ -1,0 +1,417 @@
+// The production bus: the Bus port on Apache Kafka through kafkajs. Same contract as the
+// in-process bus: messages with one key keep their order (one partition per key), consumers of
+// a group share the partitions, each group sees every message, and delivery is at-least-once:
+// an offset is committed only after the handler resolved for its messages, and a handler that
+// throws sees its batch again after a pause.
+import { TOPICS, dlqTopic } from '@herald/contracts';
+import kafkajs from 'kafkajs';
+import type { Admin, Consumer, EachBatchPayload, KafkaMessage, LogEntry, Producer, logLevel as LogLevel } from 'kafkajs';
+import type { Bus, DeliveredMessage, OutgoingMessage, SubscribeOptions, Subscription } from './bus.js';
+
+const { Kafka, Partitioners, logLevel } = kafkajs;
+
+/** Partitions of the topics that do not get `defaultPartitions` (keys: topic names without prefix). */
+export const DEFAULT_TOPIC_PARTITIONS: Readonly<Record<string, number>> = { [TOPICS.sendBatches]: 32 };
+
+/** The topics of DESIGN.md and their dead-letter topics: what `ensureTopics()` creates by default. */
+export const HERALD_TOPICS: readonly string[] = Object.values(TOPICS).flatMap((topic) => [topic, dlqTopic(topic)]);
+
+export interface KafkaConsumerSettings {
+  /** ms without a heartbeat before the broker drops a member (kafkajs default 30,000). */
+  sessionTimeout?: number;
+  /** ms between heartbeats (default 3,000); a member learns of a rebalance at its next heartbeat. */
+  heartbeatInterval?: number;
+  /** ms the broker waits for every member to rejoin during a rebalance (default 60,000). */
+  rebalanceTimeout?: number;
+  /** ms a fetch waits for data on an idle partition (default 1,000; kafkajs's own is 5,000). */
+  maxWaitTimeInMs?: number;
+  /** Bytes fetched per partition at most (kafkajs default 1 MiB). */
+  maxBytesPerPartition?: number;
+}
+
+export interface KafkaBusOptions {
+  /** Bootstrap brokers, `host:port`. */
+  brokers: string[];
+  /** kafkajs client id, seen in the broker's logs and quotas (default 'herald'). */
+  clientId?: string;
+  /**
+   * Prepended to every topic name and consumer group id on the broker, DLQ topics included:
+   * environments share a cluster under different prefixes. Handlers, lag() and assignments()
+   * use the names without it. Default ''.
+   */
+  topicPrefix?: string;
+  /** Partitions of a topic created by this bus, by topic name without prefix (see DEFAULT_TOPIC_PARTITIONS). */
+  partitions?: Record<string, number>;
+  /** Partitions of a created topic not named in `partitions` (default 12). */
+  defaultPartitions?: number;
+  /** Replication factor of created topics (default 1; 3 on a production cluster). */
+  replicationFactor?: number;
+  /**
+   * Handler calls in flight at once per subscription, each on its own partition (kafkajs
+   * partitionsConsumedConcurrently): partitions progress independently. Default 4.
+   */
+  maxBatchesInFlight?: number;
+  /** How long a partition whose handler threw is paused before its batch is redelivered (default 500 ms). */
+  retryBackoffMs?: number;
+  /** Called each time a handler throws (its batch is redelivered). Default: a line on stderr. */
+  onHandlerError?: (error: unknown, topic: string, group: string) => void;
+  /**
+   * Retries of a failed send before publish() rejects (default 10: about two minutes with
+   * kafkajs's exponential backoff capped at 30 s, enough to ride out a broker restart).
+   */
+  publishRetries?: number;
+  consumer?: KafkaConsumerSettings;
+  /** kafkajs log level (default 'warn'). */
+  logLevel?: 'nothing' | 'error' | 'warn' | 'info' | 'debug';
+}
+
+/** Partitions one subscription of this process owns right now (from its last group join). */
+export interface KafkaAssignment {
+  topic: string;
+  group: string;
+  memberId: string;
+  partitions: number[];
+}
+
+interface ConsumerState {
+  topic: string;
+  group: string;
+  consumer: Consumer;
+  memberId: string;
+  partitions: number[];
+  retryTimers: Set<NodeJS.Timeout>;
+  closing?: Promise<void>;
+}
+
+const LOG_LEVELS: Record<NonNullable<KafkaBusOptions['logLevel']>, LogLevel> = {
+  nothing: logLevel.NOTHING,
+  error: logLevel.ERROR,
+  warn: logLevel.WARN,
+  info: logLevel.INFO,
+  debug: logLevel.DEBUG,
+};
+
+/**
+ * Error responses kafkajs logs at ERROR level although they are routine: a rebalance, a group
+ * coordinator still loading after a broker start. kafkajs retries them; they are logged here
+ * only at the 'info' level.
+ */
+const ROUTINE_ERRORS = [
+  'The group is rebalancing',
+  'The coordinator is loading',
+  'The group coordinator is not available',
+  'This is not the correct coordinator',
+];
+
+/** kafkajs log lines on stderr, one JSON object each. */
+const logToStderr = (configured: LogLevel) => (entry: LogEntry) => {
+  const { message, ...extra } = entry.log;
+  // A deliberate choice, see publishRetries.
+  if (message.startsWith('Limiting retries for the idempotent producer')) return;
+  const error = typeof extra.error === 'string' ? extra.error : '';
+  const routine = entry.level <= logLevel.WARN && ROUTINE_ERRORS.some((text) => error.startsWith(text));
+  if (routine && configured < logLevel.INFO) return;
+  const level = routine ? 'info' : entry.level === logLevel.ERROR ? 'error' : entry.level === logLevel.WARN ? 'warn' : 'info';
+  process.stderr.write(`${JSON.stringify({ level, logger: 'kafkajs', namespace: entry.namespace, msg: message, ...extra })}\n`);
+};
+
+function decode(message: KafkaMessage): unknown {
+  if (message.value === null) return null;
+  const text = message.value.toString('utf8');
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    // Not written by a Herald producer: hand over the text, so the consumer's schema check
+    // rejects it (and dead-letters it with the reason) instead of the partition stalling here.
+    return text;
+  }
+}
+
+export class KafkaBus implements Bus {
+  private readonly kafka: InstanceType<typeof Kafka>;
+  private readonly prefix: string;
+  private readonly consumers = new Set<ConsumerState>();
+  /** Topics known to exist (or being created), by name without prefix. */
+  private readonly topicsReady = new Map<string, Promise<void>>();
+  private producerReady?: Promise<Producer>;
+  private adminReady?: Promise<Admin>;
+  private closed = false;
+
+  constructor(private readonly options: KafkaBusOptions) {
+    if (options.brokers.length === 0) throw new Error('KafkaBus needs at least one broker');
+    this.prefix = options.topicPrefix ?? '';
+    this.kafka = new Kafka({
+      clientId: options.clientId ?? 'herald',
+      brokers: options.brokers,
+      logLevel: LOG_LEVELS[options.logLevel ?? 'warn'],
+      logCreator: logToStderr,
+    });
+  }
+
+  /** The topic's name on the broker. */
+  physicalTopic(topic: string): string {
+    return `${this.prefix}${topic}`;
+  }
+
+  /**
+   * The consumer group's id on the broker. A group of the port belongs to one topic (as on the
+   * in-process bus), so the id names both, under the prefix: `<prefix><group>.<topic>`.
+   */
+  physicalGroup(topic: string, group: string): string {
+    return `${this.prefix}${group}.${topic}`;
+  }
+
+  /** Partitions a topic gets when this bus creates it. */
+  partitionsFor(topic: string): number {
+    return this.options.partitions?.[topic] ?? DEFAULT_TOPIC_PARTITIONS[topic] ?? this.options.defaultPartitions ?? 12;
+  }
+
+  /**
+   * Creates the topics (names without prefix) that do not exist yet, and waits for their
+   * leaders. publish() and subscribe() do this for their topic on first use; call it at start
+   * (default: every topic of DESIGN.md and its DLQ) to fail early and keep first sends fast.
+   */
+  async ensureTopics(topics: readonly string[] = HERALD_TOPICS): Promise<void> {
+    const missing = [...new Set(topics)].filter((topic) => !this.topicsReady.has(topic));
+    if (missing.length > 0) {
+      const created = this.createTopics(missing);
+      for (const topic of missing) this.topicsReady.set(topic, created);
+      created.catch(() => {
+        for (const topic of missing) if (this.topicsReady.get(topic) === created) this.topicsReady.delete(topic);
+      });
+    }
+    await Promise.all(topics.map((topic) => this.topicsReady.get(topic)));
+  }
+
+  async publish(topic: string, messages: OutgoingMessage[]): Promise<void> {
+    if (this.closed) throw new Error('bus is closed');
+    // Serialize everything first: a value that cannot be serialized fails the whole publish.
+    const encoded = messages.map((message) => {
+      const json = JSON.stringify(message.value);
+      if (json === undefined) throw new TypeError(`message for key '${message.key}' has no JSON value`);
+      return { key: message.key, value: json };
+    });
+    if (encoded.length === 0) return;
+    await this.ensureTopics([topic]);
+    const producer = await this.producer();
+    // One send for the whole call: kafkajs groups the messages by partition leader, one
+    // produce request per broker. acks -1: written to every in-sync replica before we return.
+    await producer.send({ topic: this.physicalTopic(topic), messages: encoded, acks: -1 });
+  }
+
+  async subscribe(options: SubscribeOptions): Promise<Subscription> {
+    if (this.closed) throw new Error('bus is closed');
+    await this.ensureTopics([options.topic]);
+    const settings = this.options.consumer ?? {};
+    const consumer = this.kafka.consumer({
+      groupId: this.physicalGroup(options.topic, options.group),
+      sessionTimeout: settings.sessionTimeout ?? 30_000,
+      heartbeatInterval: settings.heartbeatInterval ?? 3_000,
+      rebalanceTimeout: settings.rebalanceTimeout ?? 60_000,
+      maxWaitTimeInMs: settings.maxWaitTimeInMs ?? 1_000,
+      maxBytesPerPartition: settings.maxBytesPerPartition,
+      allowAutoTopicCreation: false,
+    });
+    const state: ConsumerState = {
+      topic: options.topic,
+      group: options.group,
+      consumer,
+      memberId: '',
+      partitions: [],
+      retryTimers: new Set(),
+    };
+    const physical = this.physicalTopic(options.topic);
+    consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
+      state.memberId = payload.memberId;
+      state.partitions = [...(payload.memberAssignment[physical] ?? [])].sort((a, b) => a - b);
+    });
+    const forget = () => {
+      state.partitions = [];
+    };
+    consumer.on(consumer.events.REBALANCING, forget);
+    consumer.on(consumer.events.STOP, forget);
+    consumer.on(consumer.events.CRASH, forget);
+
+    await consumer.connect();
+    try {
+      // A group without committed offsets starts at the oldest retained message, as a late
+      // group does on the in-process bus.
+      await consumer.subscribe({ topics: [physical], fromBeginning: true });
+      this.consumers.add(state);
+      await consumer.run({
+        // Offsets are resolved by eachBatch below only once the handler resolved for them, and
+        // committed right after each chunk (autoCommitThreshold 1) and at the end of each batch.
+        autoCommit: true,
+        autoCommitThreshold: 1,
+        eachBatchAutoResolve: false,
+        partitionsConsumedConcurrently: this.options.maxBatchesInFlight ?? 4,
+        eachBatch: (payload) => this.handleBatch(state, options, payload),
+      });
+    } catch (error) {
+      this.consumers.delete(state);
+      await consumer.disconnect().catch(() => undefined);
+      throw error;
+    }
+    return { close: () => this.closeConsumer(state) };
+  }
+
+  /** Closes every subscription gracefully (see Subscription.close), then the producer and admin clients. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all([...this.consumers].map((state) => this.closeConsumer(state)));
+    const producer = this.producerReady;
+    const admin = this.adminReady;
+    this.producerReady = undefined;
+    this.adminReady = undefined;
+    await Promise.all([
+      producer?.then((p) => p.disconnect()).catch(() => undefined),
+      admin?.then((a) => a.disconnect()).catch(() => undefined),
+    ]);
+  }
+
+  /** Messages of `topic` not yet committed by `group`: committed offset (or the oldest retained) to the end, over all partitions. */
+  async lag(topic: string, group: string): Promise<number> {
+    const admin = await this.admin();
+    const physical = this.physicalTopic(topic);
+    const [ends, committed] = await Promise.all([
+      admin.fetchTopicOffsets(physical),
+      admin.fetchOffsets({ groupId: this.physicalGroup(topic, group), topics: [physical] }),
+    ]);
+    const committedByPartition = new Map<number, number>();
+    for (const p of committed.find((t) => t.topic === physical)?.partitions ?? []) {
+      committedByPartition.set(p.partition, Number(p.offset));
+    }
+    let lag = 0;
+    for (const p of ends) {
+      const high = Number(p.high);
+      const low = Number(p.low);
+      const at = committedByPartition.get(p.partition) ?? -1;
+      lag += high - (at >= 0 ? Math.max(at, low) : low);
+    }
+    return lag;
+  }
+
+  /** Partitions the subscriptions of this process own right now, one entry per subscription. */
+  assignments(): KafkaAssignment[] {
+    return [...this.consumers].map((state) => ({
+      topic: state.topic,
+      group: state.group,
+      memberId: state.memberId,
+      partitions: [...state.partitions],
+    }));
+  }
+
+  private async handleBatch(state: ConsumerState, options: SubscribeOptions, payload: EachBatchPayload): Promise<void> {
+    const { batch, resolveOffset, heartbeat, commitOffsetsIfNecessary, isRunning, isStale, pause } = payload;
+    const maxBatch = options.maxBatchSize ?? 500;
+    for (let start = 0; start < batch.messages.length; start += maxBatch) {
+      // Stop between chunks when closing (the rest is fetched again by whoever owns the
+      // partition next) or when a seek made this batch stale.
+      if (!isRunning() || isStale()) return;
+      const chunk = batch.messages.slice(start, start + maxBatch);
+      const delivered: DeliveredMessage[] = chunk.map((message) => ({
+        topic: options.topic,
+        partition: batch.partition,
+        offset: Number(message.offset),
+        key: message.key?.toString('utf8') ?? '',
+        value: decode(message),
+      }));
+      try {
+        await options.handler(delivered);
+      } catch (error) {
+        (this.options.onHandlerError ?? logHandlerError)(error, options.topic, options.group);
+        // Not resolved: pause the partition, and fetch again from this chunk's first offset once
+        // the pause is over. The other partitions keep flowing.
+        const resume = pause();
+        state.consumer.seek({ topic: batch.topic, partition: batch.partition, offset: chunk[0]!.offset });
+        const timer = setTimeout(() => {
+          state.retryTimers.delete(timer);
+          resume();
+        }, this.options.retryBackoffMs ?? 500);
+        state.retryTimers.add(timer);
+        return;
+      }
+      resolveOffset(chunk[chunk.length - 1]!.offset);
+      await commitOffsetsIfNecessary();
+      await heartbeat();
+    }
+  }
+
+  /**
+   * Graceful: stop fetching, let the handler in hand finish (its offsets are committed), leave
+   * the group (its partitions go to the other members at once) and disconnect.
+   */
+  private closeConsumer(state: ConsumerState): Promise<void> {
+    state.closing ??= (async () => {
+      for (const timer of state.retryTimers) clearTimeout(timer);
+      state.retryTimers.clear();
+      try {
+        await state.consumer.disconnect();
+      } finally {
+        state.partitions = [];
+        this.consumers.delete(state);
+      }
+    })();
+    return state.closing;
+  }
+
+  private async createTopics(topics: string[]): Promise<void> {
+    const admin = await this.admin();
+    const exists = async () => new Set(await admin.listTopics());
+    const present = await exists();
+    const missing = topics.filter((topic) => !present.has(this.physicalTopic(topic)));
+    if (missing.length === 0) return;
+    try {
+      await admin.createTopics({
+        waitForLeaders: true,
+        topics: missing.map((topic) => ({
+          topic: this.physicalTopic(topic),
+          numPartitions: this.partitionsFor(topic),
+          replicationFactor: this.options.replicationFactor ?? 1,
+        })),
+      });
+    } catch (error) {
+      // Another process may have created some of them meanwhile: fine once all exist.
+      const now = await exists();
+      if (!missing.every((topic) => now.has(this.physicalTopic(topic)))) throw error;
+    }
+  }
+
+  private producer(): Promise<Producer> {
+    this.producerReady ??= (async () => {
+      const producer = this.kafka.producer({
+        // Idempotent: a send retried after a lost acknowledgement is not written twice, and
+        // kafkajs then sends one request at a time per broker, so retries keep the order.
+        idempotent: true,
+        allowAutoTopicCreation: false,
+        createPartitioner: Partitioners.DefaultPartitioner,
+        retry: { retries: this.options.publishRetries ?? 10, initialRetryTime: 300, maxRetryTime: 30_000 },
+      });
+      await producer.connect();
+      return producer;
+    })();
+    const ready = this.producerReady;
+    ready.catch(() => {
+      if (this.producerReady === ready) this.producerReady = undefined;
+    });
+    return ready;
+  }
+
+  private admin(): Promise<Admin> {
+    this.adminReady ??= (async () => {
+      const admin = this.kafka.admin();
+      await admin.connect();
+      return admin;
+    })();
+    const ready = this.adminReady;
+    ready.catch(() => {
+      if (this.adminReady === ready) this.adminReady = undefined;
+    });
+    return ready;
+  }
+}
+
+function logHandlerError(error: unknown, topic: string, group: string): void {
+  const reason = error instanceof Error ? error.message : String(error);
+  process.stderr.write(`${JSON.stringify({ level: 'warn', logger: 'kafka-bus', topic, group, msg: `handler failed; batch will be redelivered: ${reason}` })}\n`);
+}
