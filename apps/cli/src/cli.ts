@@ -6,9 +6,10 @@ import { parseArgs } from 'node:util';
 import { type Bus, InProcessBus } from '@herald/bus';
 import { ConfigError, type HeraldConfig, loadConfig } from '@herald/config';
 import { type CaptureSink, startCaptureSink } from '@herald/capture-sink';
-import { ControlPlane, type Database, migrate, OutboxRelay, openDatabase, systemClock } from '@herald/control-plane';
+import { ControlPlane, type Database, migrate, OutboxRelay, OutboxRepository, openDatabase, systemClock } from '@herald/control-plane';
 import { type Engine, engineFromConfig } from '@herald/engine';
-import { KpiConsumer } from '@herald/kpi-consumer';
+import { TOPICS } from '@herald/contracts';
+import { KpiConsumer, recoverPublishedEvents } from '@herald/kpi-consumer';
 import { type KpiStore, openKpiStore } from '@herald/kpi-store';
 import { createTokenService, type Gateway, isRole, ROLES, startGateway } from '@herald/gateway';
 import { pino } from 'pino';
@@ -124,6 +125,9 @@ async function serve(config: HeraldConfig, role: Role): Promise<number> {
   if (role !== 'engine') {
     kpi = openKpiStore(config.CLICKHOUSE_URL ? { url: config.CLICKHOUSE_URL } : { dataDir: join(resolve(config.HERALD_HOME), 'clickhouse') });
     await kpi.migrate();
+    // The in-process bus dies with the process: events it held are read back from the outbox.
+    const outbox = new OutboxRepository();
+    await recoverPublishedEvents(kpi, { publishedSince: (since, afterId, limit) => outbox.publishedSince(db, TOPICS.messageEvents, since, afterId, limit) }, logger);
     kpiConsumer = new KpiConsumer(bus, kpi, logger);
     await kpiConsumer.start();
   }
@@ -131,7 +135,11 @@ async function serve(config: HeraldConfig, role: Role): Promise<number> {
   if (role !== 'gateway') {
     const controlPlane =
       gateway?.controlPlane ??
-      new ControlPlane(db, systemClock, { confirmationTtlMs: config.CONFIRMATION_TTL, scheduleStalenessMs: config.SCHEDULE_STALENESS });
+      new ControlPlane(db, systemClock, {
+        confirmationTtlMs: config.CONFIRMATION_TTL,
+        scheduleStalenessMs: config.SCHEDULE_STALENESS,
+        softBounces: { threshold: config.QUARANTINE_SOFT_BOUNCES, resetAfterMs: config.QUARANTINE_SOFT_RESET },
+      });
     engine = engineFromConfig(config, { bus, controlPlane, logger, smtpUrl: smtpUrl! });
     await engine.start();
   }

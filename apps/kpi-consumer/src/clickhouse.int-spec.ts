@@ -1,15 +1,25 @@
-// The KPI store on chDB, in a temp dir. chDB binds one data directory per process and Jest may run
-// several files in one process: every chDB test lives in THIS file, on one store opened once.
+// The KPI store and the KPI consumer on chDB, in a temp dir. chDB binds one data directory per
+// process and Jest may run several files in one process: every in-process chDB test of the repo
+// lives in THIS file, on one chDB connection opened once (end-to-end tests run herald as a child).
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { MessageEvent } from '@herald/contracts';
-import { type KpiStore, openKpiStore } from './kpi-store.js';
+import { fileURLToPath } from 'node:url';
+import { InProcessBus } from '@herald/bus';
+import { type MessageEvent, TOPICS } from '@herald/contracts';
+import { type ClientConnection, chdbConnection, type KpiStore, openKpiStore } from '@herald/kpi-store';
+import { pino } from 'pino';
+import { KpiConsumer } from './kpi-consumer.js';
+import { recoverPublishedEvents } from './recovery.js';
 
 const D1 = '11111111-1111-4111-8111-111111111111';
 const D2 = '22222222-2222-4222-8222-222222222222';
 const D3 = '33333333-3333-4333-8333-333333333333';
+const D4 = '44444444-4444-4444-8444-444444444444';
+const D5 = '55555555-5555-4555-8555-555555555555';
+const D6 = '66666666-6666-4666-8666-666666666666';
+const D7 = '77777777-7777-4777-8777-777777777777';
 
 let minute = 0;
 function ev(
@@ -62,11 +72,54 @@ const fixture: MessageEvent[] = [
 ];
 
 let dir: string;
+let connection: ClientConnection;
 let store: KpiStore;
+const silent = pino({ level: 'silent' });
+
+/** The chDB connection, failing every insert while `failing` is set (a broken link to ClickHouse). */
+function flakyConnection(base: ClientConnection) {
+  const control = { failing: false, failedInserts: 0 };
+  const wrapped = new Proxy(base, {
+    get(target, property, receiver) {
+      if (property === 'insert') {
+        return (params: unknown) => {
+          if (control.failing) {
+            control.failedInserts++;
+            return Promise.reject(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:8123'), { code: 'ECONNREFUSED' }));
+          }
+          return (target.insert as (p: unknown) => Promise<unknown>).call(target, params);
+        };
+      }
+      // The store's close() must not close the connection the other stores share.
+      if (property === 'close') return async () => undefined;
+      const value = Reflect.get(target, property, receiver);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+  return { connection: wrapped, control };
+}
+
+async function rows<T>(query: string): Promise<T[]> {
+  const rs = await store.client.query({ query, format: 'JSONEachRow', clickhouse_settings: { output_format_json_quote_64bit_integers: 0 } });
+  return rs.json<T>();
+}
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'herald-kpi-'));
-  store = openKpiStore({ dataDir: dir });
+  connection = chdbConnection(dir);
+  // First only migration 001 with events in it, so 002's backfills are exercised on real rows.
+  const only001 = mkdtempSync(join(tmpdir(), 'herald-kpi-001-'));
+  const migrations = fileURLToPath(new URL('../../../packages/kpi-store/migrations/', import.meta.url));
+  mkdirSync(only001, { recursive: true });
+  copyFileSync(join(migrations, '001_events.sql'), join(only001, '001_events.sql'));
+  const old = openKpiStore({ connection: flakyConnection(connection).connection, migrationsDir: only001 });
+  await old.migrate();
+  await old.insertEvents(
+    [ev(D6, 'delivered', 'h1'), ev(D6, 'opened', 'h1'), ev(D6, 'clicked', 'h1', { url: 'https://example.com/old' })],
+    { dedupToken: 'before-002' },
+  );
+  rmSync(only001, { recursive: true, force: true });
+  store = openKpiStore({ connection });
   await store.migrate();
   // Settle the refresh that creating the view starts, so later rates move only on refreshRates().
   await store.refreshRates();
@@ -90,7 +143,10 @@ describe('KpiStore on chDB', () => {
       query: 'SELECT version, name FROM herald.schema_migrations ORDER BY version',
       format: 'JSONEachRow',
     });
-    expect(await versions.json()).toEqual([{ version: 1, name: '001_events.sql' }]);
+    expect(await versions.json()).toEqual([
+      { version: 1, name: '001_events.sql' },
+      { version: 2, name: '002_bounces_series_history.sql' },
+    ]);
   });
 
   it('has no rates for a delivery before a refresh has seen it', async () => {
@@ -111,6 +167,7 @@ describe('KpiStore on chDB', () => {
       opens: 4,
       clicks: 3,
       unsubscribed: 1,
+      complaints: 0,
       excluded: 0,
       sentEvents: 10,
       deliveredRate: 0.6,
@@ -125,7 +182,8 @@ describe('KpiStore on chDB', () => {
   it('computes open rate (a click without a pixel counts as an open) and CTR on refresh', async () => {
     await store.refreshRates();
     const r0 = await store.deliveryRates(D1, { occurrence: 0 });
-    expect(r0).toMatchObject({ delivered: 6, uniqueOpens: 4, uniqueClicks: 2 });
+    // m1's second open came from a scanner: counted in the KPI, and reported apart.
+    expect(r0).toMatchObject({ delivered: 6, uniqueOpens: 4, uniqueClicks: 2, machineOpens: 1, machineClicks: 0 });
     expect(r0?.openRate).toBeCloseTo(4 / 6, 12);
     expect(r0?.clickRate).toBeCloseTo(2 / 6, 12);
     expect(r0?.computedAt).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
@@ -253,5 +311,127 @@ describe('KpiStore on chDB', () => {
       `kpi-store chDB timings: insert ${n} events ${insertMs.toFixed(0)} ms; deliveryCounters ${countersMs.toFixed(1)} ms; ` +
         `refreshRates ${refreshMs.toFixed(0)} ms; deliveryRates ${ratesMs.toFixed(1)} ms`,
     );
+  });
+
+  it('backfilled the rows written before migration 002 into the hourly series and the profile history', async () => {
+    expect(await store.hourlySeries(D6)).toEqual([
+      expect.objectContaining({ delivered: 1, opens: 1, clicks: 1, uniqueOpens: 1, uniqueClicks: 1 }),
+    ]);
+    expect((await store.engagementOf('p-h1')).get('h1')).toMatchObject({ openedAt: expect.any(String), clickedAt: expect.any(String) });
+  });
+
+  it('moves an asynchronously bounced message out of delivered (or errors), and counts complaints apart', async () => {
+    // m1..m3 handed to the MTA (delivered), m4 in doubt (an error); then the webhook: m1 hard,
+    // m4 soft (supersedes the error), m2 complaint (stays delivered).
+    await store.insertEvents(
+      [
+        ...['m1', 'm2', 'm3'].flatMap((m) => [ev(D4, 'sent', m), ev(D4, 'delivered', m)]),
+        ev(D4, 'failed', 'm4', { reason: 'in doubt: timeout after DATA' }),
+        ev(D4, 'opened', 'm3'),
+      ],
+      { dedupToken: 'd4-send' },
+    );
+    let c = await store.deliveryCounters(D4);
+    expect([c.sent, c.delivered, c.bounces, c.errors, c.deliveredRate]).toEqual([4, 3, 0, 1, 0.75]);
+    await store.insertEvents(
+      [
+        ev(D4, 'bounced', 'm1', { bounceType: 'hard', reason: '550 user unknown', supersedes: 'delivered' }),
+        ev(D4, 'bounced', 'm4', { bounceType: 'soft', reason: '452 mailbox full', supersedes: 'failed' }),
+        ev(D4, 'complained', 'm2'),
+      ],
+      { dedupToken: 'd4-webhook' },
+    );
+    c = await store.deliveryCounters(D4);
+    expect(c).toMatchObject({ sent: 4, delivered: 2, bounces: 2, hardBounces: 1, softBounces: 1, errors: 0, complaints: 1 });
+    expect([c.deliveredRate, c.bounceErrorRate]).toEqual([0.5, 0.5]);
+    await store.refreshRates();
+    // Open rate over the 2 still delivered: m3 opened → 1/2.
+    expect(await store.deliveryRates(D4)).toMatchObject({ delivered: 2, uniqueOpens: 1, openRate: 0.5 });
+    const [summary] = await rows<Record<string, number>>(
+      `SELECT sent, delivered, bounces, errors, complaints, delivered_rate FROM herald.delivery_summary WHERE delivery_id = '${D4}'`,
+    );
+    expect(summary).toEqual({ sent: 4, delivered: 2, bounces: 2, errors: 0, complaints: 1, delivered_rate: 0.5 });
+    const [history] = await rows<{ status: string; complained: boolean }>(
+      `SELECT status, complained FROM herald.profile_history WHERE profile_id = 'p-m1' AND delivery_id = '${D4}'`,
+    );
+    expect(history).toEqual({ status: 'bounced', complained: false });
+  });
+
+  it('keeps hourly series per delivery, with per-hour unique opens and clicks (delivery_hourly)', async () => {
+    const at = (h: number, m: number) => new Date(Date.UTC(2025, 7, 1, h, m)).toISOString();
+    await store.insertEvents(
+      [
+        ...['a', 'b', 'c'].map((m) => ({ ...ev(D5, 'delivered', m), occurredAt: at(9, 5) })),
+        { ...ev(D5, 'opened', 'a'), occurredAt: at(9, 10) },
+        { ...ev(D5, 'opened', 'a'), occurredAt: at(9, 20) },
+        { ...ev(D5, 'clicked', 'b'), occurredAt: at(9, 30) },
+        { ...ev(D5, 'opened', 'a'), occurredAt: at(10, 1) },
+        { ...ev(D5, 'clicked', 'c'), occurredAt: at(10, 2) },
+        { ...ev(D5, 'clicked', 'c'), occurredAt: at(10, 3) },
+      ],
+      { dedupToken: 'd5' },
+    );
+    expect(await store.hourlySeries(D5)).toEqual([
+      { hour: '2025-08-01T09:00:00Z', delivered: 3, bounces: 0, opens: 2, clicks: 1, uniqueOpens: 2, uniqueClicks: 1 },
+      { hour: '2025-08-01T10:00:00Z', delivered: 0, bounces: 0, opens: 1, clicks: 2, uniqueOpens: 2, uniqueClicks: 1 },
+    ]);
+    const bi = await rows<Record<string, unknown>>(
+      `SELECT hour, opens, unique_opens, clicks, unique_clicks FROM herald.delivery_hourly WHERE delivery_id = '${D5}' ORDER BY hour`,
+    );
+    expect(bi).toEqual([
+      { hour: '2025-08-01 09:00:00', opens: 2, unique_opens: 2, clicks: 1, unique_clicks: 1 },
+      { hour: '2025-08-01 10:00:00', opens: 1, unique_opens: 2, clicks: 2, unique_clicks: 1 },
+    ]);
+  });
+
+  it("keeps each profile's events ordered by profile: first open (a click counts) and first click per message", async () => {
+    const engagement = await store.engagementOf('p-m4');
+    // m4 was clicked twice and never loaded the pixel: opened when first clicked.
+    const firstClick = fixture.find((e) => e.messageId === 'm4' && e.type === 'clicked')!;
+    expect(engagement.get('m4')).toEqual({ openedAt: firstClick.occurredAt, clickedAt: firstClick.occurredAt });
+    const ddl = await rows<{ sorting_key: string }>("SELECT sorting_key FROM system.tables WHERE database = 'herald' AND name = 'profile_events'");
+    expect(ddl[0]!.sorting_key).toMatch(/^profile_id/);
+  });
+
+  it('backs off while the ClickHouse connection fails, then catches up with nothing lost or doubled', async () => {
+    const { connection: flaky, control } = flakyConnection(connection);
+    const flakyStore = openKpiStore({ connection: flaky });
+    const bus = new InProcessBus({ partitions: 4 });
+    const consumer = new KpiConsumer(bus, flakyStore, silent, { maxWaitMs: 20, retryDelayMs: 10, maxRetryDelayMs: 100, fetchSize: 500 });
+    await consumer.start();
+    control.failing = true;
+    const events = Array.from({ length: 5_000 }, (_, i) => ev(D7, i % 2 ? 'delivered' : 'sent', `f${Math.floor(i / 2)}`));
+    await bus.publish(TOPICS.messageEvents, events.map((e) => ({ key: e.deliveryId + e.messageId, value: e })));
+    const deadline = Date.now() + 10_000;
+    while (control.failedInserts < 5 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    expect(control.failedInserts).toBeGreaterThanOrEqual(5);
+    expect((await store.deliveryCounters(D7)).sentEvents).toBe(0);
+    // Bounded: one bus batch per partition in hand, the rest still on the bus.
+    expect(consumer.stats.buffered).toBeLessThanOrEqual(4 * 500);
+    control.failing = false;
+    while (consumer.stats.inserted < 5_000 && Date.now() < deadline + 10_000) await new Promise((r) => setTimeout(r, 10));
+    await consumer.stop();
+    const c = await store.deliveryCounters(D7);
+    expect([c.sentEvents, c.delivered]).toEqual([2_500, 2_500]);
+    const [raw] = await rows<{ n: number; distinct: number }>(
+      `SELECT count() AS n, uniqExact(event_id) AS distinct FROM herald.message_events WHERE delivery_id = '${D7}'`,
+    );
+    expect(raw).toEqual({ n: 5_000, distinct: 5_000 });
+    await flakyStore.close();
+    await bus.close();
+  });
+
+  it('recovers published events the bus lost, and inserts nothing ClickHouse already has', async () => {
+    const kept = [ev(D7, 'opened', 'f1'), ev(D7, 'opened', 'f2')];
+    const lost = [ev(D7, 'clicked', 'f1', { url: 'https://example.com/x' }), ev(D7, 'opened', 'f3')];
+    await store.insertEvents(kept, { dedupToken: 'kept' });
+    const outbox = [...kept, ...lost].map((payload, i) => ({ id: i + 1, payload }));
+    const source = { publishedSince: async (_since: Date, afterId: number, limit: number) => outbox.filter((r) => r.id > afterId).slice(0, limit) };
+    expect(await recoverPublishedEvents(store, source, silent, { pageSize: 3 })).toMatchObject({ checked: 4, recovered: 2 });
+    expect(await recoverPublishedEvents(store, source, silent)).toMatchObject({ checked: 4, recovered: 0 });
+    const c = await store.deliveryCounters(D7);
+    expect([c.opens, c.clicks]).toEqual([3, 1]);
+    expect(await store.missingEventIds([...kept, ...lost].map((e) => e.eventId), new Date(0))).toEqual(new Set());
+    expect((await store.lastIngestedAt())?.getTime()).toBeGreaterThan(Date.now() - 60_000);
   });
 });

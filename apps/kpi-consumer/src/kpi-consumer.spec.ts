@@ -6,7 +6,7 @@ import { type EventSink, KpiConsumer } from './kpi-consumer.js';
 /** A store whose connection fails a given number of times (a unit test double of ClickHouse). */
 class FlakyStore implements EventSink {
   readonly inserts: { events: readonly MessageEvent[]; token?: string }[] = [];
-  constructor(private failures: number) {}
+  constructor(public failures: number) {}
   async insertEvents(events: readonly MessageEvent[], options: { dedupToken?: string }) {
     if (this.failures-- > 0) throw new Error('connection refused');
     this.inserts.push({ events, token: options.dedupToken });
@@ -32,11 +32,69 @@ async function until(predicate: () => boolean, timeoutMs = 5_000) {
   }
 }
 
+const fast = { maxWaitMs: 10, retryDelayMs: 5 };
+
 describe('KpiConsumer', () => {
+  it('flushes by size: one insert per maxRows events gathered across partitions and bus batches', async () => {
+    const bus = new InProcessBus({ partitions: 4 });
+    const store = new FlakyStore(0);
+    const consumer = new KpiConsumer(bus, store, pino({ level: 'silent' }), { maxRows: 400, maxWaitMs: 60_000, fetchSize: 100 });
+    await consumer.start();
+    await bus.publish(TOPICS.messageEvents, Array.from({ length: 1_000 }, (_, i) => ({ key: `d${i}`, value: event(i) })));
+    await until(() => consumer.stats.inserted >= 800);
+    // 1,000 events: two flushes of at least 400; the rest waits for the size or the time limit.
+    expect(store.inserts.length).toBe(2);
+    for (const insert of store.inserts) expect(insert.events.length).toBeGreaterThanOrEqual(400);
+    expect(consumer.stats.buffered).toBe(1_000 - consumer.stats.inserted);
+    await consumer.stop();
+    expect(consumer.stats.inserted).toBe(1_000);
+    expect(new Set(store.inserts.flatMap((b) => b.events.map((e) => e.eventId))).size).toBe(1_000);
+    await bus.close();
+  });
+
+  it('flushes by time: a few events are inserted after maxWaitMs, in one insert', async () => {
+    const bus = new InProcessBus({ partitions: 4 });
+    const store = new FlakyStore(0);
+    const consumer = new KpiConsumer(bus, store, pino({ level: 'silent' }), { maxWaitMs: 150 });
+    await consumer.start();
+    const started = Date.now();
+    await bus.publish(TOPICS.messageEvents, Array.from({ length: 10 }, (_, i) => ({ key: `d${i}`, value: event(i) })));
+    await until(() => consumer.stats.inserted === 10);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(140);
+    expect(store.inserts).toHaveLength(1);
+    await consumer.stop();
+    await bus.close();
+  });
+
+  it('while the store fails, retries the same flush with the same token and takes nothing more from the bus', async () => {
+    const bus = new InProcessBus({ partitions: 2, retryBackoffMs: 5 });
+    const store = new FlakyStore(Number.POSITIVE_INFINITY);
+    const tokens = new Set<string | undefined>();
+    const insert = store.insertEvents.bind(store);
+    store.insertEvents = async (events, options) => {
+      tokens.add(options.dedupToken);
+      return insert(events, options);
+    };
+    const consumer = new KpiConsumer(bus, store, pino({ level: 'silent' }), { maxWaitMs: 5, retryDelayMs: 5, maxRetryDelayMs: 20, fetchSize: 50 });
+    await consumer.start();
+    await bus.publish(TOPICS.messageEvents, Array.from({ length: 1_000 }, (_, i) => ({ key: `d${i}`, value: event(i) })));
+    await until(() => consumer.stats.failures >= 10);
+    // One bus batch per partition in hand, no more: memory stays bounded while the store is down.
+    expect(consumer.stats.buffered).toBeLessThanOrEqual(2 * 50);
+    expect(tokens.size).toBe(1);
+    expect(bus.lag(TOPICS.messageEvents, 'kpi-consumer')).toBe(1_000);
+    store.failures = 0;
+    await until(() => consumer.stats.inserted === 1_000);
+    expect(bus.lag(TOPICS.messageEvents, 'kpi-consumer')).toBe(0);
+    expect(new Set(store.inserts.flatMap((b) => b.events.map((e) => e.eventId))).size).toBe(1_000);
+    await consumer.stop();
+    await bus.close();
+  });
+
   it('backs off while the store fails, then inserts everything once, acknowledged after the insert', async () => {
     const bus = new InProcessBus({ partitions: 1, retryBackoffMs: 5 });
     const store = new FlakyStore(3);
-    const consumer = new KpiConsumer(bus, store, pino({ level: 'silent' }));
+    const consumer = new KpiConsumer(bus, store, pino({ level: 'silent' }), fast);
     await consumer.start();
     await bus.publish(TOPICS.messageEvents, Array.from({ length: 100 }, (_, i) => ({ key: 'd', value: event(i) })));
     await until(() => consumer.stats.inserted === 100);
@@ -50,7 +108,7 @@ describe('KpiConsumer', () => {
   it('gives the same batch the same deduplication token', async () => {
     const bus = new InProcessBus({ partitions: 1 });
     const store = new FlakyStore(0);
-    const consumer = new KpiConsumer(bus, store, pino({ level: 'silent' }));
+    const consumer = new KpiConsumer(bus, store, pino({ level: 'silent' }), fast);
     await consumer.start();
     await bus.publish(TOPICS.messageEvents, [1, 2, 3].map((i) => ({ key: 'd', value: event(i) })));
     await until(() => store.inserts.length === 1);
@@ -66,7 +124,7 @@ describe('KpiConsumer', () => {
     const store = new FlakyStore(0);
     const dead: unknown[] = [];
     await bus.subscribe({ topic: dlqTopic(TOPICS.messageEvents), group: 'ops', handler: async (batch) => void dead.push(...batch.map((m) => m.value)) });
-    const consumer = new KpiConsumer(bus, store, pino({ level: 'silent' }));
+    const consumer = new KpiConsumer(bus, store, pino({ level: 'silent' }), fast);
     await consumer.start();
     await bus.publish(TOPICS.messageEvents, [
       { key: 'd', value: event(1) },

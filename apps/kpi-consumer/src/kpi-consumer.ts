@@ -1,8 +1,10 @@
-// The KPI consumer: message events from the bus into the KPI store, one insert per batch,
-// with a deduplication token derived from the batch's event ids (a retried or redelivered
-// batch never counts twice). The batch is acknowledged only after the store acknowledged the
-// insert; while the store fails, the handler throws and the bus redelivers after a backoff,
-// so nothing is lost and nothing more is read. Poison events go to the DLQ with the reason.
+// The KPI consumer: message events from the bus into the KPI store. Events of every partition
+// gather in one buffer that is flushed by size or by time (defaults: 50,000 rows or 1 s), one
+// insert per flush, with a deduplication token derived from the flushed events' ids. A bus batch
+// is acknowledged (its handler resolves) only after the flush holding it was acknowledged by the
+// store. While the store fails, the same flush is retried with the same token after a growing
+// backoff, and the handlers stay pending: the bus hands out nothing more, so memory stays bounded
+// (at most one bus batch per partition) and nothing is lost. Poison events go to the DLQ.
 import { createHash } from 'node:crypto';
 import type { Bus, DeliveredMessage, Subscription } from '@herald/bus';
 import { dlqTopic, type MessageEvent, messageEventSchema, TOPICS } from '@herald/contracts';
@@ -12,35 +14,84 @@ export interface EventSink {
   insertEvents(events: readonly MessageEvent[], options: { dedupToken?: string }): Promise<void>;
 }
 
+export interface KpiConsumerOptions {
+  /** Flush when this many events are buffered (default 50,000). */
+  maxRows?: number;
+  /** Flush at the latest this long after the first buffered event (default 1,000 ms). */
+  maxWaitMs?: number;
+  /** Events per bus batch and partition (default 5,000, at most maxRows). */
+  fetchSize?: number;
+  /** First retry delay after a failed insert; doubles up to maxRetryDelayMs (defaults 200 ms, 10 s). */
+  retryDelayMs?: number;
+  maxRetryDelayMs?: number;
+}
+
 export interface KpiConsumerStats {
   inserted: number;
-  batches: number;
+  flushes: number;
   failures: number;
   poison: number;
+  /** Events waiting in the buffer or in the flush being retried. */
+  buffered: number;
+}
+
+interface Waiter {
+  resolve: () => void;
+  reject: (error: unknown) => void;
+}
+
+/** The token of a flush: the same events give the same token, so a retried insert counts once. */
+export function dedupTokenOf(events: readonly MessageEvent[]): string {
+  const hash = createHash('sha256');
+  for (const event of events) hash.update(event.eventId).update(',');
+  return hash.digest('hex');
 }
 
 export class KpiConsumer {
   private subscription?: Subscription;
-  readonly stats: KpiConsumerStats = { inserted: 0, batches: 0, failures: 0, poison: 0 };
+  readonly stats: KpiConsumerStats = { inserted: 0, flushes: 0, failures: 0, poison: 0, buffered: 0 };
+  private readonly maxRows: number;
+  private readonly maxWaitMs: number;
+  private readonly fetchSize: number;
+  private readonly retryDelayMs: number;
+  private readonly maxRetryDelayMs: number;
+  private buffer: MessageEvent[] = [];
+  private waiters: Waiter[] = [];
+  private timer?: NodeJS.Timeout;
+  private flushing?: Promise<void>;
+  private stopping = false;
+  private wakeRetry?: () => void;
 
   constructor(
     private readonly bus: Bus,
     private readonly store: EventSink,
     private readonly logger: Logger,
-    private readonly maxBatchSize = 50_000,
-  ) {}
+    options: KpiConsumerOptions = {},
+  ) {
+    this.maxRows = options.maxRows ?? 50_000;
+    this.maxWaitMs = options.maxWaitMs ?? 1_000;
+    this.fetchSize = Math.min(options.fetchSize ?? 5_000, this.maxRows);
+    this.retryDelayMs = options.retryDelayMs ?? 200;
+    this.maxRetryDelayMs = options.maxRetryDelayMs ?? 10_000;
+  }
 
   async start(): Promise<void> {
+    this.stopping = false;
     this.subscription = await this.bus.subscribe({
       topic: TOPICS.messageEvents,
       group: 'kpi-consumer',
-      maxBatchSize: this.maxBatchSize,
+      maxBatchSize: this.fetchSize,
       handler: (batch) => this.handle(batch),
     });
   }
 
+  /** Flushes what is buffered (one last attempt if the store fails), then leaves the group. */
   async stop(): Promise<void> {
-    await this.subscription?.close();
+    this.stopping = true;
+    this.wakeRetry?.();
+    const closing = this.subscription?.close();
+    await this.flushNow().catch(() => undefined);
+    await closing;
   }
 
   private async handle(batch: DeliveredMessage[]): Promise<void> {
@@ -60,17 +111,62 @@ export class KpiConsumer {
       this.logger.warn({ count: poison.length, reason: poison[0]!.reason }, 'poison message events sent to the DLQ');
     }
     if (events.length === 0) return;
-    const dedupToken = createHash('sha256')
-      .update(events.map((e) => e.eventId).join(','))
-      .digest('hex');
-    try {
-      await this.store.insertEvents(events, { dedupToken });
-    } catch (error) {
-      this.stats.failures++;
-      this.logger.warn({ err: error, events: events.length }, 'KPI store insert failed; the batch will be retried');
-      throw error;
+    if (this.stopping) throw new Error('the KPI consumer is stopping; the batch will be delivered again');
+    const acknowledged = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
+    this.buffer.push(...events);
+    this.stats.buffered += events.length;
+    if (this.buffer.length >= this.maxRows) void this.flushNow();
+    else this.timer ??= setTimeout(() => void this.flushNow(), this.maxWaitMs);
+    return acknowledged;
+  }
+
+  /** Flushes the buffer now; flushes run one at a time, in order. */
+  private flushNow(): Promise<void> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.buffer.length === 0) return this.flushing ?? Promise.resolve();
+    const events = this.buffer;
+    const waiters = this.waiters;
+    this.buffer = [];
+    this.waiters = [];
+    const previous = this.flushing ?? Promise.resolve();
+    const flush = previous.catch(() => undefined).then(() => this.insertUntilDone(events, waiters));
+    this.flushing = flush.finally(() => {
+      if (this.flushing === flush) this.flushing = undefined;
+    });
+    return this.flushing;
+  }
+
+  private async insertUntilDone(events: MessageEvent[], waiters: Waiter[]): Promise<void> {
+    const dedupToken = dedupTokenOf(events);
+    let delay = this.retryDelayMs;
+    for (;;) {
+      try {
+        await this.store.insertEvents(events, { dedupToken });
+        break;
+      } catch (error) {
+        this.stats.failures++;
+        if (this.stopping) {
+          this.stats.buffered -= events.length;
+          for (const waiter of waiters) waiter.reject(error);
+          this.logger.warn({ err: error, events: events.length }, 'KPI store insert failed while stopping; the bus delivers these events again');
+          throw error;
+        }
+        this.logger.warn({ err: error, events: events.length, retryInMs: delay }, 'KPI store insert failed; retrying the same flush');
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, delay);
+          this.wakeRetry = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        this.wakeRetry = undefined;
+        delay = Math.min(delay * 2, this.maxRetryDelayMs);
+      }
     }
-    this.stats.batches++;
+    this.stats.flushes++;
     this.stats.inserted += events.length;
+    this.stats.buffered -= events.length;
+    for (const waiter of waiters) waiter.resolve();
   }
 }

@@ -10,6 +10,7 @@ export const messageEventTypes = [
   'clicked',
   'unsubscribed',
   'excluded',
+  'complained',
 ] as const;
 
 export const bounceTypes = ['hard', 'soft', 'ignored'] as const;
@@ -27,6 +28,11 @@ export const messageEventSchema = z.strictObject({
   reason: z.string().optional(),
   url: z.string().optional(),
   machine: z.boolean().optional(),
+  /**
+   * On a 'bounced' event that arrived after the message was counted (asynchronous bounce, via the
+   * webhook): the status it replaces. KPI readers subtract it from that status.
+   */
+  supersedes: z.enum(['delivered', 'failed']).optional(),
 });
 
 export type MessageEvent = z.infer<typeof messageEventSchema>;

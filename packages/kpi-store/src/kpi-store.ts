@@ -21,6 +21,11 @@ export interface KpiStoreOptions {
   dataDir?: string;
   /** Folder of numbered `NNN_name.sql` files; defaults to this package's `migrations/`. */
   migrationsDir?: string | URL;
+  /**
+   * The @clickhouse/client connection to use instead of the default one (e.g. a proxy or an
+   * instrumented connection around {@link chdbConnection}); `url` and `dataDir` are then ignored.
+   */
+  connection?: ClientConnection;
 }
 
 export interface InsertOptions {
@@ -47,6 +52,8 @@ export interface DeliveryCounters {
   opens: number;
   clicks: number;
   unsubscribed: number;
+  /** Spam complaints (the profile is denylisted). */
+  complaints: number;
   excluded: number;
   /** 'sent' events (handed to the provider), for reference; not the KPI "sent". */
   sentEvents: number;
@@ -67,14 +74,22 @@ export interface DeliveryRates {
   openRate: number;
   /** uniqueClicks / delivered. */
   clickRate: number;
+  /** Messages opened (clicked) by a known scanner, gateway or script, counted in the rates above. */
+  machineOpens: number;
+  machineClicks: number;
   /** When the rates were computed (ISO, UTC); the oldest one when several occurrences are summed. */
   computedAt: string;
 }
 
-/** Messages opened or clicked by a known scanner, gateway or script (live, from the raw events). */
-export interface MachineHits {
-  machineOpens: number;
-  machineClicks: number;
+/** One hour of a delivery's series (live). Unique counts are per hour. */
+export interface HourlyPoint {
+  hour: string;
+  delivered: number;
+  bounces: number;
+  opens: number;
+  clicks: number;
+  uniqueOpens: number;
+  uniqueClicks: number;
 }
 
 /** When a message was first opened (a click counts as an open) and first clicked. */
@@ -94,30 +109,38 @@ export interface KpiStore {
   deliveryCounters(deliveryId: string, options?: { occurrence?: number }): Promise<DeliveryCounters>;
   /** Undefined until a refresh has seen the delivery. */
   deliveryRates(deliveryId: string, options?: { occurrence?: number }): Promise<DeliveryRates | undefined>;
-  /** Recomputes `delivery_rates` now (SYSTEM REFRESH VIEW) and waits until the refresh is done. */
-  /** Messages with a machine open or click, so a rate can be read as people's (live). */
-  machineHits(deliveryId: string): Promise<MachineHits>;
+  /** Hourly series of a delivery (`delivery_hourly`), oldest hour first. */
+  hourlySeries(deliveryId: string, options?: { occurrence?: number }): Promise<HourlyPoint[]>;
   /** First open and click of each message a profile engaged with, by message id (live). */
   engagementOf(profileId: string): Promise<Map<string, Engagement>>;
+  /** Which of these events are not in the raw log (looking at events ingested since `since`). */
+  missingEventIds(eventIds: readonly string[], since: Date): Promise<Set<string>>;
+  /** When the newest event was ingested; undefined while the log is empty. */
+  lastIngestedAt(): Promise<Date | undefined>;
+  /** Recomputes `delivery_rates` now (SYSTEM REFRESH VIEW) and waits until the refresh is done. */
   refreshRates(options?: { timeoutMs?: number }): Promise<void>;
   close(): Promise<void>;
 }
 
 const defaultMigrationsDir = new URL('../migrations/', import.meta.url);
 
-type ClientConnection = NonNullable<NonNullable<Parameters<typeof createClient>[0]>['connection']>;
+export type ClientConnection = NonNullable<NonNullable<Parameters<typeof createClient>[0]>['connection']>;
+
+/** chDB in this process as a @clickhouse/client connection (one data directory per process). */
+export function chdbConnection(dataDir = ':memory:'): ClientConnection {
+  // chdb types the connection against the deprecated @clickhouse/client-common 1.23.0, whose settings
+  // type drifted from the copy bundled in @clickhouse/client 1.23.1; the runtime contract is the same.
+  return createChdbConnection({ path: dataDir }) as unknown as ClientConnection;
+}
 
 export function openKpiStore(options: KpiStoreOptions = {}): KpiStore {
+  if (options.connection) {
+    return new ClickHouseKpiStore(createClient({ connection: options.connection }), options.url ? 'server' : 'chdb', options.migrationsDir);
+  }
   if (options.url) {
     return new ClickHouseKpiStore(createClient({ url: options.url }), 'server', options.migrationsDir);
   }
-  const connection = createChdbConnection({ path: options.dataDir ?? ':memory:' });
-  const client = createClient({
-    // chdb types the connection against the deprecated @clickhouse/client-common 1.23.0, whose settings
-    // type drifted from the copy bundled in @clickhouse/client 1.23.1; the runtime contract is the same.
-    connection: connection as unknown as ClientConnection,
-  });
-  return new ClickHouseKpiStore(client, 'chdb', options.migrationsDir);
+  return new ClickHouseKpiStore(createClient({ connection: chdbConnection(options.dataDir) }), 'chdb', options.migrationsDir);
 }
 
 const num = (v: unknown): number => (v === null || v === undefined ? 0 : Number(v));
@@ -153,7 +176,8 @@ class ClickHouseKpiStore implements KpiStore {
       if (applied.has(version)) continue;
       const sql = await readFile(join(this.#migrationsDir, file), 'utf8');
       for (const statement of splitSql(sql)) {
-        await this.client.command({ query: statement });
+        // An empty token: a backfill INSERT … SELECT must not inherit a batch's token (chDB session).
+        await this.client.command({ query: statement, clickhouse_settings: { insert_deduplication_token: '' } });
       }
       await this.client.insert({
         table: `${KPI_DATABASE}.schema_migrations`,
@@ -187,10 +211,10 @@ class ClickHouseKpiStore implements KpiStore {
 
   async deliveryCounters(deliveryId: string, options: { occurrence?: number } = {}): Promise<DeliveryCounters> {
     const [row] = await this.#rows<Record<string, unknown>>(
-      `SELECT sum(sent_events) AS sent_events, sum(delivered) AS delivered, sum(bounces) AS bounces,
-              sum(hard) AS hard, sum(soft) AS soft, sum(ignored) AS ignored, sum(errors) AS errors,
-              sum(opens) AS opens, sum(clicks) AS clicks, sum(unsubscribed) AS unsubscribed,
-              sum(excluded) AS excluded
+      `SELECT sum(sent_events) AS sent_events, sum(delivered) - sum(delivered_superseded) AS delivered,
+              sum(bounces) AS bounces, sum(hard) AS hard, sum(soft) AS soft, sum(ignored) AS ignored,
+              sum(errors) - sum(errors_superseded) AS errors, sum(opens) AS opens, sum(clicks) AS clicks,
+              sum(unsubscribed) AS unsubscribed, sum(complaints) AS complaints, sum(excluded) AS excluded
        FROM ${KPI_DATABASE}.delivery_counters
        WHERE delivery_id = {deliveryId:UUID} ${occurrenceFilter(options.occurrence)}`,
       queryParams(deliveryId, options.occurrence),
@@ -211,6 +235,7 @@ class ClickHouseKpiStore implements KpiStore {
       opens: num(row?.opens),
       clicks: num(row?.clicks),
       unsubscribed: num(row?.unsubscribed),
+      complaints: num(row?.complaints),
       excluded: num(row?.excluded),
       sentEvents: num(row?.sent_events),
       deliveredRate: ratio(delivered, sent),
@@ -221,13 +246,14 @@ class ClickHouseKpiStore implements KpiStore {
   async deliveryRates(deliveryId: string, options: { occurrence?: number } = {}): Promise<DeliveryRates | undefined> {
     const [row] = await this.#rows<Record<string, unknown>>(
       `SELECT count() AS n, sum(delivered_messages) AS delivered, sum(unique_opens) AS unique_opens,
-              sum(unique_clicks) AS unique_clicks, min(computed_at) AS computed_at
+              sum(unique_clicks) AS unique_clicks, sum(machine_opens) AS machine_opens,
+              sum(machine_clicks) AS machine_clicks, min(computed_at) AS computed_at
        FROM ${KPI_DATABASE}.delivery_rates
        WHERE delivery_id = {deliveryId:UUID} ${occurrenceFilter(options.occurrence)}`,
       queryParams(deliveryId, options.occurrence),
     );
     if (!row || num(row.n) === 0) return undefined;
-    const delivered = num(row.delivered);
+    const delivered = Math.max(0, num(row.delivered));
     const uniqueOpens = num(row.unique_opens);
     const uniqueClicks = num(row.unique_clicks);
     return {
@@ -237,34 +263,66 @@ class ClickHouseKpiStore implements KpiStore {
       uniqueClicks,
       openRate: ratio(uniqueOpens, delivered),
       clickRate: ratio(uniqueClicks, delivered),
-      computedAt: `${String(row.computed_at).replace(' ', 'T')}Z`,
+      machineOpens: num(row.machine_opens),
+      machineClicks: num(row.machine_clicks),
+      computedAt: isoUtc(row.computed_at),
     };
   }
 
-  async machineHits(deliveryId: string): Promise<MachineHits> {
-    const [row] = await this.#rows<Record<string, unknown>>(
-      `SELECT uniqExactIf(message_id, type = 'opened' AND machine) AS machine_opens,
-              uniqExactIf(message_id, type = 'clicked' AND machine) AS machine_clicks
-       FROM ${KPI_DATABASE}.message_events
-       WHERE delivery_id = {deliveryId:UUID}`,
-      queryParams(deliveryId, undefined),
+  async hourlySeries(deliveryId: string, options: { occurrence?: number } = {}): Promise<HourlyPoint[]> {
+    const rows = await this.#rows<Record<string, unknown>>(
+      `SELECT hour, sum(delivered) AS delivered, sum(bounces) AS bounces, sum(opens) AS opens,
+              sum(clicks) AS clicks, uniqExactMerge(unique_opens) AS unique_opens,
+              uniqExactMerge(unique_clicks) AS unique_clicks
+       FROM ${KPI_DATABASE}.delivery_hourly_series
+       WHERE delivery_id = {deliveryId:UUID} ${occurrenceFilter(options.occurrence)}
+       GROUP BY hour ORDER BY hour`,
+      queryParams(deliveryId, options.occurrence),
     );
-    return { machineOpens: num(row?.machine_opens), machineClicks: num(row?.machine_clicks) };
+    return rows.map((r) => ({
+      hour: isoUtc(r.hour),
+      delivered: num(r.delivered),
+      bounces: num(r.bounces),
+      opens: num(r.opens),
+      clicks: num(r.clicks),
+      uniqueOpens: num(r.unique_opens),
+      uniqueClicks: num(r.unique_clicks),
+    }));
   }
 
   async engagementOf(profileId: string): Promise<Map<string, Engagement>> {
     const rows = await this.#rows<Record<string, unknown>>(
       `SELECT message_id, min(occurred_at) AS opened_at, minIf(occurred_at, type = 'clicked') AS clicked_at,
               countIf(type = 'clicked') AS clicks
-       FROM ${KPI_DATABASE}.message_events
+       FROM ${KPI_DATABASE}.profile_events
        WHERE profile_id = {profileId:String} AND type IN ('opened', 'clicked')
        GROUP BY message_id`,
       { profileId },
     );
-    const iso = (value: unknown) => `${String(value).replace(' ', 'T')}Z`;
     return new Map(
-      rows.map((r) => [String(r.message_id), { openedAt: iso(r.opened_at), clickedAt: num(r.clicks) > 0 ? iso(r.clicked_at) : null }]),
+      rows.map((r) => [String(r.message_id), { openedAt: isoUtc(r.opened_at), clickedAt: num(r.clicks) > 0 ? isoUtc(r.clicked_at) : null }]),
     );
+  }
+
+  async missingEventIds(eventIds: readonly string[], since: Date): Promise<Set<string>> {
+    const missing = new Set(eventIds);
+    for (let i = 0; i < eventIds.length && missing.size > 0; i += 10_000) {
+      const chunk = eventIds.slice(i, i + 10_000);
+      const present = await this.#rows<{ event_id: string }>(
+        `SELECT event_id FROM ${KPI_DATABASE}.message_events
+         WHERE ingested_at >= {since:DateTime64(3, 'UTC')} AND event_id IN {ids:Array(UUID)}`,
+        { since: since.toISOString().replace('T', ' ').replace('Z', ''), ids: chunk },
+      );
+      for (const row of present) missing.delete(row.event_id);
+    }
+    return missing;
+  }
+
+  async lastIngestedAt(): Promise<Date | undefined> {
+    const [row] = await this.#rows<{ n: string; at: string }>(
+      `SELECT count() AS n, max(ingested_at) AS at FROM ${KPI_DATABASE}.message_events`,
+    );
+    return row && num(row.n) > 0 ? new Date(isoUtc(row.at)) : undefined;
   }
 
   async refreshRates(options: { timeoutMs?: number } = {}): Promise<void> {
@@ -297,6 +355,11 @@ class ClickHouseKpiStore implements KpiStore {
     const rs = await this.client.query({ query, query_params, format: 'JSONEachRow' });
     return rs.json<T>();
   }
+}
+
+/** '2025-06-01 10:01:00.000' (ClickHouse, UTC) → '2025-06-01T10:01:00.000Z'. */
+function isoUtc(value: unknown): string {
+  return `${String(value).replace(' ', 'T')}Z`;
 }
 
 function occurrenceFilter(occurrence: number | undefined): string {

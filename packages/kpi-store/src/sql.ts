@@ -29,5 +29,6 @@ export function toRow(e: MessageEvent): Record<string, unknown> {
     reason: e.reason ?? '',
     url: e.url ?? '',
     machine: e.machine ?? false,
+    supersedes: e.supersedes ?? '',
   };
 }

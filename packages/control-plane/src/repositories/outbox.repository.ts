@@ -41,6 +41,21 @@ export class OutboxRepository {
     await db.query('UPDATE outbox SET published_at = $2 WHERE id = ANY($1::bigint[])', [ids, at]);
   }
 
+  /**
+   * Rows of `topic` published at or after `since`, in id order, after `afterId` (keyset paging).
+   * The relay publishes in id order, so they are the rows from the first one published since then.
+   */
+  async publishedSince(db: Queryable, topic: string, since: Date, afterId: number, limit: number): Promise<{ id: number; payload: unknown }[]> {
+    const rows = await db.query<{ id: string | number; payload: unknown }>(
+      `SELECT id, payload FROM outbox
+        WHERE id >= (SELECT min(id) FROM outbox WHERE published_at >= $2) AND id > $3
+          AND topic = $1 AND published_at IS NOT NULL
+        ORDER BY id LIMIT $4`,
+      [topic, since, afterId, limit],
+    );
+    return rows.map((r) => ({ id: Number(r.id), payload: r.payload }));
+  }
+
   /** Records that `consumer` applied `commandId`; false when it already had (a redelivery). */
   async claimCommand(tx: Queryable, consumer: string, commandId: string): Promise<boolean> {
     const rows = await tx.query(
