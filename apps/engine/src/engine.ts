@@ -14,6 +14,7 @@ import { type DeliveryCommand, type MessageEvent, TOPICS, sendBatchSchema, type 
 import {
   type Clock,
   CommandDeduplicator,
+  DEFAULT_SOFT_BOUNCE_RULE,
   type ControlPlane,
   type Database,
   ENGINE_ACTOR,
@@ -269,6 +270,9 @@ export class Engine {
     await db.transaction(async (tx) => {
       await this.queue.settle(tx, run, outcomes, now);
       await this.profiles.quarantine(tx, outcomes.filter((o) => o.kind === 'hard').map((o) => o.profileId));
+      // A soft bounce given up after the validity period counts toward the soft-bounce quarantine.
+      const softBounced = outcomes.filter((o) => o.kind === 'soft_final').map((o) => o.profileId);
+      await this.profiles.recordSoftBounces(tx, softBounced, now, this.options.controlPlane.context.settings.softBounces ?? DEFAULT_SOFT_BOUNCE_RULE);
       const events = outcomes.flatMap((o) => eventsFor(o, run, delivery.channel, now));
       await this.outbox.enqueueMany(
         tx,

@@ -58,7 +58,12 @@ describe('herald start killed mid-send', () => {
     const duplicates = sink.count() - RECIPIENTS;
     expect(duplicates).toBeLessThanOrEqual(inFlight);
     expect(Math.max(...ids.values())).toBeLessThanOrEqual(2);
-    process.stdout.write(`kill -9 at ${atDeath}/${RECIPIENTS}: ${inFlight} in flight, ${duplicates} received twice\n`);
+    await expectExactKpis(second, id);
+    const recoveredEvents = second.logs.join('').split('\n').find((line) => line.includes('recovered message events'));
+    process.stdout.write(
+      `kill -9 at ${atDeath}/${RECIPIENTS}: ${inFlight} in flight, ${duplicates} received twice; ` +
+        `KPI events recovered from the outbox: ${recoveredEvents ? JSON.parse(recoveredEvents).recovered : 0}\n`,
+    );
   });
 
   it('SIGTERM mid-send, restart: zero duplicates, zero lost', async () => {
@@ -75,8 +80,18 @@ describe('herald start killed mid-send', () => {
     expect(await ledgerStatuses(second, id)).toEqual({ sent: RECIPIENTS });
     expect(sink.count()).toBe(RECIPIENTS);
     expect(sink.messageIdCounts().size).toBe(RECIPIENTS);
+    await expectExactKpis(second, id);
   });
 });
+
+/** The Deployment counters match the ledger exactly: no event lost with the killed process, none counted twice. */
+async function expectExactKpis(p: Platform, id: string) {
+  await until(async () => (await call(p, 'GET', `/v1/deliveries/${id}/deployment`)).body.kpis.sent >= RECIPIENTS, 30_000, 'the KPIs to count every message');
+  // Settle: anything counted twice would show up after the last flush.
+  await new Promise((resolve) => setTimeout(resolve, 2_000));
+  const { kpis } = (await call(p, 'GET', `/v1/deliveries/${id}/deployment`)).body;
+  expect(kpis).toMatchObject({ toSend: RECIPIENTS, sent: RECIPIENTS, delivered: RECIPIENTS, bouncesAndErrors: 0 });
+}
 
 describeOnStore('postgres', 'herald gateway and herald engine as separate processes on PostgreSQL', () => {
   let sink: CaptureSink;

@@ -6,9 +6,11 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type CaptureSink, startCaptureSink } from '@herald/capture-sink';
+import { signWebhook } from '@herald/gateway';
 import { call, freePort, type Platform, startPlatform, startSend, until } from './platform.js';
 
-const RECIPIENTS = 200;
+const RECIPIENTS = 5_000;
+const WEBHOOK_SECRET = 'deployment-webhook-secret-0123456789abcdef';
 
 describe('Deployment KPIs through herald start', () => {
   let sink: CaptureSink;
@@ -21,6 +23,7 @@ describe('Deployment KPIs through herald start', () => {
       PORT: String(await freePort()),
       SMTP_URL: sink.url,
       LOG_LEVEL: 'warn',
+      HERALD_WEBHOOK_SECRET: WEBHOOK_SECRET,
     });
   });
   afterAll(async () => {
@@ -29,13 +32,19 @@ describe('Deployment KPIs through herald start', () => {
     await sink.close();
   });
 
-  it('counts what was sent, opened and clicked; rates move on Compute stats', async () => {
+  /** The Message-ID of a profile's message, as the recipient's MTA would report it. */
+  async function ledgerMessageIds(profileId: string): Promise<string[]> {
+    const history = (await call(platform, 'GET', `/v1/profiles/${profileId}/history`)).body.items as { messageId: string }[];
+    return history.map((m) => m.messageId);
+  }
+
+  it('counts what was sent, opened, clicked and bounced; rates move on Compute stats', async () => {
     const id = await startSend(platform, {
       prefix: 'k',
       count: RECIPIENTS,
       html: '<p>Hi <a href="https://shop.example/a">a</a> <a href="https://shop.example/b">b</a></p>',
     });
-    await until(async () => (await call(platform, 'GET', `/v1/deliveries/${id}`)).body.state === 'finished', 60_000, 'the send');
+    await until(async () => (await call(platform, 'GET', `/v1/deliveries/${id}`)).body.state === 'finished', 120_000, 'the send');
     await until(async () => (await call(platform, 'GET', `/v1/deliveries/${id}/deployment`)).body.kpis.delivered === RECIPIENTS, 10_000, 'live counters');
 
     // Before any Compute stats, open 30 messages (pixel), click 10 of those, and click 5 others without a pixel hit.
@@ -56,6 +65,18 @@ describe('Deployment KPIs through herald start', () => {
     await hit(links[0]!.pixel); // a second open of the same message counts once
     // A link scanner fetches one more message's pixel: it counts, and is reported apart.
     expect((await fetch(links[50]!.pixel, { headers: { 'user-agent': 'Mimecast URL protection' } })).status).toBe(200);
+    // Two messages bounce after delivery (the MTA's webhook): delivered falls, bounces rise, live.
+    for (const link of links.slice(100, 102)) {
+      const [row] = await ledgerMessageIds(link.profileId);
+      const body = JSON.stringify({ messageId: row, type: 'hard', reason: '550 5.1.1 user unknown' });
+      const answer = await fetch(`${platform.url}/v1/webhooks/bounces`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'herald-signature': signWebhook(WEBHOOK_SECRET, body) },
+        body,
+      });
+      expect(answer.status).toBe(200);
+    }
+    await until(async () => (await call(platform, 'GET', `/v1/deliveries/${id}/deployment`)).body.kpis.bouncesAndErrors === 2, 10_000, 'the bounces');
 
     // Rates do not move until Compute stats.
     const unchanged = (await call(platform, 'GET', `/v1/deliveries/${id}/deployment`)).body;
@@ -73,19 +94,24 @@ describe('Deployment KPIs through herald start', () => {
       kpis: {
         toSend: RECIPIENTS,
         sent: RECIPIENTS,
-        delivered: RECIPIENTS,
-        deliveredRate: 1,
-        bouncesAndErrors: 0,
-        bounceRate: 0,
+        delivered: RECIPIENTS - 2,
+        deliveredRate: (RECIPIENTS - 2) / RECIPIENTS,
+        bouncesAndErrors: 2,
+        bounceRate: 2 / RECIPIENTS,
         opens: 36,
-        openRate: 36 / RECIPIENTS,
+        openRate: 36 / (RECIPIENTS - 2),
         clicks: 15,
-        clickRate: 15 / RECIPIENTS,
+        clickRate: 15 / (RECIPIENTS - 2),
         machineOpens: 1,
         machineClicks: 0,
       },
     });
     expect(Date.parse(deployment.ratesComputedAt)).toBeGreaterThan(0);
+    // A one-off delivery has one run, occurrence 0: the same block; no other run exists.
+    const run0 = (await call(platform, 'GET', `/v1/deliveries/${id}/deployment?occurrence=0`)).body;
+    expect(run0).toMatchObject({ occurrence: 0, progress: deployment.progress, kpis: { ...deployment.kpis } });
+    expect((await call(platform, 'GET', `/v1/deliveries/${id}/deployment?occurrence=3`)).status).toBe(404);
+    expect((await call(platform, 'GET', `/v1/deliveries/${id}/deployment?occurrence=x`)).status).toBe(400);
 
     // The message is in each recipient's history, with when it was first opened and clicked.
     const history = (await call(platform, 'GET', `/v1/profiles/${links[0]!.profileId}/history`)).body.items;
@@ -95,7 +121,10 @@ describe('Deployment KPIs through herald start', () => {
     expect(Date.parse(history[0].sentAt)).toBeGreaterThan(0);
     expect(Date.parse(history[0].openedAt)).toBeGreaterThan(0);
     expect(Date.parse(history[0].clickedAt)).toBeGreaterThan(0);
-    const untouched = (await call(platform, 'GET', `/v1/profiles/${links[199]!.profileId}/history`)).body.items;
+    const untouched = (await call(platform, 'GET', `/v1/profiles/${links[RECIPIENTS - 1]!.profileId}/history`)).body.items;
     expect(untouched).toEqual([expect.objectContaining({ status: 'sent', openedAt: null, clickedAt: null })]);
+    const bounced = (await call(platform, 'GET', `/v1/profiles/${links[100]!.profileId}/history`)).body.items;
+    expect(bounced).toEqual([expect.objectContaining({ status: 'bounced' })]);
+    expect((await call(platform, 'GET', `/v1/profiles/${links[100]!.profileId}`)).body.status).toBe('quarantined');
   });
 });

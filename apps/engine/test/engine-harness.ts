@@ -26,9 +26,16 @@ export interface EngineHarness extends Harness {
 
 export async function startEngineHarness(
   kind: StoreKind,
-  options: { rules?: SinkRule[]; engine?: Partial<EngineOptions>; threads?: number; workerOverrides?: Partial<EngineOptions['worker']> } = {},
+  options: {
+    rules?: SinkRule[];
+    engine?: Partial<EngineOptions>;
+    threads?: number;
+    workerOverrides?: Partial<EngineOptions['worker']>;
+    /** More environment for the gateway (e.g. HERALD_WEBHOOK_SECRET). */
+    env?: Record<string, string>;
+  } = {},
 ): Promise<EngineHarness> {
-  const h = await startHarness(kind, { HERALD_TRACKING_SECRET: TRACKING_SECRET });
+  const h = await startHarness(kind, { HERALD_TRACKING_SECRET: TRACKING_SECRET, ...options.env });
   // The engine and the scheduler run on real time; the gateway's clock is only for its own tests.
   const sink = await startCaptureSink({ rules: options.rules, dir: mkdtempSync(join(tmpdir(), 'herald-sink-')) });
   const engineOptions = (): EngineOptions => ({

@@ -17,10 +17,11 @@ import { ProfilesController } from './controllers/profiles.controller.js';
 import { SystemController } from './controllers/system.controller.js';
 import { DeploymentController } from './controllers/deployment.controller.js';
 import { TrackingController } from './controllers/tracking.controller.js';
+import { WebhooksController } from './controllers/webhooks.controller.js';
 import { registerBodyParsers } from './http/body-parsers.js';
 import { ErrorFilter } from './http/error.filter.js';
 import { Metrics } from './http/metrics.js';
-import { BUS, CONTROL_PLANE, KPI_STORE, METRICS, TOKEN_SERVICE, TRACKING_SECRET } from './tokens.js';
+import { BUS, CONTROL_PLANE, KPI_STORE, METRICS, TOKEN_SERVICE, TRACKING_SECRET, WEBHOOK_SECRET } from './tokens.js';
 
 export interface GatewayOptions {
   config: HeraldConfig;
@@ -48,6 +49,17 @@ export interface Gateway {
   close(): Promise<void>;
 }
 
+/** Every controller the gateway serves (the OpenAPI test reads their routes). */
+export const CONTROLLERS = [
+  SystemController,
+  ProfilesController,
+  DeliveriesController,
+  ConfirmationsController,
+  DeploymentController,
+  TrackingController,
+  WebhooksController,
+];
+
 @Module({})
 class GatewayModule {
   static register(
@@ -55,16 +67,17 @@ class GatewayModule {
     bus: Bus,
     tokens: TokenService,
     metrics: Metrics,
-    trackingSecret: string,
+    secrets: { tracking: string; webhook: string },
     kpi: KpiStore | null,
   ): DynamicModule {
     return {
       module: GatewayModule,
-      controllers: [SystemController, ProfilesController, DeliveriesController, ConfirmationsController, DeploymentController, TrackingController],
+      controllers: CONTROLLERS,
       providers: [
         { provide: CONTROL_PLANE, useValue: controlPlane },
         { provide: BUS, useValue: bus },
-        { provide: TRACKING_SECRET, useValue: trackingSecret },
+        { provide: TRACKING_SECRET, useValue: secrets.tracking },
+        { provide: WEBHOOK_SECRET, useValue: secrets.webhook },
         { provide: KPI_STORE, useValue: kpi },
         { provide: TOKEN_SERVICE, useValue: tokens },
         { provide: METRICS, useValue: metrics },
@@ -80,11 +93,16 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const controlPlane = new ControlPlane(options.db, clock, {
     confirmationTtlMs: config.CONFIRMATION_TTL,
     scheduleStalenessMs: config.SCHEDULE_STALENESS,
+    softBounces: { threshold: config.QUARANTINE_SOFT_BOUNCES, resetAfterMs: config.QUARANTINE_SOFT_RESET },
   });
+  const secrets = {
+    tracking: ensureSecret(config.HERALD_HOME, 'tracking-secret', config.HERALD_TRACKING_SECRET),
+    webhook: ensureSecret(config.HERALD_HOME, 'webhook-secret', config.HERALD_WEBHOOK_SECRET),
+  };
   const tokens = options.tokens ?? createTokenService(config);
   const metrics = new Metrics();
   const adapter = new FastifyAdapter({ bodyLimit: config.BODY_LIMIT_BYTES, return503OnClosing: true, routerOptions: { maxParamLength: 1000 } });
-  const app = await NestFactory.create<NestFastifyApplication>(GatewayModule.register(controlPlane, options.bus, tokens, metrics, ensureSecret(config.HERALD_HOME, 'tracking-secret', config.HERALD_TRACKING_SECRET), options.kpi ?? null), adapter, {
+  const app = await NestFactory.create<NestFastifyApplication>(GatewayModule.register(controlPlane, options.bus, tokens, metrics, secrets, options.kpi ?? null), adapter, {
     bodyParser: false,
     logger: ['error', 'warn'],
     abortOnError: false,

@@ -1,16 +1,11 @@
 import { RequestMethod } from '@nestjs/common';
-import { ConfirmationsController } from './controllers/confirmations.controller.js';
-import { DeliveriesController } from './controllers/deliveries.controller.js';
-import { ProfilesController } from './controllers/profiles.controller.js';
-import { SystemController } from './controllers/system.controller.js';
-import { DeploymentController } from './controllers/deployment.controller.js';
-import { TrackingController } from './controllers/tracking.controller.js';
+import { CONTROLLERS } from './gateway.js';
 import { OPERATIONS, openApiDocument } from './openapi.js';
 
 /** Every route the controllers declare, read from Nest's own route metadata. */
 function declaredRoutes(): string[] {
   const routes: string[] = [];
-  for (const controller of [SystemController, ProfilesController, DeliveriesController, ConfirmationsController, DeploymentController, TrackingController]) {
+  for (const controller of CONTROLLERS) {
     const prefix = String(Reflect.getMetadata('path', controller) ?? '');
     for (const name of Object.getOwnPropertyNames(controller.prototype)) {
       const handler = (controller.prototype as unknown as Record<string, object>)[name]!;

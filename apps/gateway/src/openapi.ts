@@ -2,6 +2,7 @@
 // gateway serves is listed here; a test checks the two lists against each other.
 import {
   addMembersSchema,
+  bounceReportSchema,
   createAudienceSchema,
   createDeliverySchema,
   listQuerySchema,
@@ -11,6 +12,7 @@ import {
 } from '@herald/control-plane';
 import { z } from 'zod';
 import { ROLE_LABELS, type Role } from './auth/roles.js';
+import { deploymentQuerySchema } from './controllers/deployment.controller.js';
 
 interface Operation {
   method: 'get' | 'post' | 'patch';
@@ -38,6 +40,15 @@ export const OPERATIONS: Operation[] = [
   { method: 'get', path: '/t/c/{token}', summary: 'Click: 302 to the URL stored for that link; records a click', public: true, tag: 'tracking' },
   { method: 'get', path: '/u/{token}', summary: 'Unsubscribe page with a button; changes nothing', public: true, tag: 'tracking' },
   { method: 'post', path: '/u/{token}', summary: 'RFC 8058 one-click unsubscribe: the profile is unsubscribed', public: true, status: 200, tag: 'tracking' },
+  {
+    method: 'post',
+    path: '/v1/webhooks/bounces',
+    summary: 'Asynchronous bounce or complaint; signed: Herald-Signature: t=<unix s>,v1=<hex HMAC-SHA256(secret, "t.body")>',
+    public: true,
+    body: bounceReportSchema,
+    status: 200,
+    tag: 'tracking',
+  },
   { method: 'get', path: '/v1/me', summary: 'The authenticated user and roles', tag: 'auth' },
   {
     method: 'post',
@@ -66,12 +77,12 @@ export const OPERATIONS: Operation[] = [
   { method: 'post', path: '/v1/deliveries/{id}/pause', summary: 'Pause a send or a schedule', role: 'delivery:start', status: 200, tag: 'deliveries' },
   { method: 'post', path: '/v1/deliveries/{id}/resume', summary: 'Resume a paused delivery', role: 'delivery:start', status: 200, tag: 'deliveries' },
   { method: 'post', path: '/v1/deliveries/{id}/stop', summary: 'Stop (cancel) a delivery', role: 'delivery:start', status: 200, tag: 'deliveries' },
-  { method: 'get', path: '/v1/deliveries/{id}/deployment', summary: 'Deployment: progress and the six KPIs, with when counters and rates were computed', role: 'delivery:view', tag: 'kpis' },
-  { method: 'post', path: '/v1/deliveries/{id}/compute-stats', summary: 'Compute stats: refresh the open and click rates now; answers the fresh deployment', role: 'delivery:view', status: 200, tag: 'kpis' },
+  { method: 'get', path: '/v1/deliveries/{id}/deployment', summary: 'Deployment: progress and the six KPIs, with when counters and rates were computed (?occurrence=n: one run)', role: 'delivery:view', query: deploymentQuerySchema, tag: 'kpis' },
+  { method: 'post', path: '/v1/deliveries/{id}/compute-stats', summary: 'Compute stats: refresh the open and click rates now; answers the fresh deployment', role: 'delivery:view', query: deploymentQuerySchema, status: 200, tag: 'kpis' },
   { method: 'get', path: '/v1/deliveries/{id}/exclusions', summary: 'Exclusion log: reason per excluded profile', role: 'delivery:view', query: page, tag: 'deliveries' },
   { method: 'get', path: '/v1/deliveries/{id}/logs', summary: 'Sending logs: one row per recipient with its latest status', role: 'delivery:view', query: page, tag: 'deliveries' },
   { method: 'get', path: '/v1/deliveries/{id}/audit', summary: 'Audit log: every confirmation step and state change', role: 'delivery:view', tag: 'deliveries' },
-  { method: 'get', path: '/v1/deliveries/{id}/occurrences', summary: 'Runs of a recurring delivery', role: 'delivery:view', tag: 'confirmation' },
+  { method: 'get', path: '/v1/deliveries/{id}/occurrences', summary: 'Runs of a recurring delivery, each with its state and Deployment KPIs', role: 'delivery:view', tag: 'confirmation' },
   { method: 'post', path: '/v1/deliveries/{id}/occurrences/{n}/confirmations', summary: 'Confirm send for one run of a recurring delivery', role: 'delivery:start', status: 201, tag: 'confirmation' },
   { method: 'post', path: '/v1/deliveries/{id}/occurrences/{n}/confirmations/{confirmationId}/ok', summary: 'OK for one run of a recurring delivery', role: 'delivery:start', status: 202, tag: 'confirmation' },
 ];

@@ -7,3 +7,4 @@ export const LOGGER = Symbol('Logger');
 export const BUS = Symbol('Bus');
 export const TRACKING_SECRET = Symbol('TrackingSecret');
 export const KPI_STORE = Symbol('KpiStore');
+export const WEBHOOK_SECRET = Symbol('WebhookSecret');

@@ -43,6 +43,12 @@ export const environmentSchema = z.object({
   SMTP_TIMEOUT: duration('30s'),
   HTTP_PROVIDER_URL: optionalUrl,
   HERALD_TRACKING_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
+  /** Key of the bounce webhook's HMAC signature (default: generated once under HERALD_HOME). */
+  HERALD_WEBHOOK_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
+  /** Consecutive soft bounces (webhook, or retries given up) that quarantine an address. */
+  QUARANTINE_SOFT_BOUNCES: z.coerce.number().int().min(1).max(1000).default(5),
+  /** Quiet period after which the soft-bounce count starts again. */
+  QUARANTINE_SOFT_RESET: duration('10d'),
   ENGINE_THREADS: z.coerce.number().int().min(1).max(256).default(availableParallelism()),
   ENGINE_BATCH_SIZE: z.coerce.number().int().min(1).max(1000).default(500),
   /** V8 old-generation limit of each engine worker thread, in MiB. */

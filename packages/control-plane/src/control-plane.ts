@@ -2,6 +2,7 @@
 import type { Clock } from './clock.js';
 import type { Database } from './database.js';
 import { AudiencesService } from './services/audiences.service.js';
+import { BouncesService } from './services/bounces.service.js';
 import { ConfirmationsService } from './services/confirmations.service.js';
 import { ControlPlaneContext, type ControlPlaneSettings } from './services/context.js';
 import { DeliveriesService } from './services/deliveries.service.js';
@@ -15,6 +16,7 @@ export class ControlPlane {
   readonly deliveries: DeliveriesService;
   readonly confirmations: ConfirmationsService;
   readonly scheduler: SchedulerService;
+  readonly bounces: BouncesService;
 
   constructor(db: Database, clock: Clock, settings: ControlPlaneSettings) {
     this.context = new ControlPlaneContext(db, clock, settings);
@@ -23,6 +25,7 @@ export class ControlPlane {
     this.deliveries = new DeliveriesService(this.context);
     this.confirmations = new ConfirmationsService(this.context);
     this.scheduler = new SchedulerService(this.context);
+    this.bounces = new BouncesService(this.context, settings.softBounces);
   }
 
   get db(): Database {

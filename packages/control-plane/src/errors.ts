@@ -1,6 +1,7 @@
 // Domain errors carry a stable code; the gateway maps each code to one HTTP status.
 export const ERROR_STATUS = {
   UNAUTHORIZED: 401,
+  WEBHOOK_SIGNATURE_INVALID: 401,
   INVALID_INPUT: 400,
   MISSING_ROLE: 403,
   NOT_FOUND: 404,

@@ -15,6 +15,7 @@ export * from './repositories/outbox.repository.js';
 export * from './repositories/profiles.repository.js';
 export * from './repositories/send-queue.repository.js';
 export * from './services/audiences.service.js';
+export * from './services/bounces.service.js';
 export * from './services/confirmations.service.js';
 export * from './services/context.js';
 export * from './services/deliveries.service.js';

@@ -121,3 +121,12 @@ export const listQuerySchema = z.strictObject({
 });
 
 export const emptyBodySchema = z.strictObject({}).optional();
+
+/** An asynchronous bounce or complaint, as an MTA or a provider reports it (POST /v1/webhooks/bounces). */
+export const bounceReportSchema = z.strictObject({
+  /** The Message-ID Herald gave the message, with or without its angle brackets. */
+  messageId: z.string().trim().min(1).max(998),
+  type: z.enum(['hard', 'soft', 'ignored', 'complaint']),
+  reason: z.string().max(2000).optional(),
+});
+export type BounceReport = z.infer<typeof bounceReportSchema>;

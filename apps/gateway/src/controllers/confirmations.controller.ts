@@ -1,6 +1,6 @@
 // The two-step confirmation: *Confirm send* (201, a confirmation bound to what the user saw),
 // then *OK* (202). The same for one run of a recurring delivery.
-import { Body, Controller, Get, HttpCode, Inject, Param, Post, UseGuards } from '@nestjs/common';
+import { Body, Controller, HttpCode, Inject, Param, Post, UseGuards } from '@nestjs/common';
 import { type Actor, type ControlPlane, emptyBodySchema, DomainError } from '@herald/control-plane';
 import { AuthGuard, RequireRole } from '../auth/auth.guard.js';
 import { CurrentActor } from '../http/actor.decorator.js';
@@ -37,13 +37,6 @@ export class ConfirmationsController {
     @CurrentActor() actor: Actor,
   ) {
     return this.count('ok', () => this.cp.confirmations.ok(id, cid, actor));
-  }
-
-  @Get('occurrences')
-  @RequireRole('delivery:view')
-  async occurrences(@Param('id', deliveryId) id: string) {
-    await this.cp.deliveries.get(id);
-    return { items: await this.cp.context.deliveries.listOccurrences(this.cp.db, id) };
   }
 
   @Post('occurrences/:n/confirmations')

@@ -1,14 +1,23 @@
 // The Deployment block: progress from the send ledger, and the six KPIs of the reference from
 // the KPI store. Counters are live; open and click-through rates change only when the hourly
-// refresh runs or on Compute stats, and every answer says when each was computed.
-import { Controller, Get, HttpCode, Inject, Param, Post, UseGuards } from '@nestjs/common';
+// refresh runs or on Compute stats, and every answer says when each was computed. The same
+// block per run of a recurring delivery (`?occurrence=n`, and in the occurrences list).
+import { Controller, Get, HttpCode, Inject, Param, Post, Query, UseGuards } from '@nestjs/common';
 import { type ControlPlane, DomainError } from '@herald/control-plane';
 import type { KpiStore } from '@herald/kpi-store';
+import { z } from 'zod';
 import { AuthGuard, RequireRole } from '../auth/auth.guard.js';
 import { UuidPipe } from '../http/params.js';
+import { ZodPipe } from '../http/zod.pipe.js';
 import { CONTROL_PLANE, KPI_STORE } from '../tokens.js';
 
 const deliveryId = new UuidPipe('Delivery');
+
+export const deploymentQuerySchema = z.strictObject({
+  /** One run of a recurring delivery; without it, the whole delivery (every run). */
+  occurrence: z.coerce.number().int().min(0).max(1_000_000_000).optional(),
+});
+type DeploymentQuery = z.infer<typeof deploymentQuerySchema>;
 
 @Controller('v1/deliveries/:id')
 @UseGuards(AuthGuard)
@@ -20,18 +29,35 @@ export class DeploymentController {
 
   @Get('deployment')
   @RequireRole('delivery:view')
-  async deployment(@Param('id', deliveryId) id: string) {
-    return this.build(id);
+  async deployment(@Param('id', deliveryId) id: string, @Query(new ZodPipe(deploymentQuerySchema, 'query')) query: DeploymentQuery) {
+    return this.build(id, query.occurrence);
   }
 
   /** Compute stats: refreshes the rates now and answers the fresh deployment. */
   @Post('compute-stats')
   @HttpCode(200)
   @RequireRole('delivery:view')
-  async computeStats(@Param('id', deliveryId) id: string) {
+  async computeStats(@Param('id', deliveryId) id: string, @Query(new ZodPipe(deploymentQuerySchema, 'query')) query: DeploymentQuery) {
     await this.cp.deliveries.get(id);
     await this.store().refreshRates();
-    return this.build(id);
+    return this.build(id, query.occurrence);
+  }
+
+  /** Runs of a recurring delivery, newest first, each with its state and Deployment KPIs. */
+  @Get('occurrences')
+  @RequireRole('delivery:view')
+  async occurrences(@Param('id', deliveryId) id: string) {
+    await this.cp.deliveries.get(id);
+    const occurrences = await this.cp.context.deliveries.listOccurrences(this.cp.db, id);
+    const items = await Promise.all(
+      occurrences.map(async (occurrence) => {
+        // Without a KPI store (a gateway run alone, without CLICKHOUSE_URL) the runs are listed without KPIs.
+        if (!this.kpi) return { ...occurrence, kpis: null, countersAsOf: null, ratesComputedAt: null };
+        const { kpis, countersAsOf, ratesComputedAt } = await this.kpisOf(id, occurrence.n, occurrence.preparation?.toSend ?? 0);
+        return { ...occurrence, kpis, countersAsOf, ratesComputedAt };
+      }),
+    );
+    return { items };
   }
 
   private store(): KpiStore {
@@ -39,22 +65,38 @@ export class DeploymentController {
     return this.kpi;
   }
 
-  private async build(id: string) {
+  private async build(id: string, occurrence: number | undefined) {
     const delivery = await this.cp.deliveries.get(id);
-    const store = this.store();
-    const countersAsOf = new Date().toISOString();
-    const [progress, counters, rates, machine] = await Promise.all([
-      this.cp.context.sendQueue.progress(this.cp.db, { deliveryId: id, occurrence: 0 }),
-      store.deliveryCounters(id),
-      store.deliveryRates(id),
-      store.machineHits(id),
+    const runs = delivery.recurrence ? await this.cp.context.deliveries.listOccurrences(this.cp.db, id) : [];
+    const exists = occurrence === undefined || (delivery.recurrence ? runs.some((r) => r.n === occurrence) : occurrence === 0);
+    if (!exists) throw new DomainError('NOT_FOUND', `Occurrence ${occurrence} of delivery ${id} does not exist.`);
+    const run = runs.find((r) => r.n === occurrence);
+    const toSend = run
+      ? (run.preparation?.toSend ?? 0)
+      : delivery.recurrence
+        ? runs.reduce((sum, r) => sum + (r.preparation?.toSend ?? 0), 0)
+        : (delivery.preparation?.toSend ?? 0);
+    const state = run?.state ?? delivery.state;
+    const stateReason = run ? run.stateReason : delivery.stateReason;
+    const [progress, block] = await Promise.all([
+      this.cp.context.sendQueue.progress(this.cp.db, { deliveryId: id, occurrence }),
+      this.kpisOf(id, occurrence, toSend),
     ]);
-    const toSend = delivery.preparation?.toSend ?? 0;
     const settled = progress.sent + progress.bounced + progress.failed + progress.in_doubt;
     return {
-      state: delivery.state,
-      stateReason: delivery.stateReason,
+      state,
+      stateReason,
+      ...(occurrence !== undefined ? { occurrence } : {}),
       progress: { toSend, sent: settled, pending: Math.max(0, toSend - settled) },
+      ...block,
+    };
+  }
+
+  private async kpisOf(id: string, occurrence: number | undefined, toSend: number) {
+    const store = this.store();
+    const countersAsOf = new Date().toISOString();
+    const [counters, rates] = await Promise.all([store.deliveryCounters(id, { occurrence }), store.deliveryRates(id, { occurrence })]);
+    return {
       kpis: {
         toSend,
         sent: counters.sent,
@@ -66,9 +108,11 @@ export class DeploymentController {
         openRate: rates?.openRate ?? null,
         clicks: rates?.uniqueClicks ?? null,
         clickRate: rates?.clickRate ?? null,
-        // The six KPIs count every hit, as the reference does; these say how much of them were machines.
-        machineOpens: machine.machineOpens,
-        machineClicks: machine.machineClicks,
+        // The six KPIs count every hit, as the reference does; these say how many of those messages
+        // were opened or clicked by machines (computed with the rates).
+        machineOpens: rates?.machineOpens ?? null,
+        machineClicks: rates?.machineClicks ?? null,
+        complaints: counters.complaints,
       },
       countersAsOf,
       ratesComputedAt: rates?.computedAt ?? null,

@@ -5,6 +5,12 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 
 export const STREAMED_ROUTES = new Set(['/v1/profiles/import']);
 export const NDJSON_TYPES = ['application/x-ndjson', 'application/ndjson', 'application/jsonl'];
+/** Routes whose handlers need the exact bytes received (signed webhooks). */
+export const RAW_BODY_ROUTES = new Set(['/v1/webhooks/bounces']);
+
+const rawBodies = new WeakMap<FastifyRequest, string>();
+/** The JSON body as received, for the routes in {@link RAW_BODY_ROUTES}. */
+export const rawBodyOf = (request: FastifyRequest): string | undefined => rawBodies.get(request);
 
 class TooLarge extends Error {
   readonly code = 'FST_ERR_CTP_BODY_TOO_LARGE';
@@ -59,7 +65,10 @@ export function registerBodyParsers(fastify: FastifyInstance, limits: { body: nu
     if (declared > limits.body) return done(new TooLarge(limits.body), undefined);
     readLimited(payload, limits.body).then(
       // An empty JSON body on an action endpoint means "no options".
-      (text) => (text.trim() === '' ? done(null, undefined) : parseJson(request, text, done)),
+      (text) => {
+        if (RAW_BODY_ROUTES.has(request.routeOptions.url ?? '')) rawBodies.set(request, text);
+        return text.trim() === '' ? done(null, undefined) : parseJson(request, text, done);
+      },
       (error: Error) => done(error, undefined),
     );
   });

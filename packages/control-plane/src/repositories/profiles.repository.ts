@@ -4,6 +4,14 @@ import type { ProfileInput } from '../schemas.js';
 
 export type ProfileStatus = 'active' | 'unsubscribed' | 'quarantined' | 'denylisted';
 
+/** When soft bounces quarantine an address. */
+export interface SoftBounceRule {
+  /** Consecutive soft bounces that quarantine the address. */
+  threshold: number;
+  /** A quiet period after which the count starts again. */
+  resetAfterMs: number;
+}
+
 export interface Profile {
   id: string;
   email: string | null;
@@ -121,6 +129,28 @@ export class ProfilesRepository {
 
   async setStatus(db: Queryable, id: string, status: ProfileStatus): Promise<void> {
     await db.query('UPDATE profiles SET status = $2, updated_at = now() WHERE id = $1', [id, status]);
+  }
+
+  /**
+   * Counts a soft bounce for each profile (the count starts again after `resetAfterMs` without one)
+   * and quarantines the active profiles that reach `threshold`. Returns the profiles quarantined.
+   */
+  async recordSoftBounces(db: Queryable, ids: string[], at: Date, rule: SoftBounceRule): Promise<string[]> {
+    if (ids.length === 0) return [];
+    const rows = await db.query<{ id: string; was: ProfileStatus; status: ProfileStatus }>(
+      `UPDATE profiles p
+          SET soft_bounce_count = n.count, last_soft_bounce_at = $2, updated_at = now(),
+              status = CASE WHEN p.status = 'active' AND n.count >= $4 THEN 'quarantined' ELSE p.status END
+         FROM (SELECT id, status AS was,
+                      CASE WHEN last_soft_bounce_at IS NULL
+                                OR last_soft_bounce_at < $2::timestamptz - make_interval(secs => $3::double precision / 1000)
+                           THEN 1 ELSE soft_bounce_count + 1 END AS count
+                 FROM profiles WHERE id = ANY($1::text[]) FOR UPDATE) n
+        WHERE p.id = n.id
+        RETURNING p.id, n.was, p.status`,
+      [ids, at, rule.resetAfterMs, rule.threshold],
+    );
+    return rows.filter((r) => r.was === 'active' && r.status === 'quarantined').map((r) => r.id);
   }
 
   /** Hard bounces quarantine the address at once (an active profile only). */

@@ -162,10 +162,12 @@ export class SendQueueRepository {
     return { inFlight, requeued };
   }
 
-  async progress(db: Queryable, run: RunRef): Promise<Progress> {
+  /** Recipients by ledger status: of one run, or of every run of the delivery when `occurrence` is undefined. */
+  async progress(db: Queryable, run: { deliveryId: string; occurrence?: number }): Promise<Progress> {
     const rows = await db.query<{ status: LedgerStatus; n: number }>(
-      'SELECT status, count(*)::int AS n FROM send_ledger WHERE delivery_id = $1 AND occurrence = $2 GROUP BY status',
-      [run.deliveryId, run.occurrence],
+      `SELECT status, count(*)::int AS n FROM send_ledger
+        WHERE delivery_id = $1 AND ($2::int IS NULL OR occurrence = $2) GROUP BY status`,
+      [run.deliveryId, run.occurrence ?? null],
     );
     const progress: Progress = { pending: 0, queued: 0, sending: 0, retry: 0, sent: 0, bounced: 0, failed: 0, in_doubt: 0, total: 0 };
     for (const row of rows) {

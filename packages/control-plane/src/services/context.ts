@@ -10,7 +10,7 @@ import { ConfirmationsRepository } from '../repositories/confirmations.repositor
 import { DeliveriesRepository, type Delivery } from '../repositories/deliveries.repository.js';
 import { LedgerRepository } from '../repositories/ledger.repository.js';
 import { OutboxRepository } from '../repositories/outbox.repository.js';
-import { ProfilesRepository } from '../repositories/profiles.repository.js';
+import { ProfilesRepository, type SoftBounceRule } from '../repositories/profiles.repository.js';
 import { SendQueueRepository } from '../repositories/send-queue.repository.js';
 
 export interface Actor {
@@ -27,6 +27,8 @@ export const ENGINE_ACTOR: Actor = { id: 'system:engine', roles: [] };
 export interface ControlPlaneSettings {
   confirmationTtlMs: number;
   scheduleStalenessMs: number;
+  /** When soft bounces quarantine an address (default: 5 in a row, counted again after 10 days). */
+  softBounces?: SoftBounceRule;
 }
 
 export class ControlPlaneContext {
