@@ -72,17 +72,19 @@ if [[ ! -f "$CACHE_ROOT/$VERSION/.complete" ]]; then
 EOF
   rm -rf -- "$LIBS"
   mkdir -p "$LIBS"
-  # Maven's chatter goes to stderr: stdout is reserved for the bootstrap address.
-  mvn -B -q -Dstyle.color=never -f "$work/pom.xml" dependency:copy-dependencies \
-      -DincludeScope=runtime -DoutputDirectory="$LIBS" >&2 \
-    || die "mvn could not fetch org.apache.kafka:kafka_2.13:${VERSION} (is Maven Central reachable? is ${VERSION} published?)"
+  # Maven's output goes to a log, shown on failure: stdout is reserved for the bootstrap address.
+  FETCH_LOG="$CACHE_ROOT/$VERSION/fetch.log"
+  mvn_fetch() {
+    mvn -B -f "$work/pom.xml" "$@" >>"$FETCH_LOG" 2>&1 || { tail -n 30 "$FETCH_LOG" >&2; return 1; }
+  }
+  mvn_fetch dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$LIBS" \
+    || die "mvn could not fetch org.apache.kafka:kafka_2.13:${VERSION} (is Maven Central reachable? is ${VERSION} published?); log: $FETCH_LOG"
   # Kafka logs through slf4j, and kafka_2.13 brings slf4j-api and log4j-core but not the bridge
   # between them (the distribution tarball adds it): fetch it in the version of that log4j-core.
   LOG4J_VERSION=$(find "$LIBS" -name 'log4j-core-*.jar' -printf '%f\n' | sed -E 's/^log4j-core-(.*)\.jar$/\1/' | head -n1)
   [[ -n "$LOG4J_VERSION" ]] || die "no log4j-core among Kafka's dependencies in $LIBS"
-  mvn -B -q -Dstyle.color=never -f "$work/pom.xml" dependency:copy \
-      -Dartifact="org.apache.logging.log4j:log4j-slf4j-impl:${LOG4J_VERSION}" -DoutputDirectory="$LIBS" >&2 \
-    || die "mvn could not fetch org.apache.logging.log4j:log4j-slf4j-impl:${LOG4J_VERSION}"
+  mvn_fetch dependency:copy -Dartifact="org.apache.logging.log4j:log4j-slf4j-impl:${LOG4J_VERSION}" -DoutputDirectory="$LIBS" \
+    || die "mvn could not fetch org.apache.logging.log4j:log4j-slf4j-impl:${LOG4J_VERSION}; log: $FETCH_LOG"
   [[ -f "$LIBS/kafka_2.13-${VERSION}.jar" ]] || die "kafka_2.13-${VERSION}.jar missing from $LIBS after the fetch"
   touch "$CACHE_ROOT/$VERSION/.complete"
   rm -rf -- "$work"
