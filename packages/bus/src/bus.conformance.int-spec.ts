@@ -23,6 +23,8 @@ interface Adapter {
   settled(bus: Bus, topic: string, group: string, members: number): Promise<void>;
   /** The topic names on the broker, where there is one. */
   brokerTopics?(bus: Bus): Promise<string[]>;
+  /** How long a consumer may go silent before its group drops it (0: never). */
+  sessionTimeoutMs: number;
 }
 
 /** Polls `predicate` until it holds, or fails once `timeoutMs` has passed. */
@@ -51,8 +53,11 @@ const inProcess: Adapter = {
   create: () => new InProcessBus({ partitions: PARTITIONS, retryBackoffMs: 50 }),
   lag: async (bus, topic, group) => (bus as InProcessBus).lag(topic, group),
   settled: async () => undefined,
+  sessionTimeoutMs: 0,
 };
 
+// The broker's default group.min.session.timeout.ms: the lowest a KAFKA_BROKERS broker accepts.
+const KAFKA_SESSION_TIMEOUT_MS = 6_000;
 const kafkaPrefix = `herald-test-${randomBytes(4).toString('hex')}-`;
 let broker: TestKafka | undefined;
 const kafka: Adapter = {
@@ -75,8 +80,9 @@ const kafka: Adapter = {
       onHandlerError: () => undefined,
       // Rebalances are what makes a Kafka suite slow: members learn of one at their next
       // heartbeat, and an idle fetch waits maxWaitTimeInMs before the heartbeat is sent.
-      consumer: { sessionTimeout: 6_000, heartbeatInterval: 300, rebalanceTimeout: 10_000, maxWaitTimeInMs: 100 },
+      consumer: { sessionTimeout: KAFKA_SESSION_TIMEOUT_MS, heartbeatInterval: 300, rebalanceTimeout: 10_000, maxWaitTimeInMs: 100 },
     }),
+  sessionTimeoutMs: KAFKA_SESSION_TIMEOUT_MS,
   lag: (bus, topic, group) => (bus as KafkaBus).lag(topic, group),
   settled: (bus, topic, group, members) =>
     until(() => {
@@ -329,6 +335,26 @@ for (const adapter of [inProcess, kafka]) {
       expect(values(reopened.received)).toEqual([6, 7, 8, 9, 10]);
       expect(reopened.received[0]!.offset).toBe(5);
     });
+
+    it('keeps the partitions of a handler that runs longer than the session timeout (no redelivery)', async () => {
+      const bus = newBus();
+      const topic = fresh('slow');
+      const calls: DeliveredMessage[][] = [];
+      const subscription = await bus.subscribe({
+        topic,
+        group: 'slow',
+        handler: async (messages) => {
+          calls.push(messages);
+          if (calls.length === 1) await new Promise((resolve) => setTimeout(resolve, adapter.sessionTimeoutMs + 1_500));
+        },
+      });
+      subscriptions.push(subscription);
+      await bus.publish(topic, range(0, 3).map((i) => ({ key: 'k', value: i })));
+      await until(async () => calls.length >= 1 && (await adapter.lag(bus, topic, 'slow')) === 0, 'the slow batch committed', 60_000);
+      await bus.publish(topic, [{ key: 'k', value: 3 }]);
+      await until(async () => (await adapter.lag(bus, topic, 'slow')) === 0 && calls.flat().length >= 4, 'the next message');
+      expect(values(calls.flat())).toEqual([0, 1, 2, 3]);
+    }, 90_000);
 
     it('names the dead-letter topic with dlqTopic, under the prefix on the broker', async () => {
       const bus = newBus();

@@ -136,8 +136,10 @@ export class KafkaBus implements Bus {
   private producerReady?: Promise<Producer>;
   private adminReady?: Promise<Admin>;
   private closed = false;
+  private readonly heartbeatInterval: number;
 
   constructor(private readonly options: KafkaBusOptions) {
+    this.heartbeatInterval = options.consumer?.heartbeatInterval ?? 3_000;
     if (options.brokers.length === 0) throw new Error('KafkaBus needs at least one broker');
     this.prefix = options.topicPrefix ?? '';
     this.kafka = new Kafka({
@@ -206,7 +208,7 @@ export class KafkaBus implements Bus {
     const consumer = this.kafka.consumer({
       groupId: this.physicalGroup(options.topic, options.group),
       sessionTimeout: settings.sessionTimeout ?? 30_000,
-      heartbeatInterval: settings.heartbeatInterval ?? 3_000,
+      heartbeatInterval: this.heartbeatInterval,
       rebalanceTimeout: settings.rebalanceTimeout ?? 60_000,
       maxWaitTimeInMs: settings.maxWaitTimeInMs ?? 1_000,
       maxBytesPerPartition: settings.maxBytesPerPartition,
@@ -316,6 +318,9 @@ export class KafkaBus implements Bus {
         key: message.key?.toString('utf8') ?? '',
         value: decode(message),
       }));
+      // Heartbeats while the handler runs too, so that a slow chunk (a send batch under a low
+      // throughput limit) does not cost the partitions: kafkajs only heartbeats between calls.
+      const beating = setInterval(() => void heartbeat().catch(() => undefined), this.heartbeatInterval);
       try {
         await options.handler(delivered);
       } catch (error) {
@@ -330,6 +335,8 @@ export class KafkaBus implements Bus {
         }, this.options.retryBackoffMs ?? 500);
         state.retryTimers.add(timer);
         return;
+      } finally {
+        clearInterval(beating);
       }
       resolveOffset(chunk[chunk.length - 1]!.offset);
       await commitOffsetsIfNecessary();
