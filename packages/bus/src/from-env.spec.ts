@@ -1,0 +1,39 @@
+import { busFromEnv, kafkaBrokersFromEnv } from './from-env.js';
+import { InProcessBus } from './in-process-bus.js';
+import { KafkaBus } from './kafka-bus.js';
+
+describe('busFromEnv', () => {
+  it('is the in-process bus when KAFKA_BROKERS is unset or blank', async () => {
+    for (const env of [{}, { KAFKA_BROKERS: '' }, { KAFKA_BROKERS: ' , ' }]) {
+      const bus = busFromEnv(env);
+      expect(bus).toBeInstanceOf(InProcessBus);
+      await bus.close();
+    }
+  });
+
+  it('is a KafkaBus on the named brokers, with the prefix of KAFKA_TOPIC_PREFIX (no connection until first use)', async () => {
+    const bus = busFromEnv({ KAFKA_BROKERS: ' 127.0.0.1:19092, 127.0.0.1:19094 ', KAFKA_TOPIC_PREFIX: 'staging.' });
+    expect(bus).toBeInstanceOf(KafkaBus);
+    const kafka = bus as KafkaBus;
+    expect(kafka.physicalTopic('herald.send-batches.dlq')).toBe('staging.herald.send-batches.dlq');
+    expect(kafka.physicalGroup('herald.send-batches', 'engine-dispatchers')).toBe('staging.engine-dispatchers.herald.send-batches');
+    await bus.close();
+  });
+
+  it('splits KAFKA_BROKERS on commas', () => {
+    expect(kafkaBrokersFromEnv({ KAFKA_BROKERS: 'a:1,b:2 , c:3' })).toEqual(['a:1', 'b:2', 'c:3']);
+    expect(kafkaBrokersFromEnv({})).toEqual([]);
+  });
+});
+
+describe('KafkaBus topic partitions', () => {
+  it('gives herald.send-batches 32 partitions and the other topics 12, unless configured', () => {
+    const bus = new KafkaBus({ brokers: ['127.0.0.1:1'] });
+    expect(bus.partitionsFor('herald.send-batches')).toBe(32);
+    expect(bus.partitionsFor('herald.message-events')).toBe(12);
+    expect(bus.partitionsFor('herald.send-batches.dlq')).toBe(12);
+    const tuned = new KafkaBus({ brokers: ['127.0.0.1:1'], partitions: { 'herald.send-batches': 64 }, defaultPartitions: 6 });
+    expect(tuned.partitionsFor('herald.send-batches')).toBe(64);
+    expect(tuned.partitionsFor('herald.delivery-commands')).toBe(6);
+  });
+});
