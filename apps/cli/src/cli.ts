@@ -131,7 +131,7 @@ async function serve(config: HeraldConfig, role: Role): Promise<number> {
     kpiConsumer = new KpiConsumer(bus, kpi, logger);
     await kpiConsumer.start();
   }
-  if (role !== 'engine') gateway = await startGateway({ config, db, bus, logger, kpi });
+  if (role !== 'engine') gateway = await startGateway({ config, db, bus, logger, kpi, kpiConsumer });
   if (role !== 'gateway') {
     const controlPlane =
       gateway?.controlPlane ??

@@ -21,7 +21,7 @@ import { WebhooksController } from './controllers/webhooks.controller.js';
 import { registerBodyParsers } from './http/body-parsers.js';
 import { ErrorFilter } from './http/error.filter.js';
 import { Metrics } from './http/metrics.js';
-import { BUS, CONTROL_PLANE, KPI_STORE, METRICS, TOKEN_SERVICE, TRACKING_SECRET, WEBHOOK_SECRET } from './tokens.js';
+import { BUS, CONTROL_PLANE, KPI_PIPELINE, KPI_STORE, METRICS, TOKEN_SERVICE, TRACKING_SECRET, WEBHOOK_SECRET } from './tokens.js';
 
 export interface GatewayOptions {
   config: HeraldConfig;
@@ -34,6 +34,11 @@ export interface GatewayOptions {
   relay?: boolean;
   /** The KPI store the Deployment block reads (absent: deployment and compute-stats answer 409). */
   kpi?: KpiStore;
+  /**
+   * The KPI consumer of this process, if any: Compute stats asks it to insert what it holds and
+   * what the bus has for it before refreshing the rates.
+   */
+  kpiConsumer?: { catchUp(): Promise<unknown> };
   /** Run the scheduler loop in this process (default true). */
   scheduler?: boolean;
 }
@@ -60,27 +65,37 @@ export const CONTROLLERS = [
   WebhooksController,
 ];
 
+/** What the controllers are given. */
+interface GatewayProviders {
+  controlPlane: ControlPlane;
+  bus: Bus;
+  tokens: TokenService;
+  metrics: Metrics;
+  secrets: { tracking: string; webhook: string };
+  kpi: KpiStore | null;
+  kpiPipeline: KpiPipeline;
+}
+
+/** Brings the KPI store up to date with every event recorded so far (Compute stats waits for it). */
+export interface KpiPipeline {
+  catchUp(): Promise<void>;
+}
+
 @Module({})
 class GatewayModule {
-  static register(
-    controlPlane: ControlPlane,
-    bus: Bus,
-    tokens: TokenService,
-    metrics: Metrics,
-    secrets: { tracking: string; webhook: string },
-    kpi: KpiStore | null,
-  ): DynamicModule {
+  static register(p: GatewayProviders): DynamicModule {
     return {
       module: GatewayModule,
       controllers: CONTROLLERS,
       providers: [
-        { provide: CONTROL_PLANE, useValue: controlPlane },
-        { provide: BUS, useValue: bus },
-        { provide: TRACKING_SECRET, useValue: secrets.tracking },
-        { provide: WEBHOOK_SECRET, useValue: secrets.webhook },
-        { provide: KPI_STORE, useValue: kpi },
-        { provide: TOKEN_SERVICE, useValue: tokens },
-        { provide: METRICS, useValue: metrics },
+        { provide: CONTROL_PLANE, useValue: p.controlPlane },
+        { provide: BUS, useValue: p.bus },
+        { provide: TRACKING_SECRET, useValue: p.secrets.tracking },
+        { provide: WEBHOOK_SECRET, useValue: p.secrets.webhook },
+        { provide: KPI_STORE, useValue: p.kpi },
+        { provide: KPI_PIPELINE, useValue: p.kpiPipeline },
+        { provide: TOKEN_SERVICE, useValue: p.tokens },
+        { provide: METRICS, useValue: p.metrics },
         AuthGuard,
       ],
     };
@@ -102,7 +117,15 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const tokens = options.tokens ?? createTokenService(config);
   const metrics = new Metrics();
   const adapter = new FastifyAdapter({ bodyLimit: config.BODY_LIMIT_BYTES, return503OnClosing: true, routerOptions: { maxParamLength: 1000 } });
-  const app = await NestFactory.create<NestFastifyApplication>(GatewayModule.register(controlPlane, options.bus, tokens, metrics, secrets, options.kpi ?? null), adapter, {
+  const relay = new OutboxRelay(options.db, options.bus, clock, (error) => logger.warn({ err: error }, 'outbox relay failed; retrying'));
+  const kpiPipeline: KpiPipeline = {
+    async catchUp() {
+      await relay.drain();
+      await options.kpiConsumer?.catchUp();
+    },
+  };
+  const providers = { controlPlane, bus: options.bus, tokens, metrics, secrets, kpi: options.kpi ?? null, kpiPipeline };
+  const app = await NestFactory.create<NestFastifyApplication>(GatewayModule.register(providers), adapter, {
     bodyParser: false,
     logger: ['error', 'warn'],
     abortOnError: false,
@@ -121,7 +144,6 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const port = typeof address === 'object' && address ? address.port : config.PORT;
   const url = `http://${config.HOST.includes(':') ? `[${config.HOST}]` : config.HOST}:${port}`;
 
-  const relay = new OutboxRelay(options.db, options.bus, clock, (error) => logger.warn({ err: error }, 'outbox relay failed; retrying'));
   if (options.relay !== false) relay.start(config.OUTBOX_RELAY_INTERVAL);
 
   let schedulerTimer: NodeJS.Timeout | undefined;

@@ -8,3 +8,4 @@ export const BUS = Symbol('Bus');
 export const TRACKING_SECRET = Symbol('TrackingSecret');
 export const KPI_STORE = Symbol('KpiStore');
 export const WEBHOOK_SECRET = Symbol('WebhookSecret');
+export const KPI_PIPELINE = Symbol('KpiPipeline');

@@ -2,13 +2,13 @@
 // process and Jest may run several files in one process: every in-process chDB test of the repo
 // lives in THIS file, on one chDB connection opened once (end-to-end tests run herald as a child).
 import { randomUUID } from 'node:crypto';
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InProcessBus } from '@herald/bus';
 import { type MessageEvent, TOPICS } from '@herald/contracts';
-import { type ClientConnection, chdbConnection, type KpiStore, openKpiStore } from '@herald/kpi-store';
+import { type ClientConnection, chdbConnection, type KpiStore, openKpiStore, splitSql } from '@herald/kpi-store';
 import { pino } from 'pino';
 import { KpiConsumer } from './kpi-consumer.js';
 import { recoverPublishedEvents } from './recovery.js';
@@ -433,5 +433,17 @@ describe('KpiStore on chDB', () => {
     expect([c.opens, c.clicks]).toEqual([3, 1]);
     expect(await store.missingEventIds([...kept, ...lost].map((e) => e.eventId), new Date(0))).toEqual(new Set());
     expect((await store.lastIngestedAt())?.getTime()).toBeGreaterThan(Date.now() - 60_000);
+  });
+
+  it("runs the README's BI queries as written", async () => {
+    const readme = readFileSync(fileURLToPath(new URL('../../../README.md', import.meta.url)), 'utf8');
+    const section = readme.slice(readme.indexOf('## For BI tools'));
+    const sql = /```sql\n([\s\S]*?)```/.exec(section)![1]!;
+    const queries = splitSql(sql).map((q) => q.replaceAll("'…'", `'${D1}'`).replaceAll("'ada'", "'p-m4'"));
+    expect(queries).toHaveLength(4);
+    const answers = [];
+    for (const query of queries) answers.push(await rows<Record<string, unknown>>(query));
+    expect(answers.map((a) => a.length > 0)).toEqual([true, true, true, true]);
+    expect(answers[2]).toEqual(expect.arrayContaining([expect.objectContaining({ message_id: 'm4', status: 'bounced' })]));
   });
 });

@@ -66,6 +66,21 @@ describe('KpiConsumer', () => {
     await bus.close();
   });
 
+  it('catches up on demand: inserts what it holds and what the bus has for it, without waiting for the time limit', async () => {
+    const bus = new InProcessBus({ partitions: 4 });
+    const store = new FlakyStore(0);
+    const consumer = new KpiConsumer(bus, store, pino({ level: 'silent' }), { maxWaitMs: 60_000 });
+    await consumer.start();
+    await bus.publish(TOPICS.messageEvents, Array.from({ length: 10 }, (_, i) => ({ key: `d${i}`, value: event(i) })));
+    const started = Date.now();
+    expect(await consumer.catchUp()).toBe(true);
+    expect(Date.now() - started).toBeLessThan(1_000);
+    expect(consumer.stats.inserted).toBe(10);
+    expect(bus.lag(TOPICS.messageEvents, 'kpi-consumer')).toBe(0);
+    await consumer.stop();
+    await bus.close();
+  });
+
   it('while the store fails, retries the same flush with the same token and takes nothing more from the bus', async () => {
     const bus = new InProcessBus({ partitions: 2, retryBackoffMs: 5 });
     const store = new FlakyStore(Number.POSITIVE_INFINITY);

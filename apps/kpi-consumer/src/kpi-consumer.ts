@@ -4,11 +4,14 @@
 // is acknowledged (its handler resolves) only after the flush holding it was acknowledged by the
 // store. While the store fails, the same flush is retried with the same token after a growing
 // backoff, and the handlers stay pending: the bus hands out nothing more, so memory stays bounded
-// (at most one bus batch per partition) and nothing is lost. Poison events go to the DLQ.
+// (at most one bus batch, fetchSize events, per partition) and nothing is lost. Poison events go
+// to the DLQ.
 import { createHash } from 'node:crypto';
 import type { Bus, DeliveredMessage, Subscription } from '@herald/bus';
 import { dlqTopic, type MessageEvent, messageEventSchema, TOPICS } from '@herald/contracts';
 import type { Logger } from 'pino';
+
+const GROUP = 'kpi-consumer';
 
 export interface EventSink {
   insertEvents(events: readonly MessageEvent[], options: { dedupToken?: string }): Promise<void>;
@@ -17,9 +20,12 @@ export interface EventSink {
 export interface KpiConsumerOptions {
   /** Flush when this many events are buffered (default 50,000). */
   maxRows?: number;
-  /** Flush at the latest this long after the first buffered event (default 1,000 ms). */
+  /** Flush at the latest this long after the oldest buffered event occurred, or arrived if later (default 1,000 ms). */
   maxWaitMs?: number;
-  /** Events per bus batch and partition (default 5,000, at most maxRows). */
+  /**
+   * Events per bus batch and partition (default: maxRows). Events are keyed by delivery, so one
+   * partition may carry a whole send: a batch must be able to fill a flush on its own.
+   */
   fetchSize?: number;
   /** First retry delay after a failed insert; doubles up to maxRetryDelayMs (defaults 200 ms, 10 s). */
   retryDelayMs?: number;
@@ -58,6 +64,7 @@ export class KpiConsumer {
   private buffer: MessageEvent[] = [];
   private waiters: Waiter[] = [];
   private timer?: NodeJS.Timeout;
+  private flushDue = 0;
   private flushing?: Promise<void>;
   private stopping = false;
   private wakeRetry?: () => void;
@@ -70,7 +77,7 @@ export class KpiConsumer {
   ) {
     this.maxRows = options.maxRows ?? 50_000;
     this.maxWaitMs = options.maxWaitMs ?? 1_000;
-    this.fetchSize = Math.min(options.fetchSize ?? 5_000, this.maxRows);
+    this.fetchSize = Math.min(options.fetchSize ?? this.maxRows, this.maxRows);
     this.retryDelayMs = options.retryDelayMs ?? 200;
     this.maxRetryDelayMs = options.maxRetryDelayMs ?? 10_000;
   }
@@ -79,7 +86,7 @@ export class KpiConsumer {
     this.stopping = false;
     this.subscription = await this.bus.subscribe({
       topic: TOPICS.messageEvents,
-      group: 'kpi-consumer',
+      group: GROUP,
       maxBatchSize: this.fetchSize,
       handler: (batch) => this.handle(batch),
     });
@@ -92,6 +99,23 @@ export class KpiConsumer {
     const closing = this.subscription?.close();
     await this.flushNow().catch(() => undefined);
     await closing;
+  }
+
+  /**
+   * Inserts now what is buffered and what the bus holds for this consumer, and resolves once the
+   * bus has nothing left for it (when the bus can tell its lag) or after `timeoutMs`. Returns
+   * whether it caught up. Compute stats calls it so that an open recorded a moment ago counts.
+   */
+  async catchUp(timeoutMs = 10_000): Promise<boolean> {
+    const lagOf = (this.bus as Partial<{ lag(topic: string, group: string): number | Promise<number> }>).lag?.bind(this.bus);
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      await this.flushNow().catch(() => undefined);
+      const lag = lagOf ? await lagOf(TOPICS.messageEvents, GROUP) : 0;
+      if (lag === 0 && this.stats.buffered === 0) return true;
+      if (Date.now() > deadline) return false;
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
   }
 
   private async handle(batch: DeliveredMessage[]): Promise<void> {
@@ -116,8 +140,24 @@ export class KpiConsumer {
     this.buffer.push(...events);
     this.stats.buffered += events.length;
     if (this.buffer.length >= this.maxRows) void this.flushNow();
-    else this.timer ??= setTimeout(() => void this.flushNow(), this.maxWaitMs);
+    else this.scheduleFlush(events);
     return acknowledged;
+  }
+
+  /**
+   * The time limit counts from when an event occurred, not from when this batch arrived: an event
+   * that waited on the bus behind a flush of its partition is flushed sooner (never later than
+   * maxWaitMs after it arrived, whatever the producers' clocks say).
+   */
+  private scheduleFlush(events: MessageEvent[]): void {
+    const now = Date.now();
+    let oldest = now;
+    for (const event of events) oldest = Math.min(oldest, Date.parse(event.occurredAt));
+    const due = Math.max(now, oldest + this.maxWaitMs);
+    if (this.timer && due >= this.flushDue) return;
+    clearTimeout(this.timer);
+    this.flushDue = due;
+    this.timer = setTimeout(() => void this.flushNow(), due - now);
   }
 
   /** Flushes the buffer now; flushes run one at a time, in order. */

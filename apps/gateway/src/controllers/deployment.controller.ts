@@ -9,7 +9,8 @@ import { z } from 'zod';
 import { AuthGuard, RequireRole } from '../auth/auth.guard.js';
 import { UuidPipe } from '../http/params.js';
 import { ZodPipe } from '../http/zod.pipe.js';
-import { CONTROL_PLANE, KPI_STORE } from '../tokens.js';
+import type { KpiPipeline } from '../gateway.js';
+import { CONTROL_PLANE, KPI_PIPELINE, KPI_STORE } from '../tokens.js';
 
 const deliveryId = new UuidPipe('Delivery');
 
@@ -25,6 +26,7 @@ export class DeploymentController {
   constructor(
     @Inject(CONTROL_PLANE) private readonly cp: ControlPlane,
     @Inject(KPI_STORE) private readonly kpi: KpiStore | null,
+    @Inject(KPI_PIPELINE) private readonly pipeline: KpiPipeline,
   ) {}
 
   @Get('deployment')
@@ -33,13 +35,18 @@ export class DeploymentController {
     return this.build(id, query.occurrence);
   }
 
-  /** Compute stats: refreshes the rates now and answers the fresh deployment. */
+  /**
+   * Compute stats: brings the KPI store up to date with every event recorded so far (relays the
+   * outbox, flushes the KPI consumer), refreshes the rates now, and answers the fresh deployment.
+   */
   @Post('compute-stats')
   @HttpCode(200)
   @RequireRole('delivery:view')
   async computeStats(@Param('id', deliveryId) id: string, @Query(new ZodPipe(deploymentQuerySchema, 'query')) query: DeploymentQuery) {
     await this.cp.deliveries.get(id);
-    await this.store().refreshRates();
+    const store = this.store();
+    await this.pipeline.catchUp();
+    await store.refreshRates();
     return this.build(id, query.occurrence);
   }
 

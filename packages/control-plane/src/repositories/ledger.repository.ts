@@ -26,6 +26,11 @@ export interface LedgerEntry {
   profileId: string;
   address: string;
   status: string;
+  /**
+   * hard, soft or ignored for a bounced message: as the webhook reported it, or from the SMTP
+   * answer the engine got (5xx hard, 4xx given up soft).
+   */
+  bounceType: string | null;
   messageId: string | null;
   attempts: number;
   lastError: string | null;
@@ -109,6 +114,7 @@ export class LedgerRepository {
       profileId: r.profile_id as string,
       address: r.address as string,
       status: r.status as string,
+      bounceType: (r.bounce_type as string | null) ?? (r.status === 'bounced' && r.last_code ? (Number(r.last_code) >= 500 ? 'hard' : 'soft') : null),
       messageId: (r.message_id as string | null) ?? null,
       attempts: r.attempts as number,
       lastError: (r.last_error as string | null) ?? null,
