@@ -45,7 +45,12 @@ describe('toRow', () => {
       reason: '',
       url: '',
       machine: false,
+      supersedes: '',
     });
+  });
+
+  it('carries the status a later bounce supersedes', () => {
+    expect(toRow({ ...base, supersedes: 'delivered' }).supersedes).toBe('delivered');
   });
 
   it('normalizes sub-millisecond precision', () => {
