@@ -3,7 +3,7 @@
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { type Bus, InProcessBus } from '@herald/bus';
+import { type Bus, busFromEnv, KafkaBus } from '@herald/bus';
 import { ConfigError, type HeraldConfig, loadConfig } from '@herald/config';
 import { type CaptureSink, startCaptureSink } from '@herald/capture-sink';
 import { ControlPlane, type Database, migrate, OutboxRelay, OutboxRepository, openDatabase, systemClock } from '@herald/control-plane';
@@ -108,7 +108,8 @@ async function serve(config: HeraldConfig, role: Role): Promise<number> {
   mkdirSync(config.HERALD_HOME, { recursive: true });
   const logger = pino({ level: config.LOG_LEVEL }, pino.destination(2));
   const db = await openStore(config);
-  const bus: Bus = new InProcessBus({ onHandlerError: (error, topic, group) => logger.warn({ err: error, topic, group }, 'consumer failed; will retry') });
+  // KAFKA_BROKERS switches every role to Kafka; unset, the in-process bus of the embedded default.
+  const bus: Bus = busFromEnv(config, { onHandlerError: (error, topic, group) => logger.warn({ err: error, topic, group }, 'consumer failed; will retry') });
 
   let sink: CaptureSink | undefined;
   let gateway: Gateway | undefined;
@@ -125,7 +126,8 @@ async function serve(config: HeraldConfig, role: Role): Promise<number> {
   if (role !== 'engine') {
     kpi = openKpiStore(config.CLICKHOUSE_URL ? { url: config.CLICKHOUSE_URL } : { dataDir: join(resolve(config.HERALD_HOME), 'clickhouse') });
     await kpi.migrate();
-    // The in-process bus dies with the process: events it held are read back from the outbox.
+    // The in-process bus dies with the process: events it held are read back from the outbox
+    // (with Kafka the broker kept them, and this finds none missing).
     const outbox = new OutboxRepository();
     await recoverPublishedEvents(kpi, { publishedSince: (since, afterId, limit) => outbox.publishedSince(db, TOPICS.messageEvents, since, afterId, limit) }, logger);
     kpiConsumer = new KpiConsumer(bus, kpi, logger);
@@ -150,7 +152,7 @@ async function serve(config: HeraldConfig, role: Role): Promise<number> {
   const lines = [`Herald is up (${role === 'all' ? 'all roles' : role}).`];
   if (gateway) lines.push(`  API and console:  ${gateway.url}`, `  API docs:         ${gateway.url}/docs`);
   lines.push(`  Store:            ${db.kind === 'pglite' ? `PGlite in ${resolve(config.HERALD_HOME, 'pglite')}` : 'PostgreSQL (DATABASE_URL)'}`);
-  lines.push('  Bus:              in-process');
+  lines.push(`  Bus:              ${bus instanceof KafkaBus ? `Kafka (${config.KAFKA_BROKERS}${config.KAFKA_TOPIC_PREFIX ? `, topics prefixed '${config.KAFKA_TOPIC_PREFIX}'` : ''})` : 'in-process'}`);
   if (kpi) lines.push(`  KPI store:        ${kpi.backend === 'chdb' ? `chDB in ${join(resolve(config.HERALD_HOME), 'clickhouse')}` : 'ClickHouse (CLICKHOUSE_URL)'}`);
   if (engine) lines.push(`  Engine:           ${config.ENGINE_THREADS} worker threads, sending to ${sink ? `the capture sink at ${sink.url}` : config.SMTP_URL}`);
   if (sink) lines.push(`  Captured mail:    ${join(resolve(config.HERALD_HOME), 'mail')} (bounce rules: mail/rules.json)`);

@@ -6,10 +6,17 @@ import { type EventSink, KpiConsumer } from './kpi-consumer.js';
 /** A store whose connection fails a given number of times (a unit test double of ClickHouse). */
 class FlakyStore implements EventSink {
   readonly inserts: { events: readonly MessageEvent[]; token?: string }[] = [];
+  readonly stored = new Set<string>();
+  lookups = 0;
   constructor(public failures: number) {}
   async insertEvents(events: readonly MessageEvent[], options: { dedupToken?: string }) {
     if (this.failures-- > 0) throw new Error('connection refused');
     this.inserts.push({ events, token: options.dedupToken });
+    for (const event of events) this.stored.add(event.eventId);
+  }
+  async missingEventIds(ids: readonly string[]) {
+    this.lookups++;
+    return new Set(ids.filter((id) => !this.stored.has(id)));
   }
 }
 
@@ -116,6 +123,24 @@ describe('KpiConsumer', () => {
     expect(consumer.stats.failures).toBe(3);
     expect(store.inserts.flatMap((b) => b.events.map((e) => e.eventId))).toHaveLength(100);
     expect(bus.lag(TOPICS.messageEvents, 'kpi-consumer')).toBe(0);
+    await consumer.stop();
+    await bus.close();
+  });
+
+  it('drops what a previous consumer inserted but never acknowledged, and checks the store only until new events come', async () => {
+    const bus = new InProcessBus({ partitions: 1 });
+    const store = new FlakyStore(0);
+    // The previous consumer inserted events 0..99 and died before its offsets moved.
+    await store.insertEvents(Array.from({ length: 100 }, (_, i) => event(i)), {});
+    const consumer = new KpiConsumer(bus, store, pino({ level: 'silent' }), { ...fast, fetchSize: 60 });
+    await consumer.start();
+    await bus.publish(TOPICS.messageEvents, Array.from({ length: 300 }, (_, i) => ({ key: 'd', value: event(i) })));
+    await until(() => bus.lag(TOPICS.messageEvents, 'kpi-consumer') === 0 && consumer.stats.buffered === 0);
+    expect(consumer.stats.redelivered).toBe(100);
+    expect(consumer.stats.inserted).toBe(200);
+    expect(store.inserts.slice(1).flatMap((b) => b.events.map((e) => e.eventId))).toEqual(Array.from({ length: 200 }, (_, i) => event(i + 100).eventId));
+    // Batches 0-59 and 60-119 were looked up (the second brought new events); none after.
+    expect(store.lookups).toBe(2);
     await consumer.stop();
     await bus.close();
   });

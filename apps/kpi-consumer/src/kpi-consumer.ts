@@ -15,7 +15,12 @@ const GROUP = 'kpi-consumer';
 
 export interface EventSink {
   insertEvents(events: readonly MessageEvent[], options: { dedupToken?: string }): Promise<void>;
+  /** Of these events, those not stored (ingested since `since`); lets the consumer drop redelivered ones. */
+  missingEventIds?(eventIds: readonly string[], since: Date): Promise<Set<string>>;
 }
+
+/** How far back a redelivered batch is looked for in the store. */
+const REDELIVERY_WINDOW_MS = 24 * 3600_000;
 
 export interface KpiConsumerOptions {
   /** Flush when this many events are buffered (default 50,000). */
@@ -37,6 +42,8 @@ export interface KpiConsumerStats {
   flushes: number;
   failures: number;
   poison: number;
+  /** Redelivered events dropped because the store already had them. */
+  redelivered: number;
   /** Events waiting in the buffer or in the flush being retried. */
   buffered: number;
 }
@@ -55,7 +62,7 @@ export function dedupTokenOf(events: readonly MessageEvent[]): string {
 
 export class KpiConsumer {
   private subscription?: Subscription;
-  readonly stats: KpiConsumerStats = { inserted: 0, flushes: 0, failures: 0, poison: 0, buffered: 0 };
+  readonly stats: KpiConsumerStats = { inserted: 0, flushes: 0, failures: 0, poison: 0, redelivered: 0, buffered: 0 };
   private readonly maxRows: number;
   private readonly maxWaitMs: number;
   private readonly fetchSize: number;
@@ -65,6 +72,10 @@ export class KpiConsumer {
   private waiters: Waiter[] = [];
   private timer?: NodeJS.Timeout;
   private flushDue = 0;
+  /** Per topic-partition: the offset the next batch should start at. */
+  private readonly nextOffsets = new Map<string, number>();
+  /** Partitions whose batches are checked against the store until one brings something new. */
+  private readonly verifying = new Set<string>();
   private flushing?: Promise<void>;
   private stopping = false;
   private wakeRetry?: () => void;
@@ -134,14 +145,43 @@ export class KpiConsumer {
       this.stats.poison += poison.length;
       this.logger.warn({ count: poison.length, reason: poison[0]!.reason }, 'poison message events sent to the DLQ');
     }
-    if (events.length === 0) return;
+    const fresh = await this.dropRedelivered(batch, events);
+    if (fresh.length === 0) return;
     if (this.stopping) throw new Error('the KPI consumer is stopping; the batch will be delivered again');
     const acknowledged = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
-    this.buffer.push(...events);
-    this.stats.buffered += events.length;
+    this.buffer.push(...fresh);
+    this.stats.buffered += fresh.length;
     if (this.buffer.length >= this.maxRows) void this.flushNow();
-    else this.scheduleFlush(events);
+    else this.scheduleFlush(fresh);
     return acknowledged;
+  }
+
+  /**
+   * A batch that does not continue where this consumer left the partition is a redelivery (after
+   * a crash between an insert and its commit, or a partition taken over from another consumer):
+   * the events the store already has are dropped. The partition is checked batch by batch until
+   * a batch brings something new — past that point nothing was inserted before.
+   */
+  private async dropRedelivered(batch: DeliveredMessage[], events: MessageEvent[]): Promise<MessageEvent[]> {
+    const first = batch[0]!;
+    const last = batch[batch.length - 1]!;
+    const partition = `${first.topic}:${first.partition}`;
+    const continues = this.nextOffsets.get(partition) === first.offset;
+    this.nextOffsets.set(partition, last.offset + 1);
+    if (continues && !this.verifying.has(partition)) return events;
+    if (!this.store.missingEventIds || events.length === 0) return events;
+    const missing = await this.store.missingEventIds(
+      events.map((e) => e.eventId),
+      new Date(Date.now() - REDELIVERY_WINDOW_MS),
+    );
+    if (missing.size > 0) this.verifying.delete(partition);
+    else this.verifying.add(partition);
+    const dropped = events.length - missing.size;
+    if (dropped > 0) {
+      this.stats.redelivered += dropped;
+      this.logger.info({ partition, dropped }, 'dropped redelivered events the KPI store already has');
+    }
+    return dropped === 0 ? events : events.filter((e) => missing.has(e.eventId));
   }
 
   /**

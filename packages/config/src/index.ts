@@ -79,7 +79,11 @@ export const environmentSchema = z.object({
   DKIM_SELECTOR: z.string().optional(),
   /** PEM text, or a path to a PEM file. */
   DKIM_PRIVATE_KEY: z.string().optional(),
+  /** Comma-separated host:port list: every role uses Kafka instead of the in-process bus. */
   KAFKA_BROKERS: z.string().optional(),
+  /** Prefix of every topic (and consumer group) name, to separate environments on one cluster. */
+  KAFKA_TOPIC_PREFIX: z.string().regex(/^[A-Za-z0-9._-]*$/, 'letters, digits, . _ - only').optional(),
+  KAFKA_CLIENT_ID: z.string().optional(),
   CLICKHOUSE_URL: optionalUrl,
 });
 
