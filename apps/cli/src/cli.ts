@@ -2,25 +2,32 @@
 // defaults (PGlite, in-process bus); `herald gateway` runs the gateway alone.
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { spawn } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { type Bus, busFromEnv, KafkaBus } from '@herald/bus';
 import { ConfigError, type HeraldConfig, loadConfig } from '@herald/config';
 import { type CaptureSink, startCaptureSink } from '@herald/capture-sink';
 import { ControlPlane, type Database, migrate, OutboxRelay, OutboxRepository, openDatabase, systemClock } from '@herald/control-plane';
-import { type Engine, engineFromConfig } from '@herald/engine';
-import { TOPICS } from '@herald/contracts';
+import { type Engine, type EngineServer, engineFromConfig, startEngineServer } from '@herald/engine';
+import { dlqTopic, TOPICS } from '@herald/contracts';
 import { KpiConsumer, recoverPublishedEvents } from '@herald/kpi-consumer';
 import { type KpiStore, openKpiStore } from '@herald/kpi-store';
 import { createTokenService, type Gateway, isRole, ROLES, startGateway } from '@herald/gateway';
-import { pino } from 'pino';
+import { type Logger, pino } from 'pino';
 
 const USAGE = `Usage: herald <command> [options]
 
 Commands:
-  start                      run every role in one process (embedded defaults: PGlite, in-process bus,
-                             and an SMTP capture sink when SMTP_URL is unset)
+  start [--engines N]        run every role in one process (embedded defaults: PGlite, in-process bus,
+                             and an SMTP capture sink when SMTP_URL is unset); with --engines N, the
+                             send engine runs as N \`herald engine\` processes beside it (needs
+                             KAFKA_BROKERS and DATABASE_URL)
   gateway                    run the gateway (API, scheduler, outbox relay) alone
-  engine                     run the send engine alone (needs DATABASE_URL: PGlite is one process)
+  engine                     run the send engine alone (needs DATABASE_URL: PGlite is one process);
+                             serves /health/* and /metrics on PORT
+  dlq replay <topic> [--limit N]
+                             publish the messages of <topic>.dlq to <topic> again (Kafka only), e.g.
+                             herald dlq replay herald.message-events
   token --user U --roles R1,R2 [--name N] [--expires 30d]
                              print a bearer token signed with this platform's secret
   migrate                    apply the control-plane migrations and exit
@@ -34,7 +41,7 @@ export async function run(argv: string[]): Promise<number> {
   try {
     switch (command) {
       case 'start':
-        return await serve(loadConfig(), 'all');
+        return await serve(loadConfig(), 'all', startOptions(rest));
       case 'gateway':
         return await serve(loadConfig(), 'gateway');
       case 'engine':
@@ -43,6 +50,8 @@ export async function run(argv: string[]): Promise<number> {
         return await token(loadConfig(), rest);
       case 'migrate':
         return await migrateCommand(loadConfig());
+      case 'dlq':
+        return await dlqCommand(loadConfig(), rest);
       case undefined:
       case 'help':
       case '--help':
@@ -54,7 +63,7 @@ export async function run(argv: string[]): Promise<number> {
         return 2;
     }
   } catch (error) {
-    if (error instanceof ConfigError) {
+    if (error instanceof ConfigError || error instanceof UsageError) {
       console.error(`herald: ${error.message}`);
       return 2;
     }
@@ -100,9 +109,26 @@ async function token(config: HeraldConfig, args: string[]): Promise<number> {
 
 type Role = 'all' | 'gateway' | 'engine';
 
-async function serve(config: HeraldConfig, role: Role): Promise<number> {
+class UsageError extends Error {}
+
+function startOptions(args: string[]): { engines: number } {
+  const { values } = parseArgs({ args, options: { engines: { type: 'string' } } });
+  const engines = values.engines === undefined ? 0 : Number(values.engines);
+  if (!Number.isInteger(engines) || engines < 0 || engines > 64) throw new UsageError(`--engines takes a whole number from 0 to 64, not '${values.engines}'`);
+  return { engines };
+}
+
+async function serve(config: HeraldConfig, role: Role, options: { engines?: number } = {}): Promise<number> {
   if (role === 'engine' && !config.DATABASE_URL) {
     console.error('herald engine: set DATABASE_URL (PostgreSQL); the embedded PGlite store serves one process, so use `herald start` instead.');
+    return 2;
+  }
+  const engineProcesses = options.engines ?? 0;
+  if (engineProcesses > 0 && (!config.KAFKA_BROKERS || !config.DATABASE_URL)) {
+    console.error(
+      'herald start --engines: engine processes share the work through Kafka and PostgreSQL; set KAFKA_BROKERS and DATABASE_URL ' +
+        '(infra/kafka/start.sh and infra/postgres/start.sh start local ones).',
+    );
     return 2;
   }
   mkdirSync(config.HERALD_HOME, { recursive: true });
@@ -114,8 +140,10 @@ async function serve(config: HeraldConfig, role: Role): Promise<number> {
   let sink: CaptureSink | undefined;
   let gateway: Gateway | undefined;
   let engine: Engine | undefined;
+  let engineServer: EngineServer | undefined;
   let smtpUrl = config.SMTP_URL;
   if (role !== 'gateway' && !smtpUrl) {
+    // With engine processes, this one sink serves them all.
     const mailDir = join(resolve(config.HERALD_HOME), 'mail');
     sink = await startCaptureSink({ dir: mailDir, rulesFile: join(mailDir, 'rules.json') });
     smtpUrl = sink.url;
@@ -134,7 +162,8 @@ async function serve(config: HeraldConfig, role: Role): Promise<number> {
     await kpiConsumer.start();
   }
   if (role !== 'engine') gateway = await startGateway({ config, db, bus, logger, kpi, kpiConsumer });
-  if (role !== 'gateway') {
+  const children = engineProcesses > 0 ? await startEngineProcesses(engineProcesses, config, smtpUrl!, logger) : [];
+  if (role !== 'gateway' && engineProcesses === 0) {
     const controlPlane =
       gateway?.controlPlane ??
       new ControlPlane(db, systemClock, {
@@ -144,6 +173,7 @@ async function serve(config: HeraldConfig, role: Role): Promise<number> {
       });
     engine = engineFromConfig(config, { bus, controlPlane, logger, smtpUrl: smtpUrl! });
     await engine.start();
+    if (role === 'engine') engineServer = await startEngineServer(engine, { port: config.PORT, host: config.HOST });
   }
   // The engine's message events leave through the outbox: a process without a gateway relays them itself.
   const relay = gateway?.relay ?? new OutboxRelay(db, bus, systemClock, (error) => logger.warn({ err: error }, 'outbox relay failed; retrying'));
@@ -155,6 +185,11 @@ async function serve(config: HeraldConfig, role: Role): Promise<number> {
   lines.push(`  Bus:              ${bus instanceof KafkaBus ? `Kafka (${config.KAFKA_BROKERS}${config.KAFKA_TOPIC_PREFIX ? `, topics prefixed '${config.KAFKA_TOPIC_PREFIX}'` : ''})` : 'in-process'}`);
   if (kpi) lines.push(`  KPI store:        ${kpi.backend === 'chdb' ? `chDB in ${join(resolve(config.HERALD_HOME), 'clickhouse')}` : 'ClickHouse (CLICKHOUSE_URL)'}`);
   if (engine) lines.push(`  Engine:           ${config.ENGINE_THREADS} worker threads, sending to ${sink ? `the capture sink at ${sink.url}` : config.SMTP_URL}`);
+  if (engineServer) lines.push(`  Health, metrics:  ${engineServer.url}/health/ready, ${engineServer.url}/metrics`);
+  for (const [i, child] of children.entries()) {
+    lines.push(`  Engine ${i + 1}:         pid ${child.pid}, ${config.ENGINE_THREADS} worker threads, metrics at ${child.url}/metrics`);
+  }
+  if (children.length > 0) lines.push(`                    sending to ${sink ? `the capture sink at ${sink.url}` : config.SMTP_URL}`);
   if (sink) lines.push(`  Captured mail:    ${join(resolve(config.HERALD_HOME), 'mail')} (bounce rules: mail/rules.json)`);
   if (gateway) {
     const operator = await gateway.tokens.sign({ sub: 'operator', name: 'Dev operator', roles: [...ROLES] });
@@ -184,6 +219,8 @@ async function serve(config: HeraldConfig, role: Role): Promise<number> {
   });
   // Order matters: stop taking work, let batches in hand settle, then close the store.
   await gateway?.close();
+  await Promise.all(children.map((child) => child.stop()));
+  await engineServer?.close();
   await engine?.stop();
   await relay.stop();
   await relay.drain().catch(() => undefined);
@@ -192,5 +229,90 @@ async function serve(config: HeraldConfig, role: Role): Promise<number> {
   await kpi?.close();
   await sink?.close();
   await db.close();
+  return 0;
+}
+
+interface EngineProcess {
+  pid: number;
+  url: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * `herald start --engines N`: N `herald engine` processes, each on its own port (PORT + 1 + i,
+ * or a free one when PORT is 0) and the same store, bus and SMTP server. They are told to stop
+ * with the parent (SIGTERM: each finishes the batches in hand) and their logs join the parent's.
+ */
+async function startEngineProcesses(count: number, config: HeraldConfig, smtpUrl: string, logger: Logger): Promise<EngineProcess[]> {
+  const bin = process.argv[1]!;
+  const started: EngineProcess[] = [];
+  for (let i = 0; i < count; i++) {
+    const port = config.PORT === 0 ? 0 : config.PORT + 1 + i;
+    const child = spawn(process.execPath, [bin, 'engine'], {
+      env: { ...process.env, PORT: String(port), SMTP_URL: smtpUrl },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    let stopping = false;
+    let stdout = '';
+    const up = await new Promise<string>((resolve, reject) => {
+      child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+        stdout += chunk;
+        const url = /Health, metrics:\s+(\S+)\/health\/ready/.exec(stdout)?.[1];
+        if (url) resolve(url);
+      });
+      void exited.then((code) => reject(new Error(`engine process ${i + 1} exited (${code}) before it was up:\n${stdout}`)));
+    });
+    void exited.then((code) => {
+      if (!stopping) logger.error({ engine: i + 1, pid: child.pid, code }, 'an engine process exited; its work goes to the others once its heartbeat is stale');
+    });
+    started.push({
+      pid: child.pid!,
+      url: up,
+      async stop() {
+        stopping = true;
+        if (child.exitCode === null) child.kill('SIGTERM');
+        await exited;
+      },
+    });
+  }
+  return started;
+}
+
+/** `herald dlq replay <topic>`: every message of <topic>.dlq goes back to <topic>, with its key. */
+async function dlqCommand(config: HeraldConfig, args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { limit: { type: 'string' } } });
+  const [action, topic] = positionals;
+  if (action !== 'replay' || !topic) throw new UsageError('usage: herald dlq replay <topic> [--limit N], e.g. herald dlq replay herald.message-events');
+  if (!config.KAFKA_BROKERS) throw new UsageError('herald dlq: the DLQ lives on Kafka; set KAFKA_BROKERS (the in-process bus keeps nothing after its process).');
+  const limit = values.limit === undefined ? Number.POSITIVE_INFINITY : Number(values.limit);
+  const bus = busFromEnv(config);
+  let replayed = 0;
+  let lastSeen = Date.now();
+  const subscription = await bus.subscribe({
+    topic: dlqTopic(topic),
+    group: 'dlq-replay',
+    // One at a time under a limit, so nothing past it is acknowledged without being replayed.
+    maxBatchSize: Number.isFinite(limit) ? 1 : 500,
+    handler: async (batch) => {
+      lastSeen = Date.now();
+      const take = batch.slice(0, Math.max(0, limit - replayed));
+      const messages = take.map((m) => {
+        const entry = m.value as { key?: string; value?: unknown } | null;
+        return { key: entry?.key ?? m.key, value: entry && 'value' in entry ? entry.value : m.value };
+      });
+      if (messages.length > 0) await bus.publish(topic, messages);
+      replayed += messages.length;
+    },
+  });
+  // Done when the DLQ has been read to its end (or the limit is reached) and nothing came for a while.
+  for (;;) {
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const lag = await (bus as KafkaBus).lag(dlqTopic(topic), 'dlq-replay');
+    if (replayed >= limit || (lag === 0 && Date.now() - lastSeen > 2_000)) break;
+  }
+  await subscription.close();
+  await bus.close();
+  console.log(`replayed ${replayed} message(s) from ${dlqTopic(topic)} to ${topic}`);
   return 0;
 }

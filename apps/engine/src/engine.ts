@@ -6,11 +6,17 @@
 // after a crash, what was queued or in flight is planned again, so at most the messages in
 // flight when the process died go out twice (each with its stable Message-ID); on SIGTERM the
 // dispatchers finish the batches in hand, so nothing does.
-import { createHash } from 'node:crypto';
+//
+// Several engines share one store and one bus: each registers and heartbeats (engine_instances,
+// with its figures for GET /v1/ops/engines); the rows it queues or claims carry its id, and the
+// live engines requeue the rows of an engine whose heartbeat stopped. Each of N live engines
+// enforces 1/N of every throughput limit (per delivery and per domain).
+import { createHash, randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Bus, Subscription } from '@herald/bus';
 import type { DomainLimit } from '@herald/config';
-import { type DeliveryCommand, type MessageEvent, TOPICS, sendBatchSchema, type SendBatch } from '@herald/contracts';
+import { type DeliveryCommand, dlqTopic, type MessageEvent, TOPICS, sendBatchSchema, type SendBatch } from '@herald/contracts';
 import {
   type Clock,
   CommandDeduplicator,
@@ -18,6 +24,7 @@ import {
   type ControlPlane,
   type Database,
   ENGINE_ACTOR,
+  EngineInstancesRepository,
   OutboxRepository,
   ProfilesRepository,
   type RunRef,
@@ -53,9 +60,27 @@ export interface EngineStats {
   inFlightBatches: number;
 }
 
+/** What an engine reports with each heartbeat (GET /v1/ops/engines, and its /metrics). */
+export interface EngineReport {
+  threads: number;
+  messages: number;
+  batches: number;
+  messagesPerSecond: number;
+  inFlightBatches: number;
+  /** Partitions of herald.send-batches this process consumes (null on the in-process bus: all of them). */
+  partitions: number[] | null;
+  /** Send batches waiting on the bus for the engines' group. */
+  lag: number | null;
+  /** Share of every throughput limit this engine enforces (1 / live engines). */
+  share: number;
+}
+
 const WORKER_FILE = new URL('../dist/send-batch.worker.js', import.meta.url).href;
 const PLANNER_IDLE_MS = 200;
 const DISCOVER_INTERVAL_MS = 1000;
+const HEARTBEAT_MS = 2000;
+/** An engine silent this long is dead: its rows are requeued. */
+export const ENGINE_STALE_MS = 15_000;
 
 export class Engine {
   private readonly queue = new SendQueueRepository();
@@ -73,11 +98,18 @@ export class Engine {
   private readonly waiting: (() => void)[] = [];
   private stopping = false;
   private discoverTimer?: NodeJS.Timeout;
+  private heartbeatTimer?: NodeJS.Timeout;
+  private readonly instances = new EngineInstancesRepository();
+  /** This process's id in engine_instances and on the ledger rows it holds. */
+  readonly instanceId = randomUUID();
   readonly stats: EngineStats = { batches: 0, messages: 0, inFlightBatches: 0 };
+  report: EngineReport;
+  private lastBeat = { at: Date.now(), messages: 0, count: 0 };
 
   constructor(private readonly options: EngineOptions) {
     this.runs = new RunStates(options.db);
     this.throttles = new Throttles(options.domainLimits);
+    this.report = { threads: options.threads, messages: 0, batches: 0, messagesPerSecond: 0, inFlightBatches: 0, partitions: null, lag: null, share: 1 };
     this.breaker = new CircuitBreaker(options.breaker);
     this.dedupe = new CommandDeduplicator(options.db, 'engine-planner');
     this.pool = new Piscina({
@@ -98,8 +130,13 @@ export class Engine {
   }
 
   async start(): Promise<void> {
-    const { bus } = this.options;
+    const { bus, db, clock } = this.options;
+    await this.instances.register(db, { id: this.instanceId, host: hostname(), pid: process.pid, startedAt: clock.now().toISOString() }, clock.now());
     await this.recover();
+    this.heartbeatTimer = setInterval(() => {
+      this.beat().catch((error) => this.options.logger.warn({ err: error }, 'engine heartbeat failed'));
+    }, HEARTBEAT_MS);
+    this.heartbeatTimer.unref();
     // NOTE: commands start runs at once; this scan also finds runs started by a gateway on
     // another bus (a separate `herald engine` process) or whose command was lost.
     this.discoverTimer = setInterval(() => {
@@ -116,9 +153,46 @@ export class Engine {
   async stop(): Promise<void> {
     this.stopping = true;
     clearInterval(this.discoverTimer);
+    clearInterval(this.heartbeatTimer);
     for (const subscription of this.subscriptions) await subscription.close();
     await Promise.allSettled(this.planners.values());
     await this.pool.destroy();
+    // Everything in hand is settled or released: the others need not wait for this one to go stale.
+    await this.instances.deregister(this.options.db, this.instanceId);
+  }
+
+  /** Heartbeat with this engine's figures; adjust the limits' share; requeue the rows of dead engines. */
+  private async beat(): Promise<void> {
+    const { db, clock, bus } = this.options;
+    const now = Date.now();
+    const perSecond = ((this.stats.messages - this.lastBeat.messages) * 1000) / Math.max(1, now - this.lastBeat.at);
+    this.lastBeat = { at: now, messages: this.stats.messages, count: this.lastBeat.count + 1 };
+    const kafka = bus as Partial<{ assignments(): { topic: string; partitions: number[] }[]; lag(topic: string, group: string): number | Promise<number> }>;
+    const assignments = kafka.assignments?.().filter((a) => a.topic === TOPICS.sendBatches);
+    const live = await this.instances.live(db, ENGINE_STALE_MS, clock.now());
+    const share = 1 / Math.max(1, live.length);
+    this.throttles.setShare(share);
+    this.report = {
+      threads: this.options.threads,
+      messages: this.stats.messages,
+      batches: this.stats.batches,
+      messagesPerSecond: Math.round(perSecond),
+      inFlightBatches: this.inFlight,
+      partitions: assignments && assignments.length > 0 ? assignments.flatMap((a) => a.partitions).sort((a, b) => a - b) : null,
+      lag: kafka.lag ? await kafka.lag(TOPICS.sendBatches, 'engine-dispatchers') : null,
+      share,
+    };
+    if (!(await this.instances.heartbeat(db, this.instanceId, { ...this.report }, clock.now()))) {
+      this.options.logger.warn({ instanceId: this.instanceId }, 'this engine was declared dead by another (a long pause?); registering again');
+      await this.instances.register(db, { id: this.instanceId, host: hostname(), pid: process.pid, startedAt: clock.now().toISOString() }, clock.now());
+    }
+    if (this.lastBeat.count % 3 === 0) {
+      const reaped = await this.instances.reapDead(db, this.instanceId, ENGINE_STALE_MS, clock.now());
+      if (reaped.engines.length > 0) {
+        this.options.logger.warn({ ...reaped }, 'engine requeued the work of dead engines');
+        await this.discover();
+      }
+    }
   }
 
   private async sendingRuns(): Promise<RunRef[]> {
@@ -134,11 +208,17 @@ export class Engine {
     for (const run of await this.sendingRuns()) this.plan(run);
   }
 
-  /** Runs that were sending when the engine last stopped: requeue what was handed out, plan again. */
+  /**
+   * At start: requeue what dead engines held (on PGlite, one process per store, every other
+   * engine is dead; on PostgreSQL, those silent for ENGINE_STALE_MS) and what no engine holds,
+   * then plan the sending runs again.
+   */
   private async recover(): Promise<void> {
+    const { db, clock, logger } = this.options;
+    const staleAfter = db.kind === 'pglite' ? 0 : ENGINE_STALE_MS;
+    const { inFlight, requeued, engines } = await this.instances.reapDead(db, this.instanceId, staleAfter, clock.now(), true);
     const refs = await this.sendingRuns();
-    const { inFlight, requeued } = await this.queue.recover(this.options.db, refs, this.options.clock.now());
-    if (refs.length > 0) this.options.logger.info({ runs: refs.length, requeued, inFlight }, 'engine recovered runs');
+    if (refs.length > 0 || requeued > 0) logger.info({ runs: refs.length, requeued, inFlight, deadEngines: engines.length }, 'engine recovered runs');
     for (const run of refs) this.plan(run);
   }
 
@@ -172,12 +252,14 @@ export class Engine {
         // NOTE: a paused run keeps its planner only briefly; resume starts a new one.
         return;
       }
-      if (this.inFlight >= this.maxInFlight) {
+      const size = batchSizeFor(info.delivery.throughput?.perHour ?? null, this.options.batchSize);
+      // Backpressure on what every engine has in hand for this run (the batches may be sent by another engine).
+      const window = this.maxInFlight * size * Math.max(1, Math.round(1 / this.report.share));
+      if (this.inFlight >= this.maxInFlight || (await this.queue.inFlightCount(db, run)) >= window) {
         await this.waitForRoom();
         continue;
       }
-      const size = batchSizeFor(info.delivery.throughput?.perHour ?? null, this.options.batchSize);
-      const recipients = await db.transaction((tx) => this.queue.queueNext(tx, run, size, clock.now()));
+      const recipients = await db.transaction((tx) => this.queue.queueNext(tx, run, size, clock.now(), this.instanceId));
       if (recipients.length === 0) {
         if (await this.queue.isSettled(db, run)) {
           const finished = await this.options.controlPlane.deliveries.finish(run.deliveryId, run.occurrence, ENGINE_ACTOR);
@@ -210,7 +292,7 @@ export class Engine {
         resolve();
       };
       // NOTE: another process may have taken the batch (shared bus): never wait forever.
-      const timer = setTimeout(wake, 500);
+      const timer = setTimeout(wake, 100);
       timer.unref();
       this.waiting.push(wake);
     });
@@ -226,7 +308,10 @@ export class Engine {
     for (const value of values) {
       const parsed = sendBatchSchema.safeParse(value);
       if (!parsed.success) {
-        this.options.logger.error({ issues: parsed.error.issues }, 'malformed SendBatch dropped');
+        const reason = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+        this.options.logger.error({ reason }, 'malformed SendBatch sent to the DLQ');
+        const key = String((value as { batchId?: unknown } | null)?.batchId ?? 'poison');
+        await this.options.bus.publish(dlqTopic(TOPICS.sendBatches), [{ key, value: { reason, key, value } }]);
         continue;
       }
       try {
@@ -248,7 +333,7 @@ export class Engine {
       await this.queue.release(db, run, ids, clock.now());
       return;
     }
-    const claimed = await this.queue.claim(db, run, ids, clock.now());
+    const claimed = await this.queue.claim(db, run, ids, clock.now(), this.instanceId);
     const recipients = batch.recipients.filter((r) => claimed.has(r.profileId));
     if (recipients.length === 0) return;
     const delivery = info.delivery;

@@ -31,8 +31,13 @@ describe('Throttles', () => {
     expect(throttles.schedule('d', 3600, ['a@x.example', 'b@x.example', 'c@x.example'], 0)).toEqual([0, 1000, 2000]);
   });
   it('keeps a share of each limit when engines share the work', () => {
-    const throttles = new Throttles([{ domain: 'gmail.com', perSecond: 4 }], 0.5);
+    const throttles = new Throttles([{ domain: 'gmail.com', perSecond: 4 }]);
+    throttles.setShare(0.5);
     expect(throttles.schedule('d', null, ['a@gmail.com', 'b@gmail.com', 'c@gmail.com'], 0)).toEqual([0, 500, 1000]);
+    // Per delivery too: 3,600/h shared by two engines is one message every 2 s here.
+    expect(throttles.schedule('e', 3600, ['a@x.example', 'b@x.example'], 0)).toEqual([0, 2000]);
+    throttles.setShare(1);
+    expect(throttles.schedule('f', 3600, ['a@x.example', 'b@x.example'], 0)).toEqual([0, 1000]);
   });
   it('cuts throttled deliveries into batches of about a second', () => {
     expect(batchSizeFor(null, 500)).toBe(500);

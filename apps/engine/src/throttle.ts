@@ -27,8 +27,18 @@ export class Throttles {
   private readonly domains = new Map<string, RateSchedule>();
   private readonly deliveries = new Map<string, { perHour: number; schedule: RateSchedule }>();
 
-  constructor(domainLimits: { domain: string; perSecond: number }[], share = 1) {
-    for (const limit of domainLimits) this.domains.set(limit.domain, new RateSchedule(limit.perSecond * share));
+  private share = 1;
+
+  constructor(private readonly domainLimits: { domain: string; perSecond: number }[]) {
+    this.setShare(1);
+  }
+
+  /** This engine's share of every limit (1/N when N engines share the sends). */
+  setShare(share: number): void {
+    if (share === this.share && this.domains.size === this.domainLimits.length) return;
+    this.share = share;
+    for (const limit of this.domainLimits) this.domains.set(limit.domain, new RateSchedule(limit.perSecond * share));
+    this.deliveries.clear();
   }
 
   /** When each address may be sent: the later of its delivery's and its domain's slot. */
@@ -45,7 +55,7 @@ export class Throttles {
   private deliverySchedule(key: string, perHour: number): RateSchedule {
     let entry = this.deliveries.get(key);
     if (!entry || entry.perHour !== perHour) {
-      entry = { perHour, schedule: new RateSchedule(perHour / 3600) };
+      entry = { perHour, schedule: new RateSchedule((perHour * this.share) / 3600) };
       this.deliveries.set(key, entry);
     }
     return entry.schedule;

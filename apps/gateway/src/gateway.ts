@@ -18,6 +18,7 @@ import { SystemController } from './controllers/system.controller.js';
 import { DeploymentController } from './controllers/deployment.controller.js';
 import { TrackingController } from './controllers/tracking.controller.js';
 import { WebhooksController } from './controllers/webhooks.controller.js';
+import { OpsController } from './controllers/ops.controller.js';
 import { registerBodyParsers } from './http/body-parsers.js';
 import { ErrorFilter } from './http/error.filter.js';
 import { Metrics } from './http/metrics.js';
@@ -63,6 +64,7 @@ export const CONTROLLERS = [
   DeploymentController,
   TrackingController,
   WebhooksController,
+  OpsController,
 ];
 
 /** What the controllers are given. */

@@ -131,16 +131,17 @@ export class KpiConsumer {
 
   private async handle(batch: DeliveredMessage[]): Promise<void> {
     const events: MessageEvent[] = [];
-    const poison: { value: unknown; reason: string }[] = [];
+    const poison: { key: string; value: unknown; reason: string }[] = [];
     for (const message of batch) {
       const parsed = messageEventSchema.safeParse(message.value);
       if (parsed.success) events.push(parsed.data);
-      else poison.push({ value: message.value, reason: parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') });
+      else poison.push({ key: message.key, value: message.value, reason: parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') });
     }
     if (poison.length > 0) {
+      // With its key, so `herald dlq replay` puts a repaired event back on its partition.
       await this.bus.publish(
         dlqTopic(TOPICS.messageEvents),
-        poison.map((p) => ({ key: 'poison', value: { reason: p.reason, value: p.value } })),
+        poison.map((p) => ({ key: p.key, value: { reason: p.reason, key: p.key, value: p.value } })),
       );
       this.stats.poison += poison.length;
       this.logger.warn({ count: poison.length, reason: poison[0]!.reason }, 'poison message events sent to the DLQ');

@@ -24,3 +24,4 @@ export * from './services/profiles.service.js';
 export * from './services/record-stream.js';
 export * from './services/scheduler.service.js';
 export * from './control-plane.js';
+export * from './repositories/engine-instances.repository.js';

@@ -47,7 +47,7 @@ export class SendQueueRepository {
    * Marks the next `size` recipients due now as queued, in profile-id order, and returns them
    * with the profile fields personalization needs.
    */
-  async queueNext(tx: Queryable, run: RunRef, size: number, now: Date): Promise<QueuedRecipient[]> {
+  async queueNext(tx: Queryable, run: RunRef, size: number, now: Date, engineId: string | null = null): Promise<QueuedRecipient[]> {
     const rows = await tx.query<{
       profile_id: string;
       address: string;
@@ -67,13 +67,13 @@ export class SendQueueRepository {
           ORDER BY profile_id LIMIT $3
           FOR UPDATE SKIP LOCKED),
        queued AS (
-         UPDATE send_ledger l SET status = 'queued', updated_at = $4
+         UPDATE send_ledger l SET status = 'queued', engine_id = $5, updated_at = $4
            FROM next WHERE l.delivery_id = $1 AND l.occurrence = $2 AND l.profile_id = next.profile_id
          RETURNING l.profile_id, l.address, l.attempts)
        SELECT q.profile_id, q.address, q.attempts, p.email, p.first_name, p.last_name, p.locale, p.timezone, p.attributes
          FROM queued q LEFT JOIN profiles p ON p.id = q.profile_id
         ORDER BY q.profile_id`,
-      [run.deliveryId, run.occurrence, size, now],
+      [run.deliveryId, run.occurrence, size, now, engineId],
     );
     return rows.map((r) => ({
       profileId: r.profile_id,
@@ -95,12 +95,18 @@ export class SendQueueRepository {
    * Claims queued recipients for sending; returns those this caller may send (the others were
    * taken or released), with their attempt count (this one included) and first attempt time.
    */
-  async claim(db: Queryable, run: RunRef, profileIds: string[], now: Date): Promise<Map<string, { attempts: number; firstAttemptAt: Date }>> {
+  async claim(
+    db: Queryable,
+    run: RunRef,
+    profileIds: string[],
+    now: Date,
+    engineId: string | null = null,
+  ): Promise<Map<string, { attempts: number; firstAttemptAt: Date }>> {
     const rows = await db.query<{ profile_id: string; attempts: number; first_attempt_at: Date }>(
-      `UPDATE send_ledger SET status = 'sending', attempts = attempts + 1, first_attempt_at = coalesce(first_attempt_at, $4), updated_at = $4
+      `UPDATE send_ledger SET status = 'sending', engine_id = $5, attempts = attempts + 1, first_attempt_at = coalesce(first_attempt_at, $4), updated_at = $4
         WHERE delivery_id = $1 AND occurrence = $2 AND profile_id = ANY($3::text[]) AND status = 'queued'
         RETURNING profile_id, attempts, first_attempt_at`,
-      [run.deliveryId, run.occurrence, profileIds, now],
+      [run.deliveryId, run.occurrence, profileIds, now, engineId],
     );
     return new Map(rows.map((r) => [r.profile_id, { attempts: r.attempts, firstAttemptAt: r.first_attempt_at }]));
   }
@@ -108,7 +114,7 @@ export class SendQueueRepository {
   /** Puts unsent recipients of a batch back to pending (the run was paused or stopped). */
   async release(db: Queryable, run: RunRef, profileIds: string[], now: Date): Promise<number> {
     const rows = await db.query(
-      `UPDATE send_ledger SET status = 'pending', updated_at = $4
+      `UPDATE send_ledger SET status = 'pending', engine_id = NULL, updated_at = $4
         WHERE delivery_id = $1 AND occurrence = $2 AND profile_id = ANY($3::text[]) AND status IN ('queued', 'sending')
         RETURNING 1`,
       [run.deliveryId, run.occurrence, profileIds, now],
@@ -143,23 +149,13 @@ export class SendQueueRepository {
     return rows.length;
   }
 
-  /** After a crash: every handed-out recipient of these runs goes back to pending. Returns how many were 'sending' (in flight). */
-  async recover(db: Queryable, runs: RunRef[], now: Date): Promise<{ inFlight: number; requeued: number }> {
-    let inFlight = 0;
-    let requeued = 0;
-    for (const run of runs) {
-      const rows = await db.query<{ was: string }>(
-        `UPDATE send_ledger l SET status = 'pending', updated_at = $3
-           FROM (SELECT profile_id, status AS was FROM send_ledger
-                  WHERE delivery_id = $1 AND occurrence = $2 AND status IN ('queued', 'sending') FOR UPDATE) old
-          WHERE l.delivery_id = $1 AND l.occurrence = $2 AND l.profile_id = old.profile_id
-          RETURNING old.was`,
-        [run.deliveryId, run.occurrence, now],
-      );
-      requeued += rows.length;
-      inFlight += rows.filter((r) => r.was === 'sending').length;
-    }
-    return { inFlight, requeued };
+  /** Recipients of the run handed out and not settled yet (queued or being sent), by every engine. */
+  async inFlightCount(db: Queryable, run: RunRef): Promise<number> {
+    const [row] = await db.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM send_ledger WHERE delivery_id = $1 AND occurrence = $2 AND status IN ('queued', 'sending')`,
+      [run.deliveryId, run.occurrence],
+    );
+    return row?.n ?? 0;
   }
 
   /** Recipients by ledger status: of one run, or of every run of the delivery when `occurrence` is undefined. */
