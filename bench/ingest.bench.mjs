@@ -1,31 +1,40 @@
 // bench:ingest — message events into ClickHouse (chDB, the embedded default), three figures:
 //
-// 1. Throughput: 1,000,000 events published on the in-process bus (12 partitions) and moved by
-//    the KPI consumer (flush at 50,000 rows or 1 s) into herald.message_events, against the
-//    ceiling measured in the same run: the same rows inserted straight into the same table in
-//    the same batch size (50,000), with no bus and no consumer. ratio = pipeline / ceiling.
-// 2. Visibility through the API: `herald start` on the embedded default sends a delivery, then
-//    asynchronous bounces are posted to the signed webhook at a steady pace while the Deployment
-//    block is polled; the time from each webhook answer until `bouncesAndErrors` counts it gives
-//    p50/p95 (target: p95 ≤ 2 s). It crosses the outbox relay, the bus, the consumer's flush and
-//    the KPI query.
+// 1. Throughput: 1,000,000 events published on the bus and moved by the KPI consumer (flush at
+//    50,000 rows or 1 s) into herald.message_events, against the ceiling measured in the same
+//    run: the same rows inserted straight into the same table in the same batch size (50,000),
+//    with no bus and no consumer. ratio = pipeline / ceiling. The bus is the in-process one (12
+//    partitions, publishes of 10,000 events), or with `--bus kafka` a KafkaBus on a local broker
+//    (publishes of KAFKA_PUBLISH_CHUNK events, KAFKA_PUBLISH_IN_FLIGHT of them in flight: see
+//    publishToKafka).
+// 2. Visibility through the API: `herald start` (on Kafka with `--bus kafka`) sends a delivery,
+//    then asynchronous bounces are posted to the signed webhook at a steady pace while the
+//    Deployment block is polled; the time from each webhook answer until `bouncesAndErrors`
+//    counts it gives p50/p95 (target: p95 ≤ 2 s). It crosses the outbox relay, the bus, the
+//    consumer's flush and the KPI query.
 // 3. The deployment query on a delivery with 10,000,000 events (inserted with INSERT … SELECT
 //    through the materialized views): the two ClickHouse reads GET /deployment makes (live
 //    counters and the last computed rates), timed 300 times: p50/p99 (target: p99 ≤ 50 ms).
+//    No bus is involved; it is measured again in a Kafka run so that each file stands alone.
+//
+// `npm run bench:ingest` writes bench/results/ingest.json; `npm run bench:ingest -- --bus kafka`
+// writes bench/results/ingest-kafka.json, on the broker of KAFKA_BROKERS or else one started
+// (and stopped) with infra/kafka/start.sh, every phase under topics of its own.
 //
 // Env: INGEST_EVENTS (1,000,000), INGEST_BATCH (50,000), VISIBILITY_BOUNCES (300),
-// QUERY_EVENTS (10,000,000), QUERY_RUNS (300). Writes bench/results/ingest.json.
+// QUERY_EVENTS (10,000,000), QUERY_RUNS (300); with Kafka: KAFKA_BROKERS, KAFKA_PUBLISH_CHUNK
+// (2,500), KAFKA_PUBLISH_IN_FLIGHT (4).
 import { randomUUID } from 'node:crypto';
 import { createHmac } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
-import { InProcessBus } from '@herald/bus';
+import { InProcessBus, KafkaBus } from '@herald/bus';
 import { TOPICS } from '@herald/contracts';
 import { KpiConsumer } from '@herald/kpi-consumer';
 import { openKpiStore } from '@herald/kpi-store';
 import { pino } from 'pino';
-import { apiClient, intFromEnv, machine, round, startPlatform, writeResults } from './lib.mjs';
+import { apiClient, busFromArgs, intFromEnv, machine, processCpuSeconds, round, startKafka, startPlatform, writeResults } from './lib.mjs';
 
 const EVENTS = intFromEnv('INGEST_EVENTS', 1_000_000);
 const BATCH = intFromEnv('INGEST_BATCH', 50_000);
@@ -33,6 +42,12 @@ const BOUNCES = intFromEnv('VISIBILITY_BOUNCES', 300);
 const QUERY_EVENTS = intFromEnv('QUERY_EVENTS', 10_000_000);
 const QUERY_RUNS = intFromEnv('QUERY_RUNS', 300);
 const WEBHOOK_SECRET = 'bench-webhook-secret-0123456789abcdefgh';
+const BUS = busFromArgs();
+// Events of one delivery share a key, hence a partition, and kafkajs writes what one publish
+// holds for a partition as one record batch: it must stay under the broker's message.max.bytes
+// (1 MiB by default; 3,500 of these ~300-byte events are refused). 2,500 is about 0.8 MB.
+const KAFKA_PUBLISH_CHUNK = intFromEnv('KAFKA_PUBLISH_CHUNK', 2_500);
+const KAFKA_PUBLISH_IN_FLIGHT = intFromEnv('KAFKA_PUBLISH_IN_FLIGHT', 4);
 
 const log = (message) => process.stderr.write(`[ingest] ${message}\n`);
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -57,7 +72,7 @@ function makeEvents(deliveryId, count) {
   return events.slice(0, count);
 }
 
-async function throughput(store) {
+async function throughput(store, kafka) {
   // Ceiling: the same rows, straight into the same table, BATCH rows per insert.
   const direct = makeEvents(randomUUID(), EVENTS);
   let started = performance.now();
@@ -69,20 +84,30 @@ async function throughput(store) {
 
   // The pipeline: bus + KPI consumer with its defaults (50,000 rows or 1 s per flush).
   const events = makeEvents(randomUUID(), EVENTS);
-  const bus = new InProcessBus({ partitions: 12 });
+  const bus = kafka ? new KafkaBus({ brokers: kafka.brokers, topicPrefix: kafka.env('ingest').KAFKA_TOPIC_PREFIX }) : new InProcessBus({ partitions: 12 });
   const consumer = new KpiConsumer(bus, store, pino({ level: 'warn' }), { maxRows: BATCH });
-  await consumer.start();
+  await consumer.start(); // on Kafka: the topic exists and the consumer has joined its group
+  const cpuBefore = { bench: process.cpuUsage(), broker: kafka?.pid ? processCpuSeconds(kafka.pid) : null };
   started = performance.now();
-  for (let i = 0; i < events.length; i += 10_000) {
-    await bus.publish(TOPICS.messageEvents, events.slice(i, i + 10_000).map((e) => ({ key: e.deliveryId, value: e })));
-    // Yield so the consumer runs while the producer publishes, as across processes.
-    await sleep(0);
+  if (kafka) await publishToKafka(bus, events);
+  else {
+    for (let i = 0; i < events.length; i += 10_000) {
+      await bus.publish(TOPICS.messageEvents, events.slice(i, i + 10_000).map((e) => ({ key: e.deliveryId, value: e })));
+      // Yield so the consumer runs while the producer publishes, as across processes.
+      await sleep(0);
+    }
   }
-  while (consumer.stats.inserted < EVENTS) await sleep(5);
+  const publishedSeconds = (performance.now() - started) / 1000;
+  for (let seen = -1, since = Date.now(); consumer.stats.inserted < EVENTS; await sleep(5)) {
+    if (consumer.stats.inserted !== seen) [seen, since] = [consumer.stats.inserted, Date.now()];
+    else if (Date.now() - since > 60_000) throw new Error(`pipeline stalled: ${seen} of ${EVENTS} events inserted, nothing more for 60 s`);
+  }
   const pipelineSeconds = (performance.now() - started) / 1000;
+  const benchCpu = process.cpuUsage(cpuBefore.bench);
+  const brokerCpuAfter = kafka?.pid ? processCpuSeconds(kafka.pid) : null;
   await consumer.stop();
   await bus.close();
-  log(`pipeline: ${EVENTS} events through the bus and the consumer in ${round(pipelineSeconds, 2)} s (${consumer.stats.flushes} flushes)`);
+  log(`pipeline: ${EVENTS} events through the bus and the consumer in ${round(pipelineSeconds, 2)} s (${consumer.stats.flushes} flushes; all published after ${round(publishedSeconds, 2)} s)`);
   const counters = await store.deliveryCounters(events[0].deliveryId);
   if (counters.sentEvents + counters.delivered + counters.bounces + counters.opens + counters.clicks !== EVENTS) {
     throw new Error(`pipeline lost or doubled events: ${JSON.stringify(counters)}`);
@@ -92,11 +117,43 @@ async function throughput(store) {
     ceilingEventsPerSecond: Math.round(EVENTS / ceilingSeconds),
     ratio: round(ceilingSeconds / pipelineSeconds),
     flushes: consumer.stats.flushes,
+    ...(kafka && {
+      pipeline: {
+        publishChunk: KAFKA_PUBLISH_CHUNK,
+        publishesInFlight: KAFKA_PUBLISH_IN_FLIGHT,
+        publishedSeconds: round(publishedSeconds, 2),
+        consumedSeconds: round(pipelineSeconds, 2),
+        ceilingSeconds: round(ceilingSeconds, 2),
+        rowsPerFlush: Math.round(EVENTS / consumer.stats.flushes),
+        partitionsUsed: 1,
+        benchProcessCpuSeconds: round((benchCpu.user + benchCpu.system) / 1e6, 2),
+        brokerCpuSeconds: brokerCpuAfter === null || cpuBefore.broker === null ? null : round(brokerCpuAfter - cpuBefore.broker, 2),
+        note: 'one delivery, so one key and one partition, as in the in-process run; producer, consumer and chDB share the bench process (node + chDB threads), the broker is another process on the same 2 cores',
+      },
+    }),
   };
 }
 
-async function visibility() {
-  const platform = await startPlatform({ env: { HERALD_WEBHOOK_SECRET: WEBHOOK_SECRET } });
+/**
+ * Publishes `events` to Kafka in chunks of KAFKA_PUBLISH_CHUNK, KAFKA_PUBLISH_IN_FLIGHT publishes
+ * in flight, as a producer that prepares its next requests without waiting for each answer.
+ * kafkajs's idempotent producer sends one produce request at a time per broker anyway (each
+ * takes its sequence numbers once it holds the broker), so what overlaps is the encoding of the
+ * next chunks with the broker's round trip.
+ */
+async function publishToKafka(bus, events) {
+  const inFlight = [];
+  for (let i = 0; i < events.length; i += KAFKA_PUBLISH_CHUNK) {
+    const sent = bus.publish(TOPICS.messageEvents, events.slice(i, i + KAFKA_PUBLISH_CHUNK).map((e) => ({ key: e.deliveryId, value: e })));
+    sent.catch(() => undefined); // awaited below; a rejection meanwhile is not unhandled
+    inFlight.push(sent);
+    if (inFlight.length >= KAFKA_PUBLISH_IN_FLIGHT) await inFlight.shift();
+  }
+  await Promise.all(inFlight);
+}
+
+async function visibility(kafka) {
+  const platform = await startPlatform({ env: { HERALD_WEBHOOK_SECRET: WEBHOOK_SECRET, ...kafka?.env('visibility') } });
   try {
     const api = apiClient(platform);
     const recipients = BOUNCES + 100;
@@ -201,17 +258,19 @@ async function deploymentQuery(store) {
   };
 }
 
+const loadAverageAtStart = os.loadavg().map((v) => round(v, 2)); // other work on the machine skews the figures
+const kafka = BUS === 'kafka' ? await startKafka({ log }) : null;
 const dir = mkdtempSync(join(os.tmpdir(), 'herald-ingest-'));
 const store = openKpiStore({ dataDir: dir });
 try {
   await store.migrate();
-  const ingest = await throughput(store);
+  const ingest = await throughput(store, kafka);
   const query = await deploymentQuery(store);
   await store.close();
-  const visible = await visibility();
+  const visible = await visibility(kafka);
   const result = {
     benchmark: 'ingest',
-    bus: 'in-process',
+    bus: BUS,
     kpiStore: 'chdb',
     events: EVENTS,
     batch: BATCH,
@@ -221,12 +280,21 @@ try {
     deploymentQuery: query,
     kpiQueryP50Ms: query.kpiQueryP50Ms,
     kpiQueryP99Ms: query.kpiQueryP99Ms,
+    ...(kafka && {
+      kafka: {
+        broker: kafka.startedHere ? 'single node (KRaft, loopback) started by infra/kafka/start.sh for this run' : 'KAFKA_BROKERS',
+        brokerStartSeconds: kafka.startSeconds,
+        client: 'KafkaBus defaults (kafkajs, idempotent producer, acks -1); herald.message-events created with 12 partitions',
+      },
+    }),
+    loadAverageAtStart,
     machine: machine(),
     measuredAt: new Date().toISOString(),
   };
-  const path = writeResults('ingest', result);
+  const path = writeResults(kafka ? 'ingest-kafka' : 'ingest', result);
   console.log(JSON.stringify(result, null, 2));
   log(`written to ${path}`);
 } finally {
   rmSync(dir, { recursive: true, force: true });
+  await kafka?.stop();
 }

@@ -1,5 +1,6 @@
 // Shared helpers for the benchmarks: run the platform as a child process on the embedded
-// defaults, stream request bodies, read peak memory, describe the machine, write results.
+// defaults (or on Kafka, `--bus kafka`, with a broker of the run's own), stream request bodies,
+// read peak memory and CPU, describe the machine, write results.
 import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, existsSync, fstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
@@ -8,6 +9,7 @@ import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const HERALD_BIN = join(ROOT, 'apps', 'cli', 'bin', 'herald.js');
@@ -33,20 +35,16 @@ export function freePort() {
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /**
- * Starts `herald start` with a fresh temporary HERALD_HOME and a free port, and waits for its
- * token line and for /health/ready. Returns { url, token, pid, home, store, stop, stderrTail() }.
- * `stop()` is idempotent: SIGTERM, SIGKILL after 10 s, then the temp home is removed; it also
- * runs (SIGKILL + removal) if the bench process exits without calling it.
+ * Spawns `herald <command>` with the Node that runs the bench (Node 24 under npm scripts) and
+ * `env` as its whole environment, and keeps draining its pipes (a full pipe would block it).
+ * The child is SIGKILLed, and `cleanup` runs, if the bench exits without stopping it (Ctrl-C
+ * and kill of the bench exit through the same hook). `stop()` is idempotent: SIGTERM, SIGKILL
+ * after 10 s, then `cleanup`. `waitReady(probe, deadlineMs)` calls `probe(stdout)` every 100 ms
+ * until it returns something truthy (resolved with it); it stops the child and throws, with
+ * stdout and the tail of stderr, if the child exits first or the deadline passes.
  */
-export async function startPlatform({ env = {}, deadlineMs = READY_DEADLINE_MS } = {}) {
-  const home = mkdtempSync(join(os.tmpdir(), 'herald-bench-'));
-  const port = await freePort();
-  const childEnv = { ...process.env, HERALD_HOME: home, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', ...env };
-  // The embedded default: no external store, bus or identity provider from the caller's shell.
-  for (const name of ['DATABASE_URL', 'KAFKA_BROKERS', 'CLICKHOUSE_URL', 'HERALD_JWKS_URL']) delete childEnv[name];
-
-  // process.execPath: the Node that runs the bench (Node 24 under npm scripts) runs the platform too.
-  const child = spawn(process.execPath, [HERALD_BIN, 'start'], { cwd: ROOT, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+function spawnHerald(command, env, { cleanup = () => undefined } = {}) {
+  const child = spawn(process.execPath, [HERALD_BIN, command], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderrTail = '';
   let exited = null; // { code, signal } once the child is gone
@@ -56,7 +54,6 @@ export async function startPlatform({ env = {}, deadlineMs = READY_DEADLINE_MS }
       resolve(exited);
     }),
   );
-  // Keep draining both pipes for the child's whole life, or it blocks once a pipe buffer fills.
   child.stdout.setEncoding('utf8').on('data', (s) => {
     if (stdout.length < 65_536) stdout += s;
   });
@@ -64,13 +61,11 @@ export async function startPlatform({ env = {}, deadlineMs = READY_DEADLINE_MS }
     stderrTail = (stderrTail + s).slice(-TAIL_BYTES);
   });
 
-  const removeHome = () => rmSync(home, { recursive: true, force: true });
   const onExit = () => {
     if (!exited) child.kill('SIGKILL');
-    removeHome();
+    cleanup();
   };
   process.once('exit', onExit);
-  // Ctrl-C / kill of the bench: exit through the 'exit' hook above so nothing is left behind.
   const onSignal = (signal) => process.exit(signal === 'SIGINT' ? 130 : 143);
   process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
 
@@ -84,40 +79,73 @@ export async function startPlatform({ env = {}, deadlineMs = READY_DEADLINE_MS }
         clearTimeout(timer);
       }
       process.off('exit', onExit).off('SIGINT', onSignal).off('SIGTERM', onSignal);
-      removeHome();
+      cleanup();
       return exited;
     })();
     return stopping;
   };
 
-  const fail = async (why) => {
-    const status = exited ? ` (the platform exited: code ${exited.code}, signal ${exited.signal})` : '';
-    await stop();
-    const tail = stderrTail.trim() ? `\n--- platform stderr (tail) ---\n${stderrTail.trim()}` : '\n(the platform wrote nothing on stderr)';
-    throw new Error(`herald start: ${why}${status}${tail}`);
+  const waitReady = async (probe, deadlineMs) => {
+    const deadline = Date.now() + deadlineMs;
+    for (;;) {
+      let why;
+      if (exited) why = 'it exited before it was ready';
+      else if (Date.now() > deadline) why = `not ready within ${deadlineMs / 1000} s`;
+      if (why) {
+        const status = exited ? ` (it exited: code ${exited.code}, signal ${exited.signal})` : '';
+        await stop();
+        const tail = stderrTail.trim() ? `\n--- herald ${command} stderr (tail) ---\n${stderrTail.trim()}` : '\n(it wrote nothing on stderr)';
+        throw new Error(`herald ${command}: ${why}${status}\n--- stdout ---\n${stdout.trim()}${tail}`);
+      }
+      const value = await probe(stdout);
+      if (value) return value;
+      await sleep(100);
+    }
   };
 
-  const deadline = Date.now() + deadlineMs;
-  let url;
-  let token;
-  let store;
-  while (!store) {
-    if (exited) return fail('it exited before it was ready');
-    if (Date.now() > deadline) return fail(`not ready within ${deadlineMs / 1000} s`);
-    url ??= stdout.match(/API and console:\s+(http\S+)/)?.[1];
-    token ??= stdout.match(/export HERALD_TOKEN=(\S+)/)?.[1];
-    if (url && token) {
-      try {
-        const res = await fetch(`${url}/health/ready`, { signal: AbortSignal.timeout(2_000) });
-        const body = await res.json().catch(() => ({}));
-        if (res.status === 200 && body.status === 'ok') store = body.store ?? 'unknown';
-      } catch {
-        // not listening yet
-      }
-    }
-    if (!store) await sleep(100);
+  return { pid: child.pid, stop, waitReady, stderrTail: () => stderrTail, exited: () => exited };
+}
+
+/** GET <url>: the status and the parsed JSON answer, or null while nothing answers. */
+async function probeGet(url) {
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(2_000) });
+    return { status: res.status, body: await res.json().catch(() => ({})) };
+  } catch {
+    return null; // not listening yet
   }
-  return { url, token, pid: child.pid, home, store, stop, stderrTail: () => stderrTail };
+}
+
+/**
+ * Names the platform would read from the caller's shell to reach external services. A bench
+ * platform runs on the embedded defaults (PGlite, in-process bus, chDB, its own tokens) unless
+ * the bench itself passes one of these in `env` (e.g. KAFKA_BROKERS for a run on Kafka).
+ */
+const EXTERNAL_SERVICES = ['DATABASE_URL', 'KAFKA_BROKERS', 'KAFKA_TOPIC_PREFIX', 'KAFKA_CLIENT_ID', 'CLICKHOUSE_URL', 'HERALD_JWKS_URL'];
+
+/**
+ * Starts `herald start` with a fresh temporary HERALD_HOME and a free port, and waits for its
+ * token line and for /health/ready. `env` goes on top of the caller's environment minus
+ * EXTERNAL_SERVICES (so the bus is Kafka only when `env` names KAFKA_BROKERS). Returns
+ * { url, token, pid, home, store, stop, stderrTail() }. `stop()` is idempotent: SIGTERM,
+ * SIGKILL after 10 s, then the temp home is removed; it also runs (SIGKILL + removal) if the
+ * bench process exits without calling it.
+ */
+export async function startPlatform({ env = {}, deadlineMs = READY_DEADLINE_MS } = {}) {
+  const home = mkdtempSync(join(os.tmpdir(), 'herald-bench-'));
+  const port = await freePort();
+  const inherited = { ...process.env };
+  for (const name of EXTERNAL_SERVICES) delete inherited[name];
+  const childEnv = { ...inherited, HERALD_HOME: home, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', ...env };
+  const child = spawnHerald('start', childEnv, { cleanup: () => rmSync(home, { recursive: true, force: true }) });
+  const ready = await child.waitReady(async (stdout) => {
+    const url = stdout.match(/API and console:\s+(http\S+)/)?.[1];
+    const token = stdout.match(/export HERALD_TOKEN=(\S+)/)?.[1];
+    if (!url || !token) return null;
+    const answer = await probeGet(`${url}/health/ready`);
+    return answer?.status === 200 && answer.body.status === 'ok' ? { url, token, store: answer.body.store ?? 'unknown' } : null;
+  }, deadlineMs);
+  return { ...ready, pid: child.pid, home, stop: child.stop, stderrTail: child.stderrTail };
 }
 
 /**
@@ -302,67 +330,17 @@ export async function startHerald(command, { env = {}, unset = [], home, waitFor
   if (!home) throw new Error('startHerald: pass a HERALD_HOME directory');
   const childEnv = { ...process.env, HERALD_HOME: home, HOST: '127.0.0.1', LOG_LEVEL: 'warn', ...env };
   for (const name of unset) delete childEnv[name];
-  const child = spawn(process.execPath, [HERALD_BIN, command], { cwd: ROOT, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderrTail = '';
-  let exited = null;
-  const exitedPromise = new Promise((resolve) =>
-    child.once('exit', (code, signal) => {
-      exited = { code, signal };
-      resolve(exited);
-    }),
-  );
-  child.stdout.setEncoding('utf8').on('data', (s) => {
-    if (stdout.length < 65_536) stdout += s;
-  });
-  child.stderr.setEncoding('utf8').on('data', (s) => {
-    stderrTail = (stderrTail + s).slice(-TAIL_BYTES);
-  });
-  const onExit = () => {
-    if (!exited) child.kill('SIGKILL');
-  };
-  process.once('exit', onExit);
-  let stopping;
-  const stop = () => {
-    stopping ??= (async () => {
-      if (!exited) {
-        child.kill('SIGTERM');
-        const timer = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS);
-        await exitedPromise;
-        clearTimeout(timer);
-      }
-      process.off('exit', onExit);
-      return exited;
-    })();
-    return stopping;
-  };
-  const fail = async (why) => {
-    const status = exited ? ` (it exited: code ${exited.code}, signal ${exited.signal})` : '';
-    await stop();
-    const tail = stderrTail.trim() ? `\n--- herald ${command} stderr (tail) ---\n${stderrTail.trim()}` : '';
-    throw new Error(`herald ${command}: ${why}${status}\n--- stdout ---\n${stdout.trim()}${tail}`);
-  };
-  const deadline = Date.now() + deadlineMs;
+  const child = spawnHerald(command, childEnv);
   let matches = null;
-  let ready = false;
-  while (!ready) {
-    if (exited) return fail('it exited before it was ready');
-    if (Date.now() > deadline) return fail(`not ready within ${deadlineMs / 1000} s`);
+  await child.waitReady(async (stdout) => {
     if (!matches) {
       const found = waitFor.map((re) => stdout.match(re));
       if (found.every(Boolean)) matches = found;
     }
-    if (matches && readyPath) {
-      try {
-        const res = await fetch(`${url}${readyPath}`, { signal: AbortSignal.timeout(2_000) });
-        ready = res.status === 200;
-      } catch {
-        // not listening yet
-      }
-    } else if (matches) ready = true;
-    if (!ready) await sleep(100);
-  }
-  return { pid: child.pid, matches, stop, stderrTail: () => stderrTail, exited: () => exited };
+    if (!matches) return false;
+    return readyPath ? (await probeGet(`${url}${readyPath}`))?.status === 200 : true;
+  }, deadlineMs);
+  return { pid: child.pid, matches, stop: child.stop, stderrTail: child.stderrTail, exited: child.exited };
 }
 
 const SMTP_SINK_PATHS = ['/usr/sbin/smtp-sink', '/usr/bin/smtp-sink', '/usr/local/sbin/smtp-sink'];
@@ -507,5 +485,122 @@ export function sinkMessageCount(countsFile) {
     return all.length ? Number(all.at(-1)[1]) : 0;
   } finally {
     closeSync(fd);
+  }
+}
+
+// ---- the bus of a run: `--bus in-process` (default) or `--bus kafka` ----------------------------
+
+/** The bus named on the command line (`--bus kafka`, `--bus=kafka`); 'in-process' by default. */
+export function busFromArgs(args = process.argv.slice(2)) {
+  const { values } = parseArgs({ args, options: { bus: { type: 'string', default: 'in-process' } } });
+  if (!['in-process', 'kafka'].includes(values.bus)) throw new Error(`--bus must be in-process or kafka, got '${values.bus}'`);
+  return values.bus;
+}
+
+const KAFKA_SCRIPTS = join(ROOT, 'infra', 'kafka');
+
+/** True when something accepts TCP connections on 127.0.0.1:port. */
+function portOpen(port) {
+  return new Promise((resolve) => {
+    const socket = connectTcp(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+/**
+ * The Kafka broker of a bench run: the one of KAFKA_BROKERS when set, else a single-node broker
+ * started here with infra/kafka/start.sh on free ports (HERALD_KAFKA_PORT when set; a port that
+ * already answers is refused rather than shared, since this run stops what it starts).
+ * Returns { brokers, startedHere, pid, startSeconds, env(label), stop() }:
+ * - env(label): KAFKA_BROKERS and a KAFKA_TOPIC_PREFIX of its own (`bench-<run>-<label>.`) for
+ *   one platform or bus of the run, so that runs and phases never see each other's topics;
+ * - pid: the broker's JVM when started here (its CPU can be read), else null;
+ * - stop(): idempotent. A broker started here is stopped and its data removed
+ *   (stop.sh --clean), also if the bench exits without calling stop(); on a broker of
+ *   KAFKA_BROKERS the run's topics are deleted, nothing else is touched.
+ */
+export async function startKafka({ log = (message) => process.stderr.write(`${message}\n`) } = {}) {
+  const run = `bench-${new Date().toISOString().replace(/\D/g, '').slice(0, 14)}-${Math.random().toString(36).slice(2, 6)}`;
+  const prefixes = [];
+  const env = (label) => {
+    const prefix = `${run}-${label}.`;
+    prefixes.push(prefix);
+    return { KAFKA_BROKERS: brokers.join(','), KAFKA_TOPIC_PREFIX: prefix };
+  };
+  let brokers = (process.env.KAFKA_BROKERS ?? '').split(',').map((b) => b.trim()).filter(Boolean);
+  let stopping;
+
+  if (brokers.length > 0) {
+    log(`kafka: using KAFKA_BROKERS=${brokers.join(',')}; topics of this run are prefixed '${run}-'`);
+    const stop = () => {
+      stopping ??= deleteTopics(brokers, prefixes).catch((error) => log(`kafka: could not delete the run's topics: ${error.message}`));
+      return stopping;
+    };
+    return { brokers, startedHere: false, pid: null, startSeconds: null, env, stop };
+  }
+
+  const port = process.env.HERALD_KAFKA_PORT ? Number(process.env.HERALD_KAFKA_PORT) : await freePort();
+  let controllerPort = await freePort();
+  while (controllerPort === port) controllerPort = await freePort();
+  if (await portOpen(port)) throw new Error(`port ${port} is in use: set KAFKA_BROKERS to bench on a running broker, or another HERALD_KAFKA_PORT`);
+  // Only the scripts' own settings: a HERALD_KAFKA_DIR of the caller's shell would point them
+  // at another broker's data (and stop.sh would stop that broker).
+  const scriptEnv = { ...process.env, HERALD_KAFKA_PORT: String(port), HERALD_KAFKA_CONTROLLER_PORT: String(controllerPort) };
+  delete scriptEnv.HERALD_KAFKA_DIR;
+  const stopArgs = [join(KAFKA_SCRIPTS, 'stop.sh'), '--clean'];
+  const stopSync = () => spawnSync('bash', stopArgs, { env: scriptEnv, stdio: 'ignore' });
+  process.once('exit', stopSync);
+
+  log(`kafka: starting a broker on 127.0.0.1:${port} with infra/kafka/start.sh`);
+  const started = performance.now();
+  const { code, stdout } = await new Promise((resolve, reject) => {
+    const child = spawn('bash', [join(KAFKA_SCRIPTS, 'start.sh')], { env: scriptEnv, stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (s) => {
+      out += s;
+    });
+    child.once('error', reject);
+    child.once('exit', (exitCode) => resolve({ code: exitCode, stdout: out }));
+  });
+  const startSeconds = round((performance.now() - started) / 1000, 2);
+  if (code !== 0 || !stdout.trim()) {
+    stopSync();
+    process.off('exit', stopSync);
+    throw new Error(`infra/kafka/start.sh exited with ${code} (Kafka needs Java 17+ and Maven, or cached jars; or set KAFKA_BROKERS)`);
+  }
+  brokers = [stdout.trim().split('\n').at(-1)];
+  let pid = null;
+  try {
+    pid = Number(readFileSync(join(readFileSync(`/tmp/herald-kafka-${port}.dir`, 'utf8').trim(), 'kafka.pid'), 'utf8')) || null;
+  } catch {
+    // the pid is only used to read the broker's CPU
+  }
+  log(`kafka: broker ${brokers[0]} ready in ${startSeconds} s (pid ${pid}); topics of this run are prefixed '${run}-'`);
+  const stop = () => {
+    stopping ??= new Promise((resolve) => {
+      const child = spawn('bash', stopArgs, { env: scriptEnv, stdio: ['ignore', 'ignore', 'inherit'] });
+      child.once('error', () => resolve());
+      child.once('exit', () => resolve());
+    }).then(() => process.off('exit', stopSync));
+    return stopping;
+  };
+  return { brokers, startedHere: true, pid, startSeconds, env, stop };
+}
+
+/** Deletes the topics whose names start with one of `prefixes` (best effort, kafkajs admin). */
+async function deleteTopics(brokers, prefixes) {
+  if (prefixes.length === 0) return;
+  const { default: kafkajs } = await import('kafkajs');
+  const admin = new kafkajs.Kafka({ clientId: 'herald-bench', brokers, logLevel: kafkajs.logLevel.NOTHING }).admin();
+  await admin.connect();
+  try {
+    const topics = (await admin.listTopics()).filter((topic) => prefixes.some((prefix) => topic.startsWith(prefix)));
+    if (topics.length > 0) await admin.deleteTopics({ topics });
+  } finally {
+    await admin.disconnect();
   }
 }

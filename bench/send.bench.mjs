@@ -5,6 +5,9 @@
 //
 // Writes bench/results/send.json (no DKIM) and bench/results/send-dkim.json (DKIM RSA-2048; the
 // ceiling is the one measured at the start of this same run). Run with `npm run bench:send`.
+// `npm run bench:send -- --bus kafka`: the same runs with `herald start` on Kafka (the broker of
+// KAFKA_BROKERS, else one started and stopped with infra/kafka/start.sh; each platform under
+// topics of its own), written to send-kafka.json and send-dkim-kafka.json.
 //
 // Each engine run: a fresh platform (embedded default: PGlite, in-process bus) whose SMTP_URL is
 // a fresh smtp-sink; 1,000 + 100,000 profiles imported; a 1,000-recipient warm-up delivery sent
@@ -21,7 +24,7 @@ import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, wri
 import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { apiClient, freePort, machine, peakRssMiB, postStream, processCpuSeconds, resetPeakRss, round, rssMiB, startPlatform, threadCpu, threadCpuDelta, writeResults, intFromEnv, sinkMessageCount, smtpGreets } from './lib.mjs';
+import { apiClient, busFromArgs, freePort, machine, peakRssMiB, postStream, processCpuSeconds, resetPeakRss, round, rssMiB, startKafka, startPlatform, threadCpu, threadCpuDelta, writeResults, intFromEnv, sinkMessageCount, smtpGreets } from './lib.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const INSTALL_SCRIPT = join(ROOT, 'infra', 'postfix', 'install.sh');
@@ -38,6 +41,7 @@ const textFromEnv = (name) => process.env[name] ?? '';
 const ONLY = textFromEnv('BENCH_SEND_ONLY');
 if (!['', 'plain', 'dkim'].includes(ONLY)) throw new Error(`BENCH_SEND_ONLY must be plain or dkim, got '${ONLY}'`);
 const TARGET_RATIO = 0.5;
+const BUS = busFromArgs();
 const POLL_MS = 100;
 const PROGRESS_EVERY_MS = 5_000;
 const CHUNK_BYTES = 64 * 1024;
@@ -345,7 +349,7 @@ async function ledgerSummary(api, id) {
   return { rows, statuses, errors };
 }
 
-async function runEngine(tools, dir, { dkim }) {
+async function runEngine(tools, dir, { dkim, kafka }) {
   const label = dkim ? 'dkim' : 'plain';
   const sink = await startSink(tools.sink, dir, label);
   const env = {
@@ -354,6 +358,7 @@ async function runEngine(tools, dir, { dkim }) {
     ENGINE_THREADS: String(THREADS),
     ENGINE_SMTP_CONNECTIONS: String(CONNECTIONS_PER_THREAD),
     ENGINE_BATCH_SIZE: String(BATCH_SIZE),
+    ...kafka?.env(label),
   };
   if (dkim) {
     const keyFile = join(dir, 'dkim-private.pem');
@@ -405,6 +410,7 @@ async function runEngine(tools, dir, { dkim }) {
     const sinkCpuBefore = sink.cpuSeconds();
     const threadsBefore = threadCpu(pid);
     const cpuBefore = processCpuSeconds(pid);
+    const brokerCpuBefore = kafka?.pid ? processCpuSeconds(kafka.pid) : null;
     const progress = [];
     let firstMessageAt = null;
     let lastMessageAt = null;
@@ -456,6 +462,7 @@ async function runEngine(tools, dir, { dkim }) {
     }
     const threadsAfter = threadCpu(pid);
     const cpuAfter = processCpuSeconds(pid);
+    const brokerCpuAfter = kafka?.pid ? processCpuSeconds(kafka.pid) : null;
     const sendPeakMiB = peakRssMiB(pid);
     const rssAfterMiB = rssMiB(pid);
     await sleep(300);
@@ -496,6 +503,7 @@ async function runEngine(tools, dir, { dkim }) {
         heraldProcessSeconds: cpuBefore === null || cpuAfter === null ? null : round(cpuAfter - cpuBefore, 2),
         heraldThreads: threadCpuDelta(threadsBefore, threadsAfter).filter((t) => t.cpuSeconds >= 0.05),
         smtpSinkSeconds: sinkCpuSeconds,
+        ...(kafka && { kafkaBrokerSeconds: brokerCpuBefore === null || brokerCpuAfter === null ? null : round(brokerCpuAfter - brokerCpuBefore, 2) }),
         top: topSnapshot,
       },
       wireBytesPerMessage,
@@ -532,9 +540,10 @@ function topOf(pid) {
 
 // ---- main ------------------------------------------------------------------------------------
 
-function resultOf(run, ceiling, { dkim, messageBytes, ceilingNote }) {
+function resultOf(run, ceiling, { dkim, messageBytes, ceilingNote, kafka }) {
   return {
     benchmark: dkim ? 'send-dkim' : 'send',
+    bus: BUS,
     messagesPerSecond: Math.round(run.messagesPerSecond),
     ceilingMessagesPerSecond: Math.round(ceiling.messagesPerSecond),
     ratio: round(run.messagesPerSecond / ceiling.messagesPerSecond),
@@ -558,6 +567,13 @@ function resultOf(run, ceiling, { dkim, messageBytes, ceilingNote }) {
     ledger: run.ledger,
     setup: { importSeconds: run.importSeconds, warmupSeconds: run.warmupSeconds, preparationSeconds: run.preparationSeconds },
     store: run.store,
+    ...(kafka && {
+      kafka: {
+        broker: kafka.startedHere ? 'single node (KRaft, loopback) started by infra/kafka/start.sh for this run' : 'KAFKA_BROKERS',
+        brokerStartSeconds: kafka.startSeconds,
+        client: 'herald start with KAFKA_BROKERS and a KAFKA_TOPIC_PREFIX of its own: KafkaBus defaults (kafkajs, idempotent producer, acks -1)',
+      },
+    }),
     loadAverageAtOk: run.loadAverage,
     machine: machine(),
     measuredAt: new Date().toISOString(),
@@ -567,7 +583,7 @@ function resultOf(run, ceiling, { dkim, messageBytes, ceilingNote }) {
 function summary(result, path) {
   const target = result.targetRatio === null ? '' : result.ratio >= result.targetRatio ? ` (target ${result.targetRatio}: met)` : ` (target ${result.targetRatio}: BELOW TARGET)`;
   return (
-    `${result.benchmark}: ${result.messages} messages in ${result.seconds} s = ${result.messagesPerSecond}/s vs ceiling ${result.ceilingMessagesPerSecond}/s ` +
+    `${result.benchmark} (${result.bus} bus): ${result.messages} messages in ${result.seconds} s = ${result.messagesPerSecond}/s vs ceiling ${result.ceilingMessagesPerSecond}/s ` +
     `(smtp-source → smtp-sink, ${result.ceilingSeconds} s): ratio ${result.ratio}${target}; ${result.threads} threads × ${result.connectionsPerThread} connections; ` +
     `${result.messageBytes} B/message; peak RSS ${result.peakRssMiB} MiB; written to ${path}`
   );
@@ -578,26 +594,29 @@ async function main() {
   const tools = await ensureTools();
   const dir = mkdtempSync(join(os.tmpdir(), 'herald-bench-send-'));
   process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  const kafka = BUS === 'kafka' ? await startKafka({ log }) : null;
   try {
     // Size of the message the engine sends (the tracked URLs use the platform's address, whose
     // port has the same number of digits as any free port picked here, give or take one).
     const messageBytes = await renderedMessageBytes(`http://127.0.0.1:${await freePort()}`);
-    log(`${MESSAGES} messages, ${THREADS} threads × ${CONNECTIONS_PER_THREAD} SMTP connections = ${CONNECTIONS}, batches of ${BATCH_SIZE}; HTML ${HTML.length} chars, message ${messageBytes} bytes`);
+    log(`${MESSAGES} messages, ${THREADS} threads × ${CONNECTIONS_PER_THREAD} SMTP connections = ${CONNECTIONS}, batches of ${BATCH_SIZE}; HTML ${HTML.length} chars, message ${messageBytes} bytes; bus ${BUS}`);
 
     const ceiling = await measureCeiling(tools, dir, messageBytes);
     for (const dkim of [false, true]) {
       if ((ONLY === 'plain' && dkim) || (ONLY === 'dkim' && !dkim)) continue;
-      const run = await runEngine(tools, dir, { dkim });
+      const run = await runEngine(tools, dir, { dkim, kafka });
       const result = resultOf(run, ceiling, {
         dkim,
         messageBytes,
-        ceilingNote: 'once per bench run, before the engine runs; send.json and send-dkim.json of one run share it',
+        kafka,
+        ceilingNote: `once per bench run, before the engine runs; ${kafka ? 'send-kafka.json and send-dkim-kafka.json' : 'send.json and send-dkim.json'} of one run share it`,
       });
-      const path = writeResults(result.benchmark, result);
+      const path = writeResults(kafka ? `${result.benchmark}-kafka` : result.benchmark, result);
       console.log(summary(result, path));
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
+    await kafka?.stop();
   }
 }
 
