@@ -79,6 +79,9 @@ const WORKER_FILE = new URL('../dist/send-batch.worker.js', import.meta.url).hre
 const PLANNER_IDLE_MS = 200;
 const DISCOVER_INTERVAL_MS = 1000;
 const HEARTBEAT_MS = 2000;
+const PUBLISH_RETRY_MS = 1000;
+/** Rows queued this long without a dispatcher claiming them go back to pending (their batch was lost). */
+const QUEUED_STALE_MS = 120_000;
 /** An engine silent this long is dead: its rows are requeued. */
 export const ENGINE_STALE_MS = 15_000;
 
@@ -99,6 +102,7 @@ export class Engine {
   private stopping = false;
   private discoverTimer?: NodeJS.Timeout;
   private heartbeatTimer?: NodeJS.Timeout;
+  private beating = false;
   private readonly instances = new EngineInstancesRepository();
   /** This process's id in engine_instances and on the ledger rows it holds. */
   readonly instanceId = randomUUID();
@@ -163,6 +167,16 @@ export class Engine {
 
   /** Heartbeat with this engine's figures; adjust the limits' share; requeue the rows of dead engines. */
   private async beat(): Promise<void> {
+    if (this.beating) return; // the previous one is still running (a slow store)
+    this.beating = true;
+    try {
+      await this.beatOnce();
+    } finally {
+      this.beating = false;
+    }
+  }
+
+  private async beatOnce(): Promise<void> {
     const { db, clock, bus } = this.options;
     const now = Date.now();
     const perSecond = ((this.stats.messages - this.lastBeat.messages) * 1000) / Math.max(1, now - this.lastBeat.at);
@@ -179,14 +193,23 @@ export class Engine {
       messagesPerSecond: Math.round(perSecond),
       inFlightBatches: this.inFlight,
       partitions: assignments && assignments.length > 0 ? assignments.flatMap((a) => a.partitions).sort((a, b) => a - b) : null,
-      lag: kafka.lag ? await kafka.lag(TOPICS.sendBatches, 'engine-dispatchers') : null,
+      lag: this.report.lag,
       share,
     };
+    // The bus's lag is read after the heartbeat and for the next one, within a second: a broker
+    // that does not answer must not stop this engine from heartbeating (it would be declared dead).
+    void withTimeout(kafka.lag?.(TOPICS.sendBatches, 'engine-dispatchers'), 1000).then((lag) => {
+      if (lag !== undefined) this.report.lag = lag;
+    });
     if (!(await this.instances.heartbeat(db, this.instanceId, { ...this.report }, clock.now()))) {
       this.options.logger.warn({ instanceId: this.instanceId }, 'this engine was declared dead by another (a long pause?); registering again');
       await this.instances.register(db, { id: this.instanceId, host: hostname(), pid: process.pid, startedAt: clock.now().toISOString() }, clock.now());
     }
     if (this.lastBeat.count % 3 === 0) {
+      // Safe at any time: a queued row is not being sent (claiming it is atomic), so at worst
+      // an old batch that turns up later finds nothing to claim.
+      const stale = await this.queue.requeueStaleQueued(db, QUEUED_STALE_MS, clock.now());
+      if (stale > 0) this.options.logger.warn({ requeued: stale }, 'recipients queued too long without a dispatcher went back to pending');
       const reaped = await this.instances.reapDead(db, this.instanceId, ENGINE_STALE_MS, clock.now());
       if (reaped.engines.length > 0) {
         this.options.logger.warn({ ...reaped }, 'engine requeued the work of dead engines');
@@ -279,7 +302,16 @@ export class Engine {
       };
       this.inFlight++;
       this.stats.inFlightBatches = this.inFlight;
-      await bus.publish(TOPICS.sendBatches, [{ key: batch.batchId, value: batch }]);
+      try {
+        await bus.publish(TOPICS.sendBatches, [{ key: batch.batchId, value: batch }]);
+      } catch (error) {
+        // The bus refused the batch (a broker down longer than the producer's retries): give
+        // its recipients back, wait, and plan them again; nothing was sent.
+        this.batchDone();
+        await this.queue.release(db, run, batch.recipients.map((r) => r.profileId), clock.now());
+        this.options.logger.warn({ err: error, ...run, recipients: batch.recipients.length }, 'send batch not published; recipients released, retrying');
+        await sleep(PUBLISH_RETRY_MS);
+      }
     }
   }
 
@@ -431,5 +463,19 @@ function eventsFor(outcome: ClassifiedOutcome, run: RunRef, channel: 'email' | '
       return [{ ...base, eventId: id('failed'), type: 'failed', reason: `in doubt: ${outcome.error ?? ''}`.trim() }];
     default:
       return []; // a soft bounce being retried is not an outcome yet
+  }
+}
+
+/** The value, or undefined if it takes longer than `ms` (or fails). */
+async function withTimeout<T>(value: Promise<T> | T | undefined, ms: number): Promise<T | undefined> {
+  if (value === undefined) return undefined;
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), ms);
+  });
+  try {
+    return await Promise.race([Promise.resolve(value).catch(() => undefined), timeout]);
+  } finally {
+    clearTimeout(timer);
   }
 }

@@ -11,6 +11,8 @@ export interface Platform {
   token: string;
   logs: string[];
   exited: Promise<number | null>;
+  /** Everything it printed on stdout so far. */
+  stdout(): string;
 }
 
 export async function freePort(): Promise<number> {
@@ -22,8 +24,8 @@ export async function freePort(): Promise<number> {
   });
 }
 
-export async function startPlatform(env: Record<string, string>, command = 'start'): Promise<Platform> {
-  const child = spawn(process.execPath, [HERALD, command], { env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+export async function startPlatform(env: Record<string, string>, command = 'start', args: string[] = []): Promise<Platform> {
+  const child = spawn(process.execPath, [HERALD, command, ...args], { env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: string[] = [];
   let stdout = '';
   child.stdout!.on('data', (chunk) => {
@@ -47,6 +49,7 @@ export async function startPlatform(env: Record<string, string>, command = 'star
     token: /export HERALD_TOKEN=(\S+)/.exec(stdout)?.[1] ?? '',
     logs,
     exited,
+    stdout: () => stdout,
   };
 }
 

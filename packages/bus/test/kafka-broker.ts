@@ -3,7 +3,7 @@
 // Where neither is possible the Kafka suites are reported as skipped, loudly; with
 // HERALD_REQUIRE_KAFKA=1 (set by .ci/run) that fails the run instead.
 import { execFile, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -87,7 +87,18 @@ function run(script: string, args: string[], env: NodeJS.ProcessEnv): Promise<st
 export async function startTestKafka(): Promise<TestKafka> {
   const named = process.env.KAFKA_BROKERS?.trim();
   if (named) return { brokers: named.split(',').map((b) => b.trim()), stop: async () => undefined };
+  return startPrivateKafka();
+}
 
+export interface PrivateKafka extends TestKafka {
+  /** kill -9 of the broker process (its data stays). */
+  kill(): void;
+  /** Starts it again on the same ports and data, and waits until it is ready. */
+  restart(): Promise<void>;
+}
+
+/** A broker of this test's own (never the shared KAFKA_BROKERS one), for tests that kill it. */
+export async function startPrivateKafka(): Promise<PrivateKafka> {
   const port = await freePort();
   let controllerPort = await freePort();
   while (controllerPort === port) controllerPort = await freePort();
@@ -98,5 +109,10 @@ export async function startTestKafka(): Promise<TestKafka> {
     HERALD_KAFKA_DIR: mkdtempSync(join(tmpdir(), 'herald-test-kafka-')),
   };
   const bootstrap = await run(START, [], env);
-  return { brokers: [bootstrap], stop: async () => void (await run(STOP, ['--clean'], env)) };
+  return {
+    brokers: [bootstrap],
+    stop: async () => void (await run(STOP, ['--clean'], env)),
+    kill: () => process.kill(Number(readFileSync(join(env.HERALD_KAFKA_DIR, 'kafka.pid'), 'utf8').trim()), 'SIGKILL'),
+    restart: async () => void (await run(START, [], env)),
+  };
 }

@@ -149,6 +149,17 @@ export class SendQueueRepository {
     return rows.length;
   }
 
+  /** Rows queued (for any run) before `olderThanMs` and never claimed go back to pending; returns how many. */
+  async requeueStaleQueued(db: Queryable, olderThanMs: number, now: Date): Promise<number> {
+    const rows = await db.query(
+      `UPDATE send_ledger SET status = 'pending', engine_id = NULL, updated_at = $1
+        WHERE status = 'queued' AND updated_at < $1::timestamptz - make_interval(secs => $2::double precision / 1000)
+        RETURNING 1`,
+      [now, olderThanMs],
+    );
+    return rows.length;
+  }
+
   /** Recipients of the run handed out and not settled yet (queued or being sent), by every engine. */
   async inFlightCount(db: Queryable, run: RunRef): Promise<number> {
     const [row] = await db.query<{ n: number }>(

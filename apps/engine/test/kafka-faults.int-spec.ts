@@ -1,0 +1,216 @@
+// Production mode under faults: `herald start --engines 2` on Apache Kafka and PostgreSQL (the
+// gateway, the KPI consumer and chDB in one process, two `herald engine` processes), a real SMTP
+// server on loopback. Each case ends with every recipient settled once in the ledger, duplicates
+// at the SMTP server no more than what a killed process had in flight, and in ClickHouse
+// count() = count(DISTINCT event_id) = the expected number of events.
+import { spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { KafkaBus } from '@herald/bus';
+import { type CaptureSink, startCaptureSink } from '@herald/capture-sink';
+import { dlqTopic, TOPICS } from '@herald/contracts';
+import { createTestDatabase, describeOnStore, storesUnderTest, type TestDatabase } from '@herald/testing';
+import { kafkaAvailable, startPrivateKafka, startTestKafka, type TestKafka } from '../../../packages/bus/test/kafka-broker.js';
+import { call, freePort, ledgerStatuses, type Platform, startPlatform, startSend, until } from './platform.js';
+
+const RECIPIENTS = 20_000;
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+
+/** Counts of a delivery's events in the chDB of a stopped platform (chDB: one process per data directory). */
+function kpiEventCounts(home: string, deliveryId: string): Promise<{ n: number; distinct: number; byType: Record<string, number> }> {
+  const script = `
+    import { openKpiStore } from '@herald/kpi-store';
+    const store = openKpiStore({ dataDir: process.argv[1] });
+    const rs = await store.client.query({ query: "SELECT toString(type) AS type, count() AS n, uniqExact(event_id) AS d FROM herald.message_events WHERE delivery_id = {d:UUID} GROUP BY type", query_params: { d: process.argv[2] }, format: 'JSONEachRow' });
+    const rows = await rs.json();
+    await store.close();
+    console.log(JSON.stringify(rows));`;
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script, join(home, 'clickhouse'), deliveryId], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (c) => (out += c));
+    child.stderr.on('data', (c) => (err += c));
+    child.on('exit', (code) => {
+      if (code !== 0) return reject(new Error(`kpi count failed (${code}): ${err}`));
+      const rows = JSON.parse(out.trim().split('\n').at(-1)!) as { type: string; n: string | number; d: string | number }[];
+      resolve({
+        n: rows.reduce((s, r) => s + Number(r.n), 0),
+        distinct: rows.reduce((s, r) => s + Number(r.d), 0),
+        byType: Object.fromEntries(rows.map((r) => [r.type, Number(r.n)])),
+      });
+    });
+  });
+}
+
+/** The pids of the engine processes `herald start --engines N` printed. */
+const enginePids = (p: Platform): number[] => [...p.stdout().matchAll(/Engine \d+:\s+pid (\d+)/g)].map((m) => Number(m[1]));
+
+// Both announce a skip loudly, and throw instead when CI requires them (HERALD_REQUIRE_KAFKA, HERALD_REQUIRE_ALL_STORES).
+const available = storesUnderTest().includes('postgres') && kafkaAvailable();
+
+describeOnStore(
+  'postgres',
+  'production mode on Kafka: faults lose nothing',
+  () => {
+    let kafka: TestKafka;
+    let database: TestDatabase;
+    let sink: CaptureSink;
+    let env: Record<string, string>;
+    const platforms: Platform[] = [];
+
+    beforeAll(async () => {
+      kafka = await startTestKafka();
+    });
+    afterAll(async () => kafka?.stop());
+
+    beforeEach(async () => {
+      database = await createTestDatabase('postgres');
+      sink = await startCaptureSink({ store: 'memory' });
+      env = {
+        HERALD_HOME: mkdtempSync(join(tmpdir(), 'herald-kafka-fault-')),
+        PORT: String(await freePort()),
+        SMTP_URL: sink.url,
+        DATABASE_URL: database.url!,
+        KAFKA_BROKERS: kafka.brokers.join(','),
+        KAFKA_TOPIC_PREFIX: `fault-${Date.now().toString(36)}.`,
+        LOG_LEVEL: 'info',
+        ENGINE_THREADS: '1',
+        ENGINE_BATCH_SIZE: '200',
+        // The capture sink closes idle connections with 421 (e.g. while the broker is down): a
+        // soft bounce, retried after this delay.
+        ENGINE_RETRY_DELAY: '1s',
+      };
+    });
+
+    afterEach(async () => {
+      for (const p of platforms.splice(0)) {
+        if (p.child.exitCode === null) p.child.kill('SIGKILL');
+        await p.exited;
+      }
+      for (const pid of enginePidsStarted.splice(0)) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+      await sink.close();
+      await database.drop();
+    });
+
+    const enginePidsStarted: number[] = [];
+    async function start(extra: Record<string, string> = {}) {
+      // A fresh port each time: engines of a killed parent may still hold PORT + 1 and PORT + 2.
+      const p = await startPlatform({ ...env, PORT: String(await freePort()), ...extra }, 'start', ['--engines', '2']);
+      platforms.push(p);
+      enginePidsStarted.push(...enginePids(p));
+      return p;
+    }
+
+    async function finishAndCheck(p: Platform, id: string, maxDuplicates: number) {
+      await until(async () => (await call(p, 'GET', `/v1/deliveries/${id}`)).body.state === 'finished', 240_000, 'the send to finish');
+      expect(await ledgerStatuses(p, id)).toEqual({ sent: RECIPIENTS });
+      const ids = sink.messageIdCounts();
+      expect(ids.size).toBe(RECIPIENTS);
+      const duplicates = sink.count() - RECIPIENTS;
+      expect(duplicates).toBeLessThanOrEqual(maxDuplicates);
+      await until(async () => (await call(p, 'GET', `/v1/deliveries/${id}/deployment`)).body.kpis.sent >= RECIPIENTS, 60_000, 'the KPIs');
+      // Stop the platform gracefully, then count in ClickHouse itself.
+      p.child.kill('SIGTERM');
+      expect(await p.exited).toBe(0);
+      const counts = await kpiEventCounts(env.HERALD_HOME!, id);
+      expect(counts).toEqual({ n: 2 * RECIPIENTS, distinct: 2 * RECIPIENTS, byType: { sent: RECIPIENTS, delivered: RECIPIENTS } });
+      return duplicates;
+    }
+
+    it('two engines share a send; kill -9 one at about 40%: the other finishes it', async () => {
+      const p = await start();
+      const pids = enginePids(p);
+      expect(pids).toHaveLength(2);
+      // Both engines are registered and consume partitions of herald.send-batches.
+      await until(async () => (await call(p, 'GET', '/v1/ops/engines')).body.items?.length === 2, 30_000, 'two live engines');
+      const engines = (await call(p, 'GET', '/v1/ops/engines')).body;
+      expect(engines.items.map((e: { pid: number }) => e.pid).sort()).toEqual([...pids].sort());
+      const id = await startSend(p, { prefix: 'k2-', count: RECIPIENTS });
+      await until(() => sink.count() >= RECIPIENTS * 0.4, 180_000, '40% of the send');
+      process.kill(pids[0]!, 'SIGKILL');
+      // The survivor requeues what the dead one held once its heartbeat is stale.
+      await until(() => p.logs.join('').includes('engine requeued the work of dead engines'), 60_000, 'the dead engine to be reaped');
+      const reaped = JSON.parse(p.logs.join('').split('\n').find((line) => line.includes('engine requeued the work of dead engines'))!);
+      const duplicates = await finishAndCheck(p, id, reaped.inFlight);
+      process.stdout.write(`kafka: kill -9 of one of two engines: ${reaped.inFlight} in flight, ${duplicates} received twice\n`);
+    }, 300_000);
+
+    it('kill -9 the Kafka broker for 30 s during a send, then restart it: the send finishes, nothing twice', async () => {
+      // A broker of this test's own: the shared one serves the other suites.
+      const own = await startPrivateKafka();
+      try {
+        const p = await start({ KAFKA_BROKERS: own.brokers.join(',') });
+        const id = await startSend(p, { prefix: 'kb-', count: RECIPIENTS });
+        await until(() => sink.count() >= RECIPIENTS * 0.3, 180_000, '30% of the send');
+        own.kill();
+        const atDeath = sink.count();
+        await new Promise((resolve) => setTimeout(resolve, 30_000));
+        const duringOutage = sink.count() - atDeath;
+        await own.restart();
+        // Nothing died but the broker: batches redelivered after it came back are claimed once.
+        await finishAndCheck(p, id, 0).catch(async (error) => {
+          const unsettled = await database.db.query(
+            `SELECT status, last_error, count(*)::int AS n FROM send_ledger WHERE delivery_id = $1 AND status <> 'sent' GROUP BY 1, 2`,
+            [id],
+          );
+          process.stderr.write(`unsettled: ${JSON.stringify(unsettled)}\n${p.logs.join('').split('\n').filter((l) => !l.includes('"level":30')).slice(-40).join('\n')}\n`);
+          throw error;
+        });
+        process.stdout.write(`kafka: broker down 30 s at ${atDeath}/${RECIPIENTS}; ${duringOutage} sent meanwhile (batches in hand)\n`);
+      } finally {
+        await own.stop();
+      }
+    }, 420_000);
+
+    it('SIGTERM every process mid-send, restart: zero duplicates', async () => {
+      const first = await start();
+      const id = await startSend(first, { prefix: 'st-', count: RECIPIENTS });
+      await until(() => sink.count() >= RECIPIENTS * 0.4, 180_000, '40% of the send');
+      first.child.kill('SIGTERM');
+      expect(await first.exited).toBe(0);
+      const second = await start();
+      await finishAndCheck(second, id, 0);
+      expect(sink.count()).toBe(RECIPIENTS);
+    }, 300_000);
+
+    it('kill -9 the gateway and its KPI consumer mid-send, restart: no event lost or counted twice', async () => {
+      const first = await start();
+      const id = await startSend(first, { prefix: 'kc-', count: RECIPIENTS });
+      await until(() => sink.count() >= RECIPIENTS * 0.5, 180_000, 'half of the send');
+      first.child.kill('SIGKILL');
+      await first.exited;
+      // Its engine processes keep sending (no engine died: nothing goes out twice); the KPI
+      // consumer is gone until the restart, which takes over its partitions from the committed offsets.
+      const second = await start();
+      await finishAndCheck(second, id, 0);
+    }, 300_000);
+
+    it('a poison event and a poison batch go to the DLQ with their reason; the partitions keep flowing', async () => {
+      const p = await start();
+      const bus = new KafkaBus({ brokers: kafka.brokers, topicPrefix: env.KAFKA_TOPIC_PREFIX });
+      const dead: { topic: string; value: { reason: string } }[] = [];
+      for (const topic of [dlqTopic(TOPICS.messageEvents), dlqTopic(TOPICS.sendBatches)]) {
+        await bus.subscribe({ topic, group: 'test-dlq', handler: async (batch) => void dead.push(...batch.map((m) => ({ topic, value: m.value as { reason: string } }))) });
+      }
+      await bus.publish(TOPICS.messageEvents, [{ key: 'x', value: { type: 'exploded' } }]);
+      await bus.publish(TOPICS.sendBatches, [{ key: 'bad-batch', value: { batchId: 'bad-batch', recipients: 'none' } }]);
+      const id = await startSend(p, { prefix: 'pz-', count: 2_000 });
+      await until(async () => (await call(p, 'GET', `/v1/deliveries/${id}`)).body.state === 'finished', 120_000, 'the send after the poison');
+      await until(() => dead.length >= 2, 30_000, 'both poison messages in their DLQ');
+      expect(dead.map((d) => d.topic).sort()).toEqual([dlqTopic(TOPICS.messageEvents), dlqTopic(TOPICS.sendBatches)].sort());
+      expect(dead.every((d) => d.value.reason.length > 0)).toBe(true);
+      await until(async () => (await call(p, 'GET', `/v1/deliveries/${id}/deployment`)).body.kpis.sent === 2_000, 30_000, 'the KPIs after the poison');
+      await bus.close();
+    }, 300_000);
+  },
+  available,
+);
