@@ -279,40 +279,43 @@ async function startEngineProcesses(count: number, config: HeraldConfig, smtpUrl
   return started;
 }
 
-/** `herald dlq replay <topic>`: every message of <topic>.dlq goes back to <topic>, with its key. */
+/**
+ * `herald dlq replay <topic>`: the messages <topic>.dlq holds when the command starts go back to
+ * <topic>, with their key. Messages that reach the DLQ meanwhile (a message still poison comes
+ * right back) are left for the next replay.
+ */
 async function dlqCommand(config: HeraldConfig, args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { limit: { type: 'string' } } });
   const [action, topic] = positionals;
   if (action !== 'replay' || !topic) throw new UsageError('usage: herald dlq replay <topic> [--limit N], e.g. herald dlq replay herald.message-events');
   if (!config.KAFKA_BROKERS) throw new UsageError('herald dlq: the DLQ lives on Kafka; set KAFKA_BROKERS (the in-process bus keeps nothing after its process).');
   const limit = values.limit === undefined ? Number.POSITIVE_INFINITY : Number(values.limit);
-  const bus = busFromEnv(config);
+  if (!(limit > 0)) throw new UsageError(`--limit takes a positive number, not '${values.limit}'`);
+  const bus = busFromEnv(config) as KafkaBus;
+  const dlq = dlqTopic(topic);
+  await bus.ensureTopics([topic, dlq]);
+  const ends = await bus.endOffsets(dlq);
   let replayed = 0;
-  let lastSeen = Date.now();
   const subscription = await bus.subscribe({
-    topic: dlqTopic(topic),
+    topic: dlq,
     group: 'dlq-replay',
-    // One at a time under a limit, so nothing past it is acknowledged without being replayed.
-    maxBatchSize: Number.isFinite(limit) ? 1 : 500,
-    handler: async (batch) => {
-      lastSeen = Date.now();
-      const take = batch.slice(0, Math.max(0, limit - replayed));
-      const messages = take.map((m) => {
-        const entry = m.value as { key?: string; value?: unknown } | null;
-        return { key: entry?.key ?? m.key, value: entry && 'value' in entry ? entry.value : m.value };
-      });
-      if (messages.length > 0) await bus.publish(topic, messages);
-      replayed += messages.length;
+    // One at a time: nothing past the end (or the limit) is acknowledged without being replayed.
+    maxBatchSize: 1,
+    handler: async ([message]) => {
+      if (!message || message.offset >= (ends.get(message.partition) ?? 0) || replayed >= limit) {
+        throw new Error('past what this replay takes: left in the DLQ');
+      }
+      const entry = message.value as { key?: string; value?: unknown } | null;
+      await bus.publish(topic, [{ key: entry?.key ?? message.key, value: entry && 'value' in entry ? entry.value : message.value }]);
+      replayed++;
     },
   });
-  // Done when the DLQ has been read to its end (or the limit is reached) and nothing came for a while.
   for (;;) {
-    await new Promise((resolve) => setTimeout(resolve, 500));
-    const lag = await (bus as KafkaBus).lag(dlqTopic(topic), 'dlq-replay');
-    if (replayed >= limit || (lag === 0 && Date.now() - lastSeen > 2_000)) break;
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    if (replayed >= limit || (await bus.lag(dlq, 'dlq-replay', ends)) === 0) break;
   }
   await subscription.close();
   await bus.close();
-  console.log(`replayed ${replayed} message(s) from ${dlqTopic(topic)} to ${topic}`);
+  console.log(`replayed ${replayed} message(s) from ${dlq} to ${topic}`);
   return 0;
 }

@@ -3,7 +3,7 @@
 // server on loopback. Each case ends with every recipient settled once in the ledger, duplicates
 // at the SMTP server no more than what a killed process had in flight, and in ClickHouse
 // count() = count(DISTINCT event_id) = the expected number of events.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -134,6 +134,10 @@ describeOnStore(
       await until(async () => (await call(p, 'GET', '/v1/ops/engines')).body.items?.length === 2, 30_000, 'two live engines');
       const engines = (await call(p, 'GET', '/v1/ops/engines')).body;
       expect(engines.items.map((e: { pid: number }) => e.pid).sort()).toEqual([...pids].sort());
+      // Each engine process serves its figures for Prometheus on its own port.
+      const metricsUrls = [...p.stdout().matchAll(/metrics at (\S+\/metrics)/g)].map((m) => m[1]!);
+      expect(metricsUrls).toHaveLength(2);
+      for (const url of metricsUrls) expect(await (await fetch(url)).text()).toMatch(/^herald_engine_threads 1$/m);
       const id = await startSend(p, { prefix: 'k2-', count: RECIPIENTS });
       await until(() => sink.count() >= RECIPIENTS * 0.4, 180_000, '40% of the send');
       process.kill(pids[0]!, 'SIGKILL');
@@ -209,6 +213,14 @@ describeOnStore(
       expect(dead.map((d) => d.topic).sort()).toEqual([dlqTopic(TOPICS.messageEvents), dlqTopic(TOPICS.sendBatches)].sort());
       expect(dead.every((d) => d.value.reason.length > 0)).toBe(true);
       await until(async () => (await call(p, 'GET', `/v1/deliveries/${id}/deployment`)).body.kpis.sent === 2_000, 30_000, 'the KPIs after the poison');
+      // herald dlq replay puts a DLQ's messages back on their topic (still poison: back to the DLQ).
+      const replay = spawnSync(process.execPath, [join(ROOT, 'apps/cli/bin/herald.js'), 'dlq', 'replay', TOPICS.messageEvents], {
+        env: { PATH: process.env.PATH, ...env },
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
+      expect(replay.stdout).toContain(`replayed 1 message(s) from ${dlqTopic(TOPICS.messageEvents)} to ${TOPICS.messageEvents}`);
+      await until(() => dead.filter((d) => d.topic === dlqTopic(TOPICS.messageEvents)).length === 2, 30_000, 'the replayed poison back in the DLQ');
       await bus.close();
     }, 300_000);
   },

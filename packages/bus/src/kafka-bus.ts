@@ -271,8 +271,18 @@ export class KafkaBus implements Bus {
     ]);
   }
 
-  /** Messages of `topic` not yet committed by `group`: committed offset (or the oldest retained) to the end, over all partitions. */
-  async lag(topic: string, group: string): Promise<number> {
+  /** The end offset (the next offset to be written) of each partition of `topic`. */
+  async endOffsets(topic: string): Promise<Map<number, number>> {
+    const admin = await this.admin();
+    const ends = await admin.fetchTopicOffsets(this.physicalTopic(topic));
+    return new Map(ends.map((p) => [p.partition, Number(p.high)]));
+  }
+
+  /**
+   * Messages of `topic` not yet committed by `group`: committed offset (or the oldest retained)
+   * to the end, over all partitions; with `until`, only up to those end offsets (per partition).
+   */
+  async lag(topic: string, group: string, until?: Map<number, number>): Promise<number> {
     const admin = await this.admin();
     const physical = this.physicalTopic(topic);
     const [ends, committed] = await Promise.all([
@@ -285,10 +295,10 @@ export class KafkaBus implements Bus {
     }
     let lag = 0;
     for (const p of ends) {
-      const high = Number(p.high);
+      const high = Math.min(Number(p.high), until?.get(p.partition) ?? Number.POSITIVE_INFINITY);
       const low = Number(p.low);
       const at = committedByPartition.get(p.partition) ?? -1;
-      lag += high - (at >= 0 ? Math.max(at, low) : low);
+      lag += Math.max(0, high - (at >= 0 ? Math.max(at, low) : low));
     }
     return lag;
   }
