@@ -1,6 +1,6 @@
 import { busFromEnv, kafkaBrokersFromEnv } from './from-env.js';
 import { InProcessBus } from './in-process-bus.js';
-import { KafkaBus } from './kafka-bus.js';
+import { chunksOfBytes, KafkaBus } from './kafka-bus.js';
 
 describe('busFromEnv', () => {
   it('is the in-process bus when KAFKA_BROKERS is unset or blank', async () => {
@@ -35,5 +35,17 @@ describe('KafkaBus topic partitions', () => {
     const tuned = new KafkaBus({ brokers: ['127.0.0.1:1'], partitions: { 'herald.send-batches': 64 }, defaultPartitions: 6 });
     expect(tuned.partitionsFor('herald.send-batches')).toBe(64);
     expect(tuned.partitionsFor('herald.delivery-commands')).toBe(6);
+  });
+});
+
+describe('chunksOfBytes', () => {
+  it('cuts a publish into consecutive chunks under the byte limit, in order', () => {
+    const messages = Array.from({ length: 10 }, (_, i) => ({ key: `k${i}`, value: 'x'.repeat(100) }));
+    const chunks = chunksOfBytes(messages, 500);
+    expect(chunks.flat()).toEqual(messages);
+    // 100 bytes of value, 2 of key, 64 of overhead each: three fit in 500.
+    expect(chunks.map((c) => c.length)).toEqual([3, 3, 3, 1]);
+    // A message bigger than the limit goes alone (the broker then names the problem).
+    expect(chunksOfBytes([{ key: 'a', value: 'x'.repeat(1000) }, { key: 'b', value: 'y' }], 500).map((c) => c.length)).toEqual([1, 1]);
   });
 });

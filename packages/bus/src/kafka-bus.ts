@@ -196,9 +196,13 @@ export class KafkaBus implements Bus {
     if (encoded.length === 0) return;
     await this.ensureTopics([topic]);
     const producer = await this.producer();
-    // One send for the whole call: kafkajs groups the messages by partition leader, one
-    // produce request per broker. acks -1: written to every in-sync replica before we return.
-    await producer.send({ topic: this.physicalTopic(topic), messages: encoded, acks: -1 });
+    // One send per chunk of at most MAX_SEND_BYTES (in order): kafkajs groups a send's messages
+    // by partition leader, one produce request per broker, and a broker refuses a record batch
+    // over message.max.bytes (1 MiB by default) — messages with one key share one batch.
+    // acks -1: written to every in-sync replica before we return.
+    for (const chunk of chunksOfBytes(encoded, MAX_SEND_BYTES)) {
+      await producer.send({ topic: this.physicalTopic(topic), messages: chunk, acks: -1 });
+    }
   }
 
   async subscribe(options: SubscribeOptions): Promise<Subscription> {
@@ -431,4 +435,26 @@ export class KafkaBus implements Bus {
 function logHandlerError(error: unknown, topic: string, group: string): void {
   const reason = error instanceof Error ? error.message : String(error);
   process.stderr.write(`${JSON.stringify({ level: 'warn', logger: 'kafka-bus', topic, group, msg: `handler failed; batch will be redelivered: ${reason}` })}\n`);
+}
+
+/** Under the broker's default message.max.bytes (1 MiB), with room for record overheads. */
+const MAX_SEND_BYTES = 768 * 1024;
+
+/** Consecutive chunks whose keys and values add up to at most `max` bytes (a bigger message goes alone). */
+export function chunksOfBytes<T extends { key: string; value: string }>(messages: T[], max: number): T[][] {
+  const chunks: T[][] = [];
+  let chunk: T[] = [];
+  let size = 0;
+  for (const message of messages) {
+    const bytes = Buffer.byteLength(message.value) + Buffer.byteLength(message.key) + 64;
+    if (chunk.length > 0 && size + bytes > max) {
+      chunks.push(chunk);
+      chunk = [];
+      size = 0;
+    }
+    chunk.push(message);
+    size += bytes;
+  }
+  if (chunk.length > 0) chunks.push(chunk);
+  return chunks;
 }
