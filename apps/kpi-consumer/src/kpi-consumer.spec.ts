@@ -1,4 +1,4 @@
-import { InProcessBus } from '@herald/bus';
+import { InProcessBus, partitionFor } from '@herald/bus';
 import { dlqTopic, type MessageEvent, TOPICS } from '@herald/contracts';
 import { pino } from 'pino';
 import { type EventSink, KpiConsumer } from './kpi-consumer.js';
@@ -47,15 +47,31 @@ describe('KpiConsumer', () => {
     const store = new FlakyStore(0);
     const consumer = new KpiConsumer(bus, store, pino({ level: 'silent' }), { maxRows: 400, maxWaitMs: 60_000, fetchSize: 100 });
     await consumer.start();
-    await bus.publish(TOPICS.messageEvents, Array.from({ length: 1_000 }, (_, i) => ({ key: `d${i}`, value: event(i) })));
-    await until(() => consumer.stats.inserted >= 800);
-    // 1,000 events: two flushes of at least 400; the rest waits for the size or the time limit.
-    expect(store.inserts.length).toBe(2);
-    for (const insert of store.inserts) expect(insert.events.length).toBeGreaterThanOrEqual(400);
-    expect(consumer.stats.buffered).toBe(1_000 - consumer.stats.inserted);
+    // 100 events on each of the 4 partitions (keys chosen by partition): one bus batch each, none behind.
+    const keys = [0, 1, 2, 3].map((p) => Array.from({ length: 1000 }, (_, i) => `k${i}`).find((k) => partitionFor(k, 4) === p)!);
+    await bus.publish(TOPICS.messageEvents, Array.from({ length: 400 }, (_, i) => ({ key: keys[i % 4]!, value: event(i) })));
+    await until(() => consumer.stats.inserted === 400);
+    expect(store.inserts.map((b) => b.events.length)).toEqual([400]);
+    // A few more wait for the size or the time limit.
+    await bus.publish(TOPICS.messageEvents, Array.from({ length: 10 }, (_, i) => ({ key: keys[0]!, value: event(400 + i) })));
+    await until(() => consumer.stats.buffered === 10);
+    expect(store.inserts).toHaveLength(1);
     await consumer.stop();
-    expect(consumer.stats.inserted).toBe(1_000);
-    expect(new Set(store.inserts.flatMap((b) => b.events.map((e) => e.eventId))).size).toBe(1_000);
+    expect(consumer.stats.inserted).toBe(410);
+    await bus.close();
+  });
+
+  it('flushes a backlog at once: a batch with more behind it does not wait for the time limit', async () => {
+    const bus = new InProcessBus({ partitions: 1 });
+    const store = new FlakyStore(0);
+    const consumer = new KpiConsumer(bus, store, pino({ level: 'silent' }), { maxRows: 50_000, maxWaitMs: 60_000, fetchSize: 100 });
+    await bus.publish(TOPICS.messageEvents, Array.from({ length: 250 }, (_, i) => ({ key: 'd', value: event(i) })));
+    await consumer.start();
+    // Batches of 100 and 100 have more behind them: inserted at once; the last 50 wait (caught up).
+    await until(() => consumer.stats.inserted === 200);
+    expect(store.inserts.map((b) => b.events.length)).toEqual([100, 100]);
+    expect(consumer.stats.buffered).toBe(50);
+    await consumer.stop();
     await bus.close();
   });
 

@@ -99,7 +99,7 @@ export class KpiConsumer {
       topic: TOPICS.messageEvents,
       group: GROUP,
       maxBatchSize: this.fetchSize,
-      handler: (batch) => this.handle(batch),
+      handler: (batch, info) => this.handle(batch, info.behind),
     });
   }
 
@@ -129,7 +129,7 @@ export class KpiConsumer {
     }
   }
 
-  private async handle(batch: DeliveredMessage[]): Promise<void> {
+  private async handle(batch: DeliveredMessage[], behind = 0): Promise<void> {
     const events: MessageEvent[] = [];
     const poison: { key: string; value: unknown; reason: string }[] = [];
     for (const message of batch) {
@@ -152,7 +152,9 @@ export class KpiConsumer {
     const acknowledged = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
     this.buffer.push(...fresh);
     this.stats.buffered += fresh.length;
-    if (this.buffer.length >= this.maxRows) void this.flushNow();
+    // Full, or more is already waiting behind this batch (a backlog: the time limit is for a
+    // trickle, and waiting would only hold the partition).
+    if (this.buffer.length >= this.maxRows || behind > 0) void this.flushNow();
     else this.scheduleFlush(fresh);
     return acknowledged;
   }

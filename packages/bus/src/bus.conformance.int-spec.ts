@@ -147,6 +147,25 @@ for (const adapter of [inProcess, kafka]) {
     const numbers = (messages: DeliveredMessage[]) => messages.map((m) => m.value as number).sort((x, y) => x - y);
     const range = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => from + i);
 
+    it('tells each batch how many messages already wait behind it in its partition', async () => {
+      const bus = newBus();
+      const topic = fresh('behind');
+      await bus.publish(topic, range(0, 10).map((i) => ({ key: 'one-key', value: i })));
+      const infos: { first: number; count: number; behind: number }[] = [];
+      subscriptions.push(
+        await bus.subscribe({
+          topic,
+          group: 'g',
+          maxBatchSize: 4,
+          handler: async (messages, info) => void infos.push({ first: messages[0]!.value as number, count: messages.length, behind: info.behind }),
+        }),
+      );
+      await until(() => infos.reduce((sum, i) => sum + i.count, 0) === 10, 'all ten messages');
+      // Every batch knows the rest of the ten is behind it; the last one is caught up.
+      for (const info of infos) expect(info.behind).toBe(10 - info.first - info.count);
+      expect(infos.at(-1)!.behind).toBe(0);
+    });
+
     it('keeps the order of messages with the same key, each key in one partition', async () => {
       const bus = newBus();
       const topic = fresh('ordering');

@@ -16,7 +16,13 @@ export interface DeliveredMessage {
   value: unknown;
 }
 
-export type BatchHandler = (messages: DeliveredMessage[]) => Promise<void>;
+/** What the bus knows about a batch beside its messages. */
+export interface BatchInfo {
+  /** Messages already waiting in the same partition after this batch (0: it is caught up). */
+  behind: number;
+}
+
+export type BatchHandler = (messages: DeliveredMessage[], info: BatchInfo) => Promise<void>;
 
 export interface SubscribeOptions {
   topic: string;

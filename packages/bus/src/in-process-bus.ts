@@ -168,7 +168,8 @@ export class InProcessBus implements Bus {
           value: JSON.parse(m.json) as unknown,
         }));
         try {
-          await consumer.options.handler(batch);
+          const behind = partition.messages.length - (first - partition.base) - slice.length;
+          await consumer.options.handler(batch, { behind });
         } catch (error) {
           this.options.onHandlerError?.(error, topic, consumer.options.group);
           consumer.retryTimers.set(

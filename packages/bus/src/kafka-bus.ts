@@ -336,7 +336,9 @@ export class KafkaBus implements Bus {
       // throughput limit) does not cost the partitions: kafkajs only heartbeats between calls.
       const beating = setInterval(() => void heartbeat().catch(() => undefined), this.heartbeatInterval);
       try {
-        await options.handler(delivered);
+        // The partition's end when this batch was fetched, after this chunk's last message.
+        const behind = Math.max(0, Number(batch.highWatermark) - Number(chunk[chunk.length - 1]!.offset) - 1);
+        await options.handler(delivered, { behind });
       } catch (error) {
         (this.options.onHandlerError ?? logHandlerError)(error, options.topic, options.group);
         // Not resolved: pause the partition, and fetch again from this chunk's first offset once
