@@ -17,15 +17,10 @@
 // ENGINE_SMTP_CONNECTIONS, ENGINE_BATCH_SIZE (passed through to the engine when set),
 // BENCH_MEM_ENGINE_NODE_OPTIONS (diagnostics: added to the engine's NODE_OPTIONS only, e.g.
 // --max-old-space-size=128, to tell V8 heap slack from retained memory; recorded in the result).
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { apiClient, createBenchDatabase, freePort, machine, peakRssMiB, postStream, resetPeakRss, round, rssMiB, startHerald, startSmtpSink, writeResults, intFromEnv } from './lib.mjs';
-
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
-
+import { join } from 'node:path';
+import { apiClient, createBenchDatabase, postgresServerUrl, freePort, machine, peakRssMiB, postStream, resetPeakRss, round, rssMiB, startHerald, startSmtpSink, writeResults, intFromEnv } from './lib.mjs';
 
 const RECIPIENTS = intFromEnv('BENCH_MEM_RECIPIENTS', 1_000_000);
 const DEADLINE_SECONDS = intFromEnv('BENCH_MEM_DEADLINE_SECONDS', 780);
@@ -80,15 +75,6 @@ function* ndjson(from, to) {
 }
 
 // ---- helpers -------------------------------------------------------------------------------
-
-function postgresServerUrl() {
-  if (process.env.BENCH_PG_URL) return process.env.BENCH_PG_URL;
-  const run = spawnSync('bash', [join(ROOT, 'infra', 'postgres', 'start.sh')], { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' });
-  if (run.status !== 0) throw new Error(`infra/postgres/start.sh exited with ${run.status}`);
-  const url = run.stdout.trim().split('\n').at(-1);
-  if (!url?.startsWith('postgres')) throw new Error(`infra/postgres/start.sh printed no URL: ${run.stdout}`);
-  return url;
-}
 
 /** Counts of the delivery's send_ledger rows by status: { sent: n, ... }. */
 async function ledgerStatuses(databaseUrl, deliveryId) {

@@ -43,8 +43,8 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
  * until it returns something truthy (resolved with it); it stops the child and throws, with
  * stdout and the tail of stderr, if the child exits first or the deadline passes.
  */
-function spawnHerald(command, env, { cleanup = () => undefined } = {}) {
-  const child = spawn(process.execPath, [HERALD_BIN, command], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+function spawnHerald(command, env, { cleanup = () => undefined, args = [] } = {}) {
+  const child = spawn(process.execPath, [HERALD_BIN, command, ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderrTail = '';
   let exited = null; // { code, signal } once the child is gone
@@ -103,7 +103,7 @@ function spawnHerald(command, env, { cleanup = () => undefined } = {}) {
     }
   };
 
-  return { pid: child.pid, stop, waitReady, stderrTail: () => stderrTail, exited: () => exited };
+  return { pid: child.pid, stop, waitReady, stdout: () => stdout, stderrTail: () => stderrTail, exited: () => exited };
 }
 
 /** GET <url>: the status and the parsed JSON answer, or null while nothing answers. */
@@ -124,20 +124,21 @@ async function probeGet(url) {
 const EXTERNAL_SERVICES = ['DATABASE_URL', 'KAFKA_BROKERS', 'KAFKA_TOPIC_PREFIX', 'KAFKA_CLIENT_ID', 'CLICKHOUSE_URL', 'HERALD_JWKS_URL'];
 
 /**
- * Starts `herald start` with a fresh temporary HERALD_HOME and a free port, and waits for its
- * token line and for /health/ready. `env` goes on top of the caller's environment minus
- * EXTERNAL_SERVICES (so the bus is Kafka only when `env` names KAFKA_BROKERS). Returns
- * { url, token, pid, home, store, stop, stderrTail() }. `stop()` is idempotent: SIGTERM,
+ * Starts `herald start [...args]` (e.g. `--engines 2`) with a fresh temporary HERALD_HOME and a
+ * free port (PORT in `env` wins), and waits for its token line and for /health/ready. `env` goes
+ * on top of the caller's environment minus EXTERNAL_SERVICES (so the bus is Kafka only when `env`
+ * names KAFKA_BROKERS). Returns { url, token, pid, home, store, stop, stdout(), stderrTail() }
+ * (stdout: the first 64 KiB it printed, e.g. its `Engine i:` lines). `stop()` is idempotent: SIGTERM,
  * SIGKILL after 10 s, then the temp home is removed; it also runs (SIGKILL + removal) if the
  * bench process exits without calling it.
  */
-export async function startPlatform({ env = {}, deadlineMs = READY_DEADLINE_MS } = {}) {
+export async function startPlatform({ env = {}, args = [], deadlineMs = READY_DEADLINE_MS } = {}) {
   const home = mkdtempSync(join(os.tmpdir(), 'herald-bench-'));
   const port = await freePort();
   const inherited = { ...process.env };
   for (const name of EXTERNAL_SERVICES) delete inherited[name];
   const childEnv = { ...inherited, HERALD_HOME: home, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', ...env };
-  const child = spawnHerald('start', childEnv, { cleanup: () => rmSync(home, { recursive: true, force: true }) });
+  const child = spawnHerald('start', childEnv, { args, cleanup: () => rmSync(home, { recursive: true, force: true }) });
   const ready = await child.waitReady(async (stdout) => {
     const url = stdout.match(/API and console:\s+(http\S+)/)?.[1];
     const token = stdout.match(/export HERALD_TOKEN=(\S+)/)?.[1];
@@ -145,7 +146,7 @@ export async function startPlatform({ env = {}, deadlineMs = READY_DEADLINE_MS }
     const answer = await probeGet(`${url}/health/ready`);
     return answer?.status === 200 && answer.body.status === 'ok' ? { url, token, store: answer.body.store ?? 'unknown' } : null;
   }, deadlineMs);
-  return { ...ready, pid: child.pid, home, stop: child.stop, stderrTail: child.stderrTail };
+  return { ...ready, pid: child.pid, home, stop: child.stop, stdout: child.stdout, stderrTail: child.stderrTail };
 }
 
 /**
@@ -447,6 +448,84 @@ export async function createBenchDatabase(serverUrl, prefix = 'bench') {
   return { url: url.toString(), name, drop };
 }
 
+/**
+ * The PostgreSQL server of a bench run: BENCH_PG_URL when set, else the one infra/postgres/start.sh
+ * starts or finds running (its dev server on 127.0.0.1:54329; idempotent). A server URL, on which
+ * createBenchDatabase() makes a throwaway database.
+ */
+export function postgresServerUrl() {
+  if (process.env.BENCH_PG_URL) return process.env.BENCH_PG_URL;
+  const script = join(ROOT, 'infra', 'postgres', 'start.sh');
+  const run = spawnSync('bash', [script], { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' });
+  if (run.status !== 0) throw new Error(`${script} exited with ${run.status}`);
+  const url = run.stdout.trim().split('\n').at(-1);
+  if (!url?.startsWith('postgres')) throw new Error(`${script} printed no URL: ${run.stdout}`);
+  return url;
+}
+
+/** /proc/PID/stat fields after the name: [state, ppid, ...]; null when unreadable. */
+function statFields(pid) {
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return text.slice(text.lastIndexOf(')') + 2).split(' ');
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The postmaster's pid of the PostgreSQL server behind `databaseUrl` when it runs on this machine
+ * (the parent of a backend: pg_backend_pid()), else null (a remote server, or /proc unreadable).
+ */
+export async function postmasterPid(databaseUrl) {
+  const { default: pg } = await import('pg');
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    const { rows } = await client.query('SELECT pg_backend_pid() AS pid');
+    const ppid = Number(statFields(rows[0].pid)?.[1]);
+    const parent = statFields(ppid);
+    return parent && readFileSync(`/proc/${ppid}/comm`, 'utf8').trim().startsWith('postgres') ? ppid : null;
+  } catch {
+    return null;
+  } finally {
+    await client.end();
+  }
+}
+
+/**
+ * CPU seconds a local PostgreSQL server has used so far, from /proc (Linux):
+ * - total: the postmaster itself, the children it has reaped (cutime + cstime: backends that
+ *   ended) and its live children (backends, WAL writer, checkpointer, autovacuum...): every
+ *   database of the server, so other work on the same server counts too;
+ * - database: the live backends connected to `database` (their `postgres: user DB ...` title);
+ *   a backend that ends between two readings takes its share out of this figure (not of total).
+ * Null when the postmaster is unreadable. Subtract two readings to get a phase's figure.
+ */
+export function postgresCpuSeconds(postmaster, database) {
+  const own = statFields(postmaster);
+  if (!own) return null;
+  const ticks = (f, ...i) => i.reduce((sum, n) => sum + Number(f[n]), 0);
+  let total = ticks(own, 11, 12, 13, 14); // utime, stime, cutime, cstime
+  let ofDatabase = 0;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const f = statFields(entry);
+    if (!f || Number(f[1]) !== postmaster) continue;
+    const used = ticks(f, 11, 12);
+    total += used;
+    if (database) {
+      try {
+        const title = readFileSync(`/proc/${entry}/cmdline`, 'utf8').replace(/\0/g, ' ');
+        if (title.split(' ').includes(database)) ofDatabase += used;
+      } catch {
+        // the backend ended meanwhile
+      }
+    }
+  }
+  return { total: total / CLOCK_TICKS_PER_SECOND, database: database ? ofDatabase / CLOCK_TICKS_PER_SECOND : null };
+}
+
 /** True when something on 127.0.0.1:port answers with an SMTP 220 greeting (one probe). */
 export function smtpGreets(port) {
   return new Promise((resolve) => {
@@ -490,11 +569,19 @@ export function sinkMessageCount(countsFile) {
 
 // ---- the bus of a run: `--bus in-process` (default) or `--bus kafka` ----------------------------
 
+/**
+ * The bench's command-line options: `--bus` (in-process by default, or kafka) and the bench's own
+ * `options` (node:util parseArgs shapes); an unknown option is an error.
+ */
+export function benchArgs(options = {}, args = process.argv.slice(2)) {
+  const { values } = parseArgs({ args, options: { bus: { type: 'string', default: 'in-process' }, ...options } });
+  if (!['in-process', 'kafka'].includes(values.bus)) throw new Error(`--bus must be in-process or kafka, got '${values.bus}'`);
+  return values;
+}
+
 /** The bus named on the command line (`--bus kafka`, `--bus=kafka`); 'in-process' by default. */
 export function busFromArgs(args = process.argv.slice(2)) {
-  const { values } = parseArgs({ args, options: { bus: { type: 'string', default: 'in-process' } } });
-  if (!['in-process', 'kafka'].includes(values.bus)) throw new Error(`--bus must be in-process or kafka, got '${values.bus}'`);
-  return values.bus;
+  return benchArgs({}, args).bus;
 }
 
 const KAFKA_SCRIPTS = join(ROOT, 'infra', 'kafka');

@@ -18,30 +18,51 @@
 // thread, 10), ENGINE_BATCH_SIZE (500), BENCH_SEND_MESSAGES (100000), BENCH_SEND_DEADLINE_SECONDS
 // (600: a timed send still running then is stopped and reported, and no result is written),
 // BENCH_SEND_ONLY=plain|dkim (one engine run only).
+//
+// `npm run bench:send -- --bus kafka --engines N`: how the send scales with engine processes.
+// The platform is `herald start --engines N` (gateway, KPI consumer and chDB in one process, N
+// `herald engine` child processes in one consumer group) on PostgreSQL (a throwaway database on
+// BENCH_PG_URL, else on the server of infra/postgres/start.sh) and Kafka; no DKIM run. ENGINE_THREADS
+// defaults to cores / N (at least 1), so that every N runs the same total of worker threads; the
+// SMTP connections (and the ceiling's sessions) are N × threads × ENGINE_SMTP_CONNECTIONS. The
+// result records the CPU of each process (the parent, every engine, the broker, PostgreSQL,
+// smtp-sink), GET /v1/ops/engines before the warm-up and at mid-send, the ledger rows each engine
+// claimed, and the 1-minute load average when the run starts. Written to
+// send-kafka-engines-<N>.json, or send-kafka-engines-<N>-threads-<T>.json when ENGINE_THREADS is
+// not that default. Messages sent twice (smtp-sink's count above the recipients) are recorded,
+// not refused.
 import { spawn } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { apiClient, busFromArgs, freePort, machine, peakRssMiB, postStream, processCpuSeconds, resetPeakRss, round, rssMiB, startKafka, startPlatform, threadCpu, threadCpuDelta, writeResults, intFromEnv, sinkMessageCount, smtpGreets } from './lib.mjs';
+import { apiClient, benchArgs, createBenchDatabase, freePort, machine, peakRssMiB, postgresCpuSeconds, postgresServerUrl, postmasterPid, postStream, processCpuSeconds, resetPeakRss, round, rssMiB, startKafka, startPlatform, threadCpu, threadCpuDelta, writeResults, intFromEnv, sinkMessageCount, smtpGreets } from './lib.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const INSTALL_SCRIPT = join(ROOT, 'infra', 'postfix', 'install.sh');
 
 
+const ARGS = benchArgs({ engines: { type: 'string' } });
+const BUS = ARGS.bus;
+/** `--engines N`: engine processes of `herald start --engines N` (Kafka only); null: one process. */
+const ENGINES = ARGS.engines === undefined ? null : Number(ARGS.engines);
+if (ENGINES !== null && (!Number.isInteger(ENGINES) || ENGINES < 1 || ENGINES > 16)) throw new Error(`--engines takes a whole number from 1 to 16, not '${ARGS.engines}'`);
+if (ENGINES !== null && BUS !== 'kafka') throw new Error('--engines needs --bus kafka: engine processes share the work through Kafka and PostgreSQL');
 const MESSAGES = intFromEnv('BENCH_SEND_MESSAGES', 100_000);
 const WARMUP_MESSAGES = 1_000;
-const THREADS = intFromEnv('ENGINE_THREADS', os.availableParallelism());
+/** Worker threads per engine process; with --engines N the default splits the cores between them. */
+const DEFAULT_THREADS = ENGINES === null ? os.availableParallelism() : Math.max(1, Math.floor(os.availableParallelism() / ENGINES));
+const THREADS = intFromEnv('ENGINE_THREADS', DEFAULT_THREADS);
 const CONNECTIONS_PER_THREAD = intFromEnv('ENGINE_SMTP_CONNECTIONS', 10);
 const BATCH_SIZE = intFromEnv('ENGINE_BATCH_SIZE', 500);
-const CONNECTIONS = THREADS * CONNECTIONS_PER_THREAD;
+const CONNECTIONS = (ENGINES ?? 1) * THREADS * CONNECTIONS_PER_THREAD;
 const DEADLINE_SECONDS = intFromEnv('BENCH_SEND_DEADLINE_SECONDS', 600);
 const textFromEnv = (name) => process.env[name] ?? '';
 const ONLY = textFromEnv('BENCH_SEND_ONLY');
 if (!['', 'plain', 'dkim'].includes(ONLY)) throw new Error(`BENCH_SEND_ONLY must be plain or dkim, got '${ONLY}'`);
+if (ENGINES !== null && ONLY === 'dkim') throw new Error('--engines runs the send without DKIM only');
 const TARGET_RATIO = 0.5;
-const BUS = busFromArgs();
 const POLL_MS = 100;
 const PROGRESS_EVERY_MS = 5_000;
 const CHUNK_BYTES = 64 * 1024;
@@ -349,7 +370,7 @@ async function ledgerSummary(api, id) {
   return { rows, statuses, errors };
 }
 
-async function runEngine(tools, dir, { dkim, kafka }) {
+async function runEngine(tools, dir, { dkim, kafka, postgres }) {
   const label = dkim ? 'dkim' : 'plain';
   const sink = await startSink(tools.sink, dir, label);
   const env = {
@@ -369,11 +390,22 @@ async function runEngine(tools, dir, { dkim, kafka }) {
     Object.assign(env, { DKIM_DOMAIN: 'example.com', DKIM_SELECTOR: 'bench', DKIM_PRIVATE_KEY: keyFile });
   }
   let platform;
+  let db = null;
   try {
-    platform = await startPlatform({ env });
+    let args = [];
+    if (ENGINES !== null) {
+      // `herald start --engines N` on a throwaway database. The engines' ports are PORT + 1 + i,
+      // and they must link to the gateway (PUBLIC_URL), not to their own metrics port.
+      db = await createBenchDatabase(postgres.serverUrl, 'bench_send');
+      const port = await freePort();
+      Object.assign(env, { DATABASE_URL: db.url, PORT: String(port), PUBLIC_URL: `http://127.0.0.1:${port}` });
+      args = ['--engines', String(ENGINES)];
+    }
+    platform = await startPlatform({ env, args });
     const { pid } = platform;
     const api = apiClient(platform);
     log(`${label}: platform up at ${platform.url} (store ${platform.store}, pid ${pid}); smtp-sink pid ${sink.pid} on port ${sink.port}`);
+    const engines = ENGINES === null ? null : await engineProcesses(platform, api, db);
 
     const imported = await postStream(`${platform.url}/v1/profiles/import`, {
       headers: { authorization: `Bearer ${platform.token}`, 'content-type': 'application/x-ndjson' },
@@ -411,6 +443,11 @@ async function runEngine(tools, dir, { dkim, kafka }) {
     const threadsBefore = threadCpu(pid);
     const cpuBefore = processCpuSeconds(pid);
     const brokerCpuBefore = kafka?.pid ? processCpuSeconds(kafka.pid) : null;
+    const enginesBefore = engines?.processes.map((e) => ({ cpu: processCpuSeconds(e.pid), threads: threadCpu(e.pid), peakReset: resetPeakRss(e.pid) }));
+    const postgresBefore = engines?.postmaster ? postgresCpuSeconds(engines.postmaster, db.name) : null;
+    const machineBefore = machineCpuSeconds();
+    let midSend = null;
+    let midSendDone = Promise.resolve();
     const progress = [];
     let firstMessageAt = null;
     let lastMessageAt = null;
@@ -419,6 +456,7 @@ async function runEngine(tools, dir, { dkim, kafka }) {
     let lastProgress = 0;
 
     const loadAverage = os.loadavg().map((v) => round(v, 2)); // other work on the machine skews the figures
+    if (engines) log(`${label}: load average ${loadAverage.join(', ')} at the OK`);
     const started = performance.now();
     const elapsedNow = () => (performance.now() - started) / 1000;
     // The sink's counter, sampled on a timer of the bench's own (independent of the API's answers).
@@ -428,6 +466,10 @@ async function runEngine(tools, dir, { dkim, kafka }) {
       if (firstMessageAt === null && received > 0) firstMessageAt = elapsed;
       if (lastMessageAt === null && received >= MESSAGES) lastMessageAt = elapsed;
       if (at20k === null && received >= 20_000) at20k = elapsed;
+      if (engines && midSend === null && received >= MESSAGES / 2) {
+        midSend = { atSeconds: round(elapsed, 1), sinkMessages: received };
+        midSendDone = midSendView(api, engines, kafka, sink, db).then((view) => Object.assign(midSend, view));
+      }
       if (elapsed - lastProgress >= PROGRESS_EVERY_MS / 1000) {
         lastProgress = elapsed;
         progress.push([round(elapsed, 1), received]);
@@ -435,6 +477,7 @@ async function runEngine(tools, dir, { dkim, kafka }) {
       }
     }, 50);
     const topTimer = setTimeout(() => {
+      if (engines) return; // a view of every process at mid-send instead
       topOf(pid).then((lines) => {
         topSnapshot = lines;
       });
@@ -460,9 +503,13 @@ async function runEngine(tools, dir, { dkim, kafka }) {
           `${at20k ? `; 20,000 reached after ${round(at20k, 1)} s = ${Math.round(20_000 / at20k)}/s` : ''}); stopped, no result written`,
       );
     }
+    await midSendDone; // started at half-way, a few seconds at most
     const threadsAfter = threadCpu(pid);
     const cpuAfter = processCpuSeconds(pid);
     const brokerCpuAfter = kafka?.pid ? processCpuSeconds(kafka.pid) : null;
+    const enginesAfter = engines?.processes.map((e) => ({ cpu: processCpuSeconds(e.pid), threads: threadCpu(e.pid), peakRssMiB: peakRssMiB(e.pid), rssMiB: rssMiB(e.pid) }));
+    const postgresAfter = engines?.postmaster ? postgresCpuSeconds(engines.postmaster, db.name) : null;
+    const machineAfter = machineCpuSeconds();
     const sendPeakMiB = peakRssMiB(pid);
     const rssAfterMiB = rssMiB(pid);
     await sleep(300);
@@ -473,13 +520,60 @@ async function runEngine(tools, dir, { dkim, kafka }) {
 
     const ledger = await ledgerSummary(api, delivery.id);
     const problems = [];
-    if (received !== MESSAGES) problems.push(`smtp-sink counted ${received} messages for ${MESSAGES} recipients`);
+    // With several engines, messages sent twice are a finding to record, not a reason to write nothing.
+    const duplicates = engines && received > MESSAGES ? received - MESSAGES : 0;
+    if (duplicates) log(`${label}: WARNING: smtp-sink counted ${received} messages for ${MESSAGES} recipients: ${duplicates} sent more than once`);
+    else if (received !== MESSAGES) problems.push(`smtp-sink counted ${received} messages for ${MESSAGES} recipients`);
     if (ledger.rows !== MESSAGES || ledger.statuses.sent !== MESSAGES) problems.push(`ledger: ${JSON.stringify(ledger)}`);
     const stderr = platform.stderrTail().trim();
     if (problems.length) throw new Error(`${label}: ${problems.join('; ')}${stderr ? `\n--- platform stderr (tail) ---\n${stderr}` : ''}`);
     if (stderr) log(`${label}: the platform wrote on stderr (tail):\n${stderr.slice(-2000)}`);
 
     const peaks = [lifetimePeakBeforeMiB, sendPeakMiB].filter((v) => v !== null);
+    const heraldProcessSeconds = cpuBefore === null || cpuAfter === null ? null : round(cpuAfter - cpuBefore, 2);
+    const brokerSeconds = brokerCpuBefore === null || brokerCpuAfter === null ? null : round(brokerCpuAfter - brokerCpuBefore, 2);
+    let scaling = null;
+    if (engines) {
+      const perEngine = engines.processes.map((e, i) => ({
+        engine: e.index,
+        pid: e.pid,
+        threads: e.threads,
+        cpuSeconds: enginesBefore[i].cpu === null || enginesAfter[i].cpu === null ? null : round(enginesAfter[i].cpu - enginesBefore[i].cpu, 2),
+        coresBusy: enginesBefore[i].cpu === null || enginesAfter[i].cpu === null ? null : round((enginesAfter[i].cpu - enginesBefore[i].cpu) / seconds, 2),
+        cpuByThread: threadCpuDelta(enginesBefore[i].threads, enginesAfter[i].threads).filter((t) => t.cpuSeconds >= 0.05),
+        peakRssMiB: enginesBefore[i].peakReset ? enginesAfter[i].peakRssMiB : null,
+        rssAfterSendMiB: enginesAfter[i].rssMiB,
+      }));
+      const postgresCpu = postgresBefore && postgresAfter
+        ? { serverSeconds: round(postgresAfter.total - postgresBefore.total, 2), benchDatabaseBackendsSeconds: round(postgresAfter.database - postgresBefore.database, 2) }
+        : null;
+      const machineSeconds = machineBefore && machineAfter ? round(machineAfter.busy - machineBefore.busy, 2) : null;
+      const known = [heraldProcessSeconds, ...perEngine.map((e) => e.cpuSeconds), brokerSeconds, postgresCpu?.serverSeconds, sinkCpuSeconds].filter((v) => typeof v === 'number');
+      const knownSeconds = round(known.reduce((a, b) => a + b, 0), 2);
+      scaling = {
+        engines: ENGINES,
+        threadsPerEngine: THREADS,
+        totalThreads: ENGINES * THREADS,
+        threadsNote: THREADS === DEFAULT_THREADS ? `ENGINE_THREADS=${THREADS}: the bench's default under --engines ${ENGINES} (cores / engines), so the total of worker threads matches one engine on every core` : `ENGINE_THREADS=${THREADS} per engine (set for this run; the bench's default under --engines ${ENGINES} is ${DEFAULT_THREADS})`,
+        processes: perEngine,
+        ledgerByEngine: engines.ledgerByEngine ? await engines.ledgerByEngine(delivery.id, midSend?.ops?.items ?? engines.opsAtStart?.items ?? []) : null,
+        opsAtStart: engines.opsAtStart,
+        opsWaitNote: engines.waitNote,
+        midSend,
+        smtpSinkDuplicates: duplicates,
+        cpuSeconds: {
+          gatewayKpiChdbProcess: heraldProcessSeconds,
+          engines: perEngine.map((e) => e.cpuSeconds),
+          kafkaBroker: brokerSeconds,
+          postgres: postgresCpu,
+          smtpSink: sinkCpuSeconds,
+          sumOfThese: knownSeconds,
+          machineBusy: machineSeconds,
+          machineCapacity: round(os.availableParallelism() * seconds, 2),
+          note: 'CPU seconds over the timed send (OK to finished). machineBusy: every process of the machine (/proc/stat), so machineBusy - sumOfThese is work outside this run (the bench process itself, other work on the machine); postgres.serverSeconds counts every database of the server, benchDatabaseBackendsSeconds only the live backends of this run\'s database',
+        },
+      };
+    }
     return {
       seconds,
       messagesPerSecond: MESSAGES / seconds,
@@ -499,11 +593,12 @@ async function runEngine(tools, dir, { dkim, kafka }) {
         slowestStatusPollSeconds: round(latency.maxSeconds),
         progress,
       },
+      scaling,
       cpu: {
-        heraldProcessSeconds: cpuBefore === null || cpuAfter === null ? null : round(cpuAfter - cpuBefore, 2),
+        heraldProcessSeconds,
         heraldThreads: threadCpuDelta(threadsBefore, threadsAfter).filter((t) => t.cpuSeconds >= 0.05),
         smtpSinkSeconds: sinkCpuSeconds,
-        ...(kafka && { kafkaBrokerSeconds: brokerCpuBefore === null || brokerCpuAfter === null ? null : round(brokerCpuAfter - brokerCpuBefore, 2) }),
+        ...(kafka && { kafkaBrokerSeconds: brokerSeconds }),
         top: topSnapshot,
       },
       wireBytesPerMessage,
@@ -517,7 +612,113 @@ async function runEngine(tools, dir, { dkim, kafka }) {
   } finally {
     await platform?.stop();
     await sink.stop();
+    await db?.drop().catch((error) => log(`could not drop ${db.name}: ${error.message}`));
   }
+}
+
+// ---- --engines N: the engine processes, their view through the API, the machine's CPU ---------
+
+/**
+ * The engine processes `herald start --engines N` printed ("  Engine 1:  pid P, T worker threads,
+ * metrics at URL/metrics"), once GET /v1/ops/engines lists all of them with partitions of
+ * herald.send-batches (or after 60 s, noted). Also the local postmaster (for PostgreSQL's CPU)
+ * and ledgerByEngine(deliveryId, opsItems): the delivery's ledger rows by the engine that
+ * claimed them last (send_ledger.engine_id), with the engine's pid from the ops view.
+ */
+async function engineProcesses(platform, api, db) {
+  const processes = [...platform.stdout().matchAll(/Engine (\d+):\s+pid (\d+), (\d+) worker threads, metrics at (\S+)\/metrics/g)].map((m) => ({
+    index: Number(m[1]),
+    pid: Number(m[2]),
+    threads: Number(m[3]),
+    url: m[4],
+  }));
+  if (processes.length !== ENGINES) throw new Error(`herald start --engines ${ENGINES} printed ${processes.length} engine lines:\n${platform.stdout()}`);
+  log(`engines: ${processes.map((e) => `${e.index}: pid ${e.pid}, ${e.threads} threads, ${e.url}`).join('; ')}`);
+  const waitStarted = performance.now();
+  let ops;
+  let waitNote = null;
+  for (;;) {
+    ops = await api('GET', '/v1/ops/engines');
+    const assigned = ops.items.filter((e) => Array.isArray(e.partitions) && e.partitions.length > 0).length;
+    if (ops.items.length === ENGINES && assigned === ENGINES) break;
+    if (performance.now() - waitStarted > 60_000) {
+      waitNote = `after 60 s GET /v1/ops/engines listed ${ops.items.length} live engines, ${assigned} with partitions; the bench went on`;
+      log(`WARNING: ${waitNote}`);
+      break;
+    }
+    await sleep(500);
+  }
+  const waitedSeconds = round((performance.now() - waitStarted) / 1000, 1);
+  log(`engines: GET /v1/ops/engines lists ${ops.items.length} (partitions ${ops.items.map((e) => e.partitions?.length ?? 'none').join(' + ')}) after ${waitedSeconds} s`);
+  const postmaster = await postmasterPid(db.url);
+  if (!postmaster) log('WARNING: the PostgreSQL server is not a local process this bench can read: no PostgreSQL CPU in the result');
+  const ledgerByEngine = async (deliveryId, items) => {
+    const { default: pg } = await import('pg');
+    const client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+    try {
+      const { rows } = await client.query('SELECT engine_id::text AS engine_id, status, count(*)::int AS n FROM send_ledger WHERE delivery_id = $1 GROUP BY 1, 2 ORDER BY 3 DESC', [deliveryId]);
+      return rows.map((r) => {
+        const pid = items.find((e) => e.id === r.engine_id)?.pid ?? null;
+        return { engineId: r.engine_id, engine: processes.find((e) => e.pid === pid)?.index ?? null, pid, status: r.status, rows: r.n };
+      });
+    } finally {
+      await client.end();
+    }
+  };
+  return { processes, platformPid: platform.pid, opsAtStart: { waitedSeconds, ...ops }, waitNote, postmaster, ledgerByEngine };
+}
+
+/** GET /v1/ops/engines, each engine's herald_engine_* metrics and a `top` of the machine, at once. */
+async function midSendView(api, engines, kafka, sink, db) {
+  const [ops, metrics, top] = await Promise.all([
+    api('GET', '/v1/ops/engines').catch((error) => ({ error: error.message })),
+    Promise.all(
+      engines.processes.map((e) =>
+        fetch(`${e.url}/metrics`, { signal: AbortSignal.timeout(5_000) })
+          .then((r) => r.text())
+          .then((text) => text.split('\n').filter((l) => l.startsWith('herald_engine_')))
+          .catch((error) => [`error: ${error.message}`]),
+      ),
+    ),
+    topOfMachine(),
+  ]);
+  const pids = { [engines.platformPid]: 'herald start (gateway, KPI consumer, chDB)', [sink.pid]: 'smtp-sink' };
+  for (const e of engines.processes) pids[e.pid] = `herald engine ${e.index}`;
+  if (kafka?.pid) pids[kafka.pid] = 'Kafka broker';
+  if (engines.postmaster) pids[engines.postmaster] = `postmaster (backends of ${db.name} are its 'postgres' children)`;
+  return { ops, engineMetrics: Object.fromEntries(engines.processes.map((e, i) => [`engine ${e.index}`, metrics[i]])), top, topPids: pids };
+}
+
+/** Busy CPU seconds of the whole machine so far (/proc/stat: all but idle and iowait); null when unreadable. */
+function machineCpuSeconds() {
+  try {
+    const [user, nice, system, , , irq, softirq, steal] = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+    return { busy: (user + nice + system + irq + softirq + steal) / 100 };
+  } catch {
+    return null;
+  }
+}
+
+/** `top` of the machine's busiest processes over one second (best effort; null without top). */
+function topOfMachine() {
+  return new Promise((resolve) => {
+    const child = spawn('top', ['-b', '-n', '2', '-d', '1', '-w', '200', '-o', '%CPU'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (s) => {
+      out += s;
+    });
+    child.once('error', () => resolve(null));
+    child.once('exit', () => {
+      const lines = out.split('\n');
+      const second = lines.findLastIndex((l) => l.startsWith('top - '));
+      const header = lines.findLastIndex((l) => /^\s*PID\s/.test(l));
+      if (header === -1) return resolve(null);
+      const summary = second === -1 ? [] : lines.slice(second, second + 5);
+      const busy = lines.slice(header + 1).filter((l) => Number(l.trim().split(/\s+/)[8]) >= 0.5); // %CPU column
+      resolve([...summary, lines[header], ...busy.slice(0, 20)].map((l) => l.trimEnd()).filter(Boolean));
+    });
+  });
 }
 
 /** A `top -H` view of the process's threads over one second (best effort; null without top). */
@@ -550,6 +751,7 @@ function resultOf(run, ceiling, { dkim, messageBytes, ceilingNote, kafka }) {
     targetRatio: dkim ? null : TARGET_RATIO,
     peakRssMiB: run.peakRssMiB,
     threads: THREADS,
+    ...(ENGINES !== null && { engines: ENGINES, totalThreads: ENGINES * THREADS }),
     messages: MESSAGES,
     seconds: round(run.seconds),
     ceilingSeconds: round(ceiling.seconds),
@@ -562,11 +764,15 @@ function resultOf(run, ceiling, { dkim, messageBytes, ceilingNote, kafka }) {
     ceiling: { ...ceiling, seconds: round(ceiling.seconds), messagesPerSecond: Math.round(ceiling.messagesPerSecond), measured: ceilingNote },
     timing: 'engine: from the OK (202) until GET /v1/deliveries/{id} answers finished (polled every 100 ms), after a 1,000-message warm-up delivery; ceiling: smtp-source wall clock',
     rss: run.rss,
+    ...(run.scaling && { scaling: run.scaling }),
     timeline: run.timeline,
     cpu: run.cpu,
     ledger: run.ledger,
     setup: { importSeconds: run.importSeconds, warmupSeconds: run.warmupSeconds, preparationSeconds: run.preparationSeconds },
     store: run.store,
+    ...(ENGINES !== null && {
+      platform: `herald start --engines ${ENGINES}: the gateway, the KPI consumer and chDB in one process (peakRssMiB, cpu.heraldProcessSeconds), ${ENGINES} \`herald engine\` child process(es) (scaling.processes), PostgreSQL (a throwaway database) and Kafka`,
+    }),
     ...(kafka && {
       kafka: {
         broker: kafka.startedHere ? 'single node (KRaft, loopback) started by infra/kafka/start.sh for this run' : 'KAFKA_BROKERS',
@@ -575,6 +781,7 @@ function resultOf(run, ceiling, { dkim, messageBytes, ceilingNote, kafka }) {
       },
     }),
     loadAverageAtOk: run.loadAverage,
+    ...(run.loadAverageAtStart && { loadAverageAtStart: run.loadAverageAtStart }),
     machine: machine(),
     measuredAt: new Date().toISOString(),
   };
@@ -584,14 +791,22 @@ function summary(result, path) {
   const target = result.targetRatio === null ? '' : result.ratio >= result.targetRatio ? ` (target ${result.targetRatio}: met)` : ` (target ${result.targetRatio}: BELOW TARGET)`;
   return (
     `${result.benchmark} (${result.bus} bus): ${result.messages} messages in ${result.seconds} s = ${result.messagesPerSecond}/s vs ceiling ${result.ceilingMessagesPerSecond}/s ` +
-    `(smtp-source → smtp-sink, ${result.ceilingSeconds} s): ratio ${result.ratio}${target}; ${result.threads} threads × ${result.connectionsPerThread} connections; ` +
+    `(smtp-source → smtp-sink, ${result.ceilingSeconds} s): ratio ${result.ratio}${target}; ` +
+    `${result.engines ? `${result.engines} engine process(es) × ` : ''}${result.threads} threads × ${result.connectionsPerThread} connections; ` +
+    (result.scaling
+      ? `CPU s: parent ${result.scaling.cpuSeconds.gatewayKpiChdbProcess}, engines ${result.scaling.cpuSeconds.engines.join(' + ')}, broker ${result.scaling.cpuSeconds.kafkaBroker}, ` +
+        `PostgreSQL ${result.scaling.cpuSeconds.postgres?.serverSeconds}, smtp-sink ${result.scaling.cpuSeconds.smtpSink}, machine ${result.scaling.cpuSeconds.machineBusy} of ${result.scaling.cpuSeconds.machineCapacity}; ` +
+        `duplicates at smtp-sink ${result.scaling.smtpSinkDuplicates}; load at start ${result.loadAverageAtStart?.[0]}; `
+      : '') +
     `${result.messageBytes} B/message; peak RSS ${result.peakRssMiB} MiB; written to ${path}`
   );
 }
 
 async function main() {
+  const loadAverageAtStart = os.loadavg().map((v) => round(v, 2)); // before this run adds its own load
   if (HTML.length < 4_500 || HTML.length > 5_600) throw new Error(`the bench HTML is ${HTML.length} characters, not ~5 KB`);
   const tools = await ensureTools();
+  const postgres = ENGINES === null ? null : { serverUrl: postgresServerUrl() };
   const dir = mkdtempSync(join(os.tmpdir(), 'herald-bench-send-'));
   process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
   const kafka = BUS === 'kafka' ? await startKafka({ log }) : null;
@@ -599,19 +814,32 @@ async function main() {
     // Size of the message the engine sends (the tracked URLs use the platform's address, whose
     // port has the same number of digits as any free port picked here, give or take one).
     const messageBytes = await renderedMessageBytes(`http://127.0.0.1:${await freePort()}`);
-    log(`${MESSAGES} messages, ${THREADS} threads × ${CONNECTIONS_PER_THREAD} SMTP connections = ${CONNECTIONS}, batches of ${BATCH_SIZE}; HTML ${HTML.length} chars, message ${messageBytes} bytes; bus ${BUS}`);
+    log(
+      `${MESSAGES} messages, ${ENGINES === null ? '' : `${ENGINES} engine process(es) × `}${THREADS} threads × ${CONNECTIONS_PER_THREAD} SMTP connections = ${CONNECTIONS}, batches of ${BATCH_SIZE}; ` +
+        `HTML ${HTML.length} chars, message ${messageBytes} bytes; bus ${BUS}; load average ${loadAverageAtStart.join(', ')}`,
+    );
 
     const ceiling = await measureCeiling(tools, dir, messageBytes);
     for (const dkim of [false, true]) {
-      if ((ONLY === 'plain' && dkim) || (ONLY === 'dkim' && !dkim)) continue;
-      const run = await runEngine(tools, dir, { dkim, kafka });
+      if ((ONLY === 'plain' && dkim) || (ONLY === 'dkim' && !dkim) || (ENGINES !== null && dkim)) continue;
+      const run = await runEngine(tools, dir, { dkim, kafka, postgres });
+      run.loadAverageAtStart = loadAverageAtStart;
+      const name =
+        ENGINES !== null
+          ? `send-kafka-engines-${ENGINES}${THREADS === DEFAULT_THREADS ? '' : `-threads-${THREADS}`}`
+          : kafka
+            ? `${dkim ? 'send-dkim' : 'send'}-kafka`
+            : dkim ? 'send-dkim' : 'send';
       const result = resultOf(run, ceiling, {
         dkim,
         messageBytes,
         kafka,
-        ceilingNote: `once per bench run, before the engine runs; ${kafka ? 'send-kafka.json and send-dkim-kafka.json' : 'send.json and send-dkim.json'} of one run share it`,
+        ceilingNote:
+          ENGINES !== null
+            ? `in this run, before the engine run, with ${CONNECTIONS} sessions (the engines' SMTP connections in total)`
+            : `once per bench run, before the engine runs; ${kafka ? 'send-kafka.json and send-dkim-kafka.json' : 'send.json and send-dkim.json'} of one run share it`,
       });
-      const path = writeResults(kafka ? `${result.benchmark}-kafka` : result.benchmark, result);
+      const path = writeResults(name, result);
       console.log(summary(result, path));
     }
   } finally {
