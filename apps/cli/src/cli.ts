@@ -162,7 +162,8 @@ async function serve(config: HeraldConfig, role: Role, options: { engines?: numb
     await kpiConsumer.start();
   }
   if (role !== 'engine') gateway = await startGateway({ config, db, bus, logger, kpi, kpiConsumer });
-  const children = engineProcesses > 0 ? await startEngineProcesses(engineProcesses, config, smtpUrl!, logger) : [];
+  // Engine processes put links to the gateway in the messages they render (their own PORT serves only metrics).
+  const children = engineProcesses > 0 ? await startEngineProcesses(engineProcesses, config, { SMTP_URL: smtpUrl!, PUBLIC_URL: config.PUBLIC_URL ?? gateway!.url }, logger) : [];
   if (role !== 'gateway' && engineProcesses === 0) {
     const controlPlane =
       gateway?.controlPlane ??
@@ -240,16 +241,17 @@ interface EngineProcess {
 
 /**
  * `herald start --engines N`: N `herald engine` processes, each on its own port (PORT + 1 + i,
- * or a free one when PORT is 0) and the same store, bus and SMTP server. They are told to stop
+ * or a free one when PORT is 0) and the same store, bus, SMTP server and public URL (the
+ * gateway's, for the links in the messages). They are told to stop
  * with the parent (SIGTERM: each finishes the batches in hand) and their logs join the parent's.
  */
-async function startEngineProcesses(count: number, config: HeraldConfig, smtpUrl: string, logger: Logger): Promise<EngineProcess[]> {
+async function startEngineProcesses(count: number, config: HeraldConfig, shared: { SMTP_URL: string; PUBLIC_URL: string }, logger: Logger): Promise<EngineProcess[]> {
   const bin = process.argv[1]!;
   const started: EngineProcess[] = [];
   for (let i = 0; i < count; i++) {
     const port = config.PORT === 0 ? 0 : config.PORT + 1 + i;
     const child = spawn(process.execPath, [bin, 'engine'], {
-      env: { ...process.env, PORT: String(port), SMTP_URL: smtpUrl },
+      env: { ...process.env, PORT: String(port), ...shared },
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));

@@ -4,7 +4,7 @@
 // at the SMTP server no more than what a killed process had in flight, and in ClickHouse
 // count() = count(DISTINCT event_id) = the expected number of events.
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -199,7 +199,9 @@ describeOnStore(
     }, 300_000);
 
     it('a poison event and a poison batch go to the DLQ with their reason; the partitions keep flowing', async () => {
-      const p = await start();
+      // A sink that keeps the messages: the engine processes' links must point at the gateway.
+      const kept = await startCaptureSink({ dir: mkdtempSync(join(tmpdir(), 'herald-kafka-mail-')) });
+      const p = await start({ SMTP_URL: kept.url });
       const bus = new KafkaBus({ brokers: kafka.brokers, topicPrefix: env.KAFKA_TOPIC_PREFIX });
       const dead: { topic: string; value: { reason: string } }[] = [];
       for (const topic of [dlqTopic(TOPICS.messageEvents), dlqTopic(TOPICS.sendBatches)]) {
@@ -213,6 +215,11 @@ describeOnStore(
       expect(dead.map((d) => d.topic).sort()).toEqual([dlqTopic(TOPICS.messageEvents), dlqTopic(TOPICS.sendBatches)].sort());
       expect(dead.every((d) => d.value.reason.length > 0)).toBe(true);
       await until(async () => (await call(p, 'GET', `/v1/deliveries/${id}/deployment`)).body.kpis.sent === 2_000, 30_000, 'the KPIs after the poison');
+      const raw = readFileSync(kept.messages()[0]!.file!, 'utf8').replace(/=\r\n/g, '');
+      const pixel = /http:\/\/[^/"]+\/t\/o\/[\w.-]+/.exec(raw)![0];
+      expect(pixel.startsWith(`${p.url}/t/o/`)).toBe(true);
+      expect((await fetch(pixel)).status).toBe(200);
+      await kept.close();
       // herald dlq replay puts a DLQ's messages back on their topic (still poison: back to the DLQ).
       const replay = spawnSync(process.execPath, [join(ROOT, 'apps/cli/bin/herald.js'), 'dlq', 'replay', TOPICS.messageEvents], {
         env: { PATH: process.env.PATH, ...env },
