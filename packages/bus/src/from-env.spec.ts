@@ -49,3 +49,14 @@ describe('chunksOfBytes', () => {
     expect(chunksOfBytes([{ key: 'a', value: 'x'.repeat(1000) }, { key: 'b', value: 'y' }], 500).map((c) => c.length)).toEqual([1, 1]);
   });
 });
+
+describe('busFromEnv topic settings', () => {
+  it('takes partitions and the replication factor of created topics from the environment', () => {
+    const bus = busFromEnv({ KAFKA_BROKERS: '127.0.0.1:1', KAFKA_SEND_BATCH_PARTITIONS: 64, KAFKA_PARTITIONS: 6 }) as KafkaBus;
+    expect(bus.partitionsFor('herald.send-batches')).toBe(64);
+    expect(bus.partitionsFor('herald.message-events')).toBe(6);
+    const defaults = busFromEnv({ KAFKA_BROKERS: '127.0.0.1:1' }) as KafkaBus;
+    expect(defaults.partitionsFor('herald.send-batches')).toBe(32);
+    expect(defaults.partitionsFor('herald.message-events')).toBe(12);
+  });
+});

@@ -1,5 +1,6 @@
 // Picks the bus from the environment: Kafka when KAFKA_BROKERS names brokers, else the embedded
 // in-process bus. Every role calls this, so setting KAFKA_BROKERS switches them all at once.
+import { TOPICS } from '@herald/contracts';
 import { InProcessBus, type InProcessBusOptions } from './in-process-bus.js';
 import { KafkaBus, type KafkaBusOptions } from './kafka-bus.js';
 
@@ -10,6 +11,12 @@ export interface BusEnv {
   KAFKA_TOPIC_PREFIX?: string;
   /** kafkajs client id (KafkaBusOptions.clientId). */
   KAFKA_CLIENT_ID?: string;
+  /** Partitions of herald.send-batches when it is created (default 32): the most engines that can share the sends. */
+  KAFKA_SEND_BATCH_PARTITIONS?: number;
+  /** Partitions of the other topics when created (default 12). */
+  KAFKA_PARTITIONS?: number;
+  /** Replication factor of created topics (default 1). */
+  KAFKA_REPLICATION_FACTOR?: number;
 }
 
 export interface BusFromEnvOptions {
@@ -34,6 +41,9 @@ export function busFromEnv(env: BusEnv, options: BusFromEnvOptions = {}): InProc
   if (brokers.length === 0) return new InProcessBus({ ...options.inProcess, onHandlerError: options.onHandlerError });
   return new KafkaBus({
     ...options.kafka,
+    ...(env.KAFKA_SEND_BATCH_PARTITIONS ? { partitions: { ...options.kafka?.partitions, [TOPICS.sendBatches]: env.KAFKA_SEND_BATCH_PARTITIONS } } : {}),
+    ...(env.KAFKA_PARTITIONS ? { defaultPartitions: env.KAFKA_PARTITIONS } : {}),
+    ...(env.KAFKA_REPLICATION_FACTOR ? { replicationFactor: env.KAFKA_REPLICATION_FACTOR } : {}),
     brokers,
     topicPrefix: env.KAFKA_TOPIC_PREFIX ?? options.kafka?.topicPrefix,
     clientId: env.KAFKA_CLIENT_ID ?? options.kafka?.clientId,

@@ -84,6 +84,11 @@ export const environmentSchema = z.object({
   /** Prefix of every topic (and consumer group) name, to separate environments on one cluster. */
   KAFKA_TOPIC_PREFIX: z.string().regex(/^[A-Za-z0-9._-]*$/, 'letters, digits, . _ - only').optional(),
   KAFKA_CLIENT_ID: z.string().optional(),
+  /** Partitions of herald.send-batches when Herald creates it: the most engine processes that can share the sends. */
+  KAFKA_SEND_BATCH_PARTITIONS: z.coerce.number().int().min(1).max(10_000).optional(),
+  /** Partitions of the other topics when Herald creates them. */
+  KAFKA_PARTITIONS: z.coerce.number().int().min(1).max(10_000).optional(),
+  KAFKA_REPLICATION_FACTOR: z.coerce.number().int().min(1).max(16).optional(),
   CLICKHOUSE_URL: optionalUrl,
 });
 
