@@ -43,17 +43,41 @@ export class OutboxRepository {
 
   /**
    * Rows of `topic` published at or after `since`, in id order, after `afterId` (keyset paging).
-   * The relay publishes in id order, so they are the rows from the first one published since then.
+   * The relay publishes in id order, so they are the rows from the first one published since
+   * then: found by a binary search over ids (no index on published_at to maintain per row).
    */
   async publishedSince(db: Queryable, topic: string, since: Date, afterId: number, limit: number): Promise<{ id: number; payload: unknown }[]> {
+    const start = Math.max(afterId + 1, await this.firstPublishedSince(db, since));
     const rows = await db.query<{ id: string | number; payload: unknown }>(
       `SELECT id, payload FROM outbox
-        WHERE id >= (SELECT min(id) FROM outbox WHERE published_at >= $2) AND id > $3
-          AND topic = $1 AND published_at IS NOT NULL
-        ORDER BY id LIMIT $4`,
-      [topic, since, afterId, limit],
+        WHERE id >= $2 AND topic = $1 AND published_at IS NOT NULL
+        ORDER BY id LIMIT $3`,
+      [topic, start, limit],
     );
     return rows.map((r) => ({ id: Number(r.id), payload: r.payload }));
+  }
+
+  /** The smallest id whose row was published at or after `since` (or is not published yet). */
+  private async firstPublishedSince(db: Queryable, since: Date): Promise<number> {
+    const [bounds] = await db.query<{ lo: string | null; hi: string | null }>('SELECT min(id) AS lo, max(id) AS hi FROM outbox');
+    if (!bounds?.lo || !bounds.hi) return 0;
+    let lo = Number(bounds.lo);
+    let hi = Number(bounds.hi) + 1; // answer in [lo, hi]; hi = past the end
+    while (lo < hi) {
+      const mid = Math.floor((lo + hi) / 2);
+      const [row] = await db.query<{ id: string; published_at: Date | null }>(
+        'SELECT id, published_at FROM outbox WHERE id >= $1 ORDER BY id LIMIT 1',
+        [mid],
+      );
+      if (!row) {
+        hi = mid;
+      } else if (row.published_at === null || row.published_at >= since) {
+        hi = Math.min(mid, Number(row.id));
+      } else {
+        lo = Number(row.id) + 1;
+      }
+    }
+    return lo;
   }
 
   /** Records that `consumer` applied `commandId`; false when it already had (a redelivery). */
