@@ -700,43 +700,36 @@ function machineCpuSeconds() {
   }
 }
 
-/** `top` of the machine's busiest processes over one second (best effort; null without top). */
-function topOfMachine() {
+/** Runs `top` in batch mode twice, one second apart, and resolves with its output lines (null without top). */
+function runTop(args) {
   return new Promise((resolve) => {
-    const child = spawn('top', ['-b', '-n', '2', '-d', '1', '-w', '200', '-o', '%CPU'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const child = spawn('top', ['-b', '-n', '2', '-d', '1', '-w', '200', ...args], { stdio: ['ignore', 'pipe', 'ignore'] });
     let out = '';
     child.stdout.setEncoding('utf8').on('data', (s) => {
       out += s;
     });
     child.once('error', () => resolve(null));
-    child.once('exit', () => {
-      const lines = out.split('\n');
-      const second = lines.findLastIndex((l) => l.startsWith('top - '));
-      const header = lines.findLastIndex((l) => /^\s*PID\s/.test(l));
-      if (header === -1) return resolve(null);
-      const summary = second === -1 ? [] : lines.slice(second, second + 5);
-      const busy = lines.slice(header + 1).filter((l) => Number(l.trim().split(/\s+/)[8]) >= 0.5); // %CPU column
-      resolve([...summary, lines[header], ...busy.slice(0, 20)].map((l) => l.trimEnd()).filter(Boolean));
-    });
+    child.once('exit', () => resolve(out.split('\n')));
   });
 }
 
+/** `top` of the machine's busiest processes over one second (best effort; null without top). */
+async function topOfMachine() {
+  const lines = await runTop(['-o', '%CPU']);
+  const header = lines?.findLastIndex((l) => /^\s*PID\s/.test(l)) ?? -1;
+  if (header === -1) return null;
+  const second = lines.findLastIndex((l) => l.startsWith('top - '));
+  const summary = second === -1 ? [] : lines.slice(second, second + 5);
+  const busy = lines.slice(header + 1).filter((l) => Number(l.trim().split(/\s+/)[8]) >= 0.5); // %CPU column
+  return [...summary, lines[header], ...busy.slice(0, 20)].map((l) => l.trimEnd()).filter(Boolean);
+}
+
 /** A `top -H` view of the process's threads over one second (best effort; null without top). */
-function topOf(pid) {
-  return new Promise((resolve) => {
-    // Two iterations one second apart: the second one's %CPU is over that second.
-    const child = spawn('top', ['-b', '-n', '2', '-d', '1', '-H', '-p', String(pid), '-w', '200'], { stdio: ['ignore', 'pipe', 'ignore'] });
-    let out = '';
-    child.stdout.setEncoding('utf8').on('data', (s) => {
-      out += s;
-    });
-    child.once('error', () => resolve(null));
-    child.once('exit', () => {
-      const lines = out.split('\n');
-      const header = lines.findLastIndex((l) => /^\s*PID\s/.test(l));
-      resolve(header === -1 ? null : lines.slice(header, header + 16).map((l) => l.trimEnd()).filter(Boolean));
-    });
-  });
+async function topOf(pid) {
+  // The second iteration's %CPU is over the second between the two.
+  const lines = await runTop(['-H', '-p', String(pid)]);
+  const header = lines?.findLastIndex((l) => /^\s*PID\s/.test(l)) ?? -1;
+  return header === -1 ? null : lines.slice(header, header + 16).map((l) => l.trimEnd()).filter(Boolean);
 }
 
 // ---- main ------------------------------------------------------------------------------------
