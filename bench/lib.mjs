@@ -361,10 +361,9 @@ export function ensureSmtpSink() {
 /**
  * smtp-sink on a free loopback port (`-c -u nobody -m 1000 127.0.0.1:PORT 1000`: accepts and
  * discards), its running counters written to a file in `dir`. Returns { port, pid, messages(),
- * stop() }; messages() is the number of messages it has received so far.
+ * bytesRead(), cpuSeconds(), stop() }; messages() is the number of messages it has received so far.
  */
-export async function startSmtpSink(dir, { label = 'sink', concurrency = 1000, backlog = 1000 } = {}) {
-  const bin = ensureSmtpSink();
+export async function startSmtpSink(dir, { label = 'sink', concurrency = 1000, backlog = 1000, bin = ensureSmtpSink() } = {}) {
   const port = await freePort();
   const countsFile = join(dir, `${label}-counts.txt`);
   const fd = openSync(countsFile, 'w');
@@ -407,7 +406,15 @@ export async function startSmtpSink(dir, { label = 'sink', concurrency = 1000, b
     await sleep(50);
   }
   const messages = () => sinkMessageCount(countsFile);
-  return { port, pid: child.pid, args, messages, stop, stderr: () => stderr };
+  /** Bytes the sink has read (from its sockets: SMTP commands and message data), via /proc. */
+  const bytesRead = () => {
+    try {
+      return Number(readFileSync(`/proc/${child.pid}/io`, 'utf8').match(/^rchar:\s+(\d+)/m)?.[1] ?? Number.NaN);
+    } catch {
+      return Number.NaN;
+    }
+  };
+  return { port, pid: child.pid, args, messages, bytesRead, cpuSeconds: () => processCpuSeconds(child.pid), stop, stderr: () => stderr };
 }
 
 /**

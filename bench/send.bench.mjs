@@ -33,11 +33,11 @@
 // not refused.
 import { spawn } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { apiClient, benchArgs, createBenchDatabase, freePort, machine, peakRssMiB, postgresCpuSeconds, postgresServerUrl, postmasterPid, postStream, processCpuSeconds, resetPeakRss, round, rssMiB, startKafka, startPlatform, threadCpu, threadCpuDelta, writeResults, intFromEnv, sinkMessageCount, smtpGreets } from './lib.mjs';
+import { apiClient, benchArgs, createBenchDatabase, freePort, machine, peakRssMiB, postgresCpuSeconds, postgresServerUrl, postmasterPid, postStream, processCpuSeconds, resetPeakRss, round, rssMiB, startKafka, startPlatform, threadCpu, threadCpuDelta, writeResults, intFromEnv, startSmtpSink } from './lib.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const INSTALL_SCRIPT = join(ROOT, 'infra', 'postfix', 'install.sh');
@@ -186,68 +186,9 @@ async function ensureTools() {
   return { sink, source };
 }
 
-/** Resolves once something accepts TCP connections on the port and greets with 220. */
-async function waitForSmtp(port, deadlineMs = 10_000) {
-  const deadline = Date.now() + deadlineMs;
-  for (;;) {
-    const greeted = await smtpGreets(port);
-    if (greeted) return;
-    if (Date.now() > deadline) throw new Error(`nothing answers SMTP on 127.0.0.1:${port}`);
-    await sleep(50);
-  }
-}
-
-/**
- * smtp-sink on a free loopback port: accepts and discards (PIPELINING, ESMTP announced), with
- * running counters (-c) written to a file that is read from its tail: messages() is the number
- * of messages received ("." answered) so far.
- */
-async function startSink(sinkBin, dir, label) {
-  const port = await freePort();
-  const countsFile = join(dir, `${label}-sink-counts.txt`);
-  const fd = openSync(countsFile, 'w');
-  const privileges = process.getuid?.() === 0 ? ['-u', 'nobody'] : [];
-  const args = ['-c', ...privileges, '-m', String(SINK_MAX_CONCURRENCY), `127.0.0.1:${port}`, String(SINK_BACKLOG)];
-  const child = spawn(sinkBin, args, { stdio: ['ignore', fd, 'pipe'] });
-  closeSync(fd);
-  let stderr = '';
-  child.stderr.setEncoding('utf8').on('data', (s) => {
-    stderr = (stderr + s).slice(-4096);
-  });
-  let exited = null;
-  child.once('exit', (code, signal) => {
-    exited = { code, signal };
-  });
-  const kill = () => {
-    if (!exited) child.kill('SIGKILL');
-  };
-  process.once('exit', kill);
-  try {
-    await waitForSmtp(port);
-  } catch (error) {
-    kill();
-    throw new Error(`${sinkBin} ${args.join(' ')}: ${error.message}${exited ? ` (exited: ${JSON.stringify(exited)})` : ''}\n${stderr}`);
-  }
-  const messages = () => sinkMessageCount(countsFile);
-  /** Bytes the sink has read (from its sockets: SMTP commands and message data), via /proc. */
-  const bytesRead = () => {
-    try {
-      return Number(readFileSync(`/proc/${child.pid}/io`, 'utf8').match(/^rchar:\s+(\d+)/m)?.[1] ?? Number.NaN);
-    } catch {
-      return Number.NaN;
-    }
-  };
-  const stop = async () => {
-    process.off('exit', kill);
-    if (exited) return;
-    const gone = new Promise((resolve) => child.once('exit', resolve));
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
-    await gone;
-    clearTimeout(timer);
-  };
-  return { port, pid: child.pid, args, messages, bytesRead, cpuSeconds: () => processCpuSeconds(child.pid), stderr: () => stderr, exited: () => exited, stop };
-}
+/** smtp-sink from the installed tools (see startSmtpSink in lib.mjs). */
+const startSink = (sinkBin, dir, label) =>
+  startSmtpSink(dir, { bin: sinkBin, label: `${label}-sink`, concurrency: SINK_MAX_CONCURRENCY, backlog: SINK_BACKLOG });
 
 // ---- the ceiling: smtp-source → smtp-sink --------------------------------------------------------
 
