@@ -13,7 +13,7 @@ import { type CaptureSink, startCaptureSink } from '@herald/capture-sink';
 import { dlqTopic, TOPICS } from '@herald/contracts';
 import { createTestDatabase, describeOnStore, storesUnderTest, type TestDatabase } from '@herald/testing';
 import { kafkaAvailable, startPrivateKafka, startTestKafka, type TestKafka } from '../../../packages/bus/test/kafka-broker.js';
-import { call, freePort, ledgerStatuses, type Platform, startPlatform, startSend, until } from './platform.js';
+import { call, freePort, ledgerStatuses, type Platform, startPlatform, startSend, stopPlatform, until } from './platform.js';
 
 const RECIPIENTS = 20_000;
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -28,7 +28,11 @@ function kpiEventCounts(home: string, deliveryId: string): Promise<{ n: number; 
     await store.close();
     console.log(JSON.stringify(rows));`;
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--input-type=module', '-e', script, join(home, 'clickhouse'), deliveryId], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script, join(home, 'clickhouse'), deliveryId], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: 120_000,
+    });
     let out = '';
     let err = '';
     child.stdout.on('data', (c) => (out += c));
@@ -44,6 +48,10 @@ function kpiEventCounts(home: string, deliveryId: string): Promise<{ n: number; 
     });
   });
 }
+
+/** Progress on stdout with the seconds since the test began: where a slow or stuck case spent its time shows in CI's output. */
+let began = Date.now();
+const progress = (what: string) => process.stdout.write(`kafka faults +${((Date.now() - began) / 1000).toFixed(1)} s: ${what}\n`);
 
 /** The pids of the engine processes `herald start --engines N` printed. */
 const enginePids = (p: Platform): number[] => [...p.stdout().matchAll(/Engine \d+:\s+pid (\d+)/g)].map((m) => Number(m[1]));
@@ -67,6 +75,7 @@ describeOnStore(
     afterAll(async () => kafka?.stop());
 
     beforeEach(async () => {
+      began = Date.now();
       database = await createTestDatabase('postgres');
       sink = await startCaptureSink({ store: 'memory' });
       env = {
@@ -106,21 +115,34 @@ describeOnStore(
       // A fresh port each time: engines of a killed parent may still hold PORT + 1 and PORT + 2.
       const p = await startPlatform({ ...env, PORT: String(await freePort()), ...extra }, 'start', ['--engines', '2']);
       platforms.push(p);
+      progress('herald start --engines 2 is up');
       enginePidsStarted.push(...enginePids(p));
       return p;
     }
 
     async function finishAndCheck(p: Platform, id: string, maxDuplicates: number) {
-      await until(async () => (await call(p, 'GET', `/v1/deliveries/${id}`)).body.state === 'finished', 240_000, 'the send to finish');
+      await until(async () => (await call(p, 'GET', `/v1/deliveries/${id}`)).body.state === 'finished', 200_000, 'the send to finish').catch(async (error) => {
+        // What is left, and what the platform said besides routine info lines.
+        const unsettled = await database.db.query(
+          `SELECT status, engine_id, last_error, count(*)::int AS n FROM send_ledger WHERE delivery_id = $1 AND status <> 'sent' GROUP BY 1, 2, 3`,
+          [id],
+        );
+        const delivery = await call(p, 'GET', `/v1/deliveries/${id}`);
+        const logs = p.logs.join('').split('\n').filter((l) => !l.includes('"level":30'));
+        process.stderr.write(`delivery: ${JSON.stringify(delivery.body)}\nunsettled: ${JSON.stringify(unsettled)}\n${logs.slice(-40).join('\n')}\n`);
+        throw error;
+      });
+      progress(`send finished (${sink.count()} received)`);
       expect(await ledgerStatuses(p, id)).toEqual({ sent: RECIPIENTS });
       const ids = sink.messageIdCounts();
       expect(ids.size).toBe(RECIPIENTS);
       const duplicates = sink.count() - RECIPIENTS;
       expect(duplicates).toBeLessThanOrEqual(maxDuplicates);
       await until(async () => (await call(p, 'GET', `/v1/deliveries/${id}/deployment`)).body.kpis.sent >= RECIPIENTS, 60_000, 'the KPIs');
+      progress('KPIs caught up');
       // Stop the platform gracefully, then count in ClickHouse itself.
-      p.child.kill('SIGTERM');
-      expect(await p.exited).toBe(0);
+      expect(await stopPlatform(p, 'SIGTERM')).toBe(0);
+      progress('stopped');
       const counts = await kpiEventCounts(env.HERALD_HOME!, id);
       expect(counts).toEqual({ n: 2 * RECIPIENTS, distinct: 2 * RECIPIENTS, byType: { sent: RECIPIENTS, delivered: RECIPIENTS } });
       return duplicates;
@@ -161,14 +183,7 @@ describeOnStore(
         const duringOutage = sink.count() - atDeath;
         await own.restart();
         // Nothing died but the broker: batches redelivered after it came back are claimed once.
-        await finishAndCheck(p, id, 0).catch(async (error) => {
-          const unsettled = await database.db.query(
-            `SELECT status, last_error, count(*)::int AS n FROM send_ledger WHERE delivery_id = $1 AND status <> 'sent' GROUP BY 1, 2`,
-            [id],
-          );
-          process.stderr.write(`unsettled: ${JSON.stringify(unsettled)}\n${p.logs.join('').split('\n').filter((l) => !l.includes('"level":30')).slice(-40).join('\n')}\n`);
-          throw error;
-        });
+        await finishAndCheck(p, id, 0);
         process.stdout.write(`kafka: broker down 30 s at ${atDeath}/${RECIPIENTS}; ${duringOutage} sent meanwhile (batches in hand)\n`);
       } finally {
         await own.stop();
@@ -179,8 +194,9 @@ describeOnStore(
       const first = await start();
       const id = await startSend(first, { prefix: 'st-', count: RECIPIENTS });
       await until(() => sink.count() >= RECIPIENTS * 0.4, 180_000, '40% of the send');
-      first.child.kill('SIGTERM');
-      expect(await first.exited).toBe(0);
+      progress(`SIGTERM at ${sink.count()}`);
+      expect(await stopPlatform(first, 'SIGTERM')).toBe(0);
+      progress(`stopped at ${sink.count()}`);
       const second = await start();
       await finishAndCheck(second, id, 0);
       expect(sink.count()).toBe(RECIPIENTS);
@@ -190,6 +206,7 @@ describeOnStore(
       const first = await start();
       const id = await startSend(first, { prefix: 'kc-', count: RECIPIENTS });
       await until(() => sink.count() >= RECIPIENTS * 0.5, 180_000, 'half of the send');
+      progress(`kill -9 of the gateway at ${sink.count()}`);
       first.child.kill('SIGKILL');
       await first.exited;
       // Its engine processes keep sending (no engine died: nothing goes out twice); the KPI

@@ -53,6 +53,27 @@ export async function startPlatform(env: Record<string, string>, command = 'star
   };
 }
 
+/**
+ * Sends `signal` and waits for the process to exit, at most `timeoutMs`: past that it is killed
+ * and the wait fails with the end of what it logged (a graceful stop that hangs says where).
+ */
+export async function stopPlatform(p: Platform, signal: NodeJS.Signals, timeoutMs = 90_000): Promise<number | null> {
+  if (p.child.exitCode === null) p.child.kill(signal);
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      p.child.kill('SIGKILL');
+      const tail = p.logs.join('').split('\n').slice(-30).join('\n');
+      reject(new Error(`herald did not exit within ${timeoutMs} ms of ${signal}; its last logs:\n${tail}`));
+    }, timeoutMs);
+  });
+  try {
+    return await Promise.race([p.exited, timedOut]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 export async function call(p: Platform, method: string, path: string, body?: unknown, contentType = 'application/json') {
   const response = await fetch(p.url + path, {
     method,
