@@ -67,6 +67,11 @@ export async function run(argv: string[]): Promise<number> {
       console.error(`herald: ${error.message}`);
       return 2;
     }
+    const { code, address, port } = error as { code?: string; address?: string; port?: number };
+    if (code === 'EADDRINUSE') {
+      console.error(`herald: ${address}:${port} is already in use; set PORT to a free port (or 0 for any free one).`);
+      return 1;
+    }
     throw error;
   }
 }
@@ -172,7 +177,7 @@ async function serve(config: HeraldConfig, role: Role, options: { engines?: numb
         scheduleStalenessMs: config.SCHEDULE_STALENESS,
         softBounces: { threshold: config.QUARANTINE_SOFT_BOUNCES, resetAfterMs: config.QUARANTINE_SOFT_RESET },
       });
-    engine = engineFromConfig(config, { bus, controlPlane, logger, smtpUrl: smtpUrl! });
+    engine = engineFromConfig(config, { bus, controlPlane, logger, smtpUrl: smtpUrl!, gatewayUrl: gateway?.url });
     await engine.start();
     if (role === 'engine') engineServer = await startEngineServer(engine, { port: config.PORT, host: config.HOST });
   }
@@ -212,7 +217,14 @@ async function serve(config: HeraldConfig, role: Role, options: { engines?: numb
 
   await new Promise<void>((resolveStop) => {
     const stop = (signal: string) => {
-      logger.info({ signal }, 'shutting down');
+      logger.info({ signal }, 'shutting down: finishing the work in hand (a second signal exits at once)');
+      // A second signal does not wait: what this process held goes back to the others once its heartbeat is stale.
+      const now = (again: string) => {
+        logger.warn({ signal: again }, 'second signal: exiting without finishing the work in hand');
+        process.exit(1);
+      };
+      process.once('SIGINT', () => now('SIGINT'));
+      process.once('SIGTERM', () => now('SIGTERM'));
       resolveStop();
     };
     process.once('SIGINT', () => stop('SIGINT'));
@@ -253,6 +265,9 @@ async function startEngineProcesses(count: number, config: HeraldConfig, shared:
     const child = spawn(process.execPath, [bin, 'engine'], {
       env: { ...process.env, PORT: String(port), ...shared },
       stdio: ['ignore', 'pipe', 'inherit'],
+      // Its own process group: Ctrl-C reaches only this parent, which stops the engines with one
+      // SIGTERM each (a terminal's SIGINT and then ours would be a second signal: exit at once).
+      detached: true,
     });
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     let stopping = false;

@@ -7,8 +7,9 @@ import { type ControlPlane, systemClock } from '@herald/control-plane';
 import type { Logger } from 'pino';
 import { Engine } from './engine.js';
 
-export function publicUrlOf(config: HeraldConfig): string {
-  return (config.PUBLIC_URL ?? `http://${config.HOST.includes(':') ? `[${config.HOST}]` : config.HOST}:${config.PORT}`).replace(/\/$/, '');
+/** Where the links in messages point: PUBLIC_URL, else the gateway this process serves (`gatewayUrl`), else HOST:PORT. */
+export function publicUrlOf(config: HeraldConfig, gatewayUrl?: string): string {
+  return (config.PUBLIC_URL ?? gatewayUrl ?? `http://${config.HOST.includes(':') ? `[${config.HOST}]` : config.HOST}:${config.PORT}`).replace(/\/$/, '');
 }
 
 export function trackingSecretOf(config: HeraldConfig): string {
@@ -27,7 +28,7 @@ function dkimOf(config: HeraldConfig) {
 
 export function engineFromConfig(
   config: HeraldConfig,
-  deps: { bus: Bus; controlPlane: ControlPlane; logger: Logger; smtpUrl: string },
+  deps: { bus: Bus; controlPlane: ControlPlane; logger: Logger; smtpUrl: string; /** The gateway of this process, when it runs one (its real port when PORT is 0). */ gatewayUrl?: string },
 ): Engine {
   return new Engine({
     db: deps.controlPlane.db,
@@ -49,7 +50,7 @@ export function engineFromConfig(
       smtpUrl: deps.smtpUrl,
       smtpConnections: config.ENGINE_SMTP_CONNECTIONS,
       smtpTimeoutMs: config.SMTP_TIMEOUT,
-      publicUrl: publicUrlOf(config),
+      publicUrl: publicUrlOf(config, deps.gatewayUrl),
       trackingSecret: trackingSecretOf(config),
       httpProviderUrl: config.HTTP_PROVIDER_URL,
       dkim: dkimOf(config),

@@ -13,7 +13,7 @@ import { type CaptureSink, startCaptureSink } from '@herald/capture-sink';
 import { dlqTopic, TOPICS } from '@herald/contracts';
 import { createTestDatabase, describeOnStore, storesUnderTest, type TestDatabase } from '@herald/testing';
 import { kafkaAvailable, startPrivateKafka, startTestKafka, type TestKafka } from '../../../packages/bus/test/kafka-broker.js';
-import { call, freePort, ledgerStatuses, type Platform, startPlatform, startSend, stopPlatform, until } from './platform.js';
+import { call, ledgerStatuses, type Platform, startPlatform, startSend, stopPlatform, until } from './platform.js';
 
 const RECIPIENTS = 20_000;
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -80,7 +80,7 @@ describeOnStore(
       sink = await startCaptureSink({ store: 'memory' });
       env = {
         HERALD_HOME: mkdtempSync(join(tmpdir(), 'herald-kafka-fault-')),
-        PORT: String(await freePort()),
+        PORT: '0',
         SMTP_URL: sink.url,
         DATABASE_URL: database.url!,
         KAFKA_BROKERS: kafka.brokers.join(','),
@@ -112,8 +112,9 @@ describeOnStore(
 
     const enginePidsStarted: number[] = [];
     async function start(extra: Record<string, string> = {}) {
-      // A fresh port each time: engines of a killed parent may still hold PORT + 1 and PORT + 2.
-      const p = await startPlatform({ ...env, PORT: String(await freePort()), ...extra }, 'start', ['--engines', '2']);
+      // PORT 0: the gateway and each engine process take a free port. (Fixed ports collided:
+      // PORT + 1 was taken by another connection, or by an engine of a killed parent.)
+      const p = await startPlatform({ ...env, ...extra }, 'start', ['--engines', '2']);
       platforms.push(p);
       progress('herald start --engines 2 is up');
       enginePidsStarted.push(...enginePids(p));
@@ -162,12 +163,14 @@ describeOnStore(
       for (const url of metricsUrls) expect(await (await fetch(url)).text()).toMatch(/^herald_engine_threads 1$/m);
       const id = await startSend(p, { prefix: 'k2-', count: RECIPIENTS });
       await until(() => sink.count() >= RECIPIENTS * 0.4, 180_000, '40% of the send');
+      // Both have sent part of it (each reports its count in its heartbeat, every 2 s).
+      await until(async () => (await call(p, 'GET', '/v1/ops/engines')).body.items.every((e: { messages: number }) => e.messages > 0), 30_000, 'both engines sending');
       process.kill(pids[0]!, 'SIGKILL');
       // The survivor requeues what the dead one held once its heartbeat is stale.
       await until(() => p.logs.join('').includes('engine requeued the work of dead engines'), 60_000, 'the dead engine to be reaped');
       const reaped = JSON.parse(p.logs.join('').split('\n').find((line) => line.includes('engine requeued the work of dead engines'))!);
       const duplicates = await finishAndCheck(p, id, reaped.inFlight);
-      process.stdout.write(`kafka: kill -9 of one of two engines: ${reaped.inFlight} in flight, ${duplicates} received twice\n`);
+      process.stdout.write(`kafka: kill -9 of one of two engines: ${reaped.requeued} requeued, ${reaped.inFlight} of them in flight, ${duplicates} received twice\n`);
     }, 300_000);
 
     it('kill -9 the Kafka broker for 30 s during a send, then restart it: the send finishes, nothing twice', async () => {

@@ -83,5 +83,37 @@ describeEachStore('outbox', (kind) => {
       expect(await healthy.drain()).toBeGreaterThanOrEqual(1);
       await eventually(() => h.commands.some((m) => (m.value as { deliveryId: string }).deliveryId === id), { what: 'the command' });
     });
+
+    it('stop() during a drain lets that drain finish and ends the loop: nothing is published after it', async () => {
+      const okDelivery = async () => {
+        const id = await approvedDelivery(h, audienceId);
+        const confirm = await h.api('POST', `/v1/deliveries/${id}/confirmations`);
+        await h.api('POST', `/v1/deliveries/${id}/confirmations/${confirm.body.confirmationId}/ok`);
+      };
+      await okDelivery();
+      // A bus whose publishes wait at a gate: stop() is called while the loop's drain is in hand.
+      const bus = new InProcessBus();
+      const publish = bus.publish.bind(bus);
+      let publishes = 0;
+      let open!: () => void;
+      const gate = new Promise<void>((resolve) => (open = resolve));
+      bus.publish = async (topic, messages) => {
+        publishes++;
+        await gate;
+        return publish(topic, messages);
+      };
+      const relay = new OutboxRelay(h.database.db, bus, systemClock);
+      relay.start(1);
+      await eventually(() => publishes === 1, { what: 'the drain in hand' });
+      const stopped = relay.stop();
+      open();
+      await stopped;
+      expect(publishes).toBe(1);
+      // A command committed after the stop stays in the outbox: the loop did not start again.
+      await okDelivery();
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(publishes).toBe(1);
+      await bus.close();
+    });
   });
 });

@@ -13,6 +13,7 @@ export class OutboxRelay {
   private readonly outbox = new OutboxRepository();
   private timer?: NodeJS.Timeout;
   private running?: Promise<number>;
+  private looping = false;
 
   constructor(
     private readonly db: Database,
@@ -30,19 +31,24 @@ export class OutboxRelay {
     return this.running;
   }
 
+  /** Drains now and then every `intervalMs` after the previous drain ended, until stop(). */
   start(intervalMs: number): void {
+    this.looping = true;
     const loop = async () => {
       try {
         await this.drain();
       } catch (error) {
         this.onError(error);
       }
-      this.timer = setTimeout(loop, intervalMs);
+      // A stop() during that drain ends the loop (the store may be closed right after it).
+      if (this.looping) this.timer = setTimeout(loop, intervalMs);
     };
     this.timer = setTimeout(loop, 0);
   }
 
+  /** Ends the loop and waits for a drain in hand; drain() can still be called after it. */
   async stop(): Promise<void> {
+    this.looping = false;
     clearTimeout(this.timer);
     this.timer = undefined;
     await this.running?.catch(() => undefined);
