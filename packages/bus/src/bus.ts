@@ -29,7 +29,14 @@ export interface SubscribeOptions {
   /** Consumers of one group share the topic's partitions; each group sees every message. */
   group: string;
   handler: BatchHandler;
+  /** Messages per handler call at most (default 500). */
   maxBatchSize?: number;
+  /**
+   * Bytes one fetch may bring from a partition (the Kafka adapter's fetch size, default 1 MiB):
+   * a consumer that wants batches of maxBatchSize large messages asks for room for them. The
+   * in-process bus holds decoded messages and counts maxBatchSize only.
+   */
+  maxFetchBytes?: number;
 }
 
 export interface Subscription {

@@ -115,6 +115,19 @@ const logToStderr = (configured: LogLevel) => (entry: LogEntry) => {
   process.stderr.write(`${JSON.stringify({ level, logger: 'kafkajs', namespace: entry.namespace, msg: message, ...extra })}\n`);
 };
 
+/** kafkajs's default limit of one fetch response over all partitions. */
+const KAFKAJS_MAX_BYTES = 10 * 1024 * 1024;
+
+/**
+ * A consumer's fetch limits: per partition as asked (kafkajs default 1 MiB when not), and a
+ * whole response large enough for one such partition (a broker always returns at least one
+ * record batch, but kafkajs would otherwise cut the response at 10 MiB).
+ */
+function fetchSizes(perPartition: number | undefined): { maxBytesPerPartition?: number; maxBytes?: number } {
+  if (perPartition === undefined) return {};
+  return { maxBytesPerPartition: perPartition, maxBytes: Math.max(KAFKAJS_MAX_BYTES, perPartition) };
+}
+
 function decode(message: KafkaMessage): unknown {
   if (message.value === null) return null;
   const text = message.value.toString('utf8');
@@ -215,7 +228,7 @@ export class KafkaBus implements Bus {
       heartbeatInterval: this.heartbeatInterval,
       rebalanceTimeout: settings.rebalanceTimeout ?? 60_000,
       maxWaitTimeInMs: settings.maxWaitTimeInMs ?? 1_000,
-      maxBytesPerPartition: settings.maxBytesPerPartition,
+      ...fetchSizes(options.maxFetchBytes ?? settings.maxBytesPerPartition),
       allowAutoTopicCreation: false,
     });
     const state: ConsumerState = {
