@@ -293,6 +293,20 @@ for (const adapter of [inProcess, kafka]) {
       expect(received.map((m) => m.offset)).toEqual(range(0, 30));
     });
 
+    it('fills batches of maxBatchSize large messages when maxFetchBytes leaves room for them', async () => {
+      const bus = newBus();
+      const topic = fresh('fetch-bytes');
+      // 3,000 messages of ~1 KiB (3 MiB) waiting on one partition: Kafka's default fetch (1 MiB) would bring ~1,000.
+      const padding = 'x'.repeat(1000);
+      await bus.publish(topic, range(0, 3000).map((i) => ({ key: 'same', value: { i, padding } })));
+      const batches: number[] = [];
+      subscriptions.push(
+        await bus.subscribe({ topic, group: 'g', maxBatchSize: 3000, maxFetchBytes: 8 * 1024 * 1024, handler: async (messages) => void batches.push(messages.length) }),
+      );
+      await until(() => batches.reduce((sum, n) => sum + n, 0) === 3000, 'the 3,000 messages');
+      expect(batches).toEqual([3000]);
+    });
+
     it('hands the partitions of a closed consumer to the other member of its group', async () => {
       const bus = newBus();
       const topic = fresh('handover');
