@@ -1,5 +1,5 @@
 // Scheduled and recurring deliveries, driven by a manual clock and explicit scheduler ticks.
-import { describeEachStore } from '@herald/testing';
+import { describeEachStore, eventually } from '@herald/testing';
 import { approvedDelivery, type Harness, seedAudience, startedCommands, startHarness } from './harness.js';
 
 describeEachStore('scheduling', (kind) => {
@@ -101,6 +101,44 @@ describeEachStore('scheduling', (kind) => {
       // The next run comes an hour later, waiting again.
       h.clock.set('2026-12-04T10:00:01Z');
       expect((await h.gateway.controlPlane.scheduler.tick()).occurrences).toEqual([{ deliveryId: id, n: 2, state: 'pending_confirmation' }]);
+    });
+
+    it('pause, resume and stop of a recurring delivery reach the run sending now, with a command each', async () => {
+      h.clock.set('2026-12-06T08:00:00Z');
+      const id = await approvedDelivery(h, audienceId, { recurrence: { every: '1h', requireConfirmation: false }, schedule: { sendAt: '2026-12-06T09:00:00Z' } });
+      await confirmAndOk(id);
+      h.clock.set('2026-12-06T09:00:05Z');
+      expect((await h.gateway.controlPlane.scheduler.tick()).occurrences).toEqual([{ deliveryId: id, n: 1, state: 'sending' }]);
+      const run = async () => (await h.api('GET', `/v1/deliveries/${id}/occurrences`)).body.items[0];
+      const commands = () => h.commands.map((m) => m.value as { type: string; deliveryId: string; occurrence: number }).filter((c) => c.deliveryId === id);
+      /** The relay publishes the outbox; the observer then sees `type` for run 1. */
+      const published = async (type: string) => {
+        await h.gateway.relay.drain();
+        await eventually(() => commands().some((c) => c.type === type && c.occurrence === 1), { what: `${type} for run 1` });
+      };
+
+      expect((await h.api('POST', `/v1/deliveries/${id}/pause`)).body.state).toBe('paused');
+      expect(await run()).toMatchObject({ n: 1, state: 'paused', stateReason: 'PAUSED_BY_USER' });
+      await published('DeliveryPaused');
+
+      expect((await h.api('POST', `/v1/deliveries/${id}/resume`)).body.state).toBe('scheduled');
+      expect(await run()).toMatchObject({ n: 1, state: 'sending', stateReason: null });
+      await published('DeliveryResumed');
+
+      // A run the engine paused (circuit breaker) while the schedule goes on: resume reaches it too.
+      await h.gateway.controlPlane.deliveries.pauseRun(id, 1, { id: 'system:engine' }, 'CIRCUIT_BREAKER');
+      expect((await h.api('POST', `/v1/deliveries/${id}/resume`)).body.state).toBe('scheduled');
+      expect((await run()).state).toBe('sending');
+      // With nothing paused, resume of a scheduled delivery is refused and changes nothing.
+      expect((await h.api('POST', `/v1/deliveries/${id}/resume`)).status).toBe(409);
+
+      expect((await h.api('POST', `/v1/deliveries/${id}/stop`)).body.state).toBe('stopped');
+      expect(await run()).toMatchObject({ n: 1, state: 'stopped', stateReason: 'STOPPED_BY_USER' });
+      await published('DeliveryStopped');
+      const audit = (await h.api('GET', `/v1/deliveries/${id}/audit`)).body.items.filter((e: { occurrence: number | null }) => e.occurrence === 1);
+      expect(audit.map((e: { action: string; toState: string }) => `${e.action}:${e.toState}`)).toEqual(
+        expect.arrayContaining(['pause:paused', 'resume:sending', 'stop:stopped']),
+      );
     });
 
     it('starts runs at once when the recurrence does not require confirmation', async () => {

@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import { extractLinks } from '@herald/channels';
 import { DomainError, notFound } from '../errors.js';
-import { assertTransition, EDITABLE_STATES, type DeliveryState } from '../lifecycle.js';
+import { assertTransition, EDITABLE_STATES, type DeliveryState, type OccurrenceState } from '../lifecycle.js';
 import type { Queryable } from '../database.js';
 import type { Delivery } from '../repositories/deliveries.repository.js';
 import {
@@ -168,6 +168,7 @@ export class DeliveriesService {
     return this.transition(id, 'approved', actor, 'approve');
   }
 
+  /** Pauses a send; on a recurring delivery, its schedule and the runs sending now. */
   async pause(id: string, actor: Actor, reason = 'PAUSED_BY_USER'): Promise<Delivery> {
     return this.ctx.db.transaction(async (tx) => {
       const delivery = await this.locked(tx, id);
@@ -175,16 +176,25 @@ export class DeliveriesService {
       if (delivery.state === 'sending') {
         await this.ctx.enqueueCommand(tx, { type: 'DeliveryPaused', deliveryId: id, occurrence: 0, issuedBy: actor.id, reason });
       }
+      await this.moveOccurrences(tx, id, ['sending'], 'paused', actor, 'pause', reason);
       return this.move(tx, delivery, 'paused', actor, 'pause', { stateReason: reason });
     });
   }
 
+  /**
+   * Resumes a paused send. A recurring delivery resumes its schedule (a missed run happens now)
+   * and its paused runs, also those the circuit breaker paused while the schedule went on.
+   */
   async resume(id: string, actor: Actor): Promise<Delivery> {
     return this.ctx.db.transaction(async (tx) => {
       const delivery = await this.locked(tx, id);
       const now = this.ctx.clock.now();
-      if (delivery.state === 'paused' && delivery.recurrence) {
-        // A recurring delivery resumes its schedule; a missed run happens now.
+      if (delivery.recurrence && (delivery.state === 'paused' || delivery.state === 'scheduled')) {
+        const resumed = await this.moveOccurrences(tx, id, ['paused'], 'sending', actor, 'resume', null);
+        if (delivery.state === 'scheduled') {
+          if (resumed.length > 0) return delivery;
+          throw new DomainError('INVALID_STATE', 'Cannot resume: this recurring delivery is on schedule and none of its runs is paused.', { state: delivery.state });
+        }
         const nextRunAt = delivery.nextRunAt && new Date(delivery.nextRunAt) > now ? new Date(delivery.nextRunAt) : now;
         return this.move(tx, delivery, 'scheduled', actor, 'resume', { stateReason: null, nextRunAt });
       }
@@ -206,6 +216,7 @@ export class DeliveriesService {
       const now = this.ctx.clock.now();
       await this.ctx.confirmations.voidPending(tx, id);
       await this.ctx.deliveries.stopWaitingOccurrences(tx, id, 'DELIVERY_STOPPED', now);
+      await this.moveOccurrences(tx, id, ['sending', 'paused'], 'stopped', actor, 'stop', 'STOPPED_BY_USER');
       if (delivery.startedAt) {
         await this.ctx.enqueueCommand(tx, { type: 'DeliveryStopped', deliveryId: id, occurrence: 0, issuedBy: actor.id });
       }
@@ -238,6 +249,41 @@ export class DeliveriesService {
       await this.move(tx, delivery, 'paused', actor, 'pause', { stateReason: reason });
       return true;
     });
+  }
+
+  /**
+   * A user's pause, resume or stop of a recurring delivery reaches its runs: those in `from` move
+   * to `to`, each with its command for the engines and its audit entry. Returns their numbers.
+   */
+  private async moveOccurrences(
+    tx: Queryable,
+    id: string,
+    from: OccurrenceState[],
+    to: 'paused' | 'sending' | 'stopped',
+    actor: Actor,
+    action: 'pause' | 'resume' | 'stop',
+    reason: string | null,
+  ): Promise<number[]> {
+    const now = this.ctx.clock.now();
+    const runs = (await this.ctx.deliveries.listOccurrences(tx, id)).filter((run) => from.includes(run.state));
+    for (const run of runs) {
+      await this.ctx.deliveries.setOccurrenceState(tx, id, run.n, to, reason, now);
+      const base = { deliveryId: id, occurrence: run.n, issuedBy: actor.id };
+      if (to === 'paused') await this.ctx.enqueueCommand(tx, { ...base, type: 'DeliveryPaused', reason: reason ?? 'PAUSED_BY_USER' });
+      else if (to === 'sending') await this.ctx.enqueueCommand(tx, { ...base, type: 'DeliveryResumed' });
+      else await this.ctx.enqueueCommand(tx, { ...base, type: 'DeliveryStopped' });
+      await this.ctx.audit.record(tx, {
+        at: now,
+        actor: actor.id,
+        deliveryId: id,
+        occurrence: run.n,
+        action,
+        fromState: run.state,
+        toState: to,
+        ...(reason ? { details: { reason } } : {}),
+      });
+    }
+    return runs.map((run) => run.n);
   }
 
   /** Moves a sending occurrence (an engine's decision); false when it is no longer sending. */
