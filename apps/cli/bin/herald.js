@@ -13,7 +13,7 @@ if (major < 24 || (major === 24 && minor < 9)) {
 // kafkajs 2.2.4 arms a timer with a negative delay on Node 24 (tulios/kafkajs#1751, still open):
 // harmless — Node waits 1 ms instead — but the warning would print at every start with Kafka.
 const emitWarning = process.emitWarning;
-process.emitWarning = function (warning, ...rest) {
+process.emitWarning = (warning, ...rest) => {
   const type = typeof rest[0] === 'string' ? rest[0] : rest[0]?.type;
   if (type === 'TimeoutNegativeWarning' && String(warning).includes('is a negative number')) return;
   return emitWarning.call(process, warning, ...rest);
