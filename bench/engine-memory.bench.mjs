@@ -17,10 +17,13 @@
 // ENGINE_SMTP_CONNECTIONS, ENGINE_BATCH_SIZE (passed through to the engine when set),
 // BENCH_MEM_ENGINE_NODE_OPTIONS (diagnostics: added to the engine's NODE_OPTIONS only, e.g.
 // --max-old-space-size=128, to tell V8 heap slack from retained memory; recorded in the result).
+//
+// `npm run bench:engine-memory -- --bus kafka`: the same with both processes on Kafka (a broker
+// of the run's own, see startKafka in lib.mjs), written to engine-memory-kafka.json.
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
-import { apiClient, createBenchDatabase, postgresServerUrl, freePort, machine, peakRssMiB, postStream, resetPeakRss, round, rssMiB, startHerald, startSmtpSink, writeResults, intFromEnv } from './lib.mjs';
+import { apiClient, benchArgs, createBenchDatabase, postgresServerUrl, freePort, machine, peakRssMiB, postStream, resetPeakRss, round, rssMiB, startHerald, startKafka, startSmtpSink, writeResults, intFromEnv } from './lib.mjs';
 
 const RECIPIENTS = intFromEnv('BENCH_MEM_RECIPIENTS', 1_000_000);
 const DEADLINE_SECONDS = intFromEnv('BENCH_MEM_DEADLINE_SECONDS', 780);
@@ -32,6 +35,7 @@ const SAMPLE_MS = 1_000;
 const KEEP_EVERY_SECONDS = 5;
 const CHUNK_BYTES = 64 * 1024;
 const RUN = 'mem';
+const BUS = benchArgs().bus;
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const log = (message) => console.error(`[bench:engine-memory] ${message}`);
@@ -132,8 +136,10 @@ async function main() {
 
     const gatewayPort = await freePort();
     const url = `http://127.0.0.1:${gatewayPort}`;
-    const common = { DATABASE_URL: db.url, LOG_LEVEL: 'warn' };
-    const unset = ['KAFKA_BROKERS', 'CLICKHOUSE_URL', 'HERALD_JWKS_URL'];
+    const kafka = BUS === 'kafka' ? await startKafka({ log }) : null;
+    if (kafka) cleanups.push(() => kafka.stop());
+    const common = { DATABASE_URL: db.url, LOG_LEVEL: 'warn', ...(kafka ? kafka.env('mem') : {}) };
+    const unset = ['CLICKHOUSE_URL', 'HERALD_JWKS_URL', ...(kafka ? [] : ['KAFKA_BROKERS'])];
     const gateway = await startHerald('gateway', {
       home,
       unset,
@@ -266,6 +272,7 @@ async function main() {
       messagesPerSecond: Math.round(RECIPIENTS / seconds),
       seconds: round(seconds, 1),
       store: 'postgresql',
+      bus: BUS,
       threads: THREADS,
       engineNodeOptions: ENGINE_NODE_OPTIONS || null,
       engineRss: {
@@ -288,11 +295,11 @@ async function main() {
       machine: machine(),
       measuredAt: new Date().toISOString(),
     };
-    const path = writeResults('engine-memory', result);
+    const path = writeResults(kafka ? 'engine-memory-kafka' : 'engine-memory', result);
     console.log(
       `engine-memory: ${RECIPIENTS} recipients in ${result.seconds} s = ${result.messagesPerSecond}/s; engine peak RSS ${peak} MiB of ${LIMIT_MIB} ` +
         `(ratio ${result.ratio}: ${result.withinLimit ? 'within' : 'OVER'} the limit; slope ${result.engineRss.slopeMiBPerMinuteMiddle80pct} MiB/min); ` +
-        `gateway peak ${gatewayPeakRssMiB} MiB; ${THREADS} threads; PostgreSQL; written to ${path}`,
+        `gateway peak ${gatewayPeakRssMiB} MiB; ${THREADS} threads; PostgreSQL, ${BUS} bus; written to ${path}`,
     );
   } finally {
     process.off('SIGINT', onSignal).off('SIGTERM', onSignal);

@@ -12,10 +12,14 @@ import { type Engine, type EngineServer, engineFromConfig, startEngineServer } f
 import { dlqTopic, TOPICS } from '@herald/contracts';
 import { KpiConsumer, recoverPublishedEvents } from '@herald/kpi-consumer';
 import { type KpiStore, openKpiStore } from '@herald/kpi-store';
-import { createTokenService, type Gateway, isRole, ROLES, startGateway } from '@herald/gateway';
+import type { Gateway } from '@herald/gateway';
 import { type Logger, pino } from 'pino';
 
-const USAGE = `Usage: herald <command> [options]
+// NOTE: the gateway (NestJS, Fastify, Swagger UI) is imported only by the commands that run or
+// sign for it: an engine process does not carry it (~70 MiB of RSS).
+const gatewayModule = () => import('@herald/gateway');
+
+const usage = async () => `Usage: herald <command> [options]
 
 Commands:
   start [--engines N]        run every role in one process (embedded defaults: PGlite, in-process bus,
@@ -34,7 +38,7 @@ Commands:
 
 Environment: HERALD_HOME (default ./.herald), PORT (8080), DATABASE_URL (PostgreSQL; PGlite when unset),
 HERALD_JWT_SECRET, CONFIRMATION_TTL (10m), SCHEDULE_STALENESS (1h). See README.md for all of them.
-Roles: ${ROLES.join(', ')}`;
+Roles: ${(await gatewayModule()).ROLES.join(', ')}`;
 
 export async function run(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -56,10 +60,10 @@ export async function run(argv: string[]): Promise<number> {
       case 'help':
       case '--help':
       case '-h':
-        console.log(USAGE);
+        console.log(await usage());
         return command === undefined ? 1 : 0;
       default:
-        console.error(`herald: unknown command '${command}'\n\n${USAGE}`);
+        console.error(`herald: unknown command '${command}'\n\n${await usage()}`);
         return 2;
     }
   } catch (error) {
@@ -98,6 +102,7 @@ async function token(config: HeraldConfig, args: string[]): Promise<number> {
     console.error('herald token: --user and --roles are required, e.g. herald token --user alice --roles delivery:start,delivery:view');
     return 2;
   }
+  const { createTokenService, isRole, ROLES } = await gatewayModule();
   const roles = values.roles.split(',').map((r) => r.trim()).filter(Boolean);
   const unknown = roles.filter((r) => !isRole(r));
   if (unknown.length > 0) {
@@ -166,7 +171,7 @@ async function serve(config: HeraldConfig, role: Role, options: { engines?: numb
     kpiConsumer = new KpiConsumer(bus, kpi, logger);
     await kpiConsumer.start();
   }
-  if (role !== 'engine') gateway = await startGateway({ config, db, bus, logger, kpi, kpiConsumer });
+  if (role !== 'engine') gateway = await (await gatewayModule()).startGateway({ config, db, bus, logger, kpi, kpiConsumer });
   // Engine processes put links to the gateway in the messages they render (their own PORT serves only metrics).
   const children = engineProcesses > 0 ? await startEngineProcesses(engineProcesses, config, { SMTP_URL: smtpUrl!, PUBLIC_URL: config.PUBLIC_URL ?? gateway!.url }, logger) : [];
   if (role !== 'gateway' && engineProcesses === 0) {
@@ -198,6 +203,7 @@ async function serve(config: HeraldConfig, role: Role, options: { engines?: numb
   if (children.length > 0) lines.push(`                    sending to ${sink ? `the capture sink at ${sink.url}` : config.SMTP_URL}`);
   if (sink) lines.push(`  Captured mail:    ${join(resolve(config.HERALD_HOME), 'mail')} (bounce rules: mail/rules.json)`);
   if (gateway) {
+    const { ROLES } = await gatewayModule();
     const operator = await gateway.tokens.sign({ sub: 'operator', name: 'Dev operator', roles: [...ROLES] });
     const preparer = await gateway.tokens.sign({
       sub: 'preparer',

@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type ClickHouseClient, createClient } from '@clickhouse/client';
 import type { MessageEvent } from '@herald/contracts';
-import { createChdbConnection } from 'chdb/connection';
+import { createRequire } from 'node:module';
+import type { createChdbConnection } from 'chdb/connection';
 import { splitSql, toRow } from './sql.js';
 
 export const KPI_DATABASE = 'herald';
@@ -126,11 +127,20 @@ const defaultMigrationsDir = new URL('../migrations/', import.meta.url);
 
 export type ClientConnection = NonNullable<NonNullable<Parameters<typeof createClient>[0]>['connection']>;
 
+/**
+ * chDB's native library adds ~150 MiB of RSS to a process once loaded: it is loaded when a
+ * process first opens an embedded store, not by importing this package (engine processes,
+ * the CLI's other commands and a ClickHouse-server setup never load it).
+ */
+function loadChdb(): { createChdbConnection: typeof createChdbConnection } {
+  return createRequire(import.meta.url)('chdb/connection');
+}
+
 /** chDB in this process as a @clickhouse/client connection (one data directory per process). */
 export function chdbConnection(dataDir = ':memory:'): ClientConnection {
   // chdb types the connection against the deprecated @clickhouse/client-common 1.23.0, whose settings
   // type drifted from the copy bundled in @clickhouse/client 1.23.1; the runtime contract is the same.
-  return createChdbConnection({ path: dataDir }) as unknown as ClientConnection;
+  return loadChdb().createChdbConnection({ path: dataDir }) as unknown as ClientConnection;
 }
 
 export function openKpiStore(options: KpiStoreOptions = {}): KpiStore {
