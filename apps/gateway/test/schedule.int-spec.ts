@@ -1,4 +1,5 @@
 // Scheduled and recurring deliveries, driven by a manual clock and explicit scheduler ticks.
+import { ENGINE_ACTOR } from '@herald/control-plane';
 import { describeEachStore, eventually } from '@herald/testing';
 import { approvedDelivery, type Harness, seedAudience, startedCommands, startHarness } from './harness.js';
 
@@ -126,7 +127,7 @@ describeEachStore('scheduling', (kind) => {
       await published('DeliveryResumed');
 
       // A run the engine paused (circuit breaker) while the schedule goes on: resume reaches it too.
-      await h.gateway.controlPlane.deliveries.pauseRun(id, 1, { id: 'system:engine' }, 'CIRCUIT_BREAKER');
+      await h.gateway.controlPlane.deliveries.pauseRun(id, 1, ENGINE_ACTOR, 'CIRCUIT_BREAKER');
       expect((await h.api('POST', `/v1/deliveries/${id}/resume`)).body.state).toBe('scheduled');
       expect((await run()).state).toBe('sending');
       // With nothing paused, resume of a scheduled delivery is refused and changes nothing.
