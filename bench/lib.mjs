@@ -140,7 +140,7 @@ export async function startPlatform({ env = {}, args = [], deadlineMs = READY_DE
   const childEnv = { ...inherited, HERALD_HOME: home, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', ...env };
   const child = spawnHerald('start', childEnv, { args, cleanup: () => rmSync(home, { recursive: true, force: true }) });
   const ready = await child.waitReady(async (stdout) => {
-    const url = stdout.match(/API and console:\s+(http\S+)/)?.[1];
+    const url = stdout.match(/API:\s+(http\S+)/)?.[1];
     const token = stdout.match(/export HERALD_TOKEN=(\S+)/)?.[1];
     if (!url || !token) return null;
     const answer = await probeGet(`${url}/health/ready`);

@@ -191,7 +191,7 @@ async function serve(config: HeraldConfig, role: Role, options: { engines?: numb
   if (!gateway) relay.start(config.OUTBOX_RELAY_INTERVAL);
 
   const lines = [`Herald is up (${role === 'all' ? 'all roles' : role}).`];
-  if (gateway) lines.push(`  API and console:  ${gateway.url}`, `  API docs:         ${gateway.url}/docs`);
+  if (gateway) lines.push(`  API:              ${gateway.url}`, `  API docs:         ${gateway.url}/docs`);
   lines.push(`  Store:            ${db.kind === 'pglite' ? `PGlite in ${resolve(config.HERALD_HOME, 'pglite')}` : 'PostgreSQL (DATABASE_URL)'}`);
   lines.push(`  Bus:              ${bus instanceof KafkaBus ? `Kafka (${config.KAFKA_BROKERS}${config.KAFKA_TOPIC_PREFIX ? `, topics prefixed '${config.KAFKA_TOPIC_PREFIX}'` : ''})` : 'in-process'}`);
   if (kpi) lines.push(`  KPI store:        ${kpi.backend === 'chdb' ? `chDB in ${join(resolve(config.HERALD_HOME), 'clickhouse')}` : 'ClickHouse (CLICKHOUSE_URL)'}`);

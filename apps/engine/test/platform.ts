@@ -45,7 +45,7 @@ export async function startPlatform(env: Record<string, string>, command = 'star
   }
   return {
     child,
-    url: /API and console:\s+(\S+)/.exec(stdout)?.[1] ?? '',
+    url: /API:\s+(\S+)/.exec(stdout)?.[1] ?? '',
     token: /export HERALD_TOKEN=(\S+)/.exec(stdout)?.[1] ?? '',
     logs,
     exited,

@@ -30,6 +30,7 @@ interface Operation {
 const page = z.strictObject({ limit: z.number().int().min(1).max(1000).optional(), after: z.string().optional() });
 
 export const OPERATIONS: Operation[] = [
+  { method: 'get', path: '/', summary: 'Redirects to /docs (no console is served yet)', public: true, status: 302, tag: 'operations' },
   { method: 'get', path: '/health/live', summary: 'Liveness', public: true, tag: 'operations' },
   { method: 'get', path: '/health/ready', summary: 'Readiness (the store answers)', public: true, tag: 'operations' },
   { method: 'get', path: '/metrics', summary: 'Prometheus metrics', public: true, tag: 'operations' },

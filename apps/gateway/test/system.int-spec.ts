@@ -17,6 +17,9 @@ describe('system endpoints', () => {
     const doc = (await (await fetch(`${h.gateway.url}/openapi.json`)).json()) as { openapi: string; paths: Record<string, Record<string, { responses: Record<string, unknown> }>> };
     expect(doc.openapi).toBe('3.1.0');
     expect(doc.paths['/v1/deliveries/{id}/confirmations/{confirmationId}/ok']?.post?.responses['202']).toBeDefined();
+    // The root sends a browser to the docs.
+    const root = await fetch(`${h.gateway.url}/`, { redirect: 'manual' });
+    expect([root.status, root.headers.get('location')]).toEqual([302, '/docs']);
     const page = await fetch(`${h.gateway.url}/docs`);
     expect(page.headers.get('content-type')).toContain('text/html');
     const html = await page.text();

@@ -34,6 +34,13 @@ export class SystemController {
     @Inject(METRICS) private readonly metrics: Metrics,
   ) {}
 
+  /** The root: no console is served yet, so a browser lands on the API documentation. */
+  @Get()
+  @Public()
+  root(@Res() reply: FastifyReply) {
+    return reply.redirect('/docs', 302);
+  }
+
   @Get('health/live')
   @Public()
   live() {
