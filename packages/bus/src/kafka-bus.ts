@@ -93,14 +93,18 @@ const LOG_LEVELS: Record<NonNullable<KafkaBusOptions['logLevel']>, LogLevel> = {
 
 /**
  * Error responses kafkajs logs at ERROR level although they are routine: a rebalance, a group
- * coordinator still loading after a broker start. kafkajs retries them; they are logged here
- * only at the 'info' level.
+ * coordinator still loading after a broker start, a partition whose leader is still being
+ * elected (a topic just created, a broker restarted). kafkajs refreshes its metadata and retries
+ * them (an error that persists surfaces as the call's own failure); they are logged here only at
+ * the 'info' level.
  */
 const ROUTINE_ERRORS = [
   'The group is rebalancing',
   'The coordinator is loading',
   'The group coordinator is not available',
   'This is not the correct coordinator',
+  'This server is not the leader for that topic-partition',
+  'There is no leader for this topic-partition as we are in the middle of a leadership election',
 ];
 
 /** kafkajs log lines on stderr, one JSON object each. */
