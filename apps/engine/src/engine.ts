@@ -24,6 +24,7 @@ import {
   type ControlPlane,
   type Database,
   ENGINE_ACTOR,
+  ENGINE_STALE_MS,
   EngineInstancesRepository,
   OutboxRepository,
   ProfilesRepository,
@@ -54,10 +55,10 @@ export interface EngineOptions {
   breaker: BreakerSettings;
 }
 
+/** Totals since this engine started (its heartbeat reports them with the live figures). */
 export interface EngineStats {
   batches: number;
   messages: number;
-  inFlightBatches: number;
 }
 
 /** What an engine reports with each heartbeat (GET /v1/ops/engines, and its /metrics). */
@@ -82,8 +83,6 @@ const HEARTBEAT_MS = 2000;
 const PUBLISH_RETRY_MS = 1000;
 /** Rows queued this long without a dispatcher claiming them go back to pending (their batch was lost). */
 const QUEUED_STALE_MS = 120_000;
-/** An engine silent this long is dead: its rows are requeued. */
-export const ENGINE_STALE_MS = 15_000;
 
 export class Engine {
   private readonly queue = new SendQueueRepository();
@@ -106,7 +105,7 @@ export class Engine {
   private readonly instances = new EngineInstancesRepository();
   /** This process's id in engine_instances and on the ledger rows it holds. */
   readonly instanceId = randomUUID();
-  readonly stats: EngineStats = { batches: 0, messages: 0, inFlightBatches: 0 };
+  readonly stats: EngineStats = { batches: 0, messages: 0 };
   report: EngineReport;
   private lastBeat = { at: Date.now(), messages: 0, count: 0 };
 
@@ -134,8 +133,8 @@ export class Engine {
   }
 
   async start(): Promise<void> {
-    const { bus, db, clock } = this.options;
-    await this.instances.register(db, { id: this.instanceId, host: hostname(), pid: process.pid, startedAt: clock.now().toISOString() }, clock.now());
+    const { bus } = this.options;
+    await this.register();
     await this.recover();
     this.heartbeatTimer = setInterval(() => {
       this.beat().catch((error) => this.options.logger.warn({ err: error }, 'engine heartbeat failed'));
@@ -163,6 +162,12 @@ export class Engine {
     await this.pool.destroy();
     // Everything in hand is settled or released: the others need not wait for this one to go stale.
     await this.instances.deregister(this.options.db, this.instanceId);
+  }
+
+  /** This process in engine_instances (again, after another engine declared it dead). */
+  private async register(): Promise<void> {
+    const { db, clock } = this.options;
+    await this.instances.register(db, { id: this.instanceId, host: hostname(), pid: process.pid, startedAt: clock.now().toISOString() }, clock.now());
   }
 
   /** Heartbeat with this engine's figures; adjust the limits' share; requeue the rows of dead engines. */
@@ -203,7 +208,7 @@ export class Engine {
     });
     if (!(await this.instances.heartbeat(db, this.instanceId, { ...this.report }, clock.now()))) {
       this.options.logger.warn({ instanceId: this.instanceId }, 'this engine was declared dead by another (a long pause?); registering again');
-      await this.instances.register(db, { id: this.instanceId, host: hostname(), pid: process.pid, startedAt: clock.now().toISOString() }, clock.now());
+      await this.register();
     }
     if (this.lastBeat.count % 3 === 0) {
       // Safe at any time: a queued row is not being sent (claiming it is atomic), so at worst
@@ -301,7 +306,6 @@ export class Engine {
         recipients: recipients.map((r) => ({ profileId: r.profileId, address: r.address, profile: r.profile })),
       };
       this.inFlight++;
-      this.stats.inFlightBatches = this.inFlight;
       try {
         await bus.publish(TOPICS.sendBatches, [{ key: batch.batchId, value: batch }]);
       } catch (error) {
@@ -332,7 +336,6 @@ export class Engine {
 
   private batchDone(): void {
     this.inFlight = Math.max(0, this.inFlight - 1);
-    this.stats.inFlightBatches = this.inFlight;
     this.waiting.shift()?.();
   }
 

@@ -2,5 +2,5 @@
 export { Engine, type EngineOptions, type EngineStats } from './engine.js';
 export type { WorkerSettings } from './send-task.js';
 export { engineFromConfig, publicUrlOf, trackingSecretOf } from './engine-from-config.js';
-export { ENGINE_STALE_MS, type EngineReport } from './engine.js';
+export type { EngineReport } from './engine.js';
 export { type EngineServer, startEngineServer } from './engine-server.js';

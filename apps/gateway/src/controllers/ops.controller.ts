@@ -1,11 +1,8 @@
 // Operations: the engine processes sharing the store, as they last reported themselves.
 import { Controller, Get, Inject, UseGuards } from '@nestjs/common';
-import { type ControlPlane, EngineInstancesRepository } from '@herald/control-plane';
+import { type ControlPlane, ENGINE_STALE_MS, EngineInstancesRepository } from '@herald/control-plane';
 import { AuthGuard, RequireRole } from '../auth/auth.guard.js';
 import { CONTROL_PLANE } from '../tokens.js';
-
-/** As the engine's own limit: an engine silent longer than this is dead (apps/engine ENGINE_STALE_MS). */
-const STALE_MS = 15_000;
 
 @Controller('v1/ops')
 @UseGuards(AuthGuard)
@@ -19,13 +16,13 @@ export class OpsController {
   @RequireRole('admin')
   async engines() {
     const now = this.cp.context.clock.now();
-    const live = await this.instances.live(this.cp.db, STALE_MS, now);
+    const live = await this.instances.live(this.cp.db, ENGINE_STALE_MS, now);
     const items = live.map(({ stats, ...instance }) => ({ ...instance, ...stats }));
     const total = (field: string) => live.reduce((sum, e) => sum + Number(e.stats[field] ?? 0), 0);
     return {
       items,
       totals: { engines: items.length, threads: total('threads'), messagesPerSecond: total('messagesPerSecond') },
-      staleAfterMs: STALE_MS,
+      staleAfterMs: ENGINE_STALE_MS,
     };
   }
 }

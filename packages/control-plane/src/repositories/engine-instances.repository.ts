@@ -3,6 +3,9 @@
 // go back to pending (at most what it had in flight may have left twice) and its row is removed.
 import type { Database, Queryable } from '../database.js';
 
+/** An engine whose heartbeat is older than this is dead: its rows are requeued (engines heartbeat every 2 s). */
+export const ENGINE_STALE_MS = 15_000;
+
 export interface EngineInstance {
   id: string;
   host: string;

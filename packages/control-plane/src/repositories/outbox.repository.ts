@@ -44,10 +44,11 @@ export class OutboxRepository {
   /**
    * Rows of `topic` published at or after `since`, in id order, after `afterId` (keyset paging).
    * The relay publishes in id order, so they are the rows from the first one published since
-   * then: found by a binary search over ids (no index on published_at to maintain per row).
+   * then: found by a binary search over ids (no index on published_at to maintain per row) for
+   * the first page; the next pages (afterId > 0, an id already past it) continue after afterId.
    */
   async publishedSince(db: Queryable, topic: string, since: Date, afterId: number, limit: number): Promise<{ id: number; payload: unknown }[]> {
-    const start = Math.max(afterId + 1, await this.firstPublishedSince(db, since));
+    const start = afterId > 0 ? afterId + 1 : await this.firstPublishedSince(db, since);
     const rows = await db.query<{ id: string | number; payload: unknown }>(
       `SELECT id, payload FROM outbox
         WHERE id >= $2 AND topic = $1 AND published_at IS NOT NULL
