@@ -39,7 +39,7 @@ export interface GatewayOptions {
    * The KPI consumer of this process, if any: Compute stats asks it to insert what it holds and
    * what the bus has for it before refreshing the rates.
    */
-  kpiConsumer?: { catchUp(): Promise<unknown> };
+  kpiConsumer?: { catchUp(): Promise<boolean> };
   /** Run the scheduler loop in this process (default true). */
   scheduler?: boolean;
 }
@@ -123,7 +123,10 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const kpiPipeline: KpiPipeline = {
     async catchUp() {
       await relay.drain();
-      await options.kpiConsumer?.catchUp();
+      if ((await options.kpiConsumer?.catchUp()) === false) {
+        // The rates are refreshed anyway, over what the store has; countersAsOf tells how recent that is.
+        logger.warn('Compute stats: the KPI consumer did not catch up with the bus within its time limit; the counters may lag');
+      }
     },
   };
   const providers = { controlPlane, bus: options.bus, tokens, metrics, secrets, kpi: options.kpi ?? null, kpiPipeline };
