@@ -3,7 +3,7 @@
 // publishes again, and consumers dedupe by command id.
 import { type DeliveredMessage, InProcessBus } from '@herald/bus';
 import { TOPICS, type DeliveryCommand } from '@herald/contracts';
-import { CommandDeduplicator, OutboxRelay, systemClock } from '@herald/control-plane';
+import { CommandDeduplicator, type Database, OutboxRelay, systemClock } from '@herald/control-plane';
 import { eventually, describeEachStore } from '@herald/testing';
 import { approvedDelivery, type Harness, seedAudience, startHarness } from './harness.js';
 
@@ -114,6 +114,34 @@ describeEachStore('outbox', (kind) => {
       await new Promise((resolve) => setTimeout(resolve, 100));
       expect(publishes).toBe(1);
       await bus.close();
+    });
+
+    it('drain() publishes a command committed while another drain was finishing', async () => {
+      // The first drain has read an empty outbox and holds, as if its lock release were slow;
+      // a command commits; a drain() called then must publish it, not share the empty drain.
+      const real = h.database.db;
+      let calls = 0;
+      let release!: () => void;
+      const held = new Promise<void>((resolve) => (release = resolve));
+      const db: Database = Object.create(real);
+      db.withAdvisoryLock = async (key, work) => {
+        const result = await real.withAdvisoryLock(key, work);
+        if (calls++ === 0) await held;
+        return result;
+      };
+      await new OutboxRelay(real, h.bus, systemClock).drain();
+      const relay = new OutboxRelay(db, h.bus, systemClock);
+      const first = relay.drain();
+      await eventually(() => calls === 1, { what: 'the first drain to finish reading' });
+      const id = await approvedDelivery(h, audienceId);
+      const confirm = await h.api('POST', `/v1/deliveries/${id}/confirmations`);
+      expect((await h.api('POST', `/v1/deliveries/${id}/confirmations/${confirm.body.confirmationId}/ok`)).status).toBe(202);
+      const second = relay.drain();
+      release();
+      expect(await first).toBe(0);
+      expect(await second).toBe(1);
+      const started = h.commands.filter((m) => (m.value as DeliveryCommand).deliveryId === id && (m.value as DeliveryCommand).type === 'DeliveryStarted');
+      expect(started).toHaveLength(1);
     });
   });
 });

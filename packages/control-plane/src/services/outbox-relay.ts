@@ -13,6 +13,7 @@ export class OutboxRelay {
   private readonly outbox = new OutboxRepository();
   private timer?: NodeJS.Timeout;
   private running?: Promise<number>;
+  private next?: Promise<number>;
   private looping = false;
 
   constructor(
@@ -22,10 +23,24 @@ export class OutboxRelay {
     private readonly onError: (error: unknown) => void = () => undefined,
   ) {}
 
-  /** Publishes everything unpublished; returns how many rows it published. */
+  /**
+   * Publishes everything committed before the call; returns how many rows the drain that did it
+   * published.
+   */
   async drain(batchSize = 500): Promise<number> {
-    // NOTE: one drain at a time in this process; the advisory lock covers other processes.
-    this.running ??= this.drainOnce(batchSize).finally(() => {
+    // NOTE: one drain at a time in this process; the advisory lock covers other processes. A drain
+    // in hand may have read the outbox before the caller's commit, so a caller that finds one
+    // waits for one more after it; every caller arriving meanwhile shares that one.
+    if (this.running) {
+      this.next ??= this.running
+        .catch(() => undefined)
+        .then(() => {
+          this.next = undefined;
+          return this.drain(batchSize);
+        });
+      return this.next;
+    }
+    this.running = this.drainOnce(batchSize).finally(() => {
       this.running = undefined;
     });
     return this.running;
@@ -46,12 +61,13 @@ export class OutboxRelay {
     this.timer = setTimeout(loop, 0);
   }
 
-  /** Ends the loop and waits for a drain in hand; drain() can still be called after it. */
+  /** Ends the loop and waits for the drains in hand; drain() can still be called after it. */
   async stop(): Promise<void> {
     this.looping = false;
     clearTimeout(this.timer);
     this.timer = undefined;
     await this.running?.catch(() => undefined);
+    await this.next?.catch(() => undefined);
   }
 
   private async drainOnce(batchSize: number): Promise<number> {
