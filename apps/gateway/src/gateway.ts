@@ -20,6 +20,7 @@ import { TrackingController } from './controllers/tracking.controller.js';
 import { WebhooksController } from './controllers/webhooks.controller.js';
 import { OpsController } from './controllers/ops.controller.js';
 import { registerBodyParsers } from './http/body-parsers.js';
+import { registerRateLimit } from './http/rate-limit.js';
 import { ErrorFilter } from './http/error.filter.js';
 import { Metrics } from './http/metrics.js';
 import { BUS, CONTROL_PLANE, KPI_PIPELINE, KPI_STORE, METRICS, TOKEN_SERVICE, TRACKING_SECRET, WEBHOOK_SECRET } from './tokens.js';
@@ -135,6 +136,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     logger: ['error', 'warn'],
     abortOnError: false,
   });
+  await registerRateLimit(app, config.API_RATE_LIMIT);
   const fastify = app.getHttpAdapter().getInstance();
   registerBodyParsers(fastify, { body: config.BODY_LIMIT_BYTES, import: config.IMPORT_BODY_LIMIT_BYTES });
   fastify.addHook('onResponse', async (request, reply) => {

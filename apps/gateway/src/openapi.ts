@@ -13,6 +13,7 @@ import {
 import { z } from 'zod';
 import { ROLE_LABELS, type Role } from './auth/roles.js';
 import { deploymentQuerySchema } from './controllers/deployment.controller.js';
+import { isRateLimited } from './http/rate-limit.js';
 
 interface Operation {
   method: 'get' | 'post' | 'patch';
@@ -124,6 +125,13 @@ function build(): object {
       for (const [status, code] of Object.entries(ERROR_RESPONSES)) {
         responses[status] = { description: code, content: { 'application/json': { schema: errorSchema } } };
       }
+    }
+    if (isRateLimited(op.path)) {
+      responses['429'] = {
+        description: 'RATE_LIMITED: more than API_RATE_LIMIT requests in a minute from this client (token, or address without one)',
+        headers: { 'Retry-After': { description: 'Seconds until the client may send again', schema: { type: 'integer' } } },
+        content: { 'application/json': { schema: errorSchema } },
+      };
     }
     paths[op.path] ??= {};
     paths[op.path]![op.method] = {

@@ -145,4 +145,61 @@ describeEachStore('bad input', (kind) => {
       await expectRefused(h.api('GET', '/v1/deliveries?color=red'), 400, 'INVALID_INPUT');
     });
   });
+
+  describe('rate limit', () => {
+    let h: Harness;
+    let audienceId: string;
+
+    beforeAll(async () => {
+      h = await startHarness(kind, { API_RATE_LIMIT: '5' });
+    });
+    afterAll(async () => h?.close());
+
+    const deliveries = async () => (await h.database.db.query<{ n: number }>('SELECT count(*)::int AS n FROM deliveries'))[0]!.n;
+    const get = (path: string, token?: string) => fetch(h.gateway.url + path, token ? { headers: { authorization: `Bearer ${token}` } } : {});
+
+    it('answers 429 RATE_LIMITED with Retry-After past the limit, per token, and the refused request changes nothing', async () => {
+      const alice = await h.token('alice');
+      // The seed's two requests (import, audience) are alice's too: 3 more reach the limit of 5.
+      audienceId = await seedAudience(h, 2);
+      const remaining: (string | null)[] = [];
+      for (let i = 0; i < 3; i++) {
+        const answer = await get('/v1/deliveries', alice);
+        expect(answer.status).toBe(200);
+        expect(answer.headers.get('x-ratelimit-limit')).toBe('5');
+        remaining.push(answer.headers.get('x-ratelimit-remaining'));
+      }
+      expect(remaining).toEqual(['2', '1', '0']);
+      const before = await deliveries();
+      const refused = await h.api('POST', '/v1/deliveries', { body: deliveryBody(audienceId) });
+      expect(refused.status).toBe(429);
+      expect(refused.body).toMatchObject({ code: 'RATE_LIMITED', limitPerMinute: 5 });
+      expect(refused.body.message).toContain('5 requests in a minute');
+      expect(refused.body.retryAfterSeconds).toBeGreaterThan(0);
+      expect(refused.body.retryAfterSeconds).toBeLessThanOrEqual(60);
+      expect(await deliveries()).toBe(before);
+      const limited = await get('/v1/deliveries', alice);
+      expect(limited.status).toBe(429);
+      expect(Number(limited.headers.get('retry-after'))).toBeGreaterThan(0);
+
+      // Another token has its own allowance.
+      const bob = await h.token('bob');
+      expect((await get('/v1/deliveries', bob)).status).toBe(200);
+      expect((await h.api('POST', '/v1/deliveries', { token: bob, body: deliveryBody(audienceId) })).status).toBe(201);
+      expect(await deliveries()).toBe(before + 1);
+    });
+
+    it('limits requests without a token by address, and leaves health, docs, tracking and the bounce webhook alone', async () => {
+      const statuses: number[] = [];
+      for (let i = 0; i < 6; i++) statuses.push((await get('/v1/deliveries')).status);
+      expect(statuses).toEqual([401, 401, 401, 401, 401, 429]);
+      for (let i = 0; i < 8; i++) {
+        expect((await get('/health/live')).status).toBe(200);
+        expect((await get('/openapi.json')).status).toBe(200);
+        expect((await get('/t/o/forged-token')).status).toBe(404);
+        const webhook = await fetch(`${h.gateway.url}/v1/webhooks/bounces`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+        expect(webhook.status).toBe(401);
+      }
+    });
+  });
 });

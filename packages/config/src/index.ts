@@ -36,6 +36,11 @@ export const environmentSchema = z.object({
   SCHEDULE_STALENESS: duration('1h'),
   SCHEDULER_INTERVAL: duration('1s'),
   OUTBOX_RELAY_INTERVAL: duration('200ms'),
+  /**
+   * Requests per minute each API client (one bearer token, or one address without a token) may
+   * make to /v1/; 0 turns the limit off.
+   */
+  API_RATE_LIMIT: z.coerce.number().int().min(0).default(6000),
   BODY_LIMIT_BYTES: positiveInt(1024 * 1024),
   IMPORT_BODY_LIMIT_BYTES: positiveInt(512 * 1024 * 1024),
   SMTP_URL: optionalUrl,
