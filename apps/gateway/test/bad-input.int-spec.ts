@@ -201,5 +201,20 @@ describeEachStore('bad input', (kind) => {
         expect(webhook.status).toBe(401);
       }
     });
+
+    it('is 60,000 a minute by default, and API_RATE_LIMIT=0 turns it off', async () => {
+      const byDefault = await startHarness(kind);
+      const off = await startHarness(kind, { API_RATE_LIMIT: '0' });
+      try {
+        const headers = { authorization: `Bearer ${await byDefault.token('alice')}` };
+        expect((await fetch(`${byDefault.gateway.url}/v1/deliveries`, { headers })).headers.get('x-ratelimit-limit')).toBe('60000');
+        const answer = await fetch(`${off.gateway.url}/v1/deliveries`, { headers: { authorization: `Bearer ${await off.token('alice')}` } });
+        expect(answer.status).toBe(200);
+        expect(answer.headers.get('x-ratelimit-limit')).toBeNull();
+      } finally {
+        await byDefault.close();
+        await off.close();
+      }
+    });
   });
 });

@@ -40,7 +40,7 @@ export const environmentSchema = z.object({
    * Requests per minute each API client (one bearer token, or one address without a token) may
    * make to /v1/; 0 turns the limit off.
    */
-  API_RATE_LIMIT: z.coerce.number().int().min(0).default(6000),
+  API_RATE_LIMIT: z.coerce.number().int().min(0).default(60_000),
   BODY_LIMIT_BYTES: positiveInt(1024 * 1024),
   IMPORT_BODY_LIMIT_BYTES: positiveInt(512 * 1024 * 1024),
   SMTP_URL: optionalUrl,
