@@ -44,7 +44,9 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
  * stdout and the tail of stderr, if the child exits first or the deadline passes.
  */
 function spawnHerald(command, env, { cleanup = () => undefined, args = [] } = {}) {
-  const child = spawn(process.execPath, [HERALD_BIN, command, ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  // BENCH_NODE_ARGS: node flags for the herald process, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
+  const nodeArgs = process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+  const child = spawn(process.execPath, [...nodeArgs, HERALD_BIN, command, ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderrTail = '';
   let exited = null; // { code, signal } once the child is gone

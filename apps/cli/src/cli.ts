@@ -167,7 +167,7 @@ async function serve(config: HeraldConfig, role: Role, options: { engines?: numb
     // The in-process bus dies with the process: events it held are read back from the outbox
     // (with Kafka the broker kept them, and this finds none missing).
     const outbox = new OutboxRepository();
-    await recoverPublishedEvents(kpi, { publishedSince: (since, afterId, limit) => outbox.publishedSince(db, TOPICS.messageEvents, since, afterId, limit) }, logger);
+    await recoverPublishedEvents(kpi, { publishedSince: (since, after, limit) => outbox.publishedSince(db, TOPICS.messageEvents, since, after, limit) }, logger);
     kpiConsumer = new KpiConsumer(bus, kpi, logger);
     await kpiConsumer.start();
   }

@@ -273,8 +273,12 @@ export class Engine {
 
   private async planRun(run: RunRef): Promise<void> {
     const { db, bus, clock } = this.options;
+    // The first read is fresh (a planner started by resume must not see the cached 'paused');
+    // then the run's state is at most the cache's age old, as the dispatchers see it.
+    let fresh = true;
     while (!this.stopping) {
-      const info = await this.runs.get(run.deliveryId, run.occurrence, true);
+      const info = await this.runs.get(run.deliveryId, run.occurrence, fresh);
+      fresh = false;
       if (!info || !['sending', 'paused'].includes(info.state)) return;
       if (info.state === 'paused') {
         // NOTE: a paused run keeps its planner only briefly; resume starts a new one.
@@ -393,11 +397,9 @@ export class Engine {
       // A soft bounce given up after the validity period counts toward the soft-bounce quarantine.
       const softBounced = outcomes.filter((o) => o.kind === 'soft_final').map((o) => o.profileId);
       await this.profiles.recordSoftBounces(tx, softBounced, now, this.options.controlPlane.context.settings.softBounces ?? DEFAULT_SOFT_BOUNCE_RULE);
+      // One outbox row for the batch's events (the relay publishes them one by one, keyed by delivery).
       const events = outcomes.flatMap((o) => eventsFor(o, run, delivery.channel, now));
-      await this.outbox.enqueueMany(
-        tx,
-        events.map((event) => ({ commandId: event.eventId, topic: TOPICS.messageEvents, key: event.deliveryId, payload: event })),
-      );
+      await this.outbox.enqueueFanout(tx, { commandId: randomUUID(), topic: TOPICS.messageEvents, key: run.deliveryId, payloads: events });
     });
     this.stats.batches++;
     this.stats.messages += outcomes.length;

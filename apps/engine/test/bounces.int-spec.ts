@@ -50,8 +50,8 @@ describeEachStore('bounce webhook', (kind) => {
     return h.database.db.query<{ type: string; bounce_type: string | null; supersedes: string | null; profile: string }>(
       `SELECT payload->>'type' AS type, payload->>'bounceType' AS bounce_type, payload->>'supersedes' AS supersedes,
               payload->>'profileId' AS profile
-         FROM outbox WHERE topic = 'herald.message-events' AND payload->>'deliveryId' = $1
-          AND payload->>'type' NOT IN ('sent', 'delivered') ORDER BY id`,
+         FROM outbox_messages WHERE topic = 'herald.message-events' AND payload->>'deliveryId' = $1
+          AND payload->>'type' NOT IN ('sent', 'delivered') ORDER BY id, idx`,
       [id],
     );
   }

@@ -47,7 +47,7 @@ describeEachStore('send engine', (kind) => {
       expect(bounced.every((b) => b.last_code === 550 && b.attempts === 1 && b.status === 'quarantined')).toBe(true);
       // A message event per outcome, each with a unique id.
       const events = await h.database.db.query<{ type: string; n: number }>(
-        `SELECT payload->>'type' AS type, count(DISTINCT command_id)::int AS n FROM outbox
+        `SELECT payload->>'type' AS type, count(DISTINCT payload->>'eventId')::int AS n FROM outbox_messages
           WHERE topic = 'herald.message-events' AND payload->>'deliveryId' = $1 GROUP BY 1 ORDER BY 1`,
         [id],
       );
@@ -91,8 +91,8 @@ describeEachStore('send engine', (kind) => {
       expect(post.status).toBe(200);
       expect((await h.api('GET', '/v1/profiles/tr-000001')).body.status).toBe('unsubscribed');
       const events = await h.database.db.query<{ type: string; machine: string }>(
-        `SELECT payload->>'type' AS type, payload->>'machine' AS machine FROM outbox
-          WHERE topic = 'herald.message-events' AND payload->>'deliveryId' = $1 AND payload->>'type' NOT IN ('sent', 'delivered') ORDER BY id`,
+        `SELECT payload->>'type' AS type, payload->>'machine' AS machine FROM outbox_messages
+          WHERE topic = 'herald.message-events' AND payload->>'deliveryId' = $1 AND payload->>'type' NOT IN ('sent', 'delivered') ORDER BY id, idx`,
         [id],
       );
       // The scanner's pixel hit and the script's POST are flagged as machines; the browser's click is not.
@@ -164,7 +164,7 @@ describeEachStore('send engine', (kind) => {
 
     it('sends a proof with a subject prefix, outside the ledger and the KPIs', async () => {
       const id = await h.deliveryFor(5, {}, 'pr-');
-      const [before] = await h.database.db.query<{ n: number }>(`SELECT count(*)::int AS n FROM outbox WHERE topic = 'herald.message-events'`);
+      const [before] = await h.database.db.query<{ n: number }>(`SELECT count(*)::int AS n FROM outbox_messages WHERE topic = 'herald.message-events'`);
       const proof = await h.api('POST', `/v1/deliveries/${id}/proofs`, { body: { to: ['boss@example.com', 'legal@example.com'], profileId: 'pr-000003' } });
       expect(proof.status).toBe(202);
       await waitUntil(() => h.sink.count() >= 2);
@@ -174,7 +174,7 @@ describeEachStore('send engine', (kind) => {
       expect(raw).toMatch(/^Subject: \[Proof\] Hello Name3$/m);
       expect((await h.api('GET', `/v1/deliveries/${id}`)).body.state).toBe('approved');
       expect(await h.ledger(id)).toEqual({ pending: 5 });
-      const [after] = await h.database.db.query<{ n: number }>(`SELECT count(*)::int AS n FROM outbox WHERE topic = 'herald.message-events'`);
+      const [after] = await h.database.db.query<{ n: number }>(`SELECT count(*)::int AS n FROM outbox_messages WHERE topic = 'herald.message-events'`);
       expect(after!.n).toBe(before!.n);
       const invalid = await h.api('POST', `/v1/deliveries/${id}/proofs`, { body: { to: ['not an address'] } });
       expect(invalid.body.code).toBe('INVALID_INPUT');

@@ -3,7 +3,7 @@
 // publishes again, and consumers dedupe by command id.
 import { type DeliveredMessage, InProcessBus } from '@herald/bus';
 import { TOPICS, type DeliveryCommand } from '@herald/contracts';
-import { CommandDeduplicator, type Database, OutboxRelay, systemClock } from '@herald/control-plane';
+import { CommandDeduplicator, type Database, OutboxRelay, OutboxRepository, systemClock } from '@herald/control-plane';
 import { eventually, describeEachStore } from '@herald/testing';
 import { approvedDelivery, type Harness, seedAudience, startHarness } from './harness.js';
 
@@ -114,6 +114,44 @@ describeEachStore('outbox', (kind) => {
       await new Promise((resolve) => setTimeout(resolve, 100));
       expect(publishes).toBe(1);
       await bus.close();
+    });
+
+    it('publishes a fanout row as one message per element, in order, and reads it back message by message', async () => {
+      const db = h.database.db;
+      const topic = `test.fanout.${Date.now()}`;
+      const scratch = new InProcessBus();
+      await new OutboxRelay(db, scratch, systemClock).drain(); // what earlier tests left
+      await scratch.close();
+      const outbox = new OutboxRepository();
+      const uuid = () => crypto.randomUUID();
+      await db.transaction(async (tx) => {
+        await outbox.enqueue(tx, { commandId: uuid(), topic, key: 'k', payload: { n: 0 } });
+        await outbox.enqueueFanout(tx, { commandId: uuid(), topic, key: 'k', payloads: [1, 2, 3, 4, 5].map((n) => ({ n })) });
+        await outbox.enqueue(tx, { commandId: uuid(), topic, key: 'k', payload: { n: 6 } });
+      });
+      // The relay's budget cuts between rows, never inside one, and always takes the first.
+      expect((await outbox.unpublished(db, 500, 3)).map((r) => r.fanout)).toEqual([false, true]);
+      expect(await outbox.unpublished(db, 500, 1)).toHaveLength(1);
+
+      const bus = new InProcessBus({ partitions: 1 });
+      const received: DeliveredMessage[] = [];
+      await bus.subscribe({ topic, group: 'observer', handler: async (batch) => void received.push(...batch) });
+      const since = new Date(Date.now() - 1000);
+      expect(await new OutboxRelay(db, bus, systemClock).drain()).toBe(3);
+      await eventually(() => received.length === 7, { what: 'seven messages' });
+      expect(received.map((m) => [m.key, (m.value as { n: number }).n])).toEqual([0, 1, 2, 3, 4, 5, 6].map((n) => ['k', n]));
+      await bus.close();
+
+      // Read back in pages of 2 messages: the pages end inside the fanout row and go on from there.
+      const seen: number[] = [];
+      let after: { id: number; idx: number } | null = null;
+      for (;;) {
+        const page = await outbox.publishedSince(db, topic, since, after, 2);
+        if (page.length === 0) break;
+        seen.push(...page.map((m) => (m.payload as { n: number }).n));
+        after = page[page.length - 1]!;
+      }
+      expect(seen).toEqual([0, 1, 2, 3, 4, 5, 6]);
     });
 
     it('drain() publishes a command committed while another drain was finishing', async () => {

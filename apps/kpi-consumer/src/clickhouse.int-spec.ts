@@ -425,8 +425,12 @@ describe('KpiStore on chDB', () => {
     const kept = [ev(D7, 'opened', 'f1'), ev(D7, 'opened', 'f2')];
     const lost = [ev(D7, 'clicked', 'f1', { url: 'https://example.com/x' }), ev(D7, 'opened', 'f3')];
     await store.insertEvents(kept, { dedupToken: 'kept' });
-    const outbox = [...kept, ...lost].map((payload, i) => ({ id: i + 1, payload }));
-    const source = { publishedSince: async (_since: Date, afterId: number, limit: number) => outbox.filter((r) => r.id > afterId).slice(0, limit) };
+    // Two outbox rows of two events each; pages of 3 end inside the second row.
+    const outbox = [...kept, ...lost].map((payload, i) => ({ id: 1 + Math.floor(i / 2), idx: 1 + (i % 2), payload }));
+    const source = {
+      publishedSince: async (_since: Date, after: { id: number; idx: number } | null, limit: number) =>
+        outbox.filter((r) => !after || r.id > after.id || (r.id === after.id && r.idx > after.idx)).slice(0, limit),
+    };
     expect(await recoverPublishedEvents(store, source, silent, { pageSize: 3 })).toMatchObject({ checked: 4, recovered: 2 });
     expect(await recoverPublishedEvents(store, source, silent)).toMatchObject({ checked: 4, recovered: 0 });
     const c = await store.deliveryCounters(D7);

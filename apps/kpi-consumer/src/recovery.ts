@@ -12,9 +12,15 @@ export interface RecoverableStore extends EventSink {
   missingEventIds(eventIds: readonly string[], since: Date): Promise<Set<string>>;
 }
 
-/** Message events the relay published, oldest first, in pages (keyset on `afterId`). */
+/** Where a page of published events ends: an outbox row, and an event in it. */
+export interface PublishedCursor {
+  id: number;
+  idx: number;
+}
+
+/** Message events the relay published, oldest first, in pages of `limit` events (keyset on the cursor). */
 export interface PublishedEvents {
-  publishedSince(since: Date, afterId: number, limit: number): Promise<{ id: number; payload: unknown }[]>;
+  publishedSince(since: Date, after: PublishedCursor | null, limit: number): Promise<(PublishedCursor & { payload: unknown })[]>;
 }
 
 export interface RecoveryResult {
@@ -38,13 +44,14 @@ export async function recoverPublishedEvents(
   const last = await store.lastIngestedAt();
   const since = new Date(last ? last.getTime() - (options.marginMs ?? 600_000) : 0);
   const pageSize = options.pageSize ?? 20_000;
-  let afterId = 0;
+  let after: PublishedCursor | null = null;
   let checked = 0;
   let recovered = 0;
   for (;;) {
-    const rows = await source.publishedSince(since, afterId, pageSize);
+    const rows = await source.publishedSince(since, after, pageSize);
     if (rows.length === 0) break;
-    afterId = rows[rows.length - 1]!.id;
+    const last = rows[rows.length - 1]!;
+    after = { id: last.id, idx: last.idx };
     const events = rows.flatMap((row) => {
       const parsed = messageEventSchema.safeParse(row.payload);
       return parsed.success ? [parsed.data] : [];

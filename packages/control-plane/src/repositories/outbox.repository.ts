@@ -8,10 +8,23 @@ export interface OutboxRow {
   topic: string;
   key: string;
   payload: unknown;
+  /** The payload is an array of messages, each published on its own (see enqueueFanout). */
+  fanout?: boolean;
+}
+
+/** Where a reader of {@link OutboxRepository.publishedSince} is: a row, and a message in it (from 1). */
+export interface OutboxCursor {
+  id: number;
+  idx: number;
+}
+
+/** The bus messages of an outbox row, in order: its payload, or each element of a fanout row's. */
+export function messagesOf(row: Pick<OutboxRow, 'key' | 'payload' | 'fanout'>): { key: string; value: unknown }[] {
+  return row.fanout ? (row.payload as unknown[]).map((value) => ({ key: row.key, value })) : [{ key: row.key, value: row.payload }];
 }
 
 export class OutboxRepository {
-  async enqueue(tx: Queryable, row: Omit<OutboxRow, 'id'>): Promise<void> {
+  async enqueue(tx: Queryable, row: Omit<OutboxRow, 'id' | 'fanout'>): Promise<void> {
     await tx.query('INSERT INTO outbox (command_id, topic, key, payload) VALUES ($1, $2, $3, $4)', [
       row.commandId,
       row.topic,
@@ -20,21 +33,36 @@ export class OutboxRepository {
     ]);
   }
 
-  /** Many rows in one statement (the engine's message events of a batch). */
-  async enqueueMany(tx: Queryable, rows: Omit<OutboxRow, 'id'>[]): Promise<void> {
-    if (rows.length === 0) return;
-    await tx.query(
-      'INSERT INTO outbox (command_id, topic, key, payload) SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[])',
-      [rows.map((r) => r.commandId), rows.map((r) => r.topic), rows.map((r) => r.key), rows.map((r) => JSON.stringify(r.payload))],
-    );
+  /**
+   * Many messages of one topic and key in one row (the engine's message events of a batch): the
+   * relay publishes each as its own bus message, in order. One row costs the store one tuple
+   * and one index entry per batch instead of per message.
+   */
+  async enqueueFanout(tx: Queryable, row: { commandId: string; topic: string; key: string; payloads: unknown[] }): Promise<void> {
+    if (row.payloads.length === 0) return;
+    await tx.query('INSERT INTO outbox (command_id, topic, key, payload, fanout, messages) VALUES ($1, $2, $3, $4, true, $5)', [
+      row.commandId,
+      row.topic,
+      row.key,
+      JSON.stringify(row.payloads),
+      row.payloads.length,
+    ]);
   }
 
-  async unpublished(db: Queryable, limit: number): Promise<OutboxRow[]> {
-    const rows = await db.query<{ id: number; command_id: string; topic: string; key: string; payload: unknown }>(
-      'SELECT id, command_id, topic, key, payload FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1',
-      [limit],
+  /**
+   * The oldest unpublished rows, at most `limit`, cut once they hold `maxMessages` bus messages
+   * (always at least one row).
+   */
+  async unpublished(db: Queryable, limit: number, maxMessages = 20_000): Promise<OutboxRow[]> {
+    // NOTE: rows past the budget are filtered after the window sum, so their payloads are never read.
+    const rows = await db.query<{ id: number; command_id: string; topic: string; key: string; payload: unknown; fanout: boolean }>(
+      `SELECT id, command_id, topic, key, payload, fanout FROM (
+         SELECT id, command_id, topic, key, payload, fanout, messages, sum(messages) OVER (ORDER BY id) AS upto
+           FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1) AS next
+        WHERE upto - messages < $2 ORDER BY id`,
+      [limit, maxMessages],
     );
-    return rows.map((r) => ({ id: r.id, commandId: r.command_id, topic: r.topic, key: r.key, payload: r.payload }));
+    return rows.map((r) => ({ id: Number(r.id), commandId: r.command_id, topic: r.topic, key: r.key, payload: r.payload, fanout: r.fanout }));
   }
 
   async markPublished(db: Queryable, ids: number[], at: Date): Promise<void> {
@@ -42,20 +70,21 @@ export class OutboxRepository {
   }
 
   /**
-   * Rows of `topic` published at or after `since`, in id order, after `afterId` (keyset paging).
-   * The relay publishes in id order, so they are the rows from the first one published since
-   * then: found by a binary search over ids (no index on published_at to maintain per row) for
-   * the first page; the next pages (afterId > 0, an id already past it) continue after afterId.
+   * Messages of `topic` published at or after `since`, in order, after the cursor `after`
+   * (keyset paging, `limit` messages a page; a fanout row's messages one by one). The relay
+   * publishes in id order, so they are the rows from the first one published since then: found
+   * by a binary search over ids (no index on published_at to maintain per row) for the first
+   * page; the next pages continue after the cursor.
    */
-  async publishedSince(db: Queryable, topic: string, since: Date, afterId: number, limit: number): Promise<{ id: number; payload: unknown }[]> {
-    const start = afterId > 0 ? afterId + 1 : await this.firstPublishedSince(db, since);
-    const rows = await db.query<{ id: string | number; payload: unknown }>(
-      `SELECT id, payload FROM outbox
-        WHERE id >= $2 AND topic = $1 AND published_at IS NOT NULL
-        ORDER BY id LIMIT $3`,
-      [topic, start, limit],
+  async publishedSince(db: Queryable, topic: string, since: Date, after: OutboxCursor | null, limit: number): Promise<(OutboxCursor & { payload: unknown })[]> {
+    const cursor = after ?? { id: await this.firstPublishedSince(db, since), idx: 0 };
+    const rows = await db.query<{ id: string | number; idx: number; payload: unknown }>(
+      `SELECT id, idx, payload FROM outbox_messages
+        WHERE id >= $2 AND (id > $2 OR idx > $3) AND topic = $1 AND published_at IS NOT NULL
+        ORDER BY id, idx LIMIT $4`,
+      [topic, cursor.id, cursor.idx, limit],
     );
-    return rows.map((r) => ({ id: Number(r.id), payload: r.payload }));
+    return rows.map((r) => ({ id: Number(r.id), idx: r.idx, payload: r.payload }));
   }
 
   /** The smallest id whose row was published at or after `since` (or is not published yet). */

@@ -1,11 +1,11 @@
 // The outbox relay: publishes committed outbox rows to the bus in order, then marks them.
 // A crash between publish and mark publishes those rows again on restart: consumers dedupe by
 // command id (see CommandDeduplicator).
-import type { Bus } from '@herald/bus';
+import type { Bus, OutgoingMessage } from '@herald/bus';
 import type { Clock } from '../clock.js';
 import type { Queryable } from '../database.js';
 import type { Database } from '../database.js';
-import { OutboxRepository } from '../repositories/outbox.repository.js';
+import { messagesOf, OutboxRepository } from '../repositories/outbox.repository.js';
 
 const RELAY_LOCK = 0x4845_5232; // "HER2": one relay at a time keeps commands in order
 
@@ -77,14 +77,13 @@ export class OutboxRelay {
         const rows = await this.outbox.unpublished(this.db, batchSize);
         if (rows.length === 0) return total;
         // Publish per topic in id order, then mark: at-least-once, never lost.
-        const byTopic = new Map<string, typeof rows>();
-        for (const row of rows) byTopic.set(row.topic, [...(byTopic.get(row.topic) ?? []), row]);
-        for (const [topic, topicRows] of byTopic) {
-          await this.bus.publish(
-            topic,
-            topicRows.map((r) => ({ key: r.key, value: r.payload })),
-          );
+        const byTopic = new Map<string, OutgoingMessage[]>();
+        for (const row of rows) {
+          const messages = byTopic.get(row.topic) ?? [];
+          byTopic.set(row.topic, messages);
+          for (const message of messagesOf(row)) messages.push(message);
         }
+        for (const [topic, messages] of byTopic) await this.bus.publish(topic, messages);
         await this.outbox.markPublished(this.db, rows.map((r) => r.id), this.clock.now());
         total += rows.length;
       }
