@@ -188,7 +188,7 @@ async function serve(config: HeraldConfig, role: Role, options: { engines?: numb
   }
   // The engine's message events leave through the outbox: a process without a gateway relays them itself.
   const relay = gateway?.relay ?? new OutboxRelay(db, bus, systemClock, (error) => logger.warn({ err: error }, 'outbox relay failed; retrying'));
-  if (!gateway) relay.start(config.OUTBOX_RELAY_INTERVAL);
+  if (!gateway) relay.start(config.OUTBOX_RELAY_INTERVAL, { retentionMs: config.OUTBOX_RETENTION });
 
   const lines = [`Herald is up (${role === 'all' ? 'all roles' : role}).`];
   if (gateway) lines.push(`  API:              ${gateway.url}`, `  API docs:         ${gateway.url}/docs`);

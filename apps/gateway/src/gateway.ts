@@ -151,7 +151,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const port = typeof address === 'object' && address ? address.port : config.PORT;
   const url = `http://${config.HOST.includes(':') ? `[${config.HOST}]` : config.HOST}:${port}`;
 
-  if (options.relay !== false) relay.start(config.OUTBOX_RELAY_INTERVAL);
+  if (options.relay !== false) relay.start(config.OUTBOX_RELAY_INTERVAL, { retentionMs: config.OUTBOX_RETENTION });
 
   let schedulerTimer: NodeJS.Timeout | undefined;
   let schedulerStopped = false;

@@ -154,6 +154,36 @@ describeEachStore('outbox', (kind) => {
       expect(seen).toEqual([0, 1, 2, 3, 4, 5, 6]);
     });
 
+    it('prunes rows published longer ago than the retention, and never a row not published', async () => {
+      const db = h.database.db;
+      const topic = `test.prune.${Date.now()}`;
+      const outbox = new OutboxRepository();
+      const relay = new OutboxRelay(db, new InProcessBus(), systemClock);
+      const add = (n: number) => db.transaction((tx) => outbox.enqueue(tx, { commandId: crypto.randomUUID(), topic, key: 'k', payload: { n } }));
+      const ids = async () => (await db.query<{ id: string }>('SELECT id FROM outbox WHERE topic = $1 ORDER BY id', [topic])).map((r) => Number(r.id));
+      await add(1);
+      await add(2);
+      await relay.drain();
+      const [first, second] = await ids();
+      // Everything up to the second row was published eight days ago; the third row just now.
+      await db.query(`UPDATE outbox SET published_at = now() - interval '8 days' WHERE id <= $1`, [second]);
+      await add(3);
+      await relay.drain();
+      // An old row that never got published (its transaction committed late) stays.
+      await db.query(`UPDATE outbox SET published_at = NULL WHERE id = $1`, [first]);
+      await add(4);
+      const sevenDays = 7 * 24 * 3_600_000;
+      expect(await relay.prune(sevenDays)).toBeGreaterThanOrEqual(1);
+      const left = await ids();
+      expect(left).toHaveLength(3);
+      expect(left[0]).toBe(first);
+      expect(left).not.toContain(second);
+      expect(await relay.prune(sevenDays)).toBe(0);
+      const [unpublished] = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM outbox WHERE topic = $1 AND published_at IS NULL', [topic]);
+      expect(unpublished!.n).toBe(2);
+      await relay.drain();
+    });
+
     it('drain() publishes a command committed while another drain was finishing', async () => {
       // The first drain has read an empty outbox and holds, as if its lock release were slow;
       // a command commits; a drain() called then must publish it, not share the empty drain.

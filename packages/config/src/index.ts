@@ -36,6 +36,8 @@ export const environmentSchema = z.object({
   SCHEDULE_STALENESS: duration('1h'),
   SCHEDULER_INTERVAL: duration('1s'),
   OUTBOX_RELAY_INTERVAL: duration('200ms'),
+  /** How long published outbox rows are kept (then deleted by the relay, once a minute). */
+  OUTBOX_RETENTION: duration('7d'),
   /**
    * Requests per minute each API client (one bearer token, or one address without a token) may
    * make to /v1/; 0 turns the limit off.

@@ -87,6 +87,24 @@ export class OutboxRepository {
     return rows.map((r) => ({ id: Number(r.id), idx: r.idx, payload: r.payload }));
   }
 
+  /**
+   * Deletes up to `limit` rows published before `before`, oldest first; returns how many. The
+   * rows are found from the front of the table by id (the relay publishes in id order); a row
+   * not published, or published since, is never deleted.
+   */
+  async prunePublished(db: Queryable, before: Date, limit: number): Promise<number> {
+    const end = await this.firstPublishedSince(db, before);
+    const [row] = await db.query<{ n: number }>(
+      `WITH gone AS (
+         DELETE FROM outbox WHERE id IN (
+           SELECT id FROM outbox WHERE id < $1 AND published_at < $2 ORDER BY id LIMIT $3)
+         RETURNING 1)
+       SELECT count(*)::int AS n FROM gone`,
+      [end, before, limit],
+    );
+    return row?.n ?? 0;
+  }
+
   /** The smallest id whose row was published at or after `since` (or is not published yet). */
   private async firstPublishedSince(db: Queryable, since: Date): Promise<number> {
     const [bounds] = await db.query<{ lo: string | null; hi: string | null }>('SELECT min(id) AS lo, max(id) AS hi FROM outbox');

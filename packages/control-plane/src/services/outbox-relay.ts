@@ -8,6 +8,9 @@ import type { Database } from '../database.js';
 import { messagesOf, OutboxRepository } from '../repositories/outbox.repository.js';
 
 const RELAY_LOCK = 0x4845_5232; // "HER2": one relay at a time keeps commands in order
+const PRUNE_EVERY_MS = 60_000;
+const PRUNE_CHUNK = 5_000;
+const PRUNE_MAX_ROWS = 100_000;
 
 export class OutboxRelay {
   private readonly outbox = new OutboxRepository();
@@ -46,12 +49,20 @@ export class OutboxRelay {
     return this.running;
   }
 
-  /** Drains now and then every `intervalMs` after the previous drain ended, until stop(). */
-  start(intervalMs: number): void {
+  /**
+   * Drains now and then every `intervalMs` after the previous drain ended, until stop(). With
+   * `retentionMs`, rows published longer ago than that are deleted once a minute (see prune).
+   */
+  start(intervalMs: number, options: { retentionMs?: number } = {}): void {
     this.looping = true;
+    let prunedAt = 0;
     const loop = async () => {
       try {
         await this.drain();
+        if (options.retentionMs !== undefined && Date.now() - prunedAt >= PRUNE_EVERY_MS) {
+          prunedAt = Date.now();
+          await this.prune(options.retentionMs);
+        }
       } catch (error) {
         this.onError(error);
       }
@@ -68,6 +79,22 @@ export class OutboxRelay {
     this.timer = undefined;
     await this.running?.catch(() => undefined);
     await this.next?.catch(() => undefined);
+  }
+
+  /**
+   * Deletes rows published more than `retentionMs` ago, PRUNE_CHUNK at a time (each chunk its
+   * own statement, so other queries interleave), at most PRUNE_MAX_ROWS per call; returns how
+   * many. They are kept that long for the KPI recovery and for anyone auditing what was sent.
+   */
+  async prune(retentionMs: number): Promise<number> {
+    const before = new Date(this.clock.now().getTime() - retentionMs);
+    let total = 0;
+    while (total < PRUNE_MAX_ROWS) {
+      const deleted = await this.outbox.prunePublished(this.db, before, PRUNE_CHUNK);
+      total += deleted;
+      if (deleted < PRUNE_CHUNK) break;
+    }
+    return total;
   }
 
   private async drainOnce(batchSize: number): Promise<number> {
