@@ -1,6 +1,7 @@
-// The outbox relay: publishes committed outbox rows to the bus in order, then marks them.
+// The outbox relay: publishes committed outbox rows to the bus in order (a fanout row as one
+// message per element), then marks them; published rows past the retention are deleted.
 // A crash between publish and mark publishes those rows again on restart: consumers dedupe by
-// command id (see CommandDeduplicator).
+// command id (see CommandDeduplicator), the KPI consumer by event id.
 import type { Bus, OutgoingMessage } from '@herald/bus';
 import type { Clock } from '../clock.js';
 import type { Queryable } from '../database.js';
