@@ -1,27 +1,18 @@
 // A Piscina worker thread: renders the messages of a batch (templates compiled once per
-// delivery content and cached) and sends them through this thread's own pooled transport:
-// nodemailer SMTP for email, an undici keep-alive pool for the HTTP (sms) provider.
+// delivery content and cached) and sends them through this thread's own connections: an SMTP
+// pool for email (see smtp-pool.ts), an undici keep-alive pool for the HTTP (sms) provider.
 import { workerData } from 'node:worker_threads';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { EmailRenderer } from '@herald/channels';
-import nodemailer from 'nodemailer';
 import type { SendAttempt } from './outcome.js';
+import { type SmtpError, SmtpPool } from './smtp-pool.js';
 import { sendSmsBatch } from './sms-provider.js';
 import type { SendTask, SendTaskResult, WorkerSettings } from './send-task.js';
 
 const settings = workerData as WorkerSettings;
 
-// NOTE: one pooled transport per thread, created once; DKIM key parsed once by nodemailer.
-const transport = nodemailer.createTransport({
-  url: settings.smtpUrl,
-  pool: true,
-  maxConnections: settings.smtpConnections,
-  maxMessages: Number.POSITIVE_INFINITY,
-  connectionTimeout: settings.smtpTimeoutMs,
-  greetingTimeout: settings.smtpTimeoutMs,
-  socketTimeout: settings.smtpTimeoutMs,
-  ...(settings.dkim ? { dkim: settings.dkim } : {}),
-} as Parameters<typeof nodemailer.createTransport>[0]);
+// NOTE: one pool of SMTP connections per thread, created once (and the DKIM key parsed once).
+const smtp = new SmtpPool({ url: settings.smtpUrl, connections: settings.smtpConnections, timeoutMs: settings.smtpTimeoutMs, dkim: settings.dkim });
 
 const renderers = new Map<string, EmailRenderer>();
 
@@ -78,10 +69,10 @@ async function sendOne(
   try {
     const message = renderer.render({ profileId: recipient.profileId, address: recipient.address, profile: recipient.profile }, context);
     messageId = message.messageId;
-    const info = (await transport.sendMail({ envelope: message.envelope, raw: message.raw })) as { response?: string };
+    const info = await smtp.send(message.envelope, message.raw);
     return { ...base, messageId, ok: true, code: replyCode(info.response) ?? 250, errorCode: null, command: null, response: info.response ?? null, afterData: true };
   } catch (error) {
-    const e = error as { code?: string; responseCode?: number; command?: string; response?: string; message?: string; timeoutType?: string };
+    const e = error as SmtpError;
     const command = e.command ?? null;
     return {
       ...base,

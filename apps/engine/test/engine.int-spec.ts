@@ -1,8 +1,12 @@
 // The send engine against a real SMTP server on loopback: outcomes, retries, quarantine,
 // the circuit breaker, pause/resume and a graceful restart, on PGlite and PostgreSQL.
-import { readFileSync } from 'node:fs';
+import { createHash, createVerify, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startCaptureSink } from '@herald/capture-sink';
 import { describeEachStore } from '@herald/testing';
 import { type EngineHarness, startEngineHarness } from './engine-harness.js';
 
@@ -285,6 +289,53 @@ describeEachStore('send engine', (kind) => {
       expect(ledger.bounced ?? 0).toBe(0);
     });
   });
+
+  describe('SMTP connections', () => {
+    const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    let h: EngineHarness;
+    beforeAll(async () => {
+      h = await startEngineHarness(kind, {
+        threads: 1,
+        workerOverrides: { dkim: { domainName: 'shop.example', keySelector: 'herald', privateKey: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString() } },
+      });
+    });
+    afterAll(async () => h?.close());
+
+    it('signs every message with DKIM, and the signature verifies against the public key', async () => {
+      const id = await h.deliveryFor(6, {}, 'dk-');
+      await h.confirmAndOk(id);
+      await h.waitForState(id, 'finished');
+      const messages = h.sink.messages().filter((m) => m.to[0]!.startsWith('dk-'));
+      expect(messages).toHaveLength(6);
+      for (const message of messages) expect(verifyDkim(readFileSync(message.file!, 'utf8'), publicKey)).toEqual({ d: 'shop.example', s: 'herald', body: true, signature: true });
+      // The check itself fails on an altered message.
+      const raw = readFileSync(messages[0]!.file!, 'utf8');
+      expect(verifyDkim(raw.replace(/sale/, 'sole'), publicKey).body).toBe(false);
+      expect(verifyDkim(raw.replace(/^Subject: Hello/m, 'Subject: Hallo'), publicKey).signature).toBe(false);
+    });
+
+    it('sends on new connections after the server dropped the idle ones, nothing failed or retried', async () => {
+      const first = await h.deliveryFor(10, {}, 'cx1-');
+      await h.confirmAndOk(first);
+      await h.waitForState(first, 'finished');
+      // The server goes away with every connection the engine keeps, and comes back on the same port.
+      const port = h.sink.port;
+      await h.sink.close();
+      const again = await startCaptureSink({ port, dir: mkdtempSync(join(tmpdir(), 'herald-sink-')) });
+      try {
+        const second = await h.deliveryFor(10, {}, 'cx2-');
+        await h.confirmAndOk(second);
+        await h.waitForState(second, 'finished');
+        expect(await h.ledger(second)).toEqual({ sent: 10 });
+        expect(again.messages()).toHaveLength(10);
+        // Each went out at its first attempt: no message paid for a dead connection with a retry.
+        const [attempts] = await h.database.db.query<{ max: number }>('SELECT max(attempts)::int AS max FROM send_ledger WHERE delivery_id = $1', [second]);
+        expect(attempts!.max).toBe(1);
+      } finally {
+        await again.close();
+      }
+    });
+  });
 });
 
 async function waitUntil(predicate: () => boolean, timeoutMs = 30_000): Promise<void> {
@@ -293,4 +344,52 @@ async function waitUntil(predicate: () => boolean, timeoutMs = 30_000): Promise<
     if (Date.now() > deadline) throw new Error('timed out');
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
+}
+
+
+/**
+ * Checks a message's DKIM-Signature (relaxed/relaxed, rsa-sha256) as a receiver would (RFC 6376
+ * 3.4.2, 3.4.4, 3.7): the body hash, and the RSA signature over the signed headers.
+ */
+function verifyDkim(raw: string, publicKey: KeyObject): { d?: string; s?: string; body: boolean; signature: boolean } {
+  const split = raw.indexOf('\r\n\r\n');
+  const headerLines = raw.slice(0, split).split(/\r\n(?![ \t])/);
+  const body = raw.slice(split + 4);
+  const signatureHeader = headerLines.find((line) => /^dkim-signature:/i.test(line))!;
+  const tags = Object.fromEntries(
+    signatureHeader
+      .slice(signatureHeader.indexOf(':') + 1)
+      .split(';')
+      .map((tag) => tag.trim())
+      .filter(Boolean)
+      .map((tag) => [tag.slice(0, tag.indexOf('=')), tag.slice(tag.indexOf('=') + 1).replace(/\s+/g, '')]),
+  );
+  expect(tags.c).toBe('relaxed/relaxed');
+  expect(tags.a).toBe('rsa-sha256');
+  const relaxedBody = `${body
+    .split('\r\n')
+    .map((line) => line.replace(/[ \t]+/g, ' ').replace(/ $/, ''))
+    .join('\r\n')
+    .replace(/(\r\n)*$/, '')}\r\n`;
+  const bodyHash = createHash('sha256').update(relaxedBody).digest('base64');
+  const relaxedHeader = (line: string) => {
+    const colon = line.indexOf(':');
+    return `${line.slice(0, colon).toLowerCase().trim()}:${line.slice(colon + 1).replace(/\r\n/g, '').replace(/[ \t]+/g, ' ').trim()}`;
+  };
+  // Each name in h= takes the last unused header of that name (bottom up).
+  const used = new Set<number>();
+  const signed = (tags.h as string).split(':').map((name) => {
+    for (let i = headerLines.length - 1; i >= 0; i--) {
+      if (!used.has(i) && headerLines[i]!.toLowerCase().startsWith(`${name.toLowerCase().trim()}:`)) {
+        used.add(i);
+        return `${relaxedHeader(headerLines[i]!)}\r\n`;
+      }
+    }
+    return '';
+  });
+  // The signature header itself, with its b= value emptied (b= the tag, never bh=).
+  const withoutSignature = relaxedHeader(signatureHeader).replace(/(;\s*b=)[^;]*/, '$1');
+  const data = signed.join('') + withoutSignature;
+  const signature = createVerify('RSA-SHA256').update(data).verify(publicKey, tags.b as string, 'base64');
+  return { d: tags.d, s: tags.s, body: bodyHash === tags.bh, signature };
 }
