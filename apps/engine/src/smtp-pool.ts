@@ -7,6 +7,7 @@
 // dropped while it sat idle sends the message again on a new one (not a byte of it had left);
 // after a refused envelope or message the session is reset (RSET) and the connection kept.
 import { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import DKIM from 'nodemailer/lib/dkim';
 import { parseConnectionUrl } from 'nodemailer/lib/shared';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
@@ -43,7 +44,7 @@ export class SmtpPool {
   private readonly connectionOptions: SMTPConnection.Options;
   private readonly auth: SMTPConnection.Credentials | undefined;
   private readonly dkim: DKIM | undefined;
-  private closed = false;
+  private readonly timeoutMs: number;
 
   constructor(options: SmtpPoolOptions) {
     const { auth, ...parsed } = parseConnectionUrl(options.url) as SMTPConnection.Options & { auth?: SMTPConnection.Credentials };
@@ -55,6 +56,7 @@ export class SmtpPool {
       socketTimeout: options.timeoutMs,
     };
     this.dkim = options.dkim ? new DKIM(options.dkim) : undefined;
+    this.timeoutMs = options.timeoutMs;
     this.idle = Array.from({ length: options.connections }, () => ({ connection: null }));
   }
 
@@ -66,11 +68,6 @@ export class SmtpPool {
     } finally {
       this.release(lane);
     }
-  }
-
-  close(): void {
-    this.closed = true;
-    for (const lane of this.idle) lane.connection?.quit();
   }
 
   private async sendOn(lane: Lane, envelope: SmtpEnvelope, raw: Buffer, mayRetry: boolean): Promise<{ response: string }> {
@@ -92,8 +89,12 @@ export class SmtpPool {
         return this.sendOn(lane, envelope, raw, false);
       }
       if ((e.code === 'EENVELOPE' || e.code === 'EMESSAGE') && e.responseCode !== 421 && lane.connection === connection) {
-        // The server refused this message, not the session: reset it and keep the connection.
-        const reset = await new Promise<boolean>((resolve) => connection.reset((resetError) => resolve(!resetError)));
+        // The server refused this message, not the session: reset it and keep the connection
+        // (a connection that dies meanwhile never answers the RSET: the timeout drops it).
+        const reset = await Promise.race([
+          new Promise<boolean>((resolve) => connection.reset((resetError) => resolve(!resetError))),
+          sleep(this.timeoutMs, false),
+        ]);
         if (!reset) this.drop(lane, connection);
       } else {
         this.drop(lane, connection);
@@ -129,7 +130,6 @@ export class SmtpPool {
   }
 
   private acquire(): Promise<Lane> {
-    if (this.closed) return Promise.reject(new Error('the SMTP pool is closed'));
     const lane = this.idle.pop();
     if (lane) return Promise.resolve(lane);
     return new Promise((resolve) => this.waiting.push(resolve));
