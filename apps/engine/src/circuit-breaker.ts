@@ -1,6 +1,7 @@
 // The circuit breaker: after a first wave of a run (a share of its audience), a hard-bounce rate
 // or one receiving domain's 4xx rate above its threshold pauses the delivery with the reason,
-// before a bad list or a blocking receiver burns the sender's reputation.
+// before a bad list or a blocking receiver burns the sender's reputation; a server refusing the
+// session (a wrong SMTP password, say) pauses it at once.
 export interface BreakerSettings {
   firstWave: number;
   hardBounceRate: number;
@@ -26,7 +27,12 @@ export class CircuitBreaker {
   constructor(private readonly settings: BreakerSettings) {}
 
   /** Records outcomes of a run; returns why it must pause, if it must. */
-  observe(runKey: string, audience: number, outcomes: { address: string; kind: string }[]): Trip | undefined {
+  observe(runKey: string, audience: number, outcomes: { address: string; kind: string; error?: string | null }[]): Trip | undefined {
+    // A server refusing the session refuses every message: no first wave to wait for.
+    const refused = outcomes.find((o) => o.kind === 'session');
+    if (refused) {
+      return { reason: `CIRCUIT_BREAKER: the SMTP server refused the session: ${refused.error ?? 'no answer'}`, details: { smtpAnswer: refused.error ?? null } };
+    }
     let counts = this.runs.get(runKey);
     if (!counts) {
       counts = { attempts: 0, hard: 0, domains: new Map() };

@@ -28,6 +28,17 @@ describe('classify', () => {
     });
     expect(classify(attempt({ code: 554, afterData: true }), 1, t0, t0, policy).kind).toBe('hard');
   });
+  it('a 5xx refusing the session is not the recipient\'s bounce: retried, with the command in the error', () => {
+    expect(classify(attempt({ code: 535, response: '535 5.7.8 Authentication failed', command: 'AUTH PLAIN' }), 1, t0, t0, policy)).toMatchObject({
+      kind: 'session',
+      status: 'retry',
+      error: '535 5.7.8 Authentication failed (at AUTH PLAIN)',
+      nextAttemptAt: new Date(t0.getTime() + 60_000),
+    });
+    expect(classify(attempt({ code: 554, command: 'CONN' }), 1, t0, t0, policy).kind).toBe('session');
+    expect(classify(attempt({ code: 553, command: 'MAIL FROM' }), 1, t0, t0, policy).kind).toBe('session');
+    expect(classify(attempt({ code: 552, command: 'DATA' }), 1, t0, t0, policy).kind).toBe('hard');
+  });
   it('4xx retries with a doubling delay', () => {
     const first = classify(attempt({ code: 451 }), 1, t0, t0, policy);
     expect(first).toMatchObject({ kind: 'soft', status: 'retry', nextAttemptAt: new Date(t0.getTime() + 60_000) });
@@ -67,6 +78,12 @@ describe('CircuitBreaker', () => {
   it('tolerates a few hard bounces', () => {
     const breaker = new CircuitBreaker(settings);
     expect(breaker.observe('r', 1000, [...many(98, 'sent'), ...many(2, 'hard')])).toBeUndefined();
+  });
+  it('trips at once, with the server\'s answer, when the server refuses the session', () => {
+    const breaker = new CircuitBreaker(settings);
+    expect(breaker.observe('r', 10_000, [{ address: 'a@x.example', kind: 'session', error: '535 5.7.8 Authentication failed (at AUTH PLAIN)' }])?.reason).toBe(
+      'CIRCUIT_BREAKER: the SMTP server refused the session: 535 5.7.8 Authentication failed (at AUTH PLAIN)',
+    );
   });
   it('judges afresh after a reset', () => {
     const breaker = new CircuitBreaker(settings);

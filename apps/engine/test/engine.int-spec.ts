@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startCaptureSink } from '@herald/capture-sink';
+import { SMTPServer } from 'smtp-server';
 import { describeEachStore } from '@herald/testing';
 import { type EngineHarness, startEngineHarness } from './engine-harness.js';
 
@@ -287,6 +288,62 @@ describeEachStore('send engine', (kind) => {
       const ledger = await h.ledger(id);
       expect(ledger.sent ?? 0).toBe(0);
       expect(ledger.bounced ?? 0).toBe(0);
+    });
+  });
+
+  describe('SMTP authentication', () => {
+    let server: SMTPServer;
+    let url: (user: string, password: string) => string;
+    const received: string[] = [];
+    beforeAll(async () => {
+      server = new SMTPServer({
+        authOptional: false,
+        allowInsecureAuth: true,
+        disabledCommands: ['STARTTLS'],
+        onAuth: (auth, _session, callback) =>
+          auth.username === 'herald' && auth.password === 's3cret p@ss' ? callback(null, { user: auth.username }) : callback(new Error('5.7.8 Authentication failed')),
+        onData: (stream, session, callback) => {
+          stream.resume();
+          stream.on('end', () => {
+            received.push(String(session.user));
+            callback();
+          });
+        },
+      });
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const { port } = server.server.address() as AddressInfo;
+      url = (user, password) => `smtp://${encodeURIComponent(user)}:${encodeURIComponent(password)}@127.0.0.1:${port}`;
+    });
+    afterAll(async () => new Promise<void>((resolve) => server.close(() => resolve())));
+
+    it('logs in with the credentials of SMTP_URL', async () => {
+      const h = await startEngineHarness(kind, { workerOverrides: { smtpUrl: url('herald', 's3cret p@ss') } });
+      try {
+        const id = await h.deliveryFor(5, {}, 'au-');
+        await h.confirmAndOk(id);
+        await h.waitForState(id, 'finished');
+        expect(await h.ledger(id)).toEqual({ sent: 5 });
+        expect(received.filter((user) => user === 'herald')).toHaveLength(5);
+      } finally {
+        await h.close();
+      }
+    });
+
+    it('pauses the send on a refused login, with the answer, and quarantines no one', async () => {
+      const h = await startEngineHarness(kind, { workerOverrides: { smtpUrl: url('herald', 'wrong') } });
+      try {
+        const id = await h.deliveryFor(300, {}, 'aw-');
+        await h.confirmAndOk(id);
+        const paused = await h.waitForState(id, 'paused');
+        expect(paused.stateReason).toMatch(/^CIRCUIT_BREAKER: the SMTP server refused the session: 535 .*Authentication failed.* \(at AUTH PLAIN\)$/);
+        const ledger = await h.ledger(id);
+        expect(ledger.bounced ?? 0).toBe(0);
+        expect(ledger.sent ?? 0).toBe(0);
+        const [quarantined] = await h.database.db.query<{ n: number }>(`SELECT count(*)::int AS n FROM profiles WHERE id LIKE 'aw-%' AND status <> 'active'`);
+        expect(quarantined!.n).toBe(0);
+      } finally {
+        await h.close();
+      }
     });
   });
 
