@@ -109,9 +109,9 @@ export class SmtpPool {
     connection.on('error', () => this.forget(lane, connection));
     connection.once('end', () => this.forget(lane, connection));
     try {
-      await new Promise<void>((resolve, reject) => connection.connect((error?: Error) => (error ? reject(error) : resolve())));
+      await settled(connection, (done) => connection.connect(done));
       const auth = this.auth;
-      if (auth) await new Promise<void>((resolve, reject) => connection.login(auth, (error) => (error ? reject(error) : resolve())));
+      if (auth) await settled(connection, (done) => connection.login(auth, done));
     } catch (error) {
       connection.close();
       throw error;
@@ -144,3 +144,23 @@ export class SmtpPool {
 
 /** A failure of the connection (or a 421 closing it) rather than of the message. */
 const isTransient = (e: SmtpError) => e.responseCode === 421 || e.code === 'ECONNECTION' || e.code === 'ESOCKET' || e.code === 'ETIMEDOUT';
+
+/**
+ * Runs a connect or a login. SMTPConnection reports some of their failures only as an 'error'
+ * event (a refused connection, a timeout), never through the callback: both end the wait.
+ */
+function settled(connection: SMTPConnection, call: (done: (error?: Error | null) => void) => void): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (error: Error) => finish(error);
+    const onEnd = () => finish(Object.assign(new Error('the SMTP server closed the connection'), { code: 'ECONNECTION', command: 'CONN' }));
+    const finish = (error?: Error | null) => {
+      connection.off('error', onError);
+      connection.off('end', onEnd);
+      if (error) reject(error);
+      else resolve();
+    };
+    connection.once('error', onError);
+    connection.once('end', onEnd);
+    call(finish);
+  });
+}
