@@ -85,6 +85,16 @@ describe('CircuitBreaker', () => {
       'CIRCUIT_BREAKER: the SMTP server refused the session: 535 5.7.8 Authentication failed (at AUTH PLAIN)',
     );
   });
+  it('counts failures with no SMTP answer against the SMTP server, not the recipients\' domain', () => {
+    const breaker = new CircuitBreaker(settings);
+    const refused = Array.from({ length: 30 }, () => ({ address: 'x@good.example', kind: 'soft', code: null, error: 'connect ECONNREFUSED 127.0.0.1:2525' }));
+    expect(breaker.observe('r', 1000, refused)?.reason).toBe(
+      'CIRCUIT_BREAKER: the SMTP server did not answer 100% of 30 messages (last: connect ECONNREFUSED 127.0.0.1:2525)',
+    );
+    // A few connection blips in a healthy send do not pause it.
+    const healthy = new CircuitBreaker(settings);
+    expect(healthy.observe('r', 1000, [...many(200, 'sent'), ...refused])).toBeUndefined();
+  });
   it('judges afresh after a reset', () => {
     const breaker = new CircuitBreaker(settings);
     expect(breaker.observe('r', 100, many(5, 'hard'))).toBeDefined();

@@ -3,7 +3,7 @@
 import { createHash, createVerify, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startCaptureSink } from '@herald/capture-sink';
@@ -340,6 +340,29 @@ describeEachStore('send engine', (kind) => {
         expect(ledger.bounced ?? 0).toBe(0);
         expect(ledger.sent ?? 0).toBe(0);
         const [quarantined] = await h.database.db.query<{ n: number }>(`SELECT count(*)::int AS n FROM profiles WHERE id LIKE 'aw-%' AND status <> 'active'`);
+        expect(quarantined!.n).toBe(0);
+      } finally {
+        await h.close();
+      }
+    });
+  });
+
+  describe('SMTP server unreachable', () => {
+    it('pauses the send with the connection error, and bounces or quarantines no one', async () => {
+      // A port that was free a moment ago: nothing answers there.
+      const probe = createNetServer();
+      await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+      const { port } = probe.address() as AddressInfo;
+      await new Promise((resolve) => probe.close(resolve));
+      const h = await startEngineHarness(kind, { workerOverrides: { smtpUrl: `smtp://127.0.0.1:${port}` } });
+      try {
+        const id = await h.deliveryFor(300, {}, 'nr-');
+        await h.confirmAndOk(id);
+        const paused = await h.waitForState(id, 'paused');
+        expect(paused.stateReason).toMatch(new RegExp(`^CIRCUIT_BREAKER: the SMTP server did not answer 100% of \\d+ messages \\(last: .*ECONNREFUSED 127\\.0\\.0\\.1:${port} \\(at CONN\\)\\)$`));
+        const ledger = await h.ledger(id);
+        expect([ledger.bounced ?? 0, ledger.sent ?? 0]).toEqual([0, 0]);
+        const [quarantined] = await h.database.db.query<{ n: number }>(`SELECT count(*)::int AS n FROM profiles WHERE id LIKE 'nr-%' AND status <> 'active'`);
         expect(quarantined!.n).toBe(0);
       } finally {
         await h.close();
