@@ -26,6 +26,7 @@ import {
   ENGINE_ACTOR,
   ENGINE_STALE_MS,
   EngineInstancesRepository,
+  type ExcludedAtSend,
   OutboxRepository,
   ProfilesRepository,
   type RunRef,
@@ -372,10 +373,21 @@ export class Engine {
       await this.queue.release(db, run, ids, clock.now());
       return;
     }
-    const claimed = await this.queue.claim(db, run, ids, clock.now(), this.instanceId);
+    const delivery = info.delivery;
+    // Suppression is checked again in the claim; the recipients it excludes are settled with
+    // their 'excluded' events in the same transaction, so a crash cannot separate the two.
+    const { toSend: claimed, excluded } = await db.transaction(async (tx) => {
+      const claim = await this.queue.claim(tx, run, ids, clock.now(), this.instanceId);
+      if (claim.excluded.length > 0) {
+        const now = clock.now();
+        const events = claim.excluded.map((e) => excludedEvent(e, run, delivery.channel, now));
+        await this.outbox.enqueueFanout(tx, { commandId: randomUUID(), topic: TOPICS.messageEvents, key: run.deliveryId, payloads: events });
+      }
+      return claim;
+    });
+    if (excluded.length > 0) logger.info({ ...run, excluded: excluded.length }, 'recipients suppressed since preparation were not sent');
     const recipients = batch.recipients.filter((r) => claimed.has(r.profileId));
     if (recipients.length === 0) return;
-    const delivery = info.delivery;
     const slots = this.throttles.schedule(runKey(run.deliveryId, run.occurrence), delivery.throughput?.perHour ?? null, recipients.map((r) => r.address), Date.now());
     const task: SendTask = {
       deliveryId: run.deliveryId,
@@ -440,6 +452,21 @@ export class Engine {
 function eventId(...parts: (string | number)[]): string {
   const hex = createHash('sha256').update(parts.join('\u0000')).digest('hex');
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-5${hex.slice(13, 16)}-a${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
+}
+
+/** A recipient not sent because its profile was suppressed after preparation: counted apart by the KPIs, never as sent. */
+function excludedEvent(recipient: ExcludedAtSend, run: RunRef, channel: 'email' | 'sms', now: Date): MessageEvent {
+  return {
+    eventId: eventId(run.deliveryId, run.occurrence, recipient.profileId, 'excluded'),
+    type: 'excluded',
+    deliveryId: run.deliveryId,
+    occurrence: run.occurrence,
+    messageId: `${run.deliveryId}.${run.occurrence}.${recipient.profileId}`,
+    profileId: recipient.profileId,
+    channel,
+    occurredAt: now.toISOString(),
+    reason: recipient.reason,
+  };
 }
 
 function eventsFor(outcome: ClassifiedOutcome, run: RunRef, channel: 'email' | 'sms', now: Date): MessageEvent[] {

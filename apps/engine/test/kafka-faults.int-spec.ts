@@ -3,7 +3,7 @@
 // server on loopback. Each case ends with every recipient settled once in the ledger, duplicates
 // at the SMTP server no more than what a killed process had in flight, and in ClickHouse
 // count() = count(DISTINCT event_id) = the expected number of events.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,41 +13,10 @@ import { type CaptureSink, startCaptureSink } from '@herald/capture-sink';
 import { dlqTopic, TOPICS } from '@herald/contracts';
 import { createTestDatabase, describeOnStore, storesUnderTest, type TestDatabase } from '@herald/testing';
 import { kafkaAvailable, startPrivateKafka, startTestKafka, type TestKafka } from '../../../packages/bus/test/kafka-broker.js';
-import { call, ledgerStatuses, type Platform, startPlatform, startSend, stopPlatform, until } from './platform.js';
+import { call, kpiEventCounts, ledgerStatuses, type Platform, startPlatform, startSend, stopPlatform, until } from './platform.js';
 
 const RECIPIENTS = 20_000;
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
-
-/** Counts of a delivery's events in the chDB of a stopped platform (chDB: one process per data directory). */
-function kpiEventCounts(home: string, deliveryId: string): Promise<{ n: number; distinct: number; byType: Record<string, number> }> {
-  const script = `
-    import { openKpiStore } from '@herald/kpi-store';
-    const store = openKpiStore({ dataDir: process.argv[1] });
-    const rs = await store.client.query({ query: "SELECT toString(type) AS type, count() AS n, uniqExact(event_id) AS d FROM herald.message_events WHERE delivery_id = {d:UUID} GROUP BY type", query_params: { d: process.argv[2] }, format: 'JSONEachRow' });
-    const rows = await rs.json();
-    await store.close();
-    console.log(JSON.stringify(rows));`;
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--input-type=module', '-e', script, join(home, 'clickhouse'), deliveryId], {
-      cwd: ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      timeout: 120_000,
-    });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (c) => (out += c));
-    child.stderr.on('data', (c) => (err += c));
-    child.on('exit', (code) => {
-      if (code !== 0) return reject(new Error(`kpi count failed (${code}): ${err}`));
-      const rows = JSON.parse(out.trim().split('\n').at(-1)!) as { type: string; n: string | number; d: string | number }[];
-      resolve({
-        n: rows.reduce((s, r) => s + Number(r.n), 0),
-        distinct: rows.reduce((s, r) => s + Number(r.d), 0),
-        byType: Object.fromEntries(rows.map((r) => [r.type, Number(r.n)])),
-      });
-    });
-  });
-}
 
 /** Progress on stdout with the seconds since the test began: where a slow or stuck case spent its time shows in CI's output. */
 let began = Date.now();

@@ -1,9 +1,11 @@
 // The platform as a user runs it: `herald` commands as real processes, driven over HTTP.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createServer } from 'node:net';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const HERALD = fileURLToPath(new URL('../../cli/bin/herald.js', import.meta.url));
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 
 export interface Platform {
   child: ChildProcess;
@@ -135,4 +137,35 @@ export async function startSend(p: Platform, options: SendOptions): Promise<stri
   const confirm = await call(p, 'POST', `/v1/deliveries/${id}/confirmations`);
   expect((await call(p, 'POST', `/v1/deliveries/${id}/confirmations/${confirm.body.confirmationId}/ok`)).status).toBe(202);
   return id;
+}
+
+/** Counts of a delivery's events in the chDB of a stopped platform (chDB: one process per data directory). */
+export function kpiEventCounts(home: string, deliveryId: string): Promise<{ n: number; distinct: number; byType: Record<string, number> }> {
+  const script = `
+    import { openKpiStore } from '@herald/kpi-store';
+    const store = openKpiStore({ dataDir: process.argv[1] });
+    const rs = await store.client.query({ query: "SELECT toString(type) AS type, count() AS n, uniqExact(event_id) AS d FROM herald.message_events WHERE delivery_id = {d:UUID} GROUP BY type", query_params: { d: process.argv[2] }, format: 'JSONEachRow' });
+    const rows = await rs.json();
+    await store.close();
+    console.log(JSON.stringify(rows));`;
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script, join(home, 'clickhouse'), deliveryId], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: 120_000,
+    });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (c) => (out += c));
+    child.stderr.on('data', (c) => (err += c));
+    child.on('exit', (code) => {
+      if (code !== 0) return reject(new Error(`kpi count failed (${code}): ${err}`));
+      const rows = JSON.parse(out.trim().split('\n').at(-1)!) as { type: string; n: string | number; d: string | number }[];
+      resolve({
+        n: rows.reduce((s, r) => s + Number(r.n), 0),
+        distinct: rows.reduce((s, r) => s + Number(r.d), 0),
+        byType: Object.fromEntries(rows.map((r) => [r.type, Number(r.n)])),
+      });
+    });
+  });
 }

@@ -97,13 +97,14 @@ describeEachStore('import and preparation', (kind) => {
         excluded: { quarantined: 1, unsubscribed: 1, denylisted: 1, invalid_address: 2, duplicate_address: 1 },
       });
       const exclusions = await h.api('GET', `/v1/deliveries/${id}/exclusions`);
+      const atPreparation = { stage: 'preparation', excludedAt: expect.any(String) };
       expect(exclusions.body.items).toEqual([
-        { profileId: 'x2', address: 'ok1@example.com', reason: 'duplicate_address' },
-        { profileId: 'x3', address: 'not-an-address', reason: 'invalid_address' },
-        { profileId: 'x4', address: null, reason: 'invalid_address' },
-        { profileId: 'x5', address: 'quarantined@example.com', reason: 'quarantined' },
-        { profileId: 'x6', address: 'unsub@example.com', reason: 'unsubscribed' },
-        { profileId: 'x7', address: 'deny@example.com', reason: 'denylisted' },
+        { profileId: 'x2', address: 'ok1@example.com', reason: 'duplicate_address', ...atPreparation },
+        { profileId: 'x3', address: 'not-an-address', reason: 'invalid_address', ...atPreparation },
+        { profileId: 'x4', address: null, reason: 'invalid_address', ...atPreparation },
+        { profileId: 'x5', address: 'quarantined@example.com', reason: 'quarantined', ...atPreparation },
+        { profileId: 'x6', address: 'unsub@example.com', reason: 'unsubscribed', ...atPreparation },
+        { profileId: 'x7', address: 'deny@example.com', reason: 'denylisted', ...atPreparation },
       ]);
       const logs = await h.api('GET', `/v1/deliveries/${id}/logs`);
       expect(logs.body.items.map((e: { profileId: string; address: string; status: string }) => [e.profileId, e.address, e.status])).toEqual([

@@ -20,6 +20,7 @@ const D4 = '44444444-4444-4444-8444-444444444444';
 const D5 = '55555555-5555-4555-8555-555555555555';
 const D6 = '66666666-6666-4666-8666-666666666666';
 const D7 = '77777777-7777-4777-8777-777777777777';
+const D8 = '88888888-8888-4888-8888-888888888888';
 
 let minute = 0;
 function ev(
@@ -146,6 +147,7 @@ describe('KpiStore on chDB', () => {
     expect(await versions.json()).toEqual([
       { version: 1, name: '001_events.sql' },
       { version: 2, name: '002_bounces_series_history.sql' },
+      { version: 3, name: '003_excluded_and_repairs.sql' },
     ]);
   });
 
@@ -391,6 +393,15 @@ describe('KpiStore on chDB', () => {
     expect(engagement.get('m4')).toEqual({ openedAt: firstClick.occurredAt, clickedAt: firstClick.occurredAt });
     const ddl = await rows<{ sorting_key: string }>("SELECT sorting_key FROM system.tables WHERE database = 'herald' AND name = 'profile_events'");
     expect(ddl[0]!.sorting_key).toMatch(/^profile_id/);
+  });
+
+  it('counts a recipient excluded at send time apart from sent, and leaves it out of the profile history', async () => {
+    await store.insertEvents([ev(D8, 'sent', 'e1'), ev(D8, 'delivered', 'e1'), ev(D8, 'excluded', 'e2', { reason: 'unsubscribed' })], {
+      dedupToken: 'excluded-at-send',
+    });
+    expect(await store.deliveryCounters(D8)).toMatchObject({ sent: 1, delivered: 1, excluded: 1 });
+    expect(await rows(`SELECT message_id, status FROM herald.profile_history WHERE delivery_id = '${D8}'`)).toEqual([{ message_id: 'e1', status: 'delivered' }]);
+    expect(await rows(`SELECT sent, excluded FROM herald.delivery_summary WHERE delivery_id = '${D8}'`)).toEqual([{ sent: 1, excluded: 1 }]);
   });
 
   it('backs off while the ClickHouse connection fails, then catches up with nothing lost or doubled', async () => {

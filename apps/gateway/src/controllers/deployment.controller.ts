@@ -90,11 +90,13 @@ export class DeploymentController {
       this.kpisOf(id, occurrence, toSend),
     ]);
     const settled = progress.sent + progress.bounced + progress.failed + progress.in_doubt;
+    // Recipients suppressed after preparation are settled without being sent: neither sent nor pending.
+    const excludedAtSend = progress.excluded_at_send;
     return {
       state,
       stateReason,
       ...(occurrence !== undefined ? { occurrence } : {}),
-      progress: { toSend, sent: settled, pending: Math.max(0, toSend - settled) },
+      progress: { toSend, sent: settled, excludedAtSend, pending: Math.max(0, toSend - settled - excludedAtSend) },
       ...block,
     };
   }

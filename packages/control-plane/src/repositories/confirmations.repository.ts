@@ -2,8 +2,14 @@
 import type { Queryable } from '../database.js';
 
 export interface ConfirmationSummary {
+  /** Recipients that will be sent now: the frozen ones less those suppressed since preparation. */
   toSend: number;
+  /** Exclusions as of now, by reason: those of the preparation plus those since. */
   excluded: Record<string, number>;
+  /** True when profiles were suppressed (unsubscribed, denylisted, quarantined) after preparation. */
+  exclusionsChangedSincePreparation: boolean;
+  /** The exclusions added since preparation, by reason (empty when none). */
+  exclusionsSincePreparation: Record<string, number>;
   sendAt: string | null;
   contentHash: string;
   projectedFinishAt: string | null;

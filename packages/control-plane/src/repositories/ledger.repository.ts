@@ -1,6 +1,7 @@
 // The send ledger and the exclusion log: the recipients frozen at preparation.
 import type { Queryable } from '../database.js';
 import type { Channel } from '../schemas.js';
+import type { SendTimeExclusionReason } from './send-queue.repository.js';
 
 export const EXCLUSION_REASONS = ['quarantined', 'unsubscribed', 'denylisted', 'invalid_address', 'duplicate_address'] as const;
 export type ExclusionReason = (typeof EXCLUSION_REASONS)[number];
@@ -19,7 +20,11 @@ const ADDRESS = {
 export interface ExclusionRecord {
   profileId: string;
   address: string | null;
-  reason: ExclusionReason;
+  reason: ExclusionReason | SendTimeExclusionReason;
+  /** When the profile was excluded: at preparation, or when the engine was about to send (its status changed since). */
+  stage: 'preparation' | 'send';
+  /** Null for exclusions logged before this was recorded. */
+  excludedAt: string | null;
 }
 
 export interface LedgerEntry {
@@ -31,6 +36,8 @@ export interface LedgerEntry {
    * answer the engine got (5xx hard, 4xx given up soft).
    */
   bounceType: string | null;
+  /** Why an `excluded_at_send` recipient was not sent (its profile's status then); null otherwise. */
+  reason: string | null;
   messageId: string | null;
   attempts: number;
   lastError: string | null;
@@ -95,13 +102,36 @@ export class LedgerRepository {
   }
 
   async exclusions(db: Queryable, deliveryId: string, occurrence: number, page: { limit: number; after?: string }): Promise<ExclusionRecord[]> {
-    const rows = await db.query<{ profile_id: string; address: string | null; reason: ExclusionReason }>(
-      `SELECT profile_id, address, reason FROM exclusions
+    const rows = await db.query<{ profile_id: string; address: string | null; reason: ExclusionReason; stage: 'preparation' | 'send'; excluded_at: Date | null }>(
+      `SELECT profile_id, address, reason, stage, excluded_at FROM exclusions
         WHERE delivery_id = $1 AND occurrence = $2 AND ($3::text IS NULL OR profile_id > $3)
         ORDER BY profile_id LIMIT $4`,
       [deliveryId, occurrence, page.after ?? null, page.limit],
     );
-    return rows.map((r) => ({ profileId: r.profile_id, address: r.address, reason: r.reason }));
+    return rows.map((r) => ({
+      profileId: r.profile_id,
+      address: r.address,
+      reason: r.reason,
+      stage: r.stage,
+      excludedAt: r.excluded_at?.toISOString() ?? null,
+    }));
+  }
+
+  /**
+   * Recipients of a run's frozen ledger who are excluded as of now, by reason: those whose
+   * profile is suppressed now (the engine will not send them) and those already excluded at send.
+   */
+  async excludedNow(db: Queryable, deliveryId: string, occurrence: number): Promise<Partial<Record<SendTimeExclusionReason, number>>> {
+    const rows = await db.query<{ reason: SendTimeExclusionReason; n: number }>(
+      `SELECT reason, count(*)::int AS n FROM (
+         SELECT CASE WHEN l.status = 'excluded_at_send' THEN l.excluded_reason
+                     WHEN l.status IN ('pending', 'queued', 'retry') THEN NULLIF(p.status, 'active') END AS reason
+           FROM send_ledger l LEFT JOIN profiles p ON p.id = l.profile_id
+          WHERE l.delivery_id = $1 AND l.occurrence = $2) s
+        WHERE reason IS NOT NULL GROUP BY reason ORDER BY reason`,
+      [deliveryId, occurrence],
+    );
+    return Object.fromEntries(rows.map((r) => [r.reason, r.n]));
   }
 
   async entries(db: Queryable, deliveryId: string, occurrence: number, page: { limit: number; after?: string }): Promise<LedgerEntry[]> {
@@ -115,6 +145,7 @@ export class LedgerRepository {
       address: r.address as string,
       status: r.status as string,
       bounceType: (r.bounce_type as string | null) ?? (r.status === 'bounced' && r.last_code ? (Number(r.last_code) >= 500 ? 'hard' : 'soft') : null),
+      reason: (r.excluded_reason as string | null) ?? null,
       messageId: (r.message_id as string | null) ?? null,
       attempts: r.attempts as number,
       lastError: (r.last_error as string | null) ?? null,

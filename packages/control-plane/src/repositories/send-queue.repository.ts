@@ -1,12 +1,29 @@
 // The send ledger as the engine's work queue. A recipient moves
 //   pending → queued (in a published batch) → sending (claimed by a dispatcher)
-//   → sent | bounced (hard) | failed (soft until validity end) | in_doubt, or retry → queued again.
+//   → sent | bounced (hard) | failed (soft until validity end) | in_doubt, or retry → queued again;
+//   or queued → excluded_at_send when the claim finds its profile suppressed since preparation.
 // Claims make redelivered batches harmless; after a crash, queued and sending rows go back to
 // pending, so at most the messages in flight are sent twice.
 import type { Queryable } from '../database.js';
 
-export type LedgerStatus = 'pending' | 'queued' | 'sending' | 'retry' | 'sent' | 'bounced' | 'failed' | 'in_doubt';
-export const SETTLED_STATUSES: readonly LedgerStatus[] = ['sent', 'bounced', 'failed', 'in_doubt'];
+export type LedgerStatus = 'pending' | 'queued' | 'sending' | 'retry' | 'sent' | 'bounced' | 'failed' | 'in_doubt' | 'excluded_at_send';
+export const SETTLED_STATUSES: readonly LedgerStatus[] = ['sent', 'bounced', 'failed', 'in_doubt', 'excluded_at_send'];
+
+/** Why a recipient was not sent although frozen in the ledger: its profile's status when the engine claimed it. */
+export type SendTimeExclusionReason = 'unsubscribed' | 'denylisted' | 'quarantined';
+
+export interface ExcludedAtSend {
+  profileId: string;
+  address: string;
+  reason: SendTimeExclusionReason;
+}
+
+/** What a claim gives the dispatcher: the recipients to send, and those it found suppressed (already settled). */
+export interface Claim {
+  /** Per recipient to send: its attempt count (this one included) and first attempt time. */
+  toSend: Map<string, { attempts: number; firstAttemptAt: Date }>;
+  excluded: ExcludedAtSend[];
+}
 
 export interface QueuedRecipient {
   profileId: string;
@@ -92,23 +109,46 @@ export class SendQueueRepository {
   }
 
   /**
-   * Claims queued recipients for sending; returns those this caller may send (the others were
-   * taken or released), with their attempt count (this one included) and first attempt time.
+   * Claims queued recipients for sending, checking each one's suppression now, in one statement:
+   * a recipient whose profile is no longer active (unsubscribed, denylisted or quarantined since
+   * preparation) is settled as `excluded_at_send` with the reason and logged in the exclusion log;
+   * the others move to `sending`. Recipients taken or released meanwhile are in neither list.
    */
-  async claim(
-    db: Queryable,
-    run: RunRef,
-    profileIds: string[],
-    now: Date,
-    engineId: string | null = null,
-  ): Promise<Map<string, { attempts: number; firstAttemptAt: Date }>> {
-    const rows = await db.query<{ profile_id: string; attempts: number; first_attempt_at: Date }>(
-      `UPDATE send_ledger SET status = 'sending', engine_id = $5, attempts = attempts + 1, first_attempt_at = coalesce(first_attempt_at, $4), updated_at = $4
-        WHERE delivery_id = $1 AND occurrence = $2 AND profile_id = ANY($3::text[]) AND status = 'queued'
-        RETURNING profile_id, attempts, first_attempt_at`,
+  async claim(db: Queryable, run: RunRef, profileIds: string[], now: Date, engineId: string | null = null): Promise<Claim> {
+    const rows = await db.query<{
+      profile_id: string;
+      address: string;
+      attempts: number;
+      first_attempt_at: Date | null;
+      excluded_reason: SendTimeExclusionReason | null;
+    }>(
+      `WITH checked AS (
+         SELECT i.profile_id, NULLIF(p.status, 'active') AS reason
+           FROM unnest($3::text[]) AS i(profile_id) LEFT JOIN profiles p ON p.id = i.profile_id),
+       claimed AS (
+         UPDATE send_ledger l SET
+             status = CASE WHEN c.reason IS NULL THEN 'sending' ELSE 'excluded_at_send' END,
+             excluded_reason = c.reason,
+             engine_id = $5,
+             attempts = CASE WHEN c.reason IS NULL THEN l.attempts + 1 ELSE l.attempts END,
+             first_attempt_at = CASE WHEN c.reason IS NULL THEN coalesce(l.first_attempt_at, $4) ELSE l.first_attempt_at END,
+             updated_at = $4
+           FROM checked c
+          WHERE l.delivery_id = $1 AND l.occurrence = $2 AND l.profile_id = c.profile_id AND l.status = 'queued'
+         RETURNING l.profile_id, l.address, l.attempts, l.first_attempt_at, l.excluded_reason),
+       logged AS (
+         INSERT INTO exclusions (delivery_id, occurrence, profile_id, address, reason, stage, excluded_at)
+         SELECT $1, $2, profile_id, address, excluded_reason, 'send', $4 FROM claimed WHERE excluded_reason IS NOT NULL
+         ON CONFLICT (delivery_id, occurrence, profile_id) DO NOTHING)
+       SELECT * FROM claimed`,
       [run.deliveryId, run.occurrence, profileIds, now, engineId],
     );
-    return new Map(rows.map((r) => [r.profile_id, { attempts: r.attempts, firstAttemptAt: r.first_attempt_at }]));
+    const claim: Claim = { toSend: new Map(), excluded: [] };
+    for (const r of rows) {
+      if (r.excluded_reason) claim.excluded.push({ profileId: r.profile_id, address: r.address, reason: r.excluded_reason });
+      else claim.toSend.set(r.profile_id, { attempts: r.attempts, firstAttemptAt: r.first_attempt_at! });
+    }
+    return claim;
   }
 
   /** Puts unsent recipients of a batch back to pending (the run was paused or stopped). */
@@ -176,7 +216,7 @@ export class SendQueueRepository {
         WHERE delivery_id = $1 AND ($2::int IS NULL OR occurrence = $2) GROUP BY status`,
       [run.deliveryId, run.occurrence ?? null],
     );
-    const progress: Progress = { pending: 0, queued: 0, sending: 0, retry: 0, sent: 0, bounced: 0, failed: 0, in_doubt: 0, total: 0 };
+    const progress: Progress = { pending: 0, queued: 0, sending: 0, retry: 0, sent: 0, bounced: 0, failed: 0, in_doubt: 0, excluded_at_send: 0, total: 0 };
     for (const row of rows) {
       progress[row.status] = row.n;
       progress.total += row.n;
@@ -203,7 +243,7 @@ export class SendQueueRepository {
     return row?.at ?? null;
   }
 
-  /** The messages a profile was sent (or attempted), newest first. */
+  /** The messages a profile was sent (or attempted), newest first; not those it was excluded from at send time. */
   async historyOf(db: Queryable, profileId: string, limit: number): Promise<ProfileMessage[]> {
     const rows = await db.query<{
       delivery_id: string;
@@ -217,7 +257,7 @@ export class SendQueueRepository {
     }>(
       `SELECT l.delivery_id, d.name, d.channel, l.occurrence, l.message_id, l.sent_at, l.status, l.updated_at
          FROM send_ledger l JOIN deliveries d ON d.id = l.delivery_id
-        WHERE l.profile_id = $1 AND l.status NOT IN ('pending', 'queued')
+        WHERE l.profile_id = $1 AND l.status NOT IN ('pending', 'queued', 'excluded_at_send')
         ORDER BY coalesce(l.sent_at, l.updated_at) DESC LIMIT $2`,
       [profileId, limit],
     );

@@ -32,7 +32,10 @@ export interface OkResult {
 export class ConfirmationsService {
   constructor(private readonly ctx: ControlPlaneContext) {}
 
-  /** Step 1, *Confirm send*: binds a confirmation to what the user sees now. */
+  /**
+   * Step 1, *Confirm send*: binds a confirmation to what the user sees now, exclusions included
+   * (counted now over the frozen recipients, with what changed since preparation).
+   */
   async confirm(deliveryId: string, actor: Actor, occurrence = 0): Promise<ConfirmationTicket> {
     return this.ctx.db.transaction(async (tx) => {
       const now = this.ctx.clock.now();
@@ -70,12 +73,21 @@ export class ConfirmationsService {
         preparation = run.preparation;
       }
       const sendAt = occurrence === 0 ? scheduledInstant(delivery.schedule) : null;
+      // The exclusions as of now, not as of preparation: the engine will not send to profiles
+      // suppressed since (it checks again when it sends), so the user confirms that count.
+      const since = await this.ctx.ledger.excludedNow(tx, deliveryId, occurrence);
+      const excludedSince = Object.values(since).reduce((sum, n) => sum + n, 0);
+      const excluded: Record<string, number> = { ...preparation.excluded };
+      for (const [reason, n] of Object.entries(since)) excluded[reason] = (excluded[reason] ?? 0) + n;
+      const toSend = preparation.toSend - excludedSince;
       const summary: ConfirmationSummary = {
-        toSend: preparation.toSend,
-        excluded: preparation.excluded,
+        toSend,
+        excluded,
+        exclusionsChangedSincePreparation: excludedSince > 0,
+        exclusionsSincePreparation: since,
         sendAt: sendAt?.toISOString() ?? null,
         contentHash: delivery.contentHash!,
-        projectedFinishAt: projectFinish(sendAt && sendAt > now ? sendAt : now, preparation.toSend, delivery.throughput?.perHour),
+        projectedFinishAt: projectFinish(sendAt && sendAt > now ? sendAt : now, toSend, delivery.throughput?.perHour),
         ...(delivery.schedule && 'recipientTimezone' in delivery.schedule ? { recipientLocalTime: delivery.schedule.localTime } : {}),
       };
       const confirmation = {
