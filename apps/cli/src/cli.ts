@@ -10,7 +10,7 @@ import { type CaptureSink, startCaptureSink } from '@herald/capture-sink';
 import { ControlPlane, type Database, migrate, OutboxRelay, OutboxRepository, openDatabase, systemClock } from '@herald/control-plane';
 import { type Engine, type EngineServer, engineFromConfig, startEngineServer } from '@herald/engine';
 import { dlqTopic, TOPICS } from '@herald/contracts';
-import { KpiConsumer, recoverPublishedEvents } from '@herald/kpi-consumer';
+import { KpiConsumer, recoverPublishedEvents, repairAfterRestart } from '@herald/kpi-consumer';
 import { type KpiStore, openKpiStore } from '@herald/kpi-store';
 import type { Gateway } from '@herald/gateway';
 import { type Logger, pino } from 'pino';
@@ -167,7 +167,14 @@ async function serve(config: HeraldConfig, role: Role, options: { engines?: numb
     // The in-process bus dies with the process: events it held are read back from the outbox
     // (with Kafka the broker kept them, and this finds none missing).
     const outbox = new OutboxRepository();
-    await recoverPublishedEvents(kpi, { publishedSince: (since, after, limit) => outbox.publishedSince(db, TOPICS.messageEvents, since, after, limit) }, logger);
+    const recovery = await recoverPublishedEvents(
+      kpi,
+      { publishedSince: (since, after, limit) => outbox.publishedSince(db, TOPICS.messageEvents, since, after, limit) },
+      logger,
+    );
+    // A kill between an insert and its views' parts left counters short (or doubled): reconcile
+    // the deliveries of the same window with their raw events, before this consumer inserts anything.
+    await repairAfterRestart(kpi, recovery.since, logger);
     kpiConsumer = new KpiConsumer(bus, kpi, logger);
     await kpiConsumer.start();
   }

@@ -1,13 +1,12 @@
 // End to end on the embedded default (herald start: PGlite, in-process bus, engine, chDB): a
 // delivery is sent, some messages are opened and clicked through their real tracking links,
 // and the Deployment block matches what the test did, with rates moving only on Compute stats.
-import { readFileSync } from 'node:fs';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type CaptureSink, startCaptureSink } from '@herald/capture-sink';
 import { signWebhook } from '@herald/gateway';
-import { call, freePort, type Platform, startPlatform, startSend, until } from './platform.js';
+import { call, freePort, hit, type Platform, startPlatform, startSend, trackingLinks, until } from './platform.js';
 
 const RECIPIENTS = 5_000;
 const WEBHOOK_SECRET = 'deployment-webhook-secret-0123456789abcdef';
@@ -49,15 +48,9 @@ describe('Deployment KPIs through herald start', () => {
 
     // Before any Compute stats, open 30 messages (pixel), click 10 of those, and click 5 others without a pixel hit.
     const links = sink.messages().map((m) => {
-      const raw = readFileSync(m.file!, 'utf8').replace(/=\r\n/g, '').replace(/=([0-9A-F]{2})/g, (_, hex: string) => String.fromCharCode(Number.parseInt(hex, 16)));
       const n = Number(/^k(\d+)@/.exec(m.to[0]!)![1]);
-      return {
-        profileId: `k${String(n).padStart(6, '0')}`,
-        pixel: /http:\/\/[^/]+\/t\/o\/[\w.-]+/.exec(raw)![0],
-        click: /http:\/\/[^/]+\/t\/c\/[\w.-]+/.exec(raw)![0],
-      };
+      return { profileId: `k${String(n).padStart(6, '0')}`, ...trackingLinks(m.file!) };
     });
-    const hit = (url: string) => fetch(url, { redirect: 'manual', headers: { 'user-agent': 'Mozilla/5.0' } });
     const before = (await call(platform, 'GET', `/v1/deliveries/${id}/deployment`)).body;
     for (const link of links.slice(0, 30)) expect((await hit(link.pixel)).status).toBe(200);
     for (const link of links.slice(0, 10)) expect((await hit(link.click)).status).toBe(302);

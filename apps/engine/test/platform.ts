@@ -1,5 +1,6 @@
 // The platform as a user runs it: `herald` commands as real processes, driven over HTTP.
 import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -106,6 +107,17 @@ export async function ledgerStatuses(p: Platform, id: string): Promise<Record<st
 }
 
 
+/** The open pixel and the first click link of a captured message (.eml file; its quoted-printable body decoded). */
+export function trackingLinks(file: string): { pixel: string; click: string } {
+  const raw = readFileSync(file, 'utf8')
+    .replace(/=\r\n/g, '')
+    .replace(/=([0-9A-F]{2})/g, (_, hex: string) => String.fromCharCode(Number.parseInt(hex, 16)));
+  return { pixel: /http:\/\/[^/]+\/t\/o\/[\w.-]+/.exec(raw)![0], click: /http:\/\/[^/]+\/t\/c\/[\w.-]+/.exec(raw)![0] };
+}
+
+/** Fetches a tracking link as a person's browser would (not a known machine). */
+export const hit = (url: string) => fetch(url, { redirect: 'manual', headers: { 'user-agent': 'Mozilla/5.0' } });
+
 export interface SendOptions {
   /** Profile ids are prefix + a 6-digit number, addresses prefix + number @example.com. */
   prefix: string;
@@ -139,17 +151,28 @@ export async function startSend(p: Platform, options: SendOptions): Promise<stri
   return id;
 }
 
-/** Counts of a delivery's events in the chDB of a stopped platform (chDB: one process per data directory). */
-export function kpiEventCounts(home: string, deliveryId: string): Promise<{ n: number; distinct: number; byType: Record<string, number> }> {
+/**
+ * Runs statements on the chDB of a stopped platform, in a child process (chDB binds one data
+ * directory per process); answers the rows of each (none for a statement that returns none).
+ */
+export function onKpiStore(home: string, statements: string[]): Promise<Record<string, unknown>[][]> {
   const script = `
     import { openKpiStore } from '@herald/kpi-store';
     const store = openKpiStore({ dataDir: process.argv[1] });
-    const rs = await store.client.query({ query: "SELECT toString(type) AS type, count() AS n, uniqExact(event_id) AS d FROM herald.message_events WHERE delivery_id = {d:UUID} GROUP BY type", query_params: { d: process.argv[2] }, format: 'JSONEachRow' });
-    const rows = await rs.json();
+    const answers = [];
+    for (const query of JSON.parse(process.argv[2])) {
+      if (!/^\\s*SELECT/i.test(query)) {
+        await store.client.command({ query });
+        answers.push([]);
+        continue;
+      }
+      const rs = await store.client.query({ query, format: 'JSONEachRow', clickhouse_settings: { output_format_json_quote_64bit_integers: 0 } });
+      answers.push(await rs.json());
+    }
     await store.close();
-    console.log(JSON.stringify(rows));`;
+    console.log(JSON.stringify(answers));`;
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--input-type=module', '-e', script, join(home, 'clickhouse'), deliveryId], {
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script, join(home, 'clickhouse'), JSON.stringify(statements)], {
       cwd: ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
       timeout: 120_000,
@@ -159,13 +182,21 @@ export function kpiEventCounts(home: string, deliveryId: string): Promise<{ n: n
     child.stdout.on('data', (c) => (out += c));
     child.stderr.on('data', (c) => (err += c));
     child.on('exit', (code) => {
-      if (code !== 0) return reject(new Error(`kpi count failed (${code}): ${err}`));
-      const rows = JSON.parse(out.trim().split('\n').at(-1)!) as { type: string; n: string | number; d: string | number }[];
-      resolve({
-        n: rows.reduce((s, r) => s + Number(r.n), 0),
-        distinct: rows.reduce((s, r) => s + Number(r.d), 0),
-        byType: Object.fromEntries(rows.map((r) => [r.type, Number(r.n)])),
-      });
+      if (code !== 0) return reject(new Error(`chDB statements failed (${code}): ${err}`));
+      resolve(JSON.parse(out.trim().split('\n').at(-1)!));
     });
   });
+}
+
+/** Counts of a delivery's events in the chDB of a stopped platform. */
+export async function kpiEventCounts(home: string, deliveryId: string): Promise<{ n: number; distinct: number; byType: Record<string, number> }> {
+  const [rows] = await onKpiStore(home, [
+    `SELECT toString(type) AS type, count() AS n, uniqExact(event_id) AS d FROM herald.message_events WHERE delivery_id = '${deliveryId}' GROUP BY type`,
+  ]);
+  const counts = rows as { type: string; n: number; d: number }[];
+  return {
+    n: counts.reduce((s, r) => s + Number(r.n), 0),
+    distinct: counts.reduce((s, r) => s + Number(r.d), 0),
+    byType: Object.fromEntries(counts.map((r) => [r.type, Number(r.n)])),
+  };
 }

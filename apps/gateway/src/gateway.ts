@@ -38,9 +38,10 @@ export interface GatewayOptions {
   kpi?: KpiStore;
   /**
    * The KPI consumer of this process, if any: Compute stats asks it to insert what it holds and
-   * what the bus has for it before refreshing the rates.
+   * what the bus has for it before refreshing the rates, and reconciles the counters between two
+   * of its flushes.
    */
-  kpiConsumer?: { catchUp(): Promise<boolean> };
+  kpiConsumer?: { catchUp(): Promise<boolean>; betweenFlushes<T>(work: () => Promise<T>): Promise<T> };
   /** Run the scheduler loop in this process (default true). */
   scheduler?: boolean;
 }
@@ -82,6 +83,8 @@ interface GatewayProviders {
 /** Brings the KPI store up to date with every event recorded so far (Compute stats waits for it). */
 export interface KpiPipeline {
   catchUp(): Promise<void>;
+  /** Makes the delivery's live counters equal what its raw events say (a crash may have left them short). */
+  reconcile(deliveryId: string): Promise<void>;
 }
 
 @Module({})
@@ -128,6 +131,13 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         // The rates are refreshed anyway, over what the store has; countersAsOf tells how recent that is.
         logger.warn('Compute stats: the KPI consumer did not catch up with the bus within its time limit; the counters may lag');
       }
+    },
+    async reconcile(deliveryId) {
+      const kpi = options.kpi;
+      if (!kpi) return;
+      const work = () => kpi.reconcile([deliveryId]);
+      const { counters, hours } = await (options.kpiConsumer ? options.kpiConsumer.betweenFlushes(work) : work());
+      if (counters.length + hours > 0) logger.warn({ deliveryId, counters, hours }, 'Compute stats repaired KPI counters that did not match the raw events');
     },
   };
   const providers = { controlPlane, bus: options.bus, tokens, metrics, secrets, kpi: options.kpi ?? null, kpiPipeline };

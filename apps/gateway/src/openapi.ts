@@ -81,7 +81,7 @@ export const OPERATIONS: Operation[] = [
   { method: 'post', path: '/v1/deliveries/{id}/resume', summary: 'Resume a paused delivery (and its paused runs)', role: 'delivery:start', status: 200, tag: 'deliveries' },
   { method: 'post', path: '/v1/deliveries/{id}/stop', summary: 'Stop (cancel) a delivery and its runs not finished', role: 'delivery:start', status: 200, tag: 'deliveries' },
   { method: 'get', path: '/v1/deliveries/{id}/deployment', summary: 'Deployment: progress and the six KPIs, with when counters and rates were computed (?occurrence=n: one run)', role: 'delivery:view', query: deploymentQuerySchema, tag: 'kpis' },
-  { method: 'post', path: '/v1/deliveries/{id}/compute-stats', summary: 'Compute stats: refresh the open and click rates now; answers the fresh deployment', role: 'delivery:view', query: deploymentQuerySchema, status: 200, tag: 'kpis' },
+  { method: 'post', path: '/v1/deliveries/{id}/compute-stats', summary: 'Compute stats: reconcile the live counters with the raw events, refresh the open and click rates now; answers the fresh deployment', role: 'delivery:view', query: deploymentQuerySchema, status: 200, tag: 'kpis' },
   { method: 'get', path: '/v1/deliveries/{id}/exclusions', summary: 'Exclusion log: reason per excluded profile, and whether at preparation or at send time (stage, excludedAt)', role: 'delivery:view', query: page, tag: 'deliveries' },
   { method: 'get', path: '/v1/deliveries/{id}/logs', summary: 'Sending logs: one row per recipient with its latest status (excluded_at_send with the reason)', role: 'delivery:view', query: page, tag: 'deliveries' },
   { method: 'get', path: '/v1/deliveries/{id}/audit', summary: 'Audit log: every confirmation step and state change', role: 'delivery:view', tag: 'deliveries' },

@@ -7,6 +7,7 @@ import { type DeliveredMessage, InProcessBus } from '@herald/bus';
 import { loadConfig } from '@herald/config';
 import { TOPICS } from '@herald/contracts';
 import { ManualClock } from '@herald/control-plane';
+import type { KpiStore } from '@herald/kpi-store';
 import { createTestDatabase, eventually, type StoreKind, type TestDatabase } from '@herald/testing';
 import { pino } from 'pino';
 import { type Gateway, startGateway } from '../src/index.js';
@@ -31,7 +32,8 @@ export interface ApiResponse {
   body: any;
 }
 
-export async function startHarness(kind: StoreKind, env: Record<string, string> = {}, options: { relay?: boolean } = {}): Promise<Harness> {
+/** `kpi`: a KPI store the Deployment block reads (chDB: only in the one test file that opens it). */
+export async function startHarness(kind: StoreKind, env: Record<string, string> = {}, options: { relay?: boolean; kpi?: KpiStore } = {}): Promise<Harness> {
   const database = await createTestDatabase(kind);
   const clock = new ManualClock(new Date('2026-12-01T08:00:00Z'));
   const bus = new InProcessBus({ retryBackoffMs: 10 });
@@ -42,7 +44,16 @@ export async function startHarness(kind: StoreKind, env: Record<string, string> 
     OUTBOX_RELAY_INTERVAL: '20ms',
     ...env,
   });
-  const gateway = await startGateway({ config, db: database.db, bus, clock, logger: pino({ level: process.env.HERALD_TEST_LOG ?? 'silent' }), scheduler: false, relay: options.relay });
+  const gateway = await startGateway({
+    config,
+    db: database.db,
+    bus,
+    clock,
+    logger: pino({ level: process.env.HERALD_TEST_LOG ?? 'silent' }),
+    scheduler: false,
+    relay: options.relay,
+    kpi: options.kpi,
+  });
   const commands: DeliveredMessage[] = [];
   await bus.subscribe({ topic: TOPICS.deliveryCommands, group: 'test-observer', handler: async (batch) => void commands.push(...batch) });
   const tokens = new Map<string, string>();

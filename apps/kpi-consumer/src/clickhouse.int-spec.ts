@@ -10,8 +10,9 @@ import { InProcessBus } from '@herald/bus';
 import { type MessageEvent, TOPICS } from '@herald/contracts';
 import { type ClientConnection, chdbConnection, type KpiStore, openKpiStore, splitSql } from '@herald/kpi-store';
 import { pino } from 'pino';
+import { deliveryBody, seedAudience, startHarness } from '../../gateway/test/harness.js';
 import { KpiConsumer } from './kpi-consumer.js';
-import { recoverPublishedEvents } from './recovery.js';
+import { recoverPublishedEvents, repairAfterRestart } from './recovery.js';
 
 const D1 = '11111111-1111-4111-8111-111111111111';
 const D2 = '22222222-2222-4222-8222-222222222222';
@@ -21,6 +22,7 @@ const D5 = '55555555-5555-4555-8555-555555555555';
 const D6 = '66666666-6666-4666-8666-666666666666';
 const D7 = '77777777-7777-4777-8777-777777777777';
 const D8 = '88888888-8888-4888-8888-888888888888';
+const D9 = '99999999-9999-4999-8999-999999999999';
 
 let minute = 0;
 function ev(
@@ -448,6 +450,105 @@ describe('KpiStore on chDB', () => {
     expect([c.opens, c.clicks]).toEqual([3, 1]);
     expect(await store.missingEventIds([...kept, ...lost].map((e) => e.eventId), new Date(0))).toEqual(new Set());
     expect((await store.lastIngestedAt())?.getTime()).toBeGreaterThan(Date.now() - 60_000);
+  });
+
+  /**
+   * A crash between the commit of message_events' part and its views' parts (chDB killed in
+   * between): the events are in the raw table, the views never saw them.
+   */
+  async function insertWithoutViews(events: MessageEvent[], token: string) {
+    const views = ['delivery_counters_mv', 'delivery_hourly_series_mv', 'profile_events_mv'];
+    for (const view of views) await store.client.command({ query: `DETACH TABLE herald.${view}` });
+    try {
+      await store.insertEvents(events, { dedupToken: token });
+    } finally {
+      for (const view of views) await store.client.command({ query: `ATTACH TABLE herald.${view}` });
+    }
+  }
+
+  /** The hourly series as the raw events say it and as the live table holds it. */
+  async function hourly(deliveryId: string) {
+    const raw = await rows<Record<string, number | string>>(
+      `SELECT toStartOfHour(occurred_at) AS hour, countIf(type = 'delivered') AS delivered, countIf(type = 'bounced') AS bounces,
+              countIf(type = 'opened') AS opens, countIf(type = 'clicked') AS clicks,
+              uniqExactIf(message_id, type IN ('opened', 'clicked')) AS uniqueOpens, uniqExactIf(message_id, type = 'clicked') AS uniqueClicks
+         FROM (SELECT * FROM herald.message_events WHERE delivery_id = '${deliveryId}' AND type IN ('delivered', 'bounced', 'opened', 'clicked'))
+        GROUP BY hour ORDER BY hour`,
+    );
+    const live = await store.hourlySeries(deliveryId);
+    return { raw: raw.map((r) => ({ ...r, hour: `${String(r.hour).replace(' ', 'T')}Z` })), live };
+  }
+
+  it('Compute stats repairs the counters a crash left short, and a block counted twice, from the raw events', async () => {
+    const h = await startHarness('pglite', {}, { kpi: store });
+    try {
+      const audienceId = await seedAudience(h, 1, 'cs');
+      const id = (await h.api('POST', '/v1/deliveries', { body: deliveryBody(audienceId) })).body.id as string;
+      const messages = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => `c${from + i}`);
+      // Counted as they should be: 200 delivered, 10 hard bounces.
+      await store.insertEvents(
+        [
+          ...messages(0, 200).flatMap((m) => [ev(id, 'sent', m), ev(id, 'delivered', m)]),
+          ...messages(200, 210).map((m) => ev(id, 'bounced', m, { bounceType: 'hard' })),
+        ],
+        { dedupToken: 'cs-counted' },
+      );
+      // Lost by the views in a crash: 290 delivered, 10 soft bounces, opens and clicks.
+      await insertWithoutViews(
+        [
+          ...messages(210, 500).flatMap((m) => [ev(id, 'sent', m), ev(id, 'delivered', m)]),
+          ...messages(500, 510).map((m) => ev(id, 'bounced', m, { bounceType: 'soft' })),
+          ...messages(0, 5).map((m) => ev(id, 'opened', m)),
+          ...messages(3, 6).map((m) => ev(id, 'clicked', m, { url: 'https://example.com/a' })),
+        ],
+        'cs-lost',
+      );
+      // And a block counted twice (the views written, the raw part not, then inserted again).
+      await store.client.insert({
+        table: 'herald.delivery_counters',
+        values: [{ delivery_id: id, occurrence: 0, sent_events: 50, delivered: 50 }],
+        format: 'JSONEachRow',
+        clickhouse_settings: { insert_deduplication_token: 'cs-twice' },
+      });
+      const broken = (await h.api('GET', `/v1/deliveries/${id}/deployment`)).body.kpis;
+      expect(broken).toMatchObject({ sent: 260, delivered: 250, bouncesAndErrors: 10 });
+
+      const repaired = await h.api('POST', `/v1/deliveries/${id}/compute-stats`);
+      expect(repaired.status).toBe(200);
+      const expected = { sent: 510, delivered: 490, bouncesAndErrors: 20, opens: 6, clicks: 3 };
+      expect(repaired.body.kpis).toMatchObject(expected);
+      expect(await store.deliveryCounters(id)).toMatchObject({ sentEvents: 490, hardBounces: 10, softBounces: 10, opens: 5, clicks: 3 });
+      // The hourly series (BI) is repaired too, unique opens and clicks included.
+      const series = await hourly(id);
+      expect(series.live).toEqual(series.raw);
+      // Nothing left to repair: a second Compute stats changes nothing.
+      expect((await h.api('POST', `/v1/deliveries/${id}/compute-stats`)).body.kpis).toMatchObject(expected);
+      expect(await store.reconcile([id])).toEqual({ counters: [], hours: 0 });
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('repairs at start what a crash left the views without: counters, hourly series and profile events', async () => {
+    const since = new Date(Date.now() - 1000);
+    await insertWithoutViews([ev(D9, 'sent', 'r1'), ev(D9, 'delivered', 'r1'), ev(D9, 'opened', 'r1'), ev(D9, 'clicked', 'r1', { url: 'https://example.com/r' })], 'r-lost');
+    expect((await store.deliveryCounters(D9)).sent).toBe(0);
+    expect((await store.engagementOf('p-r1')).size).toBe(0);
+
+    const repair = await repairAfterRestart(store, since, silent);
+    expect(repair.deliveries).toBeGreaterThanOrEqual(1);
+    expect(repair.counters).toEqual(
+      expect.arrayContaining([{ deliveryId: D9, occurrence: 0, corrections: { sent_events: 1, delivered: 1, opens: 1, clicks: 1 } }]),
+    );
+    // D9's four events, and any other event of the window its view lost (an earlier case's).
+    expect(repair.profileEvents).toBeGreaterThanOrEqual(4);
+    expect(await rows(`SELECT count() AS n FROM herald.profile_events WHERE delivery_id = '${D9}'`)).toEqual([{ n: 4 }]);
+    expect(await store.deliveryCounters(D9)).toMatchObject({ sent: 1, delivered: 1, opens: 1, clicks: 1 });
+    expect((await store.engagementOf('p-r1')).get('r1')?.clickedAt).not.toBeNull();
+    const series = await hourly(D9);
+    expect(series.live).toEqual(series.raw);
+    // Idempotent: nothing more to repair.
+    expect(await repairAfterRestart(store, since, silent)).toMatchObject({ counters: [], hours: 0, profileEvents: 0 });
   });
 
   it("runs the README's BI queries as written", async () => {

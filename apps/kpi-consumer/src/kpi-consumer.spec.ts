@@ -161,6 +161,51 @@ describe('KpiConsumer', () => {
     await bus.close();
   });
 
+  it('runs work between flushes: never while an insert is in progress, and holds the next flush until it is done', async () => {
+    const bus = new InProcessBus({ partitions: 1 });
+    const order: string[] = [];
+    let releaseInsert!: () => void;
+    const store: EventSink = {
+      async insertEvents(events) {
+        order.push(`insert ${events.length} started`);
+        await new Promise<void>((resolve) => {
+          releaseInsert = resolve;
+        });
+        order.push(`insert ${events.length} done`);
+      },
+    };
+    const consumer = new KpiConsumer(bus, store, pino({ level: 'silent' }), fast);
+    await consumer.start();
+    await bus.publish(TOPICS.messageEvents, [{ key: 'd', value: event(1) }]);
+    await until(() => order.length === 1);
+    let releaseWork!: () => void;
+    const work = consumer.betweenFlushes(async () => {
+      order.push('work started');
+      await new Promise<void>((resolve) => {
+        releaseWork = resolve;
+      });
+      order.push('work done');
+      return 'result';
+    });
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    expect(order).toEqual(['insert 1 started']);
+    releaseInsert();
+    await until(() => order.includes('work started'));
+    // A flush due while the work runs waits for it.
+    await bus.publish(TOPICS.messageEvents, [{ key: 'd', value: event(2) }, { key: 'd', value: event(3) }]);
+    await until(() => consumer.stats.buffered === 2);
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    expect(order).toEqual(['insert 1 started', 'insert 1 done', 'work started']);
+    releaseWork();
+    expect(await work).toBe('result');
+    await until(() => order.length === 5);
+    expect(order.slice(3)).toEqual(['work done', 'insert 2 started']);
+    releaseInsert();
+    await until(() => consumer.stats.inserted === 3);
+    await consumer.stop();
+    await bus.close();
+  });
+
   it('gives the same batch the same deduplication token', async () => {
     const bus = new InProcessBus({ partitions: 1 });
     const store = new FlakyStore(0);

@@ -83,6 +83,8 @@ export class KpiConsumer {
   /** Partitions whose batches are checked against the store until one brings something new. */
   private readonly verifying = new Set<string>();
   private flushing?: Promise<void>;
+  /** Flushes and betweenFlushes() work, one at a time, in order. */
+  private lane: Promise<unknown> = Promise.resolve();
   private stopping = false;
   private wakeRetry?: () => void;
 
@@ -135,6 +137,21 @@ export class KpiConsumer {
       if (Date.now() > deadline) return false;
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
+  }
+
+  /**
+   * Runs `work` when no flush of this consumer is in progress, and holds the next flush until it
+   * is done: what `work` reads of the KPI store is not half-way through one of this consumer's
+   * inserts (e.g. a reconciliation of the counters with the raw events).
+   */
+  betweenFlushes<T>(work: () => Promise<T>): Promise<T> {
+    return this.serialize(work);
+  }
+
+  private serialize<T>(task: () => Promise<T>): Promise<T> {
+    const run = this.lane.then(task);
+    this.lane = run.catch(() => undefined);
+    return run;
   }
 
   private async handle(batch: DeliveredMessage[], behind = 0): Promise<void> {
@@ -211,7 +228,7 @@ export class KpiConsumer {
     this.timer = setTimeout(() => void this.flushNow(), due - now);
   }
 
-  /** Flushes the buffer now; flushes run one at a time, in order. */
+  /** Flushes the buffer now; flushes (and betweenFlushes() work) run one at a time, in order. */
   private flushNow(): Promise<void> {
     clearTimeout(this.timer);
     this.timer = undefined;
@@ -220,12 +237,12 @@ export class KpiConsumer {
     const waiters = this.waiters;
     this.buffer = [];
     this.waiters = [];
-    const previous = this.flushing ?? Promise.resolve();
-    const flush = previous.catch(() => undefined).then(() => this.insertUntilDone(events, waiters));
-    this.flushing = flush.finally(() => {
+    const flush = this.serialize(() => this.insertUntilDone(events, waiters));
+    this.flushing = flush;
+    void flush.catch(() => undefined).then(() => {
       if (this.flushing === flush) this.flushing = undefined;
     });
-    return this.flushing;
+    return flush;
   }
 
   private async insertUntilDone(events: MessageEvent[], waiters: Waiter[]): Promise<void> {

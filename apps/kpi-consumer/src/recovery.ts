@@ -1,9 +1,15 @@
-// Recovery of the events an in-process bus held when the process died. The embedded bus is not
-// durable: an event the outbox relay published but the KPI consumer had not yet inserted would be
-// lost with the process. At start, before consuming, the events published since shortly before
-// the newest ingested one are read back from the outbox and the ones ClickHouse does not have are
-// inserted (deduplicated by event id). With Kafka the bus keeps them; recovery then finds none.
+// Recovery at start, before consuming:
+// 1. The events an in-process bus held when the process died. The embedded bus is not durable:
+//    an event the outbox relay published but the KPI consumer had not yet inserted would be lost
+//    with the process. The events published since shortly before the newest ingested one are read
+//    back from the outbox and the ones ClickHouse does not have are inserted (deduplicated by
+//    event id). With Kafka the bus keeps them; recovery then finds none.
+// 2. What a crash left the materialized views without: an insert into message_events and its
+//    views' parts are not atomic, so a process killed in between left events the live counters
+//    never counted. The deliveries with events in the same window are reconciled with their raw
+//    events, and the profile events of the window the profile history lacks are copied.
 import { type MessageEvent, messageEventSchema } from '@herald/contracts';
+import type { CounterRepair, KpiStore } from '@herald/kpi-store';
 import type { Logger } from 'pino';
 import { dedupTokenOf, type EventSink } from './kpi-consumer.js';
 
@@ -67,4 +73,33 @@ export async function recoverPublishedEvents(
   if (recovered > 0) logger.warn({ recovered, checked, since }, 'recovered message events the bus lost with the previous process');
   else logger.info({ checked, since }, 'KPI recovery: ClickHouse has every published event');
   return { checked, recovered, since };
+}
+
+export interface RestartRepair {
+  /** Deliveries with events in the window, reconciled. */
+  deliveries: number;
+  /** Counter corrections made (none when the counters were right). */
+  counters: CounterRepair[];
+  /** Hours of the hourly series corrected. */
+  hours: number;
+  /** Events copied into the profile events. */
+  profileEvents: number;
+}
+
+/**
+ * Reconciles the KPIs of the deliveries with events ingested since `since` (the recovery window)
+ * with their raw events. Run it before this process's KPI consumer starts (no insert in flight).
+ */
+export async function repairAfterRestart(
+  store: Pick<KpiStore, 'deliveriesIngestedSince' | 'reconcile' | 'repairProfileEvents'>,
+  since: Date,
+  logger: Logger,
+): Promise<RestartRepair> {
+  const deliveries = await store.deliveriesIngestedSince(since);
+  const { counters, hours } = await store.reconcile(deliveries);
+  const profileEvents = await store.repairProfileEvents(since);
+  const repair = { deliveries: deliveries.length, counters, hours, profileEvents };
+  if (counters.length + hours + profileEvents > 0) logger.warn({ ...repair, since }, 'repaired KPIs a crash left short or doubled');
+  else logger.info({ deliveries: deliveries.length, since }, 'KPI repair: the counters match the raw events');
+  return repair;
 }

@@ -1,5 +1,11 @@
 // The KPI store: message events into ClickHouse, KPIs out of its materialized views.
 // One @clickhouse/client client, whether the engine is chDB in-process (chdb/connection) or a server.
+//
+// An insert into message_events and the parts its materialized views write are not atomic: a
+// process killed in between leaves events the live counters never saw (or, inserted again, saw
+// twice). The raw events are the truth: reconcile() adds correction rows (raw − live) to the
+// additive views, so the counters equal what the raw events say again.
+import { randomUUID } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -99,6 +105,20 @@ export interface Engagement {
   clickedAt: string | null;
 }
 
+/** A correction added to `delivery_counters` for one run: per counter, raw − live (non-zero ones only). */
+export interface CounterRepair {
+  deliveryId: string;
+  occurrence: number;
+  corrections: Record<string, number>;
+}
+
+/** What reconcile() corrected. */
+export interface Reconciliation {
+  counters: CounterRepair[];
+  /** Hours of `delivery_hourly_series` corrected. */
+  hours: number;
+}
+
 export interface KpiStore {
   readonly backend: 'chdb' | 'server';
   /** The one client every query goes through (for BI-style reads and diagnostics). */
@@ -118,6 +138,17 @@ export interface KpiStore {
   missingEventIds(eventIds: readonly string[], since: Date): Promise<Set<string>>;
   /** When the newest event was ingested; undefined while the log is empty. */
   lastIngestedAt(): Promise<Date | undefined>;
+  /**
+   * Makes the live counters (`delivery_counters`) and the hourly series of these deliveries equal
+   * what their raw events say (their rows in message_events), by inserting correction rows. Run it while no
+   * insert into message_events is in progress, or a half-done one may be counted twice until the
+   * next run (see KpiConsumer.betweenFlushes).
+   */
+  reconcile(deliveryIds: readonly string[]): Promise<Reconciliation>;
+  /** Deliveries with events ingested since `since`. */
+  deliveriesIngestedSince(since: Date): Promise<string[]>;
+  /** Copies into `profile_events` the events ingested since `since` it lacks; returns how many. */
+  repairProfileEvents(since: Date): Promise<number>;
   /** Recomputes `delivery_rates` now (SYSTEM REFRESH VIEW) and waits until the refresh is done. */
   refreshRates(options?: { timeoutMs?: number }): Promise<void>;
   close(): Promise<void>;
@@ -321,7 +352,7 @@ class ClickHouseKpiStore implements KpiStore {
       const present = await this.#rows<{ event_id: string }>(
         `SELECT event_id FROM ${KPI_DATABASE}.message_events
          WHERE ingested_at >= {since:DateTime64(3, 'UTC')} AND event_id IN {ids:Array(UUID)}`,
-        { since: since.toISOString().replace('T', ' ').replace('Z', ''), ids: chunk },
+        { since: chDateTime(since), ids: chunk },
       );
       for (const row of present) missing.delete(row.event_id);
     }
@@ -333,6 +364,65 @@ class ClickHouseKpiStore implements KpiStore {
       `SELECT count() AS n, max(ingested_at) AS at FROM ${KPI_DATABASE}.message_events`,
     );
     return row && num(row.n) > 0 ? new Date(isoUtc(row.at)) : undefined;
+  }
+
+  async reconcile(deliveryIds: readonly string[]): Promise<Reconciliation> {
+    if (deliveryIds.length === 0) return { counters: [], hours: 0 };
+    const params = { ids: [...deliveryIds] };
+    // Each diff is read first (nothing to write in the usual case, and what is written is logged),
+    // then written by one INSERT … SELECT of the same diff.
+    const counterDiff = counterDiffQuery();
+    const counters = (await this.#rows<Record<string, unknown>>(counterDiff, params)).map((row) => ({
+      deliveryId: String(row.delivery_id),
+      occurrence: num(row.occurrence),
+      corrections: Object.fromEntries(
+        COUNTER_COLUMNS.filter((c) => num(row[c]) !== 0).map((c) => [c, num(row[c])]),
+      ),
+    }));
+    if (counters.length > 0) {
+      await this.#insertSelect(`${KPI_DATABASE}.delivery_counters (delivery_id, occurrence, ${COUNTER_COLUMNS.join(', ')})`, counterDiff, params);
+    }
+    const hourlyDiff = hourlyDiffQuery();
+    const [{ n: hours } = { n: 0 }] = await this.#rows<{ n: number }>(`SELECT count() AS n FROM (${hourlyDiff})`, params);
+    if (num(hours) > 0) {
+      await this.#insertSelect(
+        `${KPI_DATABASE}.delivery_hourly_series (delivery_id, occurrence, hour, ${HOURLY_SUMS.join(', ')}, unique_opens, unique_clicks)`,
+        hourlyDiff,
+        params,
+      );
+    }
+    return { counters, hours: num(hours) };
+  }
+
+  async deliveriesIngestedSince(since: Date): Promise<string[]> {
+    const rows = await this.#rows<{ id: string }>(
+      `SELECT DISTINCT toString(delivery_id) AS id FROM ${KPI_DATABASE}.message_events WHERE ingested_at >= {since:DateTime64(3, 'UTC')}`,
+      { since: chDateTime(since) },
+    );
+    return rows.map((r) => r.id);
+  }
+
+  async repairProfileEvents(since: Date): Promise<number> {
+    // profile_events is ordered by profile: its rows are looked up through the profiles of the window.
+    const missing = `SELECT ${PROFILE_EVENT_COLUMNS} FROM ${KPI_DATABASE}.message_events
+      WHERE ingested_at >= {since:DateTime64(3, 'UTC')}
+        AND event_id NOT IN (
+          SELECT event_id FROM ${KPI_DATABASE}.profile_events
+           WHERE profile_id IN (SELECT profile_id FROM ${KPI_DATABASE}.message_events WHERE ingested_at >= {since:DateTime64(3, 'UTC')}))
+      LIMIT 1 BY event_id`;
+    const params = { since: chDateTime(since) };
+    const [{ n } = { n: 0 }] = await this.#rows<{ n: number }>(`SELECT count() AS n FROM (${missing})`, params);
+    if (num(n) > 0) await this.#insertSelect(`${KPI_DATABASE}.profile_events (${PROFILE_EVENT_COLUMNS})`, missing, params);
+    return num(n);
+  }
+
+  /** INSERT INTO `target` SELECT …, with a token of its own (an empty one would deduplicate equal corrections by their hash). */
+  async #insertSelect(target: string, select: string, query_params: Record<string, unknown>): Promise<void> {
+    await this.client.command({
+      query: `INSERT INTO ${target} ${select}`,
+      query_params,
+      clickhouse_settings: { insert_deduplication_token: `repair-${randomUUID()}` },
+    });
   }
 
   async refreshRates(options: { timeoutMs?: number } = {}): Promise<void> {
@@ -365,6 +455,92 @@ class ClickHouseKpiStore implements KpiStore {
     const rs = await this.client.query({ query, query_params, format: 'JSONEachRow' });
     return rs.json<T>();
   }
+}
+
+/**
+ * The counters of `delivery_counters`, as its materialized view computes them from events
+ * (delivery_counters_mv, migration 002): the raw side of a reconciliation.
+ */
+const COUNTERS: Record<string, string> = {
+  sent_events: "countIf(type = 'sent')",
+  delivered: "countIf(type = 'delivered')",
+  bounces: "countIf(type = 'bounced')",
+  hard: "countIf(type = 'bounced' AND bounce_type = 'hard')",
+  soft: "countIf(type = 'bounced' AND bounce_type = 'soft')",
+  ignored: "countIf(type = 'bounced' AND bounce_type = 'ignored')",
+  errors: "countIf(type = 'failed')",
+  opens: "countIf(type = 'opened')",
+  clicks: "countIf(type = 'clicked')",
+  unsubscribed: "countIf(type = 'unsubscribed')",
+  excluded: "countIf(type = 'excluded')",
+  delivered_superseded: "countIf(type = 'bounced' AND supersedes = 'delivered')",
+  errors_superseded: "countIf(type = 'bounced' AND supersedes = 'failed')",
+  complaints: "countIf(type = 'complained')",
+};
+const COUNTER_COLUMNS = Object.keys(COUNTERS);
+
+/** The sums of `delivery_hourly_series`, as delivery_hourly_series_mv (migration 002) computes them. */
+const HOURLY: Record<string, string> = {
+  delivered: "countIf(type = 'delivered')",
+  bounces: "countIf(type = 'bounced')",
+  opens: "countIf(type = 'opened')",
+  clicks: "countIf(type = 'clicked')",
+};
+const HOURLY_SUMS = Object.keys(HOURLY);
+
+const PROFILE_EVENT_COLUMNS = 'profile_id, occurred_at, delivery_id, occurrence, message_id, type, channel, bounce_type, reason, url, machine, event_id';
+
+/**
+ * Events of the deliveries `{ids}`, row by row as the views count them. NOTE: not deduplicated by
+ * event id: message_events is kept free of duplicates at insert (tokens, and the event-id checks
+ * of redelivery and recovery), and a dedup here would hold every event id of a delivery in memory
+ * (hundreds of MiB at 10M events, in the gateway's process with chDB).
+ */
+function rawEvents(columns: string, where = ''): string {
+  return `SELECT ${columns} FROM ${KPI_DATABASE}.message_events WHERE delivery_id IN {ids:Array(UUID)} ${where}`;
+}
+
+/** Per run whose counters differ from the raw events: raw − live for every counter. */
+function counterDiffQuery(): string {
+  return `SELECT delivery_id, occurrence, ${COUNTER_COLUMNS.map((c) => `toInt64(raw_${c}) - toInt64(live_${c}) AS ${c}`).join(', ')}
+    FROM (SELECT delivery_id, occurrence, ${COUNTER_COLUMNS.map((c) => `${COUNTERS[c]} AS raw_${c}`).join(', ')}
+            FROM (${rawEvents('delivery_id, occurrence, type, bounce_type, supersedes')})
+           GROUP BY delivery_id, occurrence) AS raw
+    FULL OUTER JOIN
+         (SELECT delivery_id, occurrence, ${COUNTER_COLUMNS.map((c) => `sum(${c}) AS live_${c}`).join(', ')}
+            FROM ${KPI_DATABASE}.delivery_counters WHERE delivery_id IN {ids:Array(UUID)}
+           GROUP BY delivery_id, occurrence) AS live
+    USING (delivery_id, occurrence)
+    WHERE ${COUNTER_COLUMNS.map((c) => `raw_${c} != live_${c}`).join(' OR ')}`;
+}
+
+/**
+ * Per hour whose sums or unique counts differ from the raw events: raw − live for the sums, and
+ * the raw uniqExact states (adding a state again is idempotent, so the union becomes the raw set).
+ */
+function hourlyDiffQuery(): string {
+  return `SELECT delivery_id, occurrence, hour, ${HOURLY_SUMS.map((c) => `toInt64(raw_${c}) - toInt64(live_${c}) AS ${c}`).join(', ')},
+                 raw_unique_opens AS unique_opens, raw_unique_clicks AS unique_clicks
+    FROM (SELECT delivery_id, occurrence, toDateTime(toStartOfHour(occurred_at), 'UTC') AS hour,
+                 ${HOURLY_SUMS.map((c) => `${HOURLY[c]} AS raw_${c}`).join(', ')},
+                 uniqExactStateIf(message_id, type IN ('opened', 'clicked')) AS raw_unique_opens,
+                 uniqExactStateIf(message_id, type = 'clicked') AS raw_unique_clicks,
+                 uniqExactIf(message_id, type IN ('opened', 'clicked')) AS raw_opened,
+                 uniqExactIf(message_id, type = 'clicked') AS raw_clicked
+            FROM (${rawEvents('delivery_id, occurrence, occurred_at, type, message_id', "AND type IN ('delivered', 'bounced', 'opened', 'clicked')")})
+           GROUP BY delivery_id, occurrence, hour) AS raw
+    FULL OUTER JOIN
+         (SELECT delivery_id, occurrence, hour, ${HOURLY_SUMS.map((c) => `sum(${c}) AS live_${c}`).join(', ')},
+                 uniqExactMerge(unique_opens) AS live_opened, uniqExactMerge(unique_clicks) AS live_clicked
+            FROM ${KPI_DATABASE}.delivery_hourly_series WHERE delivery_id IN {ids:Array(UUID)}
+           GROUP BY delivery_id, occurrence, hour) AS live
+    USING (delivery_id, occurrence, hour)
+    WHERE ${[...HOURLY_SUMS, 'opened', 'clicked'].map((c) => `raw_${c} != live_${c}`).join(' OR ')}`;
+}
+
+/** A Date as a ClickHouse DateTime64(3, 'UTC') parameter. */
+function chDateTime(date: Date): string {
+  return date.toISOString().replace('T', ' ').replace('Z', '');
 }
 
 /** '2025-06-01 10:01:00.000' (ClickHouse, UTC) → '2025-06-01T10:01:00.000Z'. */

@@ -37,7 +37,8 @@ export class DeploymentController {
 
   /**
    * Compute stats: brings the KPI store up to date with every event recorded so far (relays the
-   * outbox, flushes the KPI consumer), refreshes the rates now, and answers the fresh deployment.
+   * outbox, flushes the KPI consumer), reconciles the delivery's live counters with its raw events
+   * (repairs what a crash left), refreshes the rates now, and answers the fresh deployment.
    */
   @Post('compute-stats')
   @HttpCode(200)
@@ -46,6 +47,7 @@ export class DeploymentController {
     await this.cp.deliveries.get(id);
     const store = this.store();
     await this.pipeline.catchUp();
+    await this.pipeline.reconcile(id);
     await store.refreshRates();
     return this.build(id, query.occurrence);
   }
