@@ -159,7 +159,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     const loop = async () => {
       try {
         const report = await controlPlane.scheduler.tick();
-        if (report.started.length + report.paused.length + report.occurrences.length > 0) {
+        if (report.started.length + report.paused.length + report.occurrences.length + report.expired.length > 0) {
           logger.info({ ...report }, 'scheduler acted');
           await relay.drain();
         }

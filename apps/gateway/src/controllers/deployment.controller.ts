@@ -94,7 +94,8 @@ export class DeploymentController {
       state,
       stateReason,
       ...(occurrence !== undefined ? { occurrence } : {}),
-      progress: { toSend, sent: settled, pending: Math.max(0, toSend - settled) },
+      // Recipients a stop left unsent are `stopped`: never pending in a run that will not go on.
+      progress: { toSend, sent: settled, pending: Math.max(0, toSend - settled - progress.stopped), stopped: progress.stopped },
       ...block,
     };
   }

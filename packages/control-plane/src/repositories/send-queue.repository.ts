@@ -1,11 +1,12 @@
 // The send ledger as the engine's work queue. A recipient moves
 //   pending → queued (in a published batch) → sending (claimed by a dispatcher)
 //   → sent | bounced (hard) | failed (soft until validity end) | in_doubt, or retry → queued again.
+// A stop turns what was not handed to a worker (pending, retry, queued) into `stopped`.
 // Claims make redelivered batches harmless; after a crash, queued and sending rows go back to
 // pending, so at most the messages in flight are sent twice.
 import type { Queryable } from '../database.js';
 
-export type LedgerStatus = 'pending' | 'queued' | 'sending' | 'retry' | 'sent' | 'bounced' | 'failed' | 'in_doubt';
+export type LedgerStatus = 'pending' | 'queued' | 'sending' | 'retry' | 'sent' | 'bounced' | 'failed' | 'in_doubt' | 'stopped';
 export const SETTLED_STATUSES: readonly LedgerStatus[] = ['sent', 'bounced', 'failed', 'in_doubt'];
 
 export interface QueuedRecipient {
@@ -122,6 +123,21 @@ export class SendQueueRepository {
     return rows.length;
   }
 
+  /**
+   * The run (or every run of the delivery) was stopped: its recipients not yet handed to a
+   * worker will never be sent. Rows being sent settle normally; a queued batch finds nothing to
+   * claim. Returns how many rows stopped.
+   */
+  async stopUnsent(tx: Queryable, run: { deliveryId: string; occurrence?: number }, now: Date): Promise<number> {
+    const rows = await tx.query(
+      `UPDATE send_ledger SET status = 'stopped', engine_id = NULL, next_attempt_at = NULL, updated_at = $3
+        WHERE delivery_id = $1 AND ($2::int IS NULL OR occurrence = $2) AND status IN ('pending', 'retry', 'queued')
+        RETURNING 1`,
+      [run.deliveryId, run.occurrence ?? null, now],
+    );
+    return rows.length;
+  }
+
   /** Records the outcome of each claimed recipient (only rows still 'sending' change). */
   async settle(tx: Queryable, run: RunRef, outcomes: Outcome[], now: Date): Promise<number> {
     if (outcomes.length === 0) return 0;
@@ -176,7 +192,7 @@ export class SendQueueRepository {
         WHERE delivery_id = $1 AND ($2::int IS NULL OR occurrence = $2) GROUP BY status`,
       [run.deliveryId, run.occurrence ?? null],
     );
-    const progress: Progress = { pending: 0, queued: 0, sending: 0, retry: 0, sent: 0, bounced: 0, failed: 0, in_doubt: 0, total: 0 };
+    const progress: Progress = { pending: 0, queued: 0, sending: 0, retry: 0, sent: 0, bounced: 0, failed: 0, in_doubt: 0, stopped: 0, total: 0 };
     for (const row of rows) {
       progress[row.status] = row.n;
       progress.total += row.n;
@@ -217,7 +233,7 @@ export class SendQueueRepository {
     }>(
       `SELECT l.delivery_id, d.name, d.channel, l.occurrence, l.message_id, l.sent_at, l.status, l.updated_at
          FROM send_ledger l JOIN deliveries d ON d.id = l.delivery_id
-        WHERE l.profile_id = $1 AND l.status NOT IN ('pending', 'queued')
+        WHERE l.profile_id = $1 AND l.status NOT IN ('pending', 'queued', 'stopped')
         ORDER BY coalesce(l.sent_at, l.updated_at) DESC LIMIT $2`,
       [profileId, limit],
     );

@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Queryable } from '../database.js';
 import { DomainError, notFound } from '../errors.js';
-import { assertOccurrenceTransition, assertTransition, type DeliveryState } from '../lifecycle.js';
+import { assertAction, assertOccurrenceTransition, assertTransition, availableOccurrenceActions, type DeliveryState } from '../lifecycle.js';
 import type { Confirmation, ConfirmationSummary } from '../repositories/confirmations.repository.js';
 import type { Delivery, Preparation } from '../repositories/deliveries.repository.js';
 import { type Actor, type ControlPlaneContext, stableHash } from './context.js';
@@ -23,7 +23,10 @@ export interface ConfirmationTicket {
 }
 
 export interface OkResult {
+  /** The state of the delivery (or run) now. */
   state: string;
+  /** What this OK started: `sending` or `scheduled`; the same on every repeat of the call. */
+  startedAs: string;
   deliveryId: string;
   occurrence: number;
   confirmationId: string;
@@ -43,15 +46,9 @@ export class ConfirmationsService {
       let toState: string;
       if (occurrence === 0) {
         fromState = delivery.state;
+        const facts = (await this.ctx.deliveries.actionFacts(tx, [deliveryId], now)).get(deliveryId)!;
+        assertAction(delivery.state, 'confirm', facts, `Confirm send needs a prepared and approved delivery; this one is '${delivery.state}'.`);
         if (delivery.state !== 'pending_ok') {
-          if (delivery.state !== 'approved') {
-            throw new DomainError(
-              'INVALID_STATE',
-              `Confirm send needs a prepared and approved delivery; this one is '${delivery.state}'.`,
-              { state: delivery.state },
-            );
-          }
-          assertTransition(delivery.state, 'pending_ok', 'confirm');
           delivery = await this.ctx.deliveries.update(tx, deliveryId, { state: 'pending_ok' }, now);
         }
         toState = 'pending_ok';
@@ -63,6 +60,8 @@ export class ConfirmationsService {
         if (run.state !== 'pending_confirmation') {
           throw new DomainError('INVALID_STATE', `Occurrence ${occurrence} is '${run.state}', not waiting for a confirmation.`, {
             state: run.state,
+            action: 'confirm',
+            allowed: availableOccurrenceActions(run.state, { liveConfirmation: false }),
           });
         }
         fromState = toState = 'pending_confirmation';
@@ -78,6 +77,8 @@ export class ConfirmationsService {
         projectedFinishAt: projectFinish(sendAt && sendAt > now ? sendAt : now, preparation.toSend, delivery.throughput?.perHour),
         ...(delivery.schedule && 'recipientTimezone' in delivery.schedule ? { recipientLocalTime: delivery.schedule.localTime } : {}),
       };
+      // The summary shown last is the one an OK may start: earlier Confirm sends die now.
+      const voided = await this.ctx.confirmations.voidPending(tx, deliveryId, occurrence);
       const confirmation = {
         id: randomUUID(),
         deliveryId,
@@ -99,7 +100,7 @@ export class ConfirmationsService {
         fromState,
         toState,
         summaryHash: confirmation.summaryHash,
-        details: { confirmationId: confirmation.id, expiresAt: confirmation.expiresAt.toISOString() },
+        details: { confirmationId: confirmation.id, expiresAt: confirmation.expiresAt.toISOString(), ...(voided.length > 0 ? { voided } : {}) },
       });
       return {
         confirmationId: confirmation.id,
@@ -124,8 +125,12 @@ export class ConfirmationsService {
       if (confirmation.userId !== actor.id) {
         throw stale('This confirmation was opened by another user: click Confirm send yourself.', confirmation, { reason: 'OTHER_USER' });
       }
-      const result = (state: string): OkResult => ({ state, deliveryId, occurrence, confirmationId });
-      if (confirmation.status === 'accepted') return result(confirmation.result!.state);
+      const result = (state: string, startedAs: string): OkResult => ({ state, startedAs, deliveryId, occurrence, confirmationId });
+      if (confirmation.status === 'accepted') {
+        // A repeat: what this OK started, and where the delivery (or run) is now; nothing starts again.
+        const current = occurrence === 0 ? delivery.state : (await this.ctx.deliveries.getOccurrence(tx, deliveryId, occurrence))?.state;
+        return result(current ?? confirmation.result!.state, confirmation.result!.state);
+      }
       if (confirmation.status === 'void') {
         throw stale('The delivery changed or was confirmed after Confirm send: review it and confirm again.', confirmation, {
           reason: 'VOIDED',
@@ -140,7 +145,7 @@ export class ConfirmationsService {
       const state = occurrence === 0 ? await this.startDelivery(tx, delivery, confirmation, actor, now) : await this.startOccurrence(tx, delivery, confirmation, actor, now);
       await this.ctx.confirmations.accept(tx, confirmationId, { state }, now);
       await this.ctx.confirmations.voidPending(tx, deliveryId, occurrence);
-      return result(state);
+      return result(state, state);
     });
   }
 

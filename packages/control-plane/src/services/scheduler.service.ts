@@ -1,11 +1,13 @@
 // The scheduler: starts scheduled deliveries when due and creates the runs of recurring ones.
 // One leader at a time (a PostgreSQL advisory lock), so several gateway replicas never fire twice.
 // A schedule found more than the staleness past due (after downtime) is not sent silently:
-// the delivery is paused with reason STALE_SCHEDULE for an operator to decide.
+// the delivery is paused with reason STALE_SCHEDULE for an operator to decide. Each tick also
+// sends deliveries whose confirmations all expired without an OK back to approved.
 import type { Queryable } from '../database.js';
 import type { Delivery } from '../repositories/deliveries.repository.js';
 import { nextRun } from '../time.js';
 import { type ControlPlaneContext, SYSTEM_ACTOR } from './context.js';
+import type { DeliveriesService } from './deliveries.service.js';
 
 const SCHEDULER_LOCK = 0x4845_5231; // "HER1"
 
@@ -14,16 +16,22 @@ export interface TickReport {
   started: string[];
   paused: string[];
   occurrences: { deliveryId: string; n: number; state: string }[];
+  /** Deliveries sent back to approved: their confirmations all expired without an OK. */
+  expired: string[];
 }
 
 export class SchedulerService {
-  constructor(private readonly ctx: ControlPlaneContext) {}
+  constructor(
+    private readonly ctx: ControlPlaneContext,
+    private readonly deliveries: DeliveriesService,
+  ) {}
 
   /** One pass over due deliveries; returns what it did (leader false when another replica leads). */
   async tick(): Promise<TickReport> {
-    const report: TickReport = { leader: false, started: [], paused: [], occurrences: [] };
+    const report: TickReport = { leader: false, started: [], paused: [], occurrences: [], expired: [] };
     await this.ctx.db.withAdvisoryLock(SCHEDULER_LOCK, async () => {
       report.leader = true;
+      report.expired = await this.deliveries.expireConfirmations();
       for (const due of await this.ctx.deliveries.due(this.ctx.db, this.ctx.clock.now(), 100)) {
         await this.ctx.db.transaction(async (tx) => {
           const delivery = await this.ctx.deliveries.get(tx, due.id, true);
