@@ -67,6 +67,11 @@ export interface EngineReport {
   messages: number;
   batches: number;
   messagesPerSecond: number;
+  /**
+   * The send rate while this engine had work (a moving average over the heartbeat intervals in
+   * which it sent): what Confirm send projects a finish time from. 0 until it first sent.
+   */
+  measuredPerSecond: number;
   inFlightBatches: number;
   /** Partitions of herald.send-batches this process consumes (null on the in-process bus: all of them). */
   partitions: number[] | null;
@@ -112,7 +117,7 @@ export class Engine {
   constructor(private readonly options: EngineOptions) {
     this.runs = new RunStates(options.db);
     this.throttles = new Throttles(options.domainLimits);
-    this.report = { threads: options.threads, messages: 0, batches: 0, messagesPerSecond: 0, inFlightBatches: 0, partitions: null, lag: null, share: 1 };
+    this.report = { threads: options.threads, messages: 0, batches: 0, messagesPerSecond: 0, measuredPerSecond: 0, inFlightBatches: 0, partitions: null, lag: null, share: 1 };
     this.breaker = new CircuitBreaker(options.breaker);
     this.dedupe = new CommandDeduplicator(options.db, 'engine-planner');
     this.pool = new Piscina({
@@ -185,6 +190,8 @@ export class Engine {
     const { db, clock, bus } = this.options;
     const now = Date.now();
     const perSecond = ((this.stats.messages - this.lastBeat.messages) * 1000) / Math.max(1, now - this.lastBeat.at);
+    // NOTE: idle intervals say nothing of the rate: they leave the average as it was.
+    const measured = this.stats.messages === this.lastBeat.messages ? this.report.measuredPerSecond : this.report.measuredPerSecond > 0 ? 0.7 * this.report.measuredPerSecond + 0.3 * perSecond : perSecond;
     this.lastBeat = { at: now, messages: this.stats.messages, count: this.lastBeat.count + 1 };
     const kafka = bus as Partial<{ assignments(): { topic: string; partitions: number[] }[]; lag(topic: string, group: string): number | Promise<number> }>;
     const assignments = kafka.assignments?.().filter((a) => a.topic === TOPICS.sendBatches);
@@ -196,6 +203,7 @@ export class Engine {
       messages: this.stats.messages,
       batches: this.stats.batches,
       messagesPerSecond: Math.round(perSecond),
+      measuredPerSecond: Math.round(measured * 10) / 10,
       inFlightBatches: this.inFlight,
       partitions: assignments && assignments.length > 0 ? assignments.flatMap((a) => a.partitions).sort((a, b) => a - b) : null,
       lag: this.report.lag,

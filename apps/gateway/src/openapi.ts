@@ -25,10 +25,48 @@ interface Operation {
   bodyTypes?: string[];
   query?: z.ZodObject;
   status?: number;
+  /** The success answer's body, where it is worth describing field by field. */
+  response?: z.ZodType;
   tag: string;
 }
 
 const page = z.strictObject({ limit: z.number().int().min(1).max(1000).optional(), after: z.string().optional() });
+
+// Documentation of answers (the control plane's types are the source; these describe them).
+const isoInstant = z.iso.datetime();
+const warnings = z.array(z.object({ code: z.string(), message: z.string() })).describe('What the user should know before OK: SEND_TIME_PAST (sendNow applied), NO_ENGINE, …');
+const confirmationTicket = z.object({
+  confirmationId: z.uuid(),
+  deliveryId: z.uuid(),
+  occurrence: z.number().int(),
+  expiresAt: isoInstant,
+  summaryHash: z.string(),
+  summary: z.object({
+    toSend: z.number().int(),
+    excluded: z.record(z.string(), z.number().int()),
+    sendAt: isoInstant.nullable().describe('When the send starts; null: at OK (also when sendNow applied to a past sendAt), or per recipient time zone'),
+    sendWindow: z
+      .object({ first: isoInstant, last: isoInstant })
+      .optional()
+      .describe('Per recipient time zone: the first and last local send instants of the frozen recipients'),
+    recipientLocalTime: z.string().optional(),
+    contentHash: z.string(),
+    projectedFinishAt: isoInstant.nullable().describe('Always present; null when no send rate is known (projectedFinishBasis.reason says why)'),
+    projectedFinishBasis: z.object({
+      source: z.enum(['throughput.perHour', 'engines']).nullable().describe("throughput.perHour: the delivery's own rate; engines: the rate the live engines measured while sending"),
+      perHour: z.number().nullable(),
+      reason: z.string().optional(),
+    }),
+    warnings,
+  }),
+});
+const okResult = z.object({
+  state: z.string().describe('The state of the delivery (or run) now'),
+  startedAs: z.enum(['sending', 'scheduled']).describe('What this OK started; the same on every repeat'),
+  deliveryId: z.uuid(),
+  occurrence: z.number().int(),
+  confirmationId: z.uuid(),
+});
 
 export const OPERATIONS: Operation[] = [
   { method: 'get', path: '/', summary: 'Redirects to /docs (no console is served yet)', public: true, status: 302, tag: 'operations' },
@@ -75,8 +113,24 @@ export const OPERATIONS: Operation[] = [
   { method: 'post', path: '/v1/deliveries/{id}/prepare', summary: 'Count the audience, apply exclusions, freeze the recipients: draft → ready', role: 'delivery:prepare', status: 200, tag: 'deliveries' },
   { method: 'post', path: '/v1/deliveries/{id}/proofs', summary: 'Send a proof (subject prefix; never counted in the KPIs)', role: 'delivery:prepare', body: proofRequestSchema, status: 202, tag: 'deliveries' },
   { method: 'post', path: '/v1/deliveries/{id}/approve', summary: 'ready → approved', role: 'delivery:approve', status: 200, tag: 'deliveries' },
-  { method: 'post', path: '/v1/deliveries/{id}/confirmations', summary: 'Step 1, Confirm send: a confirmation bound to the summary shown; earlier pending ones are voided', role: 'delivery:start', status: 201, tag: 'confirmation' },
-  { method: 'post', path: '/v1/deliveries/{id}/confirmations/{confirmationId}/ok', summary: 'Step 2, OK: start or schedule the send; a repeat starts nothing and answers {state: the state now, startedAs}', role: 'delivery:start', status: 202, tag: 'confirmation' },
+  {
+    method: 'post',
+    path: '/v1/deliveries/{id}/confirmations',
+    summary: 'Step 1, Confirm send: a confirmation bound to the summary shown; earlier pending ones are voided. 400 SEND_TIME_PAST: the schedule is already past (unless schedule.sendNow)',
+    role: 'delivery:start',
+    status: 201,
+    response: confirmationTicket,
+    tag: 'confirmation',
+  },
+  {
+    method: 'post',
+    path: '/v1/deliveries/{id}/confirmations/{confirmationId}/ok',
+    summary: 'Step 2, OK: start or schedule the send; a repeat starts nothing and answers {state: the state now, startedAs}',
+    role: 'delivery:start',
+    status: 202,
+    response: okResult,
+    tag: 'confirmation',
+  },
   { method: 'post', path: '/v1/deliveries/{id}/pause', summary: 'Pause a send, or a schedule and its runs in progress', role: 'delivery:start', status: 200, tag: 'deliveries' },
   { method: 'post', path: '/v1/deliveries/{id}/resume', summary: 'Resume a paused delivery (and its paused runs)', role: 'delivery:start', status: 200, tag: 'deliveries' },
   { method: 'post', path: '/v1/deliveries/{id}/stop', summary: 'Stop (cancel) a delivery and its runs not finished', role: 'delivery:start', status: 200, tag: 'deliveries' },
@@ -86,8 +140,8 @@ export const OPERATIONS: Operation[] = [
   { method: 'get', path: '/v1/deliveries/{id}/logs', summary: 'Sending logs: one row per recipient with its latest status', role: 'delivery:view', query: page, tag: 'deliveries' },
   { method: 'get', path: '/v1/deliveries/{id}/audit', summary: 'Audit log: every confirmation step and state change', role: 'delivery:view', tag: 'deliveries' },
   { method: 'get', path: '/v1/deliveries/{id}/occurrences', summary: 'Runs of a recurring delivery, each with its state and Deployment KPIs', role: 'delivery:view', tag: 'confirmation' },
-  { method: 'post', path: '/v1/deliveries/{id}/occurrences/{n}/confirmations', summary: 'Confirm send for one run of a recurring delivery', role: 'delivery:start', status: 201, tag: 'confirmation' },
-  { method: 'post', path: '/v1/deliveries/{id}/occurrences/{n}/confirmations/{confirmationId}/ok', summary: 'OK for one run of a recurring delivery', role: 'delivery:start', status: 202, tag: 'confirmation' },
+  { method: 'post', path: '/v1/deliveries/{id}/occurrences/{n}/confirmations', summary: 'Confirm send for one run of a recurring delivery', role: 'delivery:start', status: 201, response: confirmationTicket, tag: 'confirmation' },
+  { method: 'post', path: '/v1/deliveries/{id}/occurrences/{n}/confirmations/{confirmationId}/ok', summary: 'OK for one run of a recurring delivery', role: 'delivery:start', status: 202, response: okResult, tag: 'confirmation' },
 ];
 
 const errorSchema = {
@@ -97,7 +151,7 @@ const errorSchema = {
 };
 
 const ERROR_RESPONSES = {
-  '400': 'INVALID_INPUT (issues: body field paths, query.<param> for query parameters)',
+  '400': 'INVALID_INPUT (issues: body field paths, query.<param> for query parameters) or SEND_TIME_PAST (Confirm send)',
   '401': 'UNAUTHORIZED',
   '403': 'MISSING_ROLE (with requiredRole and the action tried)',
   '404': 'NOT_FOUND',
@@ -120,7 +174,12 @@ function build(): object {
     const query = op.query
       ? Object.keys(op.query.shape).map((name) => ({ name, in: 'query', required: false, schema: { type: 'string' } }))
       : [];
-    const responses: Record<string, unknown> = { [String(op.status ?? 200)]: { description: 'Success' } };
+    const responses: Record<string, unknown> = {
+      [String(op.status ?? 200)]: {
+        description: 'Success',
+        ...(op.response ? { content: { 'application/json': { schema: z.toJSONSchema(op.response, { io: 'output', unrepresentable: 'any' }) } } } : {}),
+      },
+    };
     if (!op.public) {
       for (const [status, code] of Object.entries(ERROR_RESPONSES)) {
         responses[status] = { description: code, content: { 'application/json': { schema: errorSchema } } };

@@ -1,12 +1,32 @@
 // Two-step confirmations: what a user saw at *Confirm send*, until *OK* or until it dies.
 import type { Queryable } from '../database.js';
 
+/** Something the user should know before OK (e.g. SEND_TIME_PAST, NO_ENGINE). */
+export interface SummaryWarning {
+  code: string;
+  message: string;
+}
+
+/** What projectedFinishAt was computed from; `reason` says why there is none. */
+export interface ProjectedFinishBasis {
+  source: 'throughput.perHour' | 'engines' | null;
+  /** The rate used, in messages an hour. */
+  perHour: number | null;
+  reason?: string;
+}
+
 export interface ConfirmationSummary {
   toSend: number;
   excluded: Record<string, number>;
+  /** When the send starts: a one-off schedule's instant; null when it starts at OK or per recipient time zone. */
   sendAt: string | null;
+  /** Per recipient time zone: the first and last local send instants of the frozen recipients. */
+  sendWindow?: { first: string; last: string };
+  recipientLocalTime?: string;
   contentHash: string;
   projectedFinishAt: string | null;
+  projectedFinishBasis: ProjectedFinishBasis;
+  warnings: SummaryWarning[];
 }
 
 export interface Confirmation {

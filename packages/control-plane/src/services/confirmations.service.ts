@@ -8,7 +8,9 @@ import { randomUUID } from 'node:crypto';
 import type { Queryable } from '../database.js';
 import { DomainError, notFound } from '../errors.js';
 import { assertAction, assertOccurrenceTransition, assertTransition, availableOccurrenceActions, type DeliveryState } from '../lifecycle.js';
-import type { Confirmation, ConfirmationSummary } from '../repositories/confirmations.repository.js';
+import { systemClock } from '../clock.js';
+import type { Confirmation, ConfirmationSummary, ProjectedFinishBasis, SummaryWarning } from '../repositories/confirmations.repository.js';
+import { ENGINE_STALE_MS } from '../repositories/engine-instances.repository.js';
 import type { Delivery, Preparation } from '../repositories/deliveries.repository.js';
 import { type Actor, type ControlPlaneContext, stableHash } from './context.js';
 import { scheduledInstant } from './deliveries.service.js';
@@ -41,19 +43,20 @@ export class ConfirmationsService {
       const now = this.ctx.clock.now();
       let delivery = await this.lockDelivery(tx, deliveryId);
       let subjectVersion: number;
-      let preparation: Preparation;
+      let summary: ConfirmationSummary;
       let fromState: string;
       let toState: string;
       if (occurrence === 0) {
         fromState = delivery.state;
         const facts = (await this.ctx.deliveries.actionFacts(tx, [deliveryId], now)).get(deliveryId)!;
         assertAction(delivery.state, 'confirm', facts, `Confirm send needs a prepared and approved delivery; this one is '${delivery.state}'.`);
+        // Before any change: a summary that cannot be confirmed (a send time past) changes nothing.
+        summary = await this.summarize(tx, delivery, 0, delivery.preparation!, now);
         if (delivery.state !== 'pending_ok') {
           delivery = await this.ctx.deliveries.update(tx, deliveryId, { state: 'pending_ok' }, now);
         }
         toState = 'pending_ok';
         subjectVersion = delivery.version;
-        preparation = delivery.preparation!;
       } else {
         const run = await this.ctx.deliveries.getOccurrence(tx, deliveryId, occurrence, true);
         if (!run) throw notFound(`Occurrence ${occurrence} of delivery`, deliveryId);
@@ -66,17 +69,8 @@ export class ConfirmationsService {
         }
         fromState = toState = 'pending_confirmation';
         subjectVersion = run.version;
-        preparation = run.preparation;
+        summary = await this.summarize(tx, delivery, occurrence, run.preparation, now);
       }
-      const sendAt = occurrence === 0 ? scheduledInstant(delivery.schedule) : null;
-      const summary: ConfirmationSummary = {
-        toSend: preparation.toSend,
-        excluded: preparation.excluded,
-        sendAt: sendAt?.toISOString() ?? null,
-        contentHash: delivery.contentHash!,
-        projectedFinishAt: projectFinish(sendAt && sendAt > now ? sendAt : now, preparation.toSend, delivery.throughput?.perHour),
-        ...(delivery.schedule && 'recipientTimezone' in delivery.schedule ? { recipientLocalTime: delivery.schedule.localTime } : {}),
-      };
       // The summary shown last is the one an OK may start: earlier Confirm sends die now.
       const voided = await this.ctx.confirmations.voidPending(tx, deliveryId, occurrence);
       const confirmation = {
@@ -226,6 +220,92 @@ export class ConfirmationsService {
     return 'sending';
   }
 
+  /**
+   * What the user confirms: recipients, exclusions, when the send starts (or the window of local
+   * send times), when it should finish and from what rate, and warnings. A send time already past
+   * is refused (SEND_TIME_PAST) unless the schedule says sendNow: then the send starts at OK.
+   */
+  private async summarize(tx: Queryable, delivery: Delivery, occurrence: number, preparation: Preparation, now: Date): Promise<ConfirmationSummary> {
+    const warnings: SummaryWarning[] = [];
+    const schedule = occurrence === 0 ? delivery.schedule : null;
+    const sendNow = schedule?.sendNow === true;
+    let sendAt = scheduledInstant(schedule);
+    if (sendAt && sendAt <= now) {
+      if (!sendNow) {
+        throw new DomainError(
+          'SEND_TIME_PAST',
+          `The send time ${sendAt.toISOString()} is already past: pick a later one, or set schedule.sendNow to true to send at OK.`,
+          { sendAt: sendAt.toISOString(), now: now.toISOString() },
+        );
+      }
+      warnings.push({ code: 'SEND_TIME_PAST', message: `The send time ${sendAt.toISOString()} has passed: the send starts at OK (schedule.sendNow).` });
+      sendAt = null;
+    }
+    let sendWindow: { first: Date; last: Date } | undefined;
+    if (schedule && 'recipientTimezone' in schedule) {
+      const window = await this.ctx.ledger.localSendWindow(tx, {
+        deliveryId: delivery.id,
+        occurrence,
+        localTime: schedule.localTime,
+        date: schedule.date ?? null,
+        now,
+      });
+      // Only a fixed date can be past: without one, each recipient gets the next such local time.
+      if (window && window.past > 0) {
+        if (!sendNow) {
+          throw new DomainError(
+            'SEND_TIME_PAST',
+            `${schedule.localTime} on ${schedule.date} is already past for ${window.past} recipients (their local time): pick a later date, or set schedule.sendNow to true to send to them at OK.`,
+            { sendWindow: { first: window.first.toISOString(), last: window.last.toISOString() }, recipientsPast: window.past, now: now.toISOString() },
+          );
+        }
+        warnings.push({ code: 'SEND_TIME_PAST', message: `${schedule.localTime} on ${schedule.date} is already past for ${window.past} recipients: they are sent to at OK (schedule.sendNow).` });
+      }
+      if (window) sendWindow = { first: window.first, last: window.last };
+    }
+    const start = [sendAt, sendWindow?.first].find((at): at is Date => !!at && at > now) ?? now;
+    const { finishAt, basis } = await this.projectFinish(tx, start, sendWindow?.last ?? null, preparation.toSend, delivery.throughput?.perHour ?? null);
+    return {
+      toSend: preparation.toSend,
+      excluded: preparation.excluded,
+      sendAt: sendAt?.toISOString() ?? null,
+      ...(sendWindow ? { sendWindow: { first: sendWindow.first.toISOString(), last: sendWindow.last.toISOString() } } : {}),
+      ...(schedule && 'recipientTimezone' in schedule ? { recipientLocalTime: schedule.localTime } : {}),
+      contentHash: delivery.contentHash!,
+      projectedFinishAt: finishAt?.toISOString() ?? null,
+      projectedFinishBasis: basis,
+      warnings,
+    };
+  }
+
+  /**
+   * When the send should finish: at the delivery's own rate (throughput.perHour) when it has one,
+   * else at the rate the live engines measured while sending (their sum); else unknown, with why.
+   * A per-recipient time-zone send finishes no earlier than its last local send time.
+   */
+  private async projectFinish(
+    db: Queryable,
+    start: Date,
+    notBefore: Date | null,
+    toSend: number,
+    perHour: number | null,
+  ): Promise<{ finishAt: Date | null; basis: ProjectedFinishBasis }> {
+    let basis: ProjectedFinishBasis;
+    if (perHour) {
+      basis = { source: 'throughput.perHour', perHour };
+    } else {
+      // NOTE: engines heartbeat on real time; the control plane's clock may be moved (tests, simulations).
+      const engines = await this.ctx.engines.live(db, ENGINE_STALE_MS, systemClock.now());
+      const measured = engines.reduce((sum, e) => sum + (Number(e.stats.measuredPerSecond) || 0), 0);
+      if (measured > 0) basis = { source: 'engines', perHour: Math.round(measured * 3600) };
+      else if (engines.length === 0) basis = { source: null, perHour: null, reason: 'no engine is running: the send rate is unknown' };
+      else basis = { source: null, perHour: null, reason: 'the engines have not measured a send rate yet (they measure it while sending)' };
+    }
+    if (!basis.perHour) return { finishAt: null, basis };
+    const end = start.getTime() + Math.ceil((toSend / basis.perHour) * 3_600_000);
+    return { finishAt: new Date(Math.max(end, notBefore?.getTime() ?? 0)), basis };
+  }
+
   private async lockDelivery(tx: Queryable, id: string): Promise<Delivery> {
     const delivery = await this.ctx.deliveries.get(tx, id, true);
     if (!delivery) throw notFound('Delivery', id);
@@ -235,9 +315,4 @@ export class ConfirmationsService {
 
 function stale(message: string, confirmation: Confirmation, details: Record<string, unknown>): DomainError {
   return new DomainError('CONFIRMATION_STALE', message, { confirmationId: confirmation.id, ...details });
-}
-
-function projectFinish(start: Date, toSend: number, perHour: number | undefined): string | null {
-  if (!perHour) return null;
-  return new Date(start.getTime() + Math.ceil((toSend / perHour) * 3_600_000)).toISOString();
 }

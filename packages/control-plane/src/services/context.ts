@@ -8,6 +8,7 @@ import { AudiencesRepository } from '../repositories/audiences.repository.js';
 import { AuditRepository } from '../repositories/audit.repository.js';
 import { ConfirmationsRepository } from '../repositories/confirmations.repository.js';
 import { DeliveriesRepository, type Delivery } from '../repositories/deliveries.repository.js';
+import { EngineInstancesRepository } from '../repositories/engine-instances.repository.js';
 import { LedgerRepository } from '../repositories/ledger.repository.js';
 import { OutboxRepository } from '../repositories/outbox.repository.js';
 import { ProfilesRepository, type SoftBounceRule } from '../repositories/profiles.repository.js';
@@ -40,6 +41,7 @@ export class ControlPlaneContext {
   readonly outbox = new OutboxRepository();
   readonly ledger = new LedgerRepository();
   readonly sendQueue = new SendQueueRepository();
+  readonly engines = new EngineInstancesRepository();
 
   constructor(
     readonly db: Database,
