@@ -18,6 +18,7 @@ import type { Bus, Subscription } from '@herald/bus';
 import type { DomainLimit } from '@herald/config';
 import { type DeliveryCommand, dlqTopic, type MessageEvent, TOPICS, sendBatchSchema, type SendBatch } from '@herald/contracts';
 import {
+  type ChannelProvider,
   type Clock,
   CommandDeduplicator,
   DEFAULT_SOFT_BOUNCE_RULE,
@@ -33,10 +34,12 @@ import {
 } from '@herald/control-plane';
 import { Piscina } from 'piscina';
 import type { Logger } from 'pino';
+import { channelProviders } from './channel-providers.js';
 import { CircuitBreaker, type BreakerSettings } from './circuit-breaker.js';
 import { classify, type ClassifiedOutcome, type RetryPolicy } from './outcome.js';
 import { runKey, RunStates } from './run-state.js';
 import type { SendTask, SendTaskResult, WorkerSettings } from './send-task.js';
+import { PROVIDER_ANSWER_INVALID } from './sms-provider.js';
 import { batchSizeFor, Throttles } from './throttle.js';
 
 export interface EngineOptions {
@@ -53,6 +56,8 @@ export interface EngineOptions {
   domainLimits: DomainLimit[];
   retry: RetryPolicy;
   breaker: BreakerSettings;
+  /** What this engine registers it can send (default: from `worker`'s SMTP and sms provider URLs). */
+  channels?: ChannelProvider[];
 }
 
 /** Totals since this engine started (its heartbeat reports them with the live figures). */
@@ -172,7 +177,8 @@ export class Engine {
   /** This process in engine_instances (again, after another engine declared it dead). */
   private async register(): Promise<void> {
     const { db, clock } = this.options;
-    await this.instances.register(db, { id: this.instanceId, host: hostname(), pid: process.pid, startedAt: clock.now().toISOString() }, clock.now());
+    const channels = this.options.channels ?? channelProviders(this.options.worker);
+    await this.instances.register(db, { id: this.instanceId, host: hostname(), pid: process.pid, startedAt: clock.now().toISOString(), channels }, clock.now());
   }
 
   /** Heartbeat with this engine's figures; adjust the limits' share; requeue the rows of dead engines. */
@@ -380,6 +386,16 @@ export class Engine {
       await this.queue.release(db, run, ids, clock.now());
       return;
     }
+    if (info.delivery.channel === 'sms' && !this.options.worker.httpProviderUrl) {
+      // Nothing can be sent: say so once, in the run's state, rather than fail each message.
+      await this.queue.release(db, run, ids, clock.now());
+      const reason = 'CHANNEL_NOT_CONFIGURED: this engine cannot send sms: HTTP_PROVIDER_URL is not set (set it and restart the engine, then resume)';
+      if (await this.options.controlPlane.deliveries.pauseRun(run.deliveryId, run.occurrence, ENGINE_ACTOR, reason)) {
+        logger.warn({ ...run }, 'sms run paused: no sms provider configured');
+        this.runs.forget(run.deliveryId, run.occurrence);
+      }
+      return;
+    }
     const claimed = await this.queue.claim(db, run, ids, clock.now(), this.instanceId);
     const recipients = batch.recipients.filter((r) => claimed.has(r.profileId));
     if (recipients.length === 0) return;
@@ -394,6 +410,10 @@ export class Engine {
       recipients: recipients.map((r, i) => ({ profileId: r.profileId, address: r.address, profile: r.profile ?? { id: r.profileId }, notBefore: slots[i]! })),
     };
     const result = (await this.pool.run(task)) as SendTaskResult;
+    const unreadable = result.attempts.find((a) => a.errorCode === PROVIDER_ANSWER_INVALID);
+    if (unreadable) {
+      logger.warn({ ...run, messages: result.attempts.filter((a) => a.errorCode === PROVIDER_ANSWER_INVALID).length, answer: unreadable.response }, 'the sms provider answered outside its contract; those messages are in doubt');
+    }
     const now = clock.now();
     const outcomes: (ClassifiedOutcome & { address: string })[] = result.attempts.map((attempt) => {
       const counts = claimed.get(attempt.profileId) ?? { attempts: 1, firstAttemptAt: now };

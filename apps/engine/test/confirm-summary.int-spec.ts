@@ -11,6 +11,15 @@ describeEachStore('Confirm send summary with live engines', (kind) => {
   });
   afterAll(async () => h?.close());
 
+  it('names the provider the live engines will send email through', async () => {
+    const id = await h.deliveryFor(3);
+    const confirm = await h.api('POST', `/v1/deliveries/${id}/confirmations`);
+    expect(confirm.status).toBe(201);
+    const sink = new URL(h.sink.url);
+    expect(confirm.body.summary.provider).toEqual({ channel: 'email', kind: 'smtp', host: sink.hostname, port: Number(sink.port), url: h.sink.url });
+    expect(confirm.body.summary.warnings).toEqual([]);
+  });
+
   it('projects the finish time from the send rate the engines measured', async () => {
     const first = await h.deliveryFor(600);
     await h.confirmAndOk(first);

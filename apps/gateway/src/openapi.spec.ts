@@ -35,12 +35,14 @@ describe('OpenAPI document', () => {
     const doc = openApiDocument() as { paths: Record<string, Record<string, { responses: Record<string, { content?: Record<string, { schema: { properties: Record<string, { properties?: object }> } }> }> }>> };
     const ticket = doc.paths['/v1/deliveries/{id}/confirmations']!.post!.responses['201']!.content!['application/json']!.schema;
     expect(Object.keys(ticket.properties.summary!.properties ?? {})).toEqual(
-      expect.arrayContaining(['sendAt', 'sendWindow', 'projectedFinishAt', 'projectedFinishBasis', 'warnings']),
+      expect.arrayContaining(['sendAt', 'sendWindow', 'projectedFinishAt', 'projectedFinishBasis', 'provider', 'warnings']),
     );
     const ok = doc.paths['/v1/deliveries/{id}/confirmations/{confirmationId}/ok']!.post!.responses['202']!.content!['application/json']!.schema;
     expect(Object.keys(ok.properties)).toEqual(expect.arrayContaining(['state', 'startedAs']));
     const create = JSON.stringify(doc.paths['/v1/deliveries']!.post);
     expect(create).toContain('sendNow');
+    const confirmErrors = JSON.stringify(doc.paths['/v1/deliveries/{id}/confirmations']!.post!.responses);
+    for (const code of ['SEND_TIME_PAST', 'CHANNEL_NOT_CONFIGURED']) expect(confirmErrors).toContain(code);
   });
 
   it('covers every path of the API contract served so far', () => {

@@ -34,7 +34,7 @@ const page = z.strictObject({ limit: z.number().int().min(1).max(1000).optional(
 
 // Documentation of answers (the control plane's types are the source; these describe them).
 const isoInstant = z.iso.datetime();
-const warnings = z.array(z.object({ code: z.string(), message: z.string() })).describe('What the user should know before OK: SEND_TIME_PAST (sendNow applied), NO_ENGINE, …');
+const warnings = z.array(z.object({ code: z.string(), message: z.string() })).describe('What the user should know before OK: SEND_TIME_PAST (sendNow applied), NO_ENGINE (none running: not refused), PROVIDERS_DIFFER');
 const confirmationTicket = z.object({
   confirmationId: z.uuid(),
   deliveryId: z.uuid(),
@@ -57,6 +57,16 @@ const confirmationTicket = z.object({
       perHour: z.number().nullable(),
       reason: z.string().optional(),
     }),
+    provider: z
+      .object({
+        channel: z.enum(['email', 'sms']),
+        kind: z.enum(['smtp', 'capture-sink', 'http']),
+        url: z.string().describe('User, password and query values redacted (***)'),
+        host: z.string().optional(),
+        port: z.number().int().optional(),
+      })
+      .nullable()
+      .describe('What the live engines will send the channel through; null when no engine runs (warning NO_ENGINE)'),
     warnings,
   }),
 });
@@ -73,7 +83,7 @@ export const OPERATIONS: Operation[] = [
   { method: 'get', path: '/health/live', summary: 'Liveness', public: true, tag: 'operations' },
   { method: 'get', path: '/health/ready', summary: 'Readiness (the store answers)', public: true, tag: 'operations' },
   { method: 'get', path: '/metrics', summary: 'Prometheus metrics', public: true, tag: 'operations' },
-  { method: 'get', path: '/v1/ops/engines', summary: 'Live engine processes: host, pid, partitions, threads, messages per second, lag', role: 'admin', tag: 'operations' },
+  { method: 'get', path: '/v1/ops/engines', summary: 'Live engine processes: host, pid, channels (providers, credentials redacted), partitions, threads, messages per second (last heartbeat, and measured while sending), lag', role: 'admin', tag: 'operations' },
   { method: 'get', path: '/openapi.json', summary: 'This document', public: true, tag: 'operations' },
   { method: 'get', path: '/docs', summary: 'Browsable API documentation', public: true, tag: 'operations' },
   { method: 'get', path: '/docs/{asset}', summary: 'Assets of the documentation page', public: true, tag: 'operations' },
@@ -116,7 +126,7 @@ export const OPERATIONS: Operation[] = [
   {
     method: 'post',
     path: '/v1/deliveries/{id}/confirmations',
-    summary: 'Step 1, Confirm send: a confirmation bound to the summary shown; earlier pending ones are voided. 400 SEND_TIME_PAST: the schedule is already past (unless schedule.sendNow)',
+    summary: 'Step 1, Confirm send: a confirmation bound to the summary shown; earlier pending ones are voided. 400 SEND_TIME_PAST: the schedule is already past (unless schedule.sendNow); 409 CHANNEL_NOT_CONFIGURED: no running engine can send the channel',
     role: 'delivery:start',
     status: 201,
     response: confirmationTicket,
@@ -155,7 +165,7 @@ const ERROR_RESPONSES = {
   '401': 'UNAUTHORIZED',
   '403': 'MISSING_ROLE (with requiredRole and the action tried)',
   '404': 'NOT_FOUND',
-  '409': 'INVALID_STATE (with allowed: the actions the delivery offers now) or CONFIRMATION_STALE',
+  '409': 'INVALID_STATE (with allowed: the actions the delivery offers now), CONFIRMATION_STALE, or CHANNEL_NOT_CONFIGURED (Confirm send: no running engine can send the channel)',
   '410': 'CONFIRMATION_EXPIRED',
   '413': 'PAYLOAD_TOO_LARGE',
 };

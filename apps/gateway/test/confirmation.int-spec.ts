@@ -66,6 +66,14 @@ describeEachStore('two-step confirmation', (kind) => {
       expect(okEntry.summaryHash).toBe(confirm.body.summaryHash);
     });
 
+    it('warns when no engine is running, without refusing: nothing is known of the providers', async () => {
+      const id = await approvedDelivery(h, audienceId);
+      const confirm = await h.api('POST', `/v1/deliveries/${id}/confirmations`);
+      expect(confirm.status).toBe(201);
+      expect(confirm.body.summary.provider).toBeNull();
+      expect(confirm.body.summary.warnings).toContainEqual({ code: 'NO_ENGINE', message: expect.stringContaining('No engine is running') });
+    });
+
     it('answers a replayed OK the same and never starts a second send', async () => {
       const id = await approvedDelivery(h, audienceId);
       const confirm = await h.api('POST', `/v1/deliveries/${id}/confirmations`);

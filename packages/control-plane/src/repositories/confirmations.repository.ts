@@ -1,5 +1,6 @@
 // Two-step confirmations: what a user saw at *Confirm send*, until *OK* or until it dies.
 import type { Queryable } from '../database.js';
+import type { ChannelProvider } from './engine-instances.repository.js';
 
 /** Something the user should know before OK (e.g. SEND_TIME_PAST, NO_ENGINE). */
 export interface SummaryWarning {
@@ -26,6 +27,8 @@ export interface ConfirmationSummary {
   contentHash: string;
   projectedFinishAt: string | null;
   projectedFinishBasis: ProjectedFinishBasis;
+  /** What the live engines will send the channel through (credentials redacted); null when no engine runs. */
+  provider: ChannelProvider | null;
   warnings: SummaryWarning[];
 }
 

@@ -10,7 +10,8 @@ import { DomainError, notFound } from '../errors.js';
 import { assertAction, assertOccurrenceTransition, assertTransition, availableOccurrenceActions, type DeliveryState } from '../lifecycle.js';
 import { systemClock } from '../clock.js';
 import type { Confirmation, ConfirmationSummary, ProjectedFinishBasis, SummaryWarning } from '../repositories/confirmations.repository.js';
-import { ENGINE_STALE_MS } from '../repositories/engine-instances.repository.js';
+import { type ChannelProvider, ENGINE_STALE_MS, type EngineInstance } from '../repositories/engine-instances.repository.js';
+import type { Channel } from '../schemas.js';
 import type { Delivery, Preparation } from '../repositories/deliveries.repository.js';
 import { type Actor, type ControlPlaneContext, stableHash } from './context.js';
 import { scheduledInstant } from './deliveries.service.js';
@@ -263,8 +264,11 @@ export class ConfirmationsService {
       }
       if (window) sendWindow = { first: window.first, last: window.last };
     }
+    // NOTE: engines heartbeat on real time; the control plane's clock may be moved (tests, simulations).
+    const engines = await this.ctx.engines.live(tx, ENGINE_STALE_MS, systemClock.now());
+    const provider = providerFor(delivery.channel, engines, warnings);
     const start = [sendAt, sendWindow?.first].find((at): at is Date => !!at && at > now) ?? now;
-    const { finishAt, basis } = await this.projectFinish(tx, start, sendWindow?.last ?? null, preparation.toSend, delivery.throughput?.perHour ?? null);
+    const { finishAt, basis } = projectFinish(engines, start, sendWindow?.last ?? null, preparation.toSend, delivery.throughput?.perHour ?? null);
     return {
       toSend: preparation.toSend,
       excluded: preparation.excluded,
@@ -274,36 +278,9 @@ export class ConfirmationsService {
       contentHash: delivery.contentHash!,
       projectedFinishAt: finishAt?.toISOString() ?? null,
       projectedFinishBasis: basis,
+      provider,
       warnings,
     };
-  }
-
-  /**
-   * When the send should finish: at the delivery's own rate (throughput.perHour) when it has one,
-   * else at the rate the live engines measured while sending (their sum); else unknown, with why.
-   * A per-recipient time-zone send finishes no earlier than its last local send time.
-   */
-  private async projectFinish(
-    db: Queryable,
-    start: Date,
-    notBefore: Date | null,
-    toSend: number,
-    perHour: number | null,
-  ): Promise<{ finishAt: Date | null; basis: ProjectedFinishBasis }> {
-    let basis: ProjectedFinishBasis;
-    if (perHour) {
-      basis = { source: 'throughput.perHour', perHour };
-    } else {
-      // NOTE: engines heartbeat on real time; the control plane's clock may be moved (tests, simulations).
-      const engines = await this.ctx.engines.live(db, ENGINE_STALE_MS, systemClock.now());
-      const measured = engines.reduce((sum, e) => sum + (Number(e.stats.measuredPerSecond) || 0), 0);
-      if (measured > 0) basis = { source: 'engines', perHour: Math.round(measured * 3600) };
-      else if (engines.length === 0) basis = { source: null, perHour: null, reason: 'no engine is running: the send rate is unknown' };
-      else basis = { source: null, perHour: null, reason: 'the engines have not measured a send rate yet (they measure it while sending)' };
-    }
-    if (!basis.perHour) return { finishAt: null, basis };
-    const end = start.getTime() + Math.ceil((toSend / basis.perHour) * 3_600_000);
-    return { finishAt: new Date(Math.max(end, notBefore?.getTime() ?? 0)), basis };
   }
 
   private async lockDelivery(tx: Queryable, id: string): Promise<Delivery> {
@@ -315,4 +292,63 @@ export class ConfirmationsService {
 
 function stale(message: string, confirmation: Confirmation, details: Record<string, unknown>): DomainError {
   return new DomainError('CONFIRMATION_STALE', message, { confirmationId: confirmation.id, ...details });
+}
+
+/**
+ * When the send should finish: at the delivery's own rate (throughput.perHour) when it has one,
+ * else at the rate the live engines measured while sending (their sum); else unknown, with why.
+ * A per-recipient time-zone send finishes no earlier than its last local send time.
+ */
+function projectFinish(
+  engines: EngineInstance[],
+  start: Date,
+  notBefore: Date | null,
+  toSend: number,
+  perHour: number | null,
+): { finishAt: Date | null; basis: ProjectedFinishBasis } {
+  let basis: ProjectedFinishBasis;
+  if (perHour) {
+    basis = { source: 'throughput.perHour', perHour };
+  } else {
+    const measured = engines.reduce((sum, e) => sum + (Number(e.stats.measuredPerSecond) || 0), 0);
+    if (measured > 0) basis = { source: 'engines', perHour: Math.round(measured * 3600) };
+    else if (engines.length === 0) basis = { source: null, perHour: null, reason: 'no engine is running: the send rate is unknown' };
+    else basis = { source: null, perHour: null, reason: 'the engines have not measured a send rate yet (they measure it while sending)' };
+  }
+  if (!basis.perHour) return { finishAt: null, basis };
+  const end = start.getTime() + Math.ceil((toSend / basis.perHour) * 3_600_000);
+  return { finishAt: new Date(Math.max(end, notBefore?.getTime() ?? 0)), basis };
+}
+
+/**
+ * The provider the live engines will send `channel` through. No engine running: unknown, with a
+ * NO_ENGINE warning (the send waits for one). Engines running and none can send the channel:
+ * 409 CHANNEL_NOT_CONFIGURED. Engines that disagree: the first one's, with a PROVIDERS_DIFFER warning.
+ */
+function providerFor(channel: Channel, engines: EngineInstance[], warnings: SummaryWarning[]): ChannelProvider | null {
+  if (engines.length === 0) {
+    warnings.push({
+      code: 'NO_ENGINE',
+      message: `No engine is running: nothing is sent until one starts (herald start, or herald engine), and whether it can send ${channel} is not known yet.`,
+    });
+    return null;
+  }
+  const offers = engines.map((e) => (e.channels ?? []).find((c) => c.channel === channel));
+  const providers = offers.filter((p): p is ChannelProvider => p !== undefined);
+  if (providers.length === 0) {
+    const setting = channel === 'sms' ? 'HTTP_PROVIDER_URL (the sms provider\'s batch endpoint)' : 'SMTP_URL';
+    throw new DomainError(
+      'CHANNEL_NOT_CONFIGURED',
+      `No running engine can send ${channel}: set ${setting} on the engines and restart them, then Confirm send again.`,
+      { channel, engines: engines.length },
+    );
+  }
+  const distinct = new Set(offers.map((p) => JSON.stringify(p ?? null)));
+  if (distinct.size > 1) {
+    warnings.push({
+      code: 'PROVIDERS_DIFFER',
+      message: `The ${engines.length} running engines do not all send ${channel} the same way (${providers.length} of them can send it): messages may go through different providers, or fail on an engine without one.`,
+    });
+  }
+  return providers[0]!;
 }
