@@ -15,6 +15,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Bus, Subscription } from '@herald/bus';
+import { extractLinks } from '@herald/channels';
 import type { DomainLimit } from '@herald/config';
 import { type DeliveryCommand, dlqTopic, type MessageEvent, TOPICS, sendBatchSchema, type SendBatch } from '@herald/contracts';
 import {
@@ -441,11 +442,17 @@ export class Engine {
     }
   }
 
-  /** A proof goes out like the real message, with its subject prefix, and leaves no trace in the ledger or KPIs. */
+  /**
+   * A proof goes out like the real message, with its subject prefix, and leaves no trace in the
+   * ledger or KPIs. Its links are kept with it (from the very content rendered), so they
+   * redirect even before the delivery is prepared, or after its content changed.
+   */
   private async dispatchProof(batch: SendBatch): Promise<void> {
     const info = await this.runs.get(batch.deliveryId, batch.occurrence, true);
     if (!info) return;
     const delivery = info.delivery;
+    const proofId = batch.proof!.proofId;
+    await this.queue.saveProofLinks(this.options.db, { proofId, deliveryId: delivery.id }, delivery.content.html ? extractLinks(delivery.content.html) : []);
     const result = (await this.pool.run({
       deliveryId: batch.deliveryId,
       occurrence: batch.occurrence,
@@ -453,6 +460,7 @@ export class Engine {
       channel: delivery.channel,
       content: delivery.content,
       subjectPrefix: batch.proof!.subjectPrefix,
+      proofId,
       recipients: batch.recipients.map((r) => ({ profileId: r.profileId, address: r.address, profile: r.profile ?? {}, notBefore: 0 })),
     } satisfies SendTask)) as SendTaskResult;
     for (const attempt of result.attempts) {

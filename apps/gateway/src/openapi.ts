@@ -87,10 +87,10 @@ export const OPERATIONS: Operation[] = [
   { method: 'get', path: '/openapi.json', summary: 'This document', public: true, tag: 'operations' },
   { method: 'get', path: '/docs', summary: 'Browsable API documentation', public: true, tag: 'operations' },
   { method: 'get', path: '/docs/{asset}', summary: 'Assets of the documentation page', public: true, tag: 'operations' },
-  { method: 'get', path: '/t/o/{token}', summary: 'Open pixel: a 1×1 GIF; records an open (a bad signature: 404, nothing recorded)', public: true, tag: 'tracking' },
-  { method: 'get', path: '/t/c/{token}', summary: 'Click: 302 to the URL stored for that link; records a click', public: true, tag: 'tracking' },
+  { method: 'get', path: '/t/o/{token}', summary: 'Open pixel: a 1×1 GIF; records an open (a bad signature: 404, nothing recorded; a proof: nothing recorded)', public: true, tag: 'tracking' },
+  { method: 'get', path: '/t/c/{token}', summary: 'Click: 302 to the URL stored for that link (for a proof, the links kept with it); records a click (a proof: nothing)', public: true, tag: 'tracking' },
   { method: 'get', path: '/u/{token}', summary: 'Unsubscribe page with a button; changes nothing', public: true, tag: 'tracking' },
-  { method: 'post', path: '/u/{token}', summary: 'RFC 8058 one-click unsubscribe: the profile is unsubscribed', public: true, status: 200, tag: 'tracking' },
+  { method: 'post', path: '/u/{token}', summary: 'RFC 8058 one-click unsubscribe: the profile is unsubscribed (a proof: {unsubscribed: false, proof: true}, nothing changes)', public: true, status: 200, tag: 'tracking' },
   {
     method: 'post',
     path: '/v1/webhooks/bounces',
@@ -121,7 +121,7 @@ export const OPERATIONS: Operation[] = [
   { method: 'get', path: '/v1/deliveries/{id}', summary: 'One delivery with its state, preparation and actions (exactly those the API accepts now)', role: 'delivery:view', tag: 'deliveries' },
   { method: 'patch', path: '/v1/deliveries/{id}', summary: 'Edit; a prepared delivery goes back to draft and pending confirmations die', role: 'delivery:prepare', body: updateDeliverySchema, tag: 'deliveries' },
   { method: 'post', path: '/v1/deliveries/{id}/prepare', summary: 'Count the audience, apply exclusions, freeze the recipients: draft → ready', role: 'delivery:prepare', status: 200, tag: 'deliveries' },
-  { method: 'post', path: '/v1/deliveries/{id}/proofs', summary: 'Send a proof (subject prefix; never counted in the KPIs)', role: 'delivery:prepare', body: proofRequestSchema, status: 202, tag: 'deliveries' },
+  { method: 'post', path: '/v1/deliveries/{id}/proofs', summary: 'Send a proof (subject prefix; its links work, in any state, and are never counted in the KPIs)', role: 'delivery:prepare', body: proofRequestSchema, status: 202, tag: 'deliveries' },
   { method: 'post', path: '/v1/deliveries/{id}/approve', summary: 'ready → approved', role: 'delivery:approve', status: 200, tag: 'deliveries' },
   {
     method: 'post',

@@ -262,4 +262,24 @@ export class SendQueueRepository {
     const [row] = await db.query<{ url: string }>('SELECT url FROM tracked_links WHERE delivery_id = $1 AND idx = $2', [deliveryId, index]);
     return row?.url;
   }
+
+  /** The links of one proof, as its content had them when it was rendered (a proof is sent once: kept as first written). */
+  async saveProofLinks(db: Queryable, proof: { proofId: string; deliveryId: string }, links: string[]): Promise<void> {
+    if (links.length === 0) return;
+    await db.query(
+      `INSERT INTO proof_links (proof_id, delivery_id, idx, url)
+       SELECT $1, $2, i - 1, u FROM unnest($3::text[]) WITH ORDINALITY AS t(u, i)
+       ON CONFLICT (proof_id, idx) DO NOTHING`,
+      [proof.proofId, proof.deliveryId, links],
+    );
+  }
+
+  async proofLink(db: Queryable, proof: { proofId: string; deliveryId: string }, index: number): Promise<string | undefined> {
+    const [row] = await db.query<{ url: string }>('SELECT url FROM proof_links WHERE proof_id = $1 AND delivery_id = $2 AND idx = $3', [
+      proof.proofId,
+      proof.deliveryId,
+      index,
+    ]);
+    return row?.url;
+  }
 }
