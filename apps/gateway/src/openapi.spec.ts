@@ -43,6 +43,7 @@ describe('OpenAPI document', () => {
     expect(create).toContain('sendNow');
     const confirmErrors = JSON.stringify(doc.paths['/v1/deliveries/{id}/confirmations']!.post!.responses);
     for (const code of ['SEND_TIME_PAST', 'CHANNEL_NOT_CONFIGURED']) expect(confirmErrors).toContain(code);
+    expect(JSON.stringify(doc.paths['/v1/deliveries/{id}/occurrences']!.get)).toContain('EXPIRED_UNCONFIRMED');
   });
 
   it('covers every path of the API contract served so far', () => {

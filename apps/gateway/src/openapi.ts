@@ -2,6 +2,8 @@
 // gateway serves is listed here; a test checks the two lists against each other.
 import {
   addMembersSchema,
+  OCCURRENCE_ACTIONS,
+  OCCURRENCE_STATES,
   bounceReportSchema,
   createAudienceSchema,
   createDeliverySchema,
@@ -78,6 +80,22 @@ const okResult = z.object({
   confirmationId: z.uuid(),
 });
 
+const occurrenceList = z.object({
+  items: z.array(
+    z.object({
+      n: z.number().int(),
+      state: z.enum(OCCURRENCE_STATES),
+      stateReason: z
+        .string()
+        .nullable()
+        .describe('Why it stopped or paused: EXPIRED_UNCONFIRMED (it waited for a confirmation while RECURRENCE_MAX_PENDING newer runs did), STOPPED_BY_USER, DELIVERY_STOPPED, CIRCUIT_BREAKER: …'),
+      actions: z.array(z.enum(OCCURRENCE_ACTIONS)).describe('confirm while it waits for a confirmation; ok while a confirmation of it is live'),
+      scheduledFor: isoInstant,
+      kpis: z.record(z.string(), z.unknown()).nullable(),
+    }),
+  ),
+});
+
 export const OPERATIONS: Operation[] = [
   { method: 'get', path: '/', summary: 'Redirects to /docs (no console is served yet)', public: true, status: 302, tag: 'operations' },
   { method: 'get', path: '/health/live', summary: 'Liveness', public: true, tag: 'operations' },
@@ -149,7 +167,7 @@ export const OPERATIONS: Operation[] = [
   { method: 'get', path: '/v1/deliveries/{id}/exclusions', summary: 'Exclusion log: reason per excluded profile', role: 'delivery:view', query: page, tag: 'deliveries' },
   { method: 'get', path: '/v1/deliveries/{id}/logs', summary: 'Sending logs: one row per recipient with its latest status', role: 'delivery:view', query: page, tag: 'deliveries' },
   { method: 'get', path: '/v1/deliveries/{id}/audit', summary: 'Audit log: every confirmation step and state change', role: 'delivery:view', tag: 'deliveries' },
-  { method: 'get', path: '/v1/deliveries/{id}/occurrences', summary: 'Runs of a recurring delivery, each with its state and Deployment KPIs', role: 'delivery:view', tag: 'confirmation' },
+  { method: 'get', path: '/v1/deliveries/{id}/occurrences', summary: 'Runs of a recurring delivery, newest first, each with its state, actions and Deployment KPIs; at most RECURRENCE_MAX_PENDING wait for a confirmation at once, the oldest beyond it is stopped with stateReason EXPIRED_UNCONFIRMED', role: 'delivery:view', response: occurrenceList, tag: 'confirmation' },
   { method: 'post', path: '/v1/deliveries/{id}/occurrences/{n}/confirmations', summary: 'Confirm send for one run of a recurring delivery', role: 'delivery:start', status: 201, response: confirmationTicket, tag: 'confirmation' },
   { method: 'post', path: '/v1/deliveries/{id}/occurrences/{n}/confirmations/{confirmationId}/ok', summary: 'OK for one run of a recurring delivery', role: 'delivery:start', status: 202, response: okResult, tag: 'confirmation' },
 ];

@@ -252,4 +252,66 @@ describeEachStore('scheduling', (kind) => {
       expect(await held).toBe(false);
     });
   });
+  describe('unconfirmed runs of a recurring delivery', () => {
+    let h: Harness;
+    let audienceId: string;
+
+    beforeAll(async () => {
+      h = await startHarness(kind, { RECURRENCE_MAX_PENDING: '2' });
+      audienceId = await seedAudience(h, 3);
+    });
+    afterAll(async () => h?.close());
+
+    it('keeps at most RECURRENCE_MAX_PENDING runs waiting: the oldest expires, stopped with EXPIRED_UNCONFIRMED, audited', async () => {
+      h.clock.set('2026-12-10T08:00:00Z');
+      const id = await approvedDelivery(h, audienceId, { recurrence: { every: '1h' }, schedule: { sendAt: '2026-12-10T09:00:00Z' } });
+      const confirm = await h.api('POST', `/v1/deliveries/${id}/confirmations`);
+      expect((await h.api('POST', `/v1/deliveries/${id}/confirmations/${confirm.body.confirmationId}/ok`)).body.state).toBe('scheduled');
+
+      h.clock.set('2026-12-10T09:00:01Z');
+      await h.gateway.controlPlane.scheduler.tick();
+      // Someone opens a confirmation for run 1 and never clicks OK.
+      const forgotten = await h.api('POST', `/v1/deliveries/${id}/occurrences/1/confirmations`);
+      expect(forgotten.status).toBe(201);
+      h.clock.set('2026-12-10T10:00:01Z');
+      await h.gateway.controlPlane.scheduler.tick();
+      h.clock.set('2026-12-10T11:00:01Z');
+      const third = await h.gateway.controlPlane.scheduler.tick();
+      expect(third.occurrences).toEqual([{ deliveryId: id, n: 3, state: 'pending_confirmation' }]);
+      expect(third.expiredOccurrences).toEqual([{ deliveryId: id, n: 1 }]);
+
+      const runs = (await h.api('GET', `/v1/deliveries/${id}/occurrences`)).body.items;
+      expect(runs.map((r: { n: number; state: string; stateReason: string | null; actions: string[] }) => [r.n, r.state, r.stateReason, r.actions])).toEqual([
+        [3, 'pending_confirmation', null, ['confirm']],
+        [2, 'pending_confirmation', null, ['confirm']],
+        [1, 'stopped', 'EXPIRED_UNCONFIRMED', []],
+      ]);
+      const audit = (await h.api('GET', `/v1/deliveries/${id}/audit`)).body.items.filter((e: { occurrence: number | null }) => e.occurrence === 1);
+      expect(audit.at(-1)).toMatchObject({
+        action: 'occurrence_expired',
+        fromState: 'pending_confirmation',
+        toState: 'stopped',
+        actor: 'system:scheduler',
+        details: expect.objectContaining({ reason: 'EXPIRED_UNCONFIRMED', maxPending: 2 }),
+      });
+      // Its recipients will never get this run; its confirmation died with it.
+      const [ledger] = await h.database.db.query<{ statuses: string[] }>(
+        'SELECT array_agg(DISTINCT status) AS statuses FROM send_ledger WHERE delivery_id = $1 AND occurrence = 1',
+        [id],
+      );
+      expect(ledger!.statuses).toEqual(['stopped']);
+      const late = await h.api('POST', `/v1/deliveries/${id}/occurrences/1/confirmations/${forgotten.body.confirmationId}/ok`);
+      expect(late.status).toBe(409);
+      expect(late.body).toMatchObject({ code: 'CONFIRMATION_STALE', reason: 'VOIDED' });
+      const again = await h.api('POST', `/v1/deliveries/${id}/occurrences/1/confirmations`);
+      expect(again.body).toMatchObject({ code: 'INVALID_STATE', state: 'stopped', allowed: [] });
+      expect(await startedCommands(h, id)).toBe(0);
+
+      // The waiting runs can still be confirmed and sent.
+      const two = await h.api('POST', `/v1/deliveries/${id}/occurrences/2/confirmations`);
+      const ok = await h.api('POST', `/v1/deliveries/${id}/occurrences/2/confirmations/${two.body.confirmationId}/ok`);
+      expect(ok.body).toMatchObject({ state: 'sending', occurrence: 2 });
+      expect((await h.api('GET', `/v1/deliveries/${id}/occurrences`)).body.items[1].actions).toEqual([]);
+    });
+  });
 });

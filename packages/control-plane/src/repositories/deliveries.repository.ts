@@ -261,6 +261,15 @@ export class DeliveriesRepository {
     return toOccurrence(row!);
   }
 
+  /** The runs waiting for a confirmation beyond the `keep` newest: the ones to expire, oldest first. */
+  async waitingBeyond(db: Queryable, deliveryId: string, keep: number): Promise<number[]> {
+    const rows = await db.query<{ n: number }>(
+      `SELECT n FROM delivery_occurrences WHERE delivery_id = $1 AND state = 'pending_confirmation' ORDER BY n DESC OFFSET $2`,
+      [deliveryId, keep],
+    );
+    return rows.map((r) => r.n).reverse();
+  }
+
   /** Stops the runs still waiting for a confirmation (the recurring delivery was edited or stopped). */
   async stopWaitingOccurrences(tx: Queryable, deliveryId: string, reason: string, at: Date): Promise<number[]> {
     const rows = await tx.query<{ n: number }>(

@@ -28,6 +28,8 @@ export const ENGINE_ACTOR: Actor = { id: 'system:engine', roles: [] };
 export interface ControlPlaneSettings {
   confirmationTtlMs: number;
   scheduleStalenessMs: number;
+  /** Runs of a recurring delivery that may wait for a confirmation at once (default 5); the oldest past it expire. */
+  recurrenceMaxPending?: number;
   /** When soft bounces quarantine an address (default: 5 in a row, counted again after 10 days). */
   softBounces?: SoftBounceRule;
 }

@@ -7,12 +7,14 @@ import { DomainError, notFound } from '../errors.js';
 import {
   assertAction,
   availableActions,
+  availableOccurrenceActions,
   type DeliveryAction,
+  type OccurrenceAction,
   type DeliveryState,
   type OccurrenceState,
 } from '../lifecycle.js';
 import type { Queryable } from '../database.js';
-import type { Delivery } from '../repositories/deliveries.repository.js';
+import type { Delivery, Occurrence } from '../repositories/deliveries.repository.js';
 import {
   contentProblems,
   type CreateDeliveryInput,
@@ -24,6 +26,9 @@ import { type Actor, type ControlPlaneContext, SYSTEM_ACTOR, stableHash } from '
 
 /** A delivery as the API shows it: with the actions possible now (the same rules the services apply). */
 export type DeliveryView = Delivery & { actions: DeliveryAction[] };
+
+/** A run of a recurring delivery with the actions possible on it now. */
+export type OccurrenceView = Occurrence & { actions: OccurrenceAction[] };
 
 export interface DeliveryPage {
   items: DeliveryView[];
@@ -91,6 +96,14 @@ export class DeliveriesService {
   private async withActionsAll(deliveries: Delivery[]): Promise<DeliveryView[]> {
     const facts = await this.ctx.deliveries.actionFacts(this.ctx.db, deliveries.map((d) => d.id), this.ctx.clock.now());
     return deliveries.map((d) => ({ ...d, actions: availableActions(d.state, facts.get(d.id) ?? { liveConfirmation: false, pausedRuns: false }) }));
+  }
+
+  /** The runs of a recurring delivery, newest first, each with the actions possible on it now. */
+  async occurrences(id: string): Promise<OccurrenceView[]> {
+    await this.get(id);
+    const runs = await this.ctx.deliveries.listOccurrences(this.ctx.db, id);
+    const awaitingOk = await this.ctx.deliveries.occurrencesAwaitingOk(this.ctx.db, id, this.ctx.clock.now());
+    return runs.map((run) => ({ ...run, actions: availableOccurrenceActions(run.state, { liveConfirmation: awaitingOk.has(run.n) }) }));
   }
 
   /**
