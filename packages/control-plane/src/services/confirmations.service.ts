@@ -5,10 +5,10 @@
 // NOTE: lock order is always delivery row, then confirmation row. Two users confirming at once
 // then serialize on the delivery, and the loser finds its confirmation voided (no deadlock).
 import { randomUUID } from 'node:crypto';
+import { systemClock } from '../clock.js';
 import type { Queryable } from '../database.js';
 import { DomainError, notFound } from '../errors.js';
 import { assertAction, assertOccurrenceTransition, assertTransition, availableOccurrenceActions, type DeliveryState } from '../lifecycle.js';
-import { systemClock } from '../clock.js';
 import type { Confirmation, ConfirmationSummary, ProjectedFinishBasis, SummaryWarning } from '../repositories/confirmations.repository.js';
 import { type ChannelProvider, ENGINE_STALE_MS, type EngineInstance } from '../repositories/engine-instances.repository.js';
 import type { Channel } from '../schemas.js';

@@ -137,7 +137,11 @@ export class DeliveriesService {
     }
     let items = await this.ctx.deliveries.list(this.ctx.db, { limit: query.limit + 1, state: query.state, before });
     const expired = new Set((await Promise.all(items.filter((d) => d.state === 'pending_ok').map((d) => this.expireConfirmations(d.id)))).flat());
-    if (expired.size > 0) items = await Promise.all(items.map(async (d) => (expired.has(d.id) ? (await this.ctx.deliveries.get(this.ctx.db, d.id))! : d)));
+    if (expired.size > 0) {
+      items = await Promise.all(items.map(async (d) => (expired.has(d.id) ? (await this.ctx.deliveries.get(this.ctx.db, d.id))! : d)));
+      // A page of pending_ok deliveries no longer lists those just sent back to approved.
+      items = items.filter((d) => !query.state || d.state === query.state);
+    }
     const page = items.slice(0, query.limit);
     const last = page.at(-1);
     const nextCursor = items.length > query.limit && last ? Buffer.from(`${last.createdAt}|${last.id}`).toString('base64url') : null;
