@@ -187,6 +187,7 @@ async function serve(config: HeraldConfig, role: Role, options: { engines?: numb
       new ControlPlane(db, systemClock, {
         confirmationTtlMs: config.CONFIRMATION_TTL,
         scheduleStalenessMs: config.SCHEDULE_STALENESS,
+        recurrenceMaxPending: config.RECURRENCE_MAX_PENDING,
         softBounces: { threshold: config.QUARANTINE_SOFT_BOUNCES, resetAfterMs: config.QUARANTINE_SOFT_RESET },
       });
     engine = engineFromConfig(config, { bus, controlPlane, logger, smtpUrl: smtpUrl!, gatewayUrl: gateway?.url });

@@ -5,6 +5,7 @@ import type { Bus } from '@herald/bus';
 import { ensureSecret, type HeraldConfig } from '@herald/config';
 import { type ControlPlane, systemClock } from '@herald/control-plane';
 import type { Logger } from 'pino';
+import { channelProviders } from './channel-providers.js';
 import { Engine } from './engine.js';
 
 /** Where the links in messages point: PUBLIC_URL, else the gateway this process serves (`gatewayUrl`), else HOST:PORT. */
@@ -30,7 +31,10 @@ export function engineFromConfig(
   config: HeraldConfig,
   deps: { bus: Bus; controlPlane: ControlPlane; logger: Logger; smtpUrl: string; /** The gateway of this process, when it runs one (its real port when PORT is 0). */ gatewayUrl?: string },
 ): Engine {
+  // Without SMTP_URL, `herald` points the engine at its capture sink.
+  const channels = channelProviders({ smtpUrl: deps.smtpUrl, httpProviderUrl: config.HTTP_PROVIDER_URL }, { captureSink: !config.SMTP_URL });
   return new Engine({
+    channels,
     db: deps.controlPlane.db,
     bus: deps.bus,
     controlPlane: deps.controlPlane,

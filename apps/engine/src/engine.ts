@@ -15,9 +15,11 @@ import { createHash, randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Bus, Subscription } from '@herald/bus';
+import { extractLinks } from '@herald/channels';
 import type { DomainLimit } from '@herald/config';
 import { type DeliveryCommand, dlqTopic, type MessageEvent, TOPICS, sendBatchSchema, type SendBatch } from '@herald/contracts';
 import {
+  type ChannelProvider,
   type Clock,
   CommandDeduplicator,
   DEFAULT_SOFT_BOUNCE_RULE,
@@ -34,10 +36,12 @@ import {
 } from '@herald/control-plane';
 import { Piscina } from 'piscina';
 import type { Logger } from 'pino';
+import { channelProviders } from './channel-providers.js';
 import { CircuitBreaker, type BreakerSettings } from './circuit-breaker.js';
 import { classify, type ClassifiedOutcome, type RetryPolicy } from './outcome.js';
 import { runKey, RunStates } from './run-state.js';
 import type { SendTask, SendTaskResult, WorkerSettings } from './send-task.js';
+import { PROVIDER_ANSWER_INVALID } from './sms-provider.js';
 import { batchSizeFor, Throttles } from './throttle.js';
 
 export interface EngineOptions {
@@ -54,6 +58,8 @@ export interface EngineOptions {
   domainLimits: DomainLimit[];
   retry: RetryPolicy;
   breaker: BreakerSettings;
+  /** What this engine registers it can send (default: from `worker`'s SMTP and sms provider URLs). */
+  channels?: ChannelProvider[];
 }
 
 /** Totals since this engine started (its heartbeat reports them with the live figures). */
@@ -68,6 +74,11 @@ export interface EngineReport {
   messages: number;
   batches: number;
   messagesPerSecond: number;
+  /**
+   * The send rate while this engine had work (a moving average over the heartbeat intervals in
+   * which it sent): what Confirm send projects a finish time from. 0 until it first sent.
+   */
+  measuredPerSecond: number;
   inFlightBatches: number;
   /** Partitions of herald.send-batches this process consumes (null on the in-process bus: all of them). */
   partitions: number[] | null;
@@ -113,7 +124,7 @@ export class Engine {
   constructor(private readonly options: EngineOptions) {
     this.runs = new RunStates(options.db);
     this.throttles = new Throttles(options.domainLimits);
-    this.report = { threads: options.threads, messages: 0, batches: 0, messagesPerSecond: 0, inFlightBatches: 0, partitions: null, lag: null, share: 1 };
+    this.report = { threads: options.threads, messages: 0, batches: 0, messagesPerSecond: 0, measuredPerSecond: 0, inFlightBatches: 0, partitions: null, lag: null, share: 1 };
     this.breaker = new CircuitBreaker(options.breaker);
     this.dedupe = new CommandDeduplicator(options.db, 'engine-planner');
     this.pool = new Piscina({
@@ -168,7 +179,8 @@ export class Engine {
   /** This process in engine_instances (again, after another engine declared it dead). */
   private async register(): Promise<void> {
     const { db, clock } = this.options;
-    await this.instances.register(db, { id: this.instanceId, host: hostname(), pid: process.pid, startedAt: clock.now().toISOString() }, clock.now());
+    const channels = this.options.channels ?? channelProviders(this.options.worker);
+    await this.instances.register(db, { id: this.instanceId, host: hostname(), pid: process.pid, startedAt: clock.now().toISOString(), channels }, clock.now());
   }
 
   /** Heartbeat with this engine's figures; adjust the limits' share; requeue the rows of dead engines. */
@@ -186,6 +198,8 @@ export class Engine {
     const { db, clock, bus } = this.options;
     const now = Date.now();
     const perSecond = ((this.stats.messages - this.lastBeat.messages) * 1000) / Math.max(1, now - this.lastBeat.at);
+    // NOTE: idle intervals say nothing of the rate: they leave the average as it was.
+    const measured = this.stats.messages === this.lastBeat.messages ? this.report.measuredPerSecond : this.report.measuredPerSecond > 0 ? 0.7 * this.report.measuredPerSecond + 0.3 * perSecond : perSecond;
     this.lastBeat = { at: now, messages: this.stats.messages, count: this.lastBeat.count + 1 };
     const kafka = bus as Partial<{ assignments(): { topic: string; partitions: number[] }[]; lag(topic: string, group: string): number | Promise<number> }>;
     const assignments = kafka.assignments?.().filter((a) => a.topic === TOPICS.sendBatches);
@@ -197,6 +211,7 @@ export class Engine {
       messages: this.stats.messages,
       batches: this.stats.batches,
       messagesPerSecond: Math.round(perSecond),
+      measuredPerSecond: Math.round(measured * 10) / 10,
       inFlightBatches: this.inFlight,
       partitions: assignments && assignments.length > 0 ? assignments.flatMap((a) => a.partitions).sort((a, b) => a - b) : null,
       lag: this.report.lag,
@@ -373,6 +388,16 @@ export class Engine {
       await this.queue.release(db, run, ids, clock.now());
       return;
     }
+    if (info.delivery.channel === 'sms' && !this.options.worker.httpProviderUrl) {
+      // Nothing can be sent: say so once, in the run's state, rather than fail each message.
+      await this.queue.release(db, run, ids, clock.now());
+      const reason = 'CHANNEL_NOT_CONFIGURED: this engine cannot send sms: HTTP_PROVIDER_URL is not set (set it and restart the engine, then resume)';
+      if (await this.options.controlPlane.deliveries.pauseRun(run.deliveryId, run.occurrence, ENGINE_ACTOR, reason)) {
+        logger.warn({ ...run }, 'sms run paused: no sms provider configured');
+        this.runs.forget(run.deliveryId, run.occurrence);
+      }
+      return;
+    }
     const delivery = info.delivery;
     // Suppression is checked again in the claim; the recipients it excludes are settled with
     // their 'excluded' events in the same transaction, so a crash cannot separate the two.
@@ -398,6 +423,10 @@ export class Engine {
       recipients: recipients.map((r, i) => ({ profileId: r.profileId, address: r.address, profile: r.profile ?? { id: r.profileId }, notBefore: slots[i]! })),
     };
     const result = (await this.pool.run(task)) as SendTaskResult;
+    const unreadable = result.attempts.find((a) => a.errorCode === PROVIDER_ANSWER_INVALID);
+    if (unreadable) {
+      logger.warn({ ...run, messages: result.attempts.filter((a) => a.errorCode === PROVIDER_ANSWER_INVALID).length, answer: unreadable.response }, 'the sms provider answered outside its contract; those messages are in doubt');
+    }
     const now = clock.now();
     const outcomes: (ClassifiedOutcome & { address: string })[] = result.attempts.map((attempt) => {
       const counts = claimed.get(attempt.profileId) ?? { attempts: 1, firstAttemptAt: now };
@@ -425,11 +454,17 @@ export class Engine {
     }
   }
 
-  /** A proof goes out like the real message, with its subject prefix, and leaves no trace in the ledger or KPIs. */
+  /**
+   * A proof goes out like the real message, with its subject prefix, and leaves no trace in the
+   * ledger or KPIs. Its links are kept with it (from the very content rendered), so they
+   * redirect even before the delivery is prepared, or after its content changed.
+   */
   private async dispatchProof(batch: SendBatch): Promise<void> {
     const info = await this.runs.get(batch.deliveryId, batch.occurrence, true);
     if (!info) return;
     const delivery = info.delivery;
+    const proofId = batch.proof!.proofId;
+    await this.queue.saveProofLinks(this.options.db, { proofId, deliveryId: delivery.id }, delivery.content.html ? extractLinks(delivery.content.html) : []);
     const result = (await this.pool.run({
       deliveryId: batch.deliveryId,
       occurrence: batch.occurrence,
@@ -437,6 +472,7 @@ export class Engine {
       channel: delivery.channel,
       content: delivery.content,
       subjectPrefix: batch.proof!.subjectPrefix,
+      proofId,
       recipients: batch.recipients.map((r) => ({ profileId: r.profileId, address: r.address, profile: r.profile ?? {}, notBefore: 0 })),
     } satisfies SendTask)) as SendTaskResult;
     for (const attempt of result.attempts) {

@@ -43,6 +43,7 @@ export default async function sendBatch(task: SendTask): Promise<SendTaskResult>
     publicUrl: settings.publicUrl,
     trackingSecret: settings.trackingSecret,
     subjectPrefix: task.subjectPrefix,
+    proofId: task.proofId,
   };
   const attempts: SendAttempt[] = new Array(task.recipients.length);
   let next = 0;

@@ -10,6 +10,8 @@ export interface SendTask {
   channel: 'email' | 'sms';
   content: { from?: string; replyTo?: string; subject?: string; html?: string; text?: string };
   subjectPrefix?: string;
+  /** A proof: its tracking tokens carry this id. */
+  proofId?: string;
   recipients: { profileId: string; address: string; profile: Record<string, unknown>; notBefore: number }[];
 }
 

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type CaptureSink, startCaptureSink } from '@herald/capture-sink';
 import { signWebhook } from '@herald/gateway';
-import { call, freePort, hit, type Platform, startPlatform, startSend, trackingLinks, until } from './platform.js';
+import { call, freePort, hit, ledgerStatuses, type Platform, startPlatform, startSend, trackingLinks, until } from './platform.js';
 
 const RECIPIENTS = 5_000;
 const WEBHOOK_SECRET = 'deployment-webhook-secret-0123456789abcdef';
@@ -119,5 +119,44 @@ describe('Deployment KPIs through herald start', () => {
     const bounced = (await call(platform, 'GET', `/v1/profiles/${links[100]!.profileId}/history`)).body.items;
     expect(bounced).toEqual([expect.objectContaining({ status: 'bounced' })]);
     expect((await call(platform, 'GET', `/v1/profiles/${links[100]!.profileId}`)).body.status).toBe('quarantined');
+  });
+
+  it('shows the recipients a stop left unsent as stopped, not pending, and no rate before anything was sent', async () => {
+    const count = 300;
+    const rows = Array.from({ length: count }, (_, i) => JSON.stringify({ id: `st${String(i).padStart(6, '0')}`, email: `st${i}@example.com`, attributes: { run: 'st' } }));
+    await call(platform, 'POST', '/v1/profiles/import', rows.join('\n'), 'application/x-ndjson');
+    const audience = await call(platform, 'POST', '/v1/audiences', { name: 'st', filter: { run: 'st' } });
+    const created = await call(platform, 'POST', '/v1/deliveries', {
+      name: 'stopped early',
+      channel: 'email',
+      audienceId: audience.body.id,
+      content: { from: 'news@shop.example', subject: 'Hi', text: 'Hello' },
+      // About 4 messages a second: the stop comes long before the end.
+      throughput: { perHour: 14_400 },
+    });
+    const id = created.body.id as string;
+    await call(platform, 'POST', `/v1/deliveries/${id}/prepare`);
+    await call(platform, 'POST', `/v1/deliveries/${id}/approve`);
+
+    // Nothing sent yet: every rate is null (no denominator), not 0%.
+    const unsent = (await call(platform, 'GET', `/v1/deliveries/${id}/deployment`)).body;
+    expect(unsent.kpis).toMatchObject({ sent: 0, delivered: 0, deliveredRate: null, bounceRate: null, openRate: null, clickRate: null });
+
+    const confirm = await call(platform, 'POST', `/v1/deliveries/${id}/confirmations`);
+    expect((await call(platform, 'POST', `/v1/deliveries/${id}/confirmations/${confirm.body.confirmationId}/ok`)).status).toBe(202);
+    await until(async () => ((await ledgerStatuses(platform, id)).sent ?? 0) >= 4, 30_000, 'the first messages');
+    expect((await call(platform, 'POST', `/v1/deliveries/${id}/stop`)).body.state).toBe('stopped');
+
+    // What was being sent settles; everything else is stopped, at once and for good.
+    let statuses: Record<string, number> = {};
+    await until(async () => {
+      statuses = await ledgerStatuses(platform, id);
+      return !statuses.sending && !statuses.queued && !statuses.pending && !statuses.retry;
+    }, 30_000, 'the messages in flight to settle');
+    const sent = statuses.sent ?? 0;
+    expect(statuses).toEqual({ sent, stopped: count - sent });
+    expect(sent).toBeLessThan(count / 2);
+    const deployment = (await call(platform, 'GET', `/v1/deliveries/${id}/deployment`)).body;
+    expect(deployment).toMatchObject({ state: 'stopped', progress: { toSend: count, sent, pending: 0, stopped: count - sent } });
   });
 });

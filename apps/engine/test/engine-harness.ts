@@ -1,6 +1,8 @@
 // A whole platform in the test process: a real gateway and store (PGlite or PostgreSQL), the
 // in-process bus, the engine with its Piscina pool, and a real SMTP server on loopback.
 import { mkdtempSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type CaptureSink, type SinkRule, startCaptureSink } from '@herald/capture-sink';
@@ -116,4 +118,29 @@ export async function startEngineHarness(
     },
   };
   return harness;
+}
+
+export interface SmsProvider {
+  /** The batch endpoint, for HTTP_PROVIDER_URL (workerOverrides.httpProviderUrl). */
+  url: string;
+  close(): Promise<void>;
+}
+
+/** A generic JSON batch sms provider on loopback: `answer` writes the (200) body for each request's messages. */
+export async function startSmsProvider(answer: (messages: { id: string; to: string; text: string }[]) => string, path = '/v1/sms'): Promise<SmsProvider> {
+  const server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (chunk) => {
+      body += chunk;
+    });
+    req.on('end', () => {
+      res.setHeader('content-type', 'application/json');
+      res.end(answer((JSON.parse(body) as { messages: { id: string; to: string; text: string }[] }).messages));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}${path}`,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
 }

@@ -2,14 +2,13 @@
 // the circuit breaker, pause/resume and a graceful restart, on PGlite and PostgreSQL.
 import { createHash, createVerify, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { mkdtempSync, readFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
 import { type AddressInfo, createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startCaptureSink } from '@herald/capture-sink';
 import { SMTPServer } from 'smtp-server';
 import { describeEachStore } from '@herald/testing';
-import { type EngineHarness, startEngineHarness } from './engine-harness.js';
+import { type EngineHarness, type SmsProvider, startEngineHarness, startSmsProvider } from './engine-harness.js';
 
 describeEachStore('send engine', (kind) => {
 
@@ -142,29 +141,19 @@ describeEachStore('send engine', (kind) => {
 
   describe('proofs and sms', () => {
     let h: EngineHarness;
-    let provider: Server;
+    let provider: SmsProvider;
     const received: { to: string; text: string }[] = [];
     beforeAll(async () => {
       // A generic JSON batch SMS provider: accepts every number except those ending in 99.
-      provider = createServer((req, res) => {
-        let body = '';
-        req.on('data', (chunk) => {
-          body += chunk;
-        });
-        req.on('end', () => {
-          const { messages } = JSON.parse(body) as { messages: { id: string; to: string; text: string }[] };
-          received.push(...messages);
-          res.setHeader('content-type', 'application/json');
-          res.end(JSON.stringify({ results: messages.map((m) => (m.to.endsWith('99') ? { id: m.id, status: 'rejected', code: 550, error: 'unknown number' } : { id: m.id, status: 'accepted' })) }));
-        });
+      provider = await startSmsProvider((messages) => {
+        received.push(...messages);
+        return JSON.stringify({ results: messages.map((m) => (m.to.endsWith('99') ? { id: m.id, status: 'rejected', code: 550, error: 'unknown number' } : { id: m.id, status: 'accepted' })) });
       });
-      await new Promise<void>((resolve) => provider.listen(0, '127.0.0.1', resolve));
-      const port = (provider.address() as AddressInfo).port;
-      h = await startEngineHarness(kind, { workerOverrides: { httpProviderUrl: `http://127.0.0.1:${port}/v1/sms` } });
+      h = await startEngineHarness(kind, { workerOverrides: { httpProviderUrl: provider.url } });
     });
     afterAll(async () => {
       await h?.close();
-      provider?.close();
+      await provider?.close();
     });
 
     it('sends a proof with a subject prefix, outside the ledger and the KPIs', async () => {

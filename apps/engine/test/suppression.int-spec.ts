@@ -138,7 +138,7 @@ describeEachStore('suppression at send time', (kind) => {
     // Deployment: neither sent nor pending; the KPIs count the three sent only.
     await until(async () => (await call(platform, 'GET', `/v1/deliveries/${id}/deployment`)).body.kpis.sent === 3, 10_000, 'the KPIs to count the messages sent');
     const deployment = (await call(platform, 'POST', `/v1/deliveries/${id}/compute-stats`)).body;
-    expect(deployment.progress).toEqual({ toSend: COUNT, sent: 3, excludedAtSend: 3, pending: 0 });
+    expect(deployment.progress).toEqual({ toSend: COUNT, sent: 3, excludedAtSend: 3, pending: 0, stopped: 0 });
     expect(deployment.kpis).toMatchObject({ toSend: COUNT, sent: 3, delivered: 3, deliveredRate: 1, bouncesAndErrors: 0 });
 
     // BI counts them as 'excluded' events (read from the stopped platform's chDB).

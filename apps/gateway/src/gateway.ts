@@ -114,6 +114,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const controlPlane = new ControlPlane(options.db, clock, {
     confirmationTtlMs: config.CONFIRMATION_TTL,
     scheduleStalenessMs: config.SCHEDULE_STALENESS,
+    recurrenceMaxPending: config.RECURRENCE_MAX_PENDING,
     softBounces: { threshold: config.QUARANTINE_SOFT_BOUNCES, resetAfterMs: config.QUARANTINE_SOFT_RESET },
   });
   const secrets = {
@@ -169,7 +170,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     const loop = async () => {
       try {
         const report = await controlPlane.scheduler.tick();
-        if (report.started.length + report.paused.length + report.occurrences.length > 0) {
+        if (report.started.length + report.paused.length + report.occurrences.length + report.expired.length + report.expiredOccurrences.length > 0) {
           logger.info({ ...report }, 'scheduler acted');
           await relay.drain();
         }

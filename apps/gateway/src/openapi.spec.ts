@@ -31,6 +31,21 @@ describe('OpenAPI document', () => {
     expect(Object.keys(doc.paths['/v1/profiles/import']!.post!.requestBody!.content)).toEqual(['application/json', 'application/x-ndjson']);
   });
 
+  it('describes what Confirm send and OK answer, with the fields they added', () => {
+    const doc = openApiDocument() as { paths: Record<string, Record<string, { responses: Record<string, { content?: Record<string, { schema: { properties: Record<string, { properties?: object }> } }> }> }>> };
+    const ticket = doc.paths['/v1/deliveries/{id}/confirmations']!.post!.responses['201']!.content!['application/json']!.schema;
+    expect(Object.keys(ticket.properties.summary!.properties ?? {})).toEqual(
+      expect.arrayContaining(['sendAt', 'sendWindow', 'projectedFinishAt', 'projectedFinishBasis', 'provider', 'warnings']),
+    );
+    const ok = doc.paths['/v1/deliveries/{id}/confirmations/{confirmationId}/ok']!.post!.responses['202']!.content!['application/json']!.schema;
+    expect(Object.keys(ok.properties)).toEqual(expect.arrayContaining(['state', 'startedAs']));
+    const create = JSON.stringify(doc.paths['/v1/deliveries']!.post);
+    expect(create).toContain('sendNow');
+    const confirmErrors = JSON.stringify(doc.paths['/v1/deliveries/{id}/confirmations']!.post!.responses);
+    for (const code of ['SEND_TIME_PAST', 'CHANNEL_NOT_CONFIGURED']) expect(confirmErrors).toContain(code);
+    expect(JSON.stringify(doc.paths['/v1/deliveries/{id}/occurrences']!.get)).toContain('EXPIRED_UNCONFIRMED');
+  });
+
   it('covers every path of the API contract served so far', () => {
     const doc = openApiDocument() as { paths: Record<string, object> };
     for (const path of [

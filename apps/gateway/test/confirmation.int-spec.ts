@@ -66,6 +66,14 @@ describeEachStore('two-step confirmation', (kind) => {
       expect(okEntry.summaryHash).toBe(confirm.body.summaryHash);
     });
 
+    it('warns when no engine is running, without refusing: nothing is known of the providers', async () => {
+      const id = await approvedDelivery(h, audienceId);
+      const confirm = await h.api('POST', `/v1/deliveries/${id}/confirmations`);
+      expect(confirm.status).toBe(201);
+      expect(confirm.body.summary.provider).toBeNull();
+      expect(confirm.body.summary.warnings).toContainEqual({ code: 'NO_ENGINE', message: expect.stringContaining('No engine is running') });
+    });
+
     it('answers a replayed OK the same and never starts a second send', async () => {
       const id = await approvedDelivery(h, audienceId);
       const confirm = await h.api('POST', `/v1/deliveries/${id}/confirmations`);
@@ -87,6 +95,7 @@ describeEachStore('two-step confirmation', (kind) => {
         code: 'MISSING_ROLE',
         message: "You need the 'Start deliveries' role (delivery:start) to confirm this send.",
         requiredRole: 'delivery:start',
+        action: 'confirm',
       });
       // Nor can they OK someone else's confirmation.
       const confirm = await h.api('POST', `/v1/deliveries/${id}/confirmations`);
@@ -112,7 +121,8 @@ describeEachStore('two-step confirmation', (kind) => {
       const expired = await h.api('POST', `/v1/deliveries/${id}/confirmations/${confirm.body.confirmationId}/ok`);
       expect(expired.status).toBe(410);
       expect(expired.body.code).toBe('CONFIRMATION_EXPIRED');
-      expect((await h.api('GET', `/v1/deliveries/${id}`)).body.state).toBe('pending_ok');
+      // Nothing can be OKed any more: the delivery is back to approved, Confirm send offered again.
+      expect((await h.api('GET', `/v1/deliveries/${id}`)).body).toMatchObject({ state: 'approved', actions: ['edit', 'confirm', 'stop'] });
       const again = await h.api('POST', `/v1/deliveries/${id}/confirmations`);
       const ok = await h.api('POST', `/v1/deliveries/${id}/confirmations/${again.body.confirmationId}/ok`);
       expect(ok.status).toBe(202);

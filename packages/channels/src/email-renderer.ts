@@ -35,6 +35,8 @@ export interface RenderContext {
   trackingSecret: Buffer | string;
   /** Prepended verbatim to the personalized subject, e.g. "[TEST] ". */
   subjectPrefix?: string;
+  /** The proof this message is: its tracking tokens say so (they redirect and record nothing). */
+  proofId?: string;
   now?: Date;
 }
 
@@ -77,6 +79,7 @@ export class EmailRenderer {
         occurrence: ctx.occurrence,
         profileId: recipient.profileId,
         ...(link === undefined ? {} : { link }),
+        ...(ctx.proofId === undefined ? {} : { proof: ctx.proofId }),
       });
 
     let html: string | undefined;

@@ -25,6 +25,18 @@ describe('signToken / verifyToken', () => {
     }
   });
 
+  it('says when a message is a proof, in the signed payload', () => {
+    const proof: TrackingPayload = { ...click, proof: '5f2b8c1e-4d7a-4f3b-9c6e-2a1d0b9e8f7c' };
+    const token = signToken(SECRET, proof);
+    expect(verifyToken(SECRET, token)).toEqual(proof);
+    expect(verifyToken(SECRET, signToken(SECRET, click))).not.toHaveProperty('proof');
+    // The proof mark cannot be added to (or removed from) a real message's token.
+    const [body, mac] = signToken(SECRET, click).split('.');
+    const wire = JSON.parse(Buffer.from(body!, 'base64url').toString());
+    const marked = Buffer.from(JSON.stringify({ ...wire, x: 'p' })).toString('base64url');
+    expect(verifyToken(SECRET, `${marked}.${mac}`)).toBeUndefined();
+  });
+
   it('accepts the secret as a string or as the same bytes in a Buffer', () => {
     const token = signToken(Buffer.from(SECRET), click);
     expect(token).toBe(signToken(SECRET, click));

@@ -16,6 +16,11 @@ export interface TrackingPayload {
   profileId: string;
   /** Index into the template's link list; present on clicks only. */
   link?: number;
+  /**
+   * The proof this message is (its id): its links redirect and answer like the real ones, record
+   * nothing, and a click resolves against the proof's own links (a proof may precede preparation).
+   */
+  proof?: string;
 }
 
 interface WirePayload {
@@ -24,6 +29,7 @@ interface WirePayload {
   n: number;
   p: string;
   l?: number;
+  x?: string;
 }
 
 const KIND_TO_WIRE = { open: 'o', click: 'c', unsubscribe: 'u' } as const;
@@ -44,6 +50,7 @@ export function signToken(secret: Buffer | string, payload: TrackingPayload): st
     p: payload.profileId,
   };
   if (payload.link !== undefined) wire.l = payload.link;
+  if (payload.proof !== undefined) wire.x = payload.proof;
   // Signing something verifyToken would refuse is a caller bug: fail here, not at click time.
   if (toPayload(wire) === undefined) throw new TypeError(`invalid tracking payload: ${JSON.stringify(payload)}`);
   const body = Buffer.from(JSON.stringify(wire)).toString('base64url');
@@ -91,15 +98,17 @@ function keyFor(secret: Buffer | string): KeyObject {
 
 function toPayload(wire: unknown): TrackingPayload | undefined {
   if (wire === null || typeof wire !== 'object' || Array.isArray(wire)) return undefined;
-  const { k, d, n, p, l } = wire as Partial<WirePayload>;
+  const { k, d, n, p, l, x } = wire as Partial<WirePayload>;
   const kind = typeof k === 'string' && Object.hasOwn(WIRE_TO_KIND, k) ? WIRE_TO_KIND[k] : undefined;
   if (kind === undefined) return undefined;
   if (typeof d !== 'string' || d === '' || typeof p !== 'string' || p === '') return undefined;
   if (!isIndex(n)) return undefined;
   // A click names its link; nothing else may carry one.
   if (kind === 'click' ? !isIndex(l) : l !== undefined) return undefined;
+  if (x !== undefined && (typeof x !== 'string' || x === '')) return undefined;
   const payload: TrackingPayload = { kind, deliveryId: d, occurrence: n, profileId: p };
   if (l !== undefined) payload.link = l;
+  if (x !== undefined) payload.proof = x;
   return payload;
 }
 

@@ -7,6 +7,7 @@ describe('loadConfig', () => {
     expect(config.PORT).toBe(8080);
     expect(config.CONFIRMATION_TTL).toBe(600_000);
     expect(config.SCHEDULE_STALENESS).toBe(3_600_000);
+    expect(config.RECURRENCE_MAX_PENDING).toBe(5);
     expect(config.DATABASE_URL).toBeUndefined();
   });
 

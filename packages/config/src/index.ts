@@ -35,6 +35,11 @@ export const environmentSchema = z.object({
   CONFIRMATION_TTL: duration('10m'),
   SCHEDULE_STALENESS: duration('1h'),
   SCHEDULER_INTERVAL: duration('1s'),
+  /**
+   * Runs of a recurring delivery that may wait for their confirmation at once; past it, the
+   * oldest waiting run expires (stopped, EXPIRED_UNCONFIRMED).
+   */
+  RECURRENCE_MAX_PENDING: z.coerce.number().int().min(1).max(1000).default(5),
   OUTBOX_RELAY_INTERVAL: duration('200ms'),
   /** How long published outbox rows are kept (then deleted by the relay, once a minute). */
   OUTBOX_RETENTION: duration('7d'),

@@ -2,3 +2,4 @@
 export * from './commands.js';
 export * from './events.js';
 export * from './topics.js';
+export * from './sms-provider.js';

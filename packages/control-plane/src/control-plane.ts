@@ -24,7 +24,7 @@ export class ControlPlane {
     this.audiences = new AudiencesService(this.context);
     this.deliveries = new DeliveriesService(this.context);
     this.confirmations = new ConfirmationsService(this.context);
-    this.scheduler = new SchedulerService(this.context);
+    this.scheduler = new SchedulerService(this.context, this.deliveries);
     this.bounces = new BouncesService(this.context, settings.softBounces);
   }
 

@@ -1,7 +1,9 @@
 import { DomainError } from './errors.js';
 import {
+  assertAction,
   assertOccurrenceTransition,
   assertTransition,
+  availableActions,
   canTransition,
   DELIVERY_STATES,
   OCCURRENCE_STATES,
@@ -22,6 +24,7 @@ const ALLOWED: [DeliveryState, DeliveryState][] = [
   ['approved', 'stopped'],
   ['pending_ok', 'sending'],
   ['pending_ok', 'scheduled'],
+  ['pending_ok', 'approved'],
   ['pending_ok', 'draft'],
   ['pending_ok', 'stopped'],
   ['scheduled', 'sending'],
@@ -66,6 +69,33 @@ describe('delivery state machine', () => {
   it('reaches sending only through OK or the scheduler, never straight from approval', () => {
     const into = DELIVERY_STATES.filter((from) => canTransition(from, 'sending'));
     expect(into.sort()).toEqual(['paused', 'pending_ok', 'scheduled']);
+  });
+});
+
+describe('delivery actions', () => {
+  const none = { liveConfirmation: false, pausedRuns: false };
+
+  it('offers OK only while a confirmation is live', () => {
+    expect(availableActions('pending_ok', { ...none, liveConfirmation: true })).toEqual(['edit', 'confirm', 'ok', 'stop']);
+    expect(availableActions('pending_ok', none)).toEqual(['edit', 'confirm', 'stop']);
+  });
+
+  it('offers resume on a scheduled delivery only while one of its runs is paused', () => {
+    expect(availableActions('scheduled', none)).toEqual(['edit', 'pause', 'stop']);
+    expect(availableActions('scheduled', { ...none, pausedRuns: true })).toEqual(['edit', 'pause', 'resume', 'stop']);
+  });
+
+  it('refuses an action not offered with the actions that are, never states', () => {
+    try {
+      assertAction('draft', 'pause', none);
+      throw new Error('expected INVALID_STATE');
+    } catch (error) {
+      expect((error as DomainError).details).toEqual({ state: 'draft', action: 'pause', allowed: ['edit', 'prepare'] });
+    }
+  });
+
+  it('offers nothing on a delivery that is over', () => {
+    for (const state of ['stopped', 'finished', 'preparing'] as const) expect(availableActions(state, { liveConfirmation: true, pausedRuns: true })).toEqual([]);
   });
 });
 

@@ -26,7 +26,8 @@ export const TRANSITIONS: Readonly<Record<DeliveryState, readonly DeliveryState[
   // Editing a prepared delivery sends it back to draft (re-prepare), voiding confirmations.
   ready: ['approved', 'draft', 'stopped'],
   approved: ['pending_ok', 'draft', 'stopped'],
-  pending_ok: ['sending', 'scheduled', 'draft', 'stopped'],
+  // Back to approved when every confirmation expired without an OK.
+  pending_ok: ['sending', 'scheduled', 'approved', 'draft', 'stopped'],
   scheduled: ['sending', 'paused', 'draft', 'stopped'],
   sending: ['paused', 'stopped', 'finished', 'failed'],
   // A paused recurring delivery resumes to scheduled; a paused send resumes to sending.
@@ -41,6 +42,49 @@ export const EDITABLE_STATES: readonly DeliveryState[] = ['draft', 'ready', 'app
 
 export function canTransition(from: DeliveryState, to: DeliveryState): boolean {
   return TRANSITIONS[from].includes(to);
+}
+
+/** What a user may ask of a delivery, one API call each. */
+export const DELIVERY_ACTIONS = ['edit', 'prepare', 'approve', 'confirm', 'ok', 'pause', 'resume', 'stop'] as const;
+export type DeliveryAction = (typeof DELIVERY_ACTIONS)[number];
+
+/** Facts beyond the state that decide whether an action is possible. */
+export interface ActionFacts {
+  /** A confirmation of the delivery waits for its OK and has not expired. */
+  liveConfirmation: boolean;
+  /** A run of this recurring delivery is paused (resume reaches it while the schedule goes on). */
+  pausedRuns: boolean;
+}
+
+// NOTE: the one source of both the `actions` a delivery offers and what the services accept:
+// a test tries every action in every state over HTTP and checks offered ⇔ accepted.
+const ACTION_RULES: Readonly<Record<DeliveryAction, (state: DeliveryState, facts: ActionFacts) => boolean>> = {
+  edit: (state) => EDITABLE_STATES.includes(state),
+  prepare: (state) => canTransition(state, 'preparing'),
+  // NOTE: not canTransition(state, 'approved'): pending_ok goes back to approved by expiry, not by approving.
+  approve: (state) => state === 'ready',
+  // Confirm send again while waiting for OK opens a new confirmation (the earlier one dies).
+  confirm: (state) => canTransition(state, 'pending_ok') || state === 'pending_ok',
+  ok: (state, facts) => state === 'pending_ok' && facts.liveConfirmation,
+  pause: (state) => canTransition(state, 'paused'),
+  resume: (state, facts) => state === 'paused' || (state === 'scheduled' && facts.pausedRuns),
+  stop: (state) => canTransition(state, 'stopped'),
+};
+
+/** The actions possible on a delivery in `state`, in the order the console shows them. */
+export function availableActions(state: DeliveryState, facts: ActionFacts): DeliveryAction[] {
+  return DELIVERY_ACTIONS.filter((action) => ACTION_RULES[action](state, facts));
+}
+
+/** Refuses an action the delivery does not offer now: 409 INVALID_STATE naming the actions it does offer. */
+export function assertAction(state: DeliveryState, action: DeliveryAction, facts: ActionFacts, message?: string): void {
+  if (!ACTION_RULES[action](state, facts)) {
+    throw new DomainError('INVALID_STATE', message ?? `Cannot ${action} a delivery in state '${state}'.`, {
+      state,
+      action,
+      allowed: availableActions(state, facts),
+    });
+  }
 }
 
 export function assertTransition(from: DeliveryState, to: DeliveryState, action: string): void {
@@ -64,6 +108,15 @@ export const OCCURRENCE_TRANSITIONS: Readonly<Record<OccurrenceState, readonly O
   finished: [],
   failed: [],
 };
+
+/** What a user may ask of one run (pause, resume and stop act through its delivery). */
+export const OCCURRENCE_ACTIONS = ['confirm', 'ok'] as const;
+export type OccurrenceAction = (typeof OCCURRENCE_ACTIONS)[number];
+
+export function availableOccurrenceActions(state: OccurrenceState, facts: Pick<ActionFacts, 'liveConfirmation'>): OccurrenceAction[] {
+  if (state !== 'pending_confirmation') return [];
+  return facts.liveConfirmation ? ['confirm', 'ok'] : ['confirm'];
+}
 
 export function assertOccurrenceTransition(from: OccurrenceState, to: OccurrenceState, action: string): void {
   if (!OCCURRENCE_TRANSITIONS[from].includes(to)) {

@@ -49,15 +49,23 @@ export type DeliveryContent = z.infer<typeof contentSchema>;
 
 const localDateTime = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$/i;
 
+/**
+ * A send time already past at Confirm send is refused (400 SEND_TIME_PAST) unless `sendNow` says
+ * to send at once instead.
+ */
+const sendNow = z.boolean().optional();
+
 export const scheduleSchema = z.union([
   z.strictObject({
     sendAt: z.string().regex(localDateTime, 'must be an ISO 8601 date-time, e.g. 2026-12-01T09:00:00'),
     timezone: timeZone.optional(),
+    sendNow,
   }),
   z.strictObject({
     recipientTimezone: z.literal(true),
     localTime: z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$/, 'must be HH:MM'),
     date: z.iso.date().optional(),
+    sendNow,
   }),
 ]);
 export type Schedule = z.infer<typeof scheduleSchema>;

@@ -64,10 +64,10 @@ export interface DeliveryCounters {
   excluded: number;
   /** 'sent' events (handed to the provider), for reference; not the KPI "sent". */
   sentEvents: number;
-  /** delivered / sent. */
-  deliveredRate: number;
-  /** (bounces + errors) / sent. */
-  bounceErrorRate: number;
+  /** delivered / sent; null when nothing was sent. */
+  deliveredRate: number | null;
+  /** (bounces + errors) / sent; null when nothing was sent. */
+  bounceErrorRate: number | null;
 }
 
 /** Open and click-through rates as of the last refresh of `delivery_rates`. */
@@ -77,10 +77,10 @@ export interface DeliveryRates {
   /** Messages opened or clicked (a click without a pixel hit counts as an open). */
   uniqueOpens: number;
   uniqueClicks: number;
-  /** uniqueOpens / delivered. */
-  openRate: number;
-  /** uniqueClicks / delivered. */
-  clickRate: number;
+  /** uniqueOpens / delivered; null when nothing was delivered. */
+  openRate: number | null;
+  /** uniqueClicks / delivered; null when nothing was delivered. */
+  clickRate: number | null;
   /** Messages opened (clicked) by a known scanner, gateway or script, counted in the rates above. */
   machineOpens: number;
   machineClicks: number;
@@ -185,7 +185,8 @@ export function openKpiStore(options: KpiStoreOptions = {}): KpiStore {
 }
 
 const num = (v: unknown): number => (v === null || v === undefined ? 0 : Number(v));
-const ratio = (a: number, b: number): number => (b === 0 ? 0 : a / b);
+/** A rate, or null when its denominator is 0 (nothing sent or delivered yet: no rate, not 0%). */
+const ratio = (a: number, b: number): number | null => (b === 0 ? null : a / b);
 
 class ClickHouseKpiStore implements KpiStore {
   readonly #migrationsDir: string;

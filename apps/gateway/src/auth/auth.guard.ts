@@ -3,7 +3,7 @@ import { type CanActivate, type ExecutionContext, Inject, Injectable, SetMetadat
 import { Reflector } from '@nestjs/core';
 import { type Actor, DomainError } from '@herald/control-plane';
 import type { FastifyRequest } from 'fastify';
-import { hasRole, missingRoleMessage, type Role } from './roles.js';
+import { hasRole, missingRoleMessage, type Role, type RouteAction } from './roles.js';
 import { TOKEN_SERVICE } from '../tokens.js';
 import type { TokenService } from './tokens.js';
 
@@ -17,7 +17,13 @@ declare module 'fastify' {
 const ROLE_KEY = 'herald:role';
 const PUBLIC_KEY = 'herald:public';
 
-export const RequireRole = (role: Role) => SetMetadata(ROLE_KEY, role);
+interface RoleRequirement {
+  role: Role;
+  /** The action the route performs, named in a refusal (MISSING_ROLE says what was tried). */
+  action?: RouteAction;
+}
+
+export const RequireRole = (role: Role, action?: RouteAction) => SetMetadata(ROLE_KEY, { role, action } satisfies RoleRequirement);
 /** Routes without a bearer token: health, metrics, docs, tracking links. */
 export const Public = () => SetMetadata(PUBLIC_KEY, true);
 
@@ -37,9 +43,12 @@ export class AuthGuard implements CanActivate {
     if (!match) throw new DomainError('UNAUTHORIZED', 'Send a bearer token: Authorization: Bearer <token> (see `herald token`).');
     const actor = await this.tokens.verify(match[1]!);
     request.actor = actor;
-    const required = this.reflector.getAllAndOverride<Role | undefined>(ROLE_KEY, targets);
-    if (required && !hasRole(actor.roles, required)) {
-      throw new DomainError('MISSING_ROLE', missingRoleMessage(required), { requiredRole: required });
+    const required = this.reflector.getAllAndOverride<RoleRequirement | undefined>(ROLE_KEY, targets);
+    if (required && !hasRole(actor.roles, required.role)) {
+      throw new DomainError('MISSING_ROLE', missingRoleMessage(required.role, required.action), {
+        requiredRole: required.role,
+        ...(required.action ? { action: required.action } : {}),
+      });
     }
     return true;
   }

@@ -22,14 +22,14 @@ export class ConfirmationsController {
   ) {}
 
   @Post('confirmations')
-  @RequireRole('delivery:start')
+  @RequireRole('delivery:start', 'confirm')
   async confirm(@Param('id', deliveryId) id: string, @Body(new ZodPipe(emptyBodySchema)) _body: unknown, @CurrentActor() actor: Actor) {
     return this.count('confirm_send', () => this.cp.confirmations.confirm(id, actor));
   }
 
   @Post('confirmations/:confirmationId/ok')
   @HttpCode(202)
-  @RequireRole('delivery:start')
+  @RequireRole('delivery:start', 'ok')
   async ok(
     @Param('id', deliveryId) id: string,
     @Param('confirmationId', confirmationId) cid: string,
@@ -40,7 +40,7 @@ export class ConfirmationsController {
   }
 
   @Post('occurrences/:n/confirmations')
-  @RequireRole('delivery:start')
+  @RequireRole('delivery:start', 'confirm')
   async confirmOccurrence(
     @Param('id', deliveryId) id: string,
     @Param('n', occurrenceNumber) n: number,
@@ -52,7 +52,7 @@ export class ConfirmationsController {
 
   @Post('occurrences/:n/confirmations/:confirmationId/ok')
   @HttpCode(202)
-  @RequireRole('delivery:start')
+  @RequireRole('delivery:start', 'ok')
   async okOccurrence(
     @Param('id', deliveryId) id: string,
     @Param('n', occurrenceNumber) n: number,

@@ -3,6 +3,7 @@ import { Body, Controller, Get, HttpCode, Inject, Param, Patch, Post, Query, Use
 import {
   type Actor,
   type ControlPlane,
+  type Delivery,
   createDeliverySchema,
   emptyBodySchema,
   listQuerySchema,
@@ -31,9 +32,9 @@ export class DeliveriesController {
   ) {}
 
   @Post()
-  @RequireRole('delivery:prepare')
+  @RequireRole('delivery:prepare', 'create')
   async create(@Body(new ZodPipe(createDeliverySchema)) body: z.infer<typeof createDeliverySchema>, @CurrentActor() actor: Actor) {
-    return presentDelivery(await this.cp.deliveries.create(body, actor));
+    return this.present(await this.cp.deliveries.create(body, actor));
   }
 
   @Get()
@@ -46,29 +47,29 @@ export class DeliveriesController {
   @Get(':id')
   @RequireRole('delivery:view')
   async get(@Param('id', deliveryId) id: string) {
-    return presentDelivery(await this.cp.deliveries.get(id));
+    return presentDelivery(await this.cp.deliveries.view(id));
   }
 
   @Patch(':id')
-  @RequireRole('delivery:prepare')
+  @RequireRole('delivery:prepare', 'edit')
   async update(
     @Param('id', deliveryId) id: string,
     @Body(new ZodPipe(updateDeliverySchema)) body: z.infer<typeof updateDeliverySchema>,
     @CurrentActor() actor: Actor,
   ) {
-    return presentDelivery(await this.cp.deliveries.update(id, body, actor));
+    return this.present(await this.cp.deliveries.update(id, body, actor));
   }
 
   @Post(':id/prepare')
   @HttpCode(200)
-  @RequireRole('delivery:prepare')
+  @RequireRole('delivery:prepare', 'prepare')
   async prepare(@Param('id', deliveryId) id: string, @Body(new ZodPipe(emptyBodySchema)) _body: unknown, @CurrentActor() actor: Actor) {
-    return presentDelivery(await this.cp.deliveries.prepare(id, actor));
+    return this.present(await this.cp.deliveries.prepare(id, actor));
   }
 
   @Post(':id/proofs')
   @HttpCode(202)
-  @RequireRole('delivery:prepare')
+  @RequireRole('delivery:prepare', 'proof')
   async proofs(
     @Param('id', deliveryId) id: string,
     @Body(new ZodPipe(proofRequestSchema)) body: z.infer<typeof proofRequestSchema>,
@@ -79,30 +80,30 @@ export class DeliveriesController {
 
   @Post(':id/approve')
   @HttpCode(200)
-  @RequireRole('delivery:approve')
+  @RequireRole('delivery:approve', 'approve')
   async approve(@Param('id', deliveryId) id: string, @Body(new ZodPipe(emptyBodySchema)) _body: unknown, @CurrentActor() actor: Actor) {
-    return presentDelivery(await this.cp.deliveries.approve(id, actor));
+    return this.present(await this.cp.deliveries.approve(id, actor));
   }
 
   @Post(':id/pause')
   @HttpCode(200)
-  @RequireRole('delivery:start')
+  @RequireRole('delivery:start', 'pause')
   async pause(@Param('id', deliveryId) id: string, @Body(new ZodPipe(emptyBodySchema)) _body: unknown, @CurrentActor() actor: Actor) {
-    return presentDelivery(await this.cp.deliveries.pause(id, actor));
+    return this.present(await this.cp.deliveries.pause(id, actor));
   }
 
   @Post(':id/resume')
   @HttpCode(200)
-  @RequireRole('delivery:start')
+  @RequireRole('delivery:start', 'resume')
   async resume(@Param('id', deliveryId) id: string, @Body(new ZodPipe(emptyBodySchema)) _body: unknown, @CurrentActor() actor: Actor) {
-    return presentDelivery(await this.cp.deliveries.resume(id, actor));
+    return this.present(await this.cp.deliveries.resume(id, actor));
   }
 
   @Post(':id/stop')
   @HttpCode(200)
-  @RequireRole('delivery:start')
+  @RequireRole('delivery:start', 'stop')
   async stop(@Param('id', deliveryId) id: string, @Body(new ZodPipe(emptyBodySchema)) _body: unknown, @CurrentActor() actor: Actor) {
-    return presentDelivery(await this.cp.deliveries.stop(id, actor));
+    return this.present(await this.cp.deliveries.stop(id, actor));
   }
 
   @Get(':id/exclusions')
@@ -126,5 +127,9 @@ export class DeliveriesController {
   async audit(@Param('id', deliveryId) id: string) {
     await this.cp.deliveries.get(id);
     return { items: await this.cp.context.audit.forDelivery(this.cp.db, id) };
+  }
+
+  private async present(delivery: Delivery) {
+    return presentDelivery(await this.cp.deliveries.withActions(delivery));
   }
 }

@@ -52,12 +52,14 @@ export class DeploymentController {
     return this.build(id, query.occurrence);
   }
 
-  /** Runs of a recurring delivery, newest first, each with its state and Deployment KPIs. */
+  /**
+   * Runs of a recurring delivery, newest first, each with its state (a run that waited too long
+   * for its confirmation: stopped, EXPIRED_UNCONFIRMED), its actions and Deployment KPIs.
+   */
   @Get('occurrences')
   @RequireRole('delivery:view')
   async occurrences(@Param('id', deliveryId) id: string) {
-    await this.cp.deliveries.get(id);
-    const occurrences = await this.cp.context.deliveries.listOccurrences(this.cp.db, id);
+    const occurrences = await this.cp.deliveries.occurrences(id);
     const items = await Promise.all(
       occurrences.map(async (occurrence) => {
         // Without a KPI store (a gateway run alone, without CLICKHOUSE_URL) the runs are listed without KPIs.
@@ -98,7 +100,9 @@ export class DeploymentController {
       state,
       stateReason,
       ...(occurrence !== undefined ? { occurrence } : {}),
-      progress: { toSend, sent: settled, excludedAtSend, pending: Math.max(0, toSend - settled - excludedAtSend) },
+      // Recipients a stop left unsent are `stopped`, and those suppressed since preparation are
+      // `excludedAtSend`: neither is pending.
+      progress: { toSend, sent: settled, excludedAtSend, pending: Math.max(0, toSend - settled - excludedAtSend - progress.stopped), stopped: progress.stopped },
       ...block,
     };
   }

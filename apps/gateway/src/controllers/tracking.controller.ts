@@ -2,6 +2,8 @@
 // click redirect record an event; a forged or altered token answers 404 and records nothing;
 // a click redirects only to the URL stored for that link (no open redirect). One-click
 // unsubscribe (RFC 8058) is a POST; the GET shows a page with a button and changes nothing.
+// A proof's links (its tokens say so) answer the same and record nothing: its clicks resolve
+// against the links kept with the proof, and its unsubscribe link unsubscribes no one.
 import { randomUUID } from 'node:crypto';
 import { Controller, Get, Header, HttpCode, Inject, Param, Post, Req, Res, UseGuards } from '@nestjs/common';
 import { type TrackingPayload, verifyToken } from '@herald/channels';
@@ -32,16 +34,19 @@ export class TrackingController {
   @Get('t/o/:token')
   async open(@Param('token') token: string, @Req() request: FastifyRequest, @Res() reply: FastifyReply) {
     const payload = this.verify(token, 'open');
-    await this.record(payload, 'opened', request);
+    if (!payload.proof) await this.record(payload, 'opened', request);
     return reply.header('content-type', 'image/gif').header('cache-control', 'no-store, max-age=0').send(PIXEL);
   }
 
   @Get('t/c/:token')
   async click(@Param('token') token: string, @Req() request: FastifyRequest, @Res() reply: FastifyReply) {
     const payload = this.verify(token, 'click');
-    const url = await this.cp.context.sendQueue.link(this.cp.db, payload.deliveryId, payload.link ?? -1);
+    const links = this.cp.context.sendQueue;
+    const url = payload.proof
+      ? await links.proofLink(this.cp.db, { proofId: payload.proof, deliveryId: payload.deliveryId }, payload.link ?? -1)
+      : await links.link(this.cp.db, payload.deliveryId, payload.link ?? -1);
     if (!url) throw notFound();
-    await this.record(payload, 'clicked', request, url);
+    if (!payload.proof) await this.record(payload, 'clicked', request, url);
     return reply.header('cache-control', 'no-store').redirect(url, 302);
   }
 
@@ -58,6 +63,7 @@ export class TrackingController {
   @HttpCode(200)
   async unsubscribe(@Param('token') token: string, @Req() request: FastifyRequest) {
     const payload = this.verify(token, 'unsubscribe');
+    if (payload.proof) return { unsubscribed: false, proof: true };
     await this.cp.db.transaction(async (tx) => {
       await this.cp.context.profiles.setStatus(tx, payload.profileId, 'unsubscribed');
       await this.recordIn(tx, payload, 'unsubscribed', request);

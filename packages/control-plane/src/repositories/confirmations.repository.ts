@@ -1,5 +1,20 @@
 // Two-step confirmations: what a user saw at *Confirm send*, until *OK* or until it dies.
 import type { Queryable } from '../database.js';
+import type { ChannelProvider } from './engine-instances.repository.js';
+
+/** Something the user should know before OK (e.g. SEND_TIME_PAST, NO_ENGINE). */
+export interface SummaryWarning {
+  code: string;
+  message: string;
+}
+
+/** What projectedFinishAt was computed from; `reason` says why there is none. */
+export interface ProjectedFinishBasis {
+  source: 'throughput.perHour' | 'engines' | null;
+  /** The rate used, in messages an hour. */
+  perHour: number | null;
+  reason?: string;
+}
 
 export interface ConfirmationSummary {
   /** Recipients that will be sent now: the frozen ones less those suppressed since preparation. */
@@ -10,9 +25,17 @@ export interface ConfirmationSummary {
   exclusionsChangedSincePreparation: boolean;
   /** The exclusions added since preparation, by reason (empty when none). */
   exclusionsSincePreparation: Record<string, number>;
+  /** When the send starts: a one-off schedule's instant; null when it starts at OK or per recipient time zone. */
   sendAt: string | null;
+  /** Per recipient time zone: the first and last local send instants of the frozen recipients. */
+  sendWindow?: { first: string; last: string };
+  recipientLocalTime?: string;
   contentHash: string;
   projectedFinishAt: string | null;
+  projectedFinishBasis: ProjectedFinishBasis;
+  /** What the live engines will send the channel through (credentials redacted); null when no engine runs. */
+  provider: ChannelProvider | null;
+  warnings: SummaryWarning[];
 }
 
 export interface Confirmation {

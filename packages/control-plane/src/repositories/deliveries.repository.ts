@@ -1,6 +1,6 @@
 // Deliveries and their occurrences: rows in, domain objects out. State rules live in the services.
 import type { Queryable } from '../database.js';
-import type { DeliveryState, OccurrenceState } from '../lifecycle.js';
+import type { ActionFacts, DeliveryState, OccurrenceState } from '../lifecycle.js';
 import type { Channel, DeliveryContent, Recurrence, Schedule } from '../schemas.js';
 
 export interface Preparation {
@@ -185,6 +185,43 @@ export class DeliveriesRepository {
     return toDelivery(row!);
   }
 
+  /** What decides the actions of each delivery besides its state (see lifecycle.ts), as of `now`. */
+  async actionFacts(db: Queryable, ids: string[], now: Date): Promise<Map<string, ActionFacts>> {
+    if (ids.length === 0) return new Map();
+    const rows = await db.query<{ id: string; live_confirmation: boolean; paused_runs: boolean }>(
+      `SELECT d.id,
+              EXISTS (SELECT 1 FROM confirmations c
+                       WHERE c.delivery_id = d.id AND c.occurrence = 0 AND c.status = 'pending' AND c.expires_at > $2) AS live_confirmation,
+              EXISTS (SELECT 1 FROM delivery_occurrences o WHERE o.delivery_id = d.id AND o.state = 'paused') AS paused_runs
+         FROM deliveries d WHERE d.id = ANY($1::uuid[])`,
+      [ids, now],
+    );
+    return new Map(rows.map((r) => [r.id, { liveConfirmation: r.live_confirmation, pausedRuns: r.paused_runs }]));
+  }
+
+  /** Deliveries waiting for OK whose confirmations have all expired (or one of them, when `id` is given). */
+  async awaitingExpiredOk(db: Queryable, now: Date, limit: number, id?: string): Promise<string[]> {
+    const rows = await db.query<{ id: string }>(
+      `SELECT d.id FROM deliveries d
+        WHERE d.state = 'pending_ok' AND ($3::uuid IS NULL OR d.id = $3)
+          AND NOT EXISTS (SELECT 1 FROM confirmations c
+                           WHERE c.delivery_id = d.id AND c.occurrence = 0 AND c.status = 'pending' AND c.expires_at > $1)
+        LIMIT $2`,
+      [now, limit, id ?? null],
+    );
+    return rows.map((r) => r.id);
+  }
+
+  /** The runs of a delivery with a live confirmation waiting for its OK. */
+  async occurrencesAwaitingOk(db: Queryable, deliveryId: string, now: Date): Promise<Set<number>> {
+    const rows = await db.query<{ occurrence: number }>(
+      `SELECT DISTINCT occurrence FROM confirmations
+        WHERE delivery_id = $1 AND occurrence > 0 AND status = 'pending' AND expires_at > $2`,
+      [deliveryId, now],
+    );
+    return new Set(rows.map((r) => r.occurrence));
+  }
+
   /** Scheduled deliveries whose time has come, oldest first. */
   async due(db: Queryable, now: Date, limit: number): Promise<Delivery[]> {
     const rows = await db.query<Row>(
@@ -222,6 +259,15 @@ export class DeliveriesRepository {
       [deliveryId, n, state, reason, at],
     );
     return toOccurrence(row!);
+  }
+
+  /** The runs waiting for a confirmation beyond the `keep` newest: the ones to expire, oldest first. */
+  async waitingBeyond(db: Queryable, deliveryId: string, keep: number): Promise<number[]> {
+    const rows = await db.query<{ n: number }>(
+      `SELECT n FROM delivery_occurrences WHERE delivery_id = $1 AND state = 'pending_confirmation' ORDER BY n DESC OFFSET $2`,
+      [deliveryId, keep],
+    );
+    return rows.map((r) => r.n).reverse();
   }
 
   /** Stops the runs still waiting for a confirmation (the recurring delivery was edited or stopped). */

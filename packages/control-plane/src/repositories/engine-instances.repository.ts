@@ -6,6 +6,11 @@ import type { Database, Queryable } from '../database.js';
 /** An engine whose heartbeat is older than this is dead: its rows are requeued (engines heartbeat every 2 s). */
 export const ENGINE_STALE_MS = 15_000;
 
+/** A channel an engine can send, and through what (URLs with their credentials redacted). */
+export type ChannelProvider =
+  | { channel: 'email'; kind: 'smtp' | 'capture-sink'; host: string; port: number; url: string }
+  | { channel: 'sms'; kind: 'http'; url: string };
+
 export interface EngineInstance {
   id: string;
   host: string;
@@ -13,6 +18,7 @@ export interface EngineInstance {
   startedAt: string;
   heartbeatAt: string;
   stats: Record<string, unknown>;
+  channels: ChannelProvider[];
 }
 
 export interface ReapResult {
@@ -25,9 +31,9 @@ export interface ReapResult {
 export class EngineInstancesRepository {
   async register(db: Queryable, instance: Omit<EngineInstance, 'heartbeatAt' | 'stats'>, at: Date): Promise<void> {
     await db.query(
-      `INSERT INTO engine_instances (id, host, pid, started_at, heartbeat_at) VALUES ($1, $2, $3, $4, $4)
-       ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at`,
-      [instance.id, instance.host, instance.pid, at],
+      `INSERT INTO engine_instances (id, host, pid, started_at, heartbeat_at, channels) VALUES ($1, $2, $3, $4, $4, $5)
+       ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, channels = excluded.channels`,
+      [instance.id, instance.host, instance.pid, at, JSON.stringify(instance.channels)],
     );
   }
 
@@ -43,7 +49,15 @@ export class EngineInstancesRepository {
 
   /** Engines that heartbeat within `staleAfterMs`, oldest first. */
   async live(db: Queryable, staleAfterMs: number, now: Date): Promise<EngineInstance[]> {
-    const rows = await db.query<{ id: string; host: string; pid: number; started_at: Date; heartbeat_at: Date; stats: Record<string, unknown> }>(
+    const rows = await db.query<{
+      id: string;
+      host: string;
+      pid: number;
+      started_at: Date;
+      heartbeat_at: Date;
+      stats: Record<string, unknown>;
+      channels: ChannelProvider[];
+    }>(
       `SELECT * FROM engine_instances WHERE heartbeat_at >= $1::timestamptz - make_interval(secs => $2::double precision / 1000)
         ORDER BY started_at, id`,
       [now, staleAfterMs],
@@ -55,6 +69,7 @@ export class EngineInstancesRepository {
       startedAt: r.started_at.toISOString(),
       heartbeatAt: r.heartbeat_at.toISOString(),
       stats: r.stats,
+      channels: r.channels,
     }));
   }
 

@@ -156,26 +156,46 @@ export class LedgerRepository {
   /** Sets each recipient's send_after for a recipient-time-zone schedule; returns the earliest. */
   async assignLocalSendTimes(tx: Queryable, t: LocalSendTimes): Promise<Date | null> {
     const [row] = await tx.query<{ first: Date | null }>(
-      `WITH zoned AS (
-         SELECT l.profile_id, coalesce(p.timezone, 'UTC') AS tz
-           FROM send_ledger l LEFT JOIN profiles p ON p.id = l.profile_id
-          WHERE l.delivery_id = $1 AND l.occurrence = $2),
-       timed AS (
-         SELECT profile_id, tz,
-                ((coalesce($3::date, ($4::timestamptz AT TIME ZONE tz)::date) + $5::time) AT TIME ZONE tz) AS at
-           FROM zoned),
+      `WITH ${LOCAL_SEND_INSTANTS},
        updated AS (
-         UPDATE send_ledger l
-            SET send_after = CASE WHEN $3::date IS NULL AND t.at < $4 THEN t.at + interval '1 day' ELSE t.at END
-           FROM timed t
-          WHERE l.delivery_id = $1 AND l.occurrence = $2 AND l.profile_id = t.profile_id
+         UPDATE send_ledger l SET send_after = s.at FROM local_send s
+          WHERE l.delivery_id = $1 AND l.occurrence = $2 AND l.profile_id = s.profile_id
           RETURNING l.send_after)
        SELECT min(send_after) AS first FROM updated`,
-      [t.deliveryId, t.occurrence, t.date, t.now, t.localTime],
+      localSendParams(t),
     );
     return row?.first ?? null;
   }
+
+  /** The first and last local send instants a recipient-time-zone schedule gives the frozen recipients, and how many are already past. */
+  async localSendWindow(db: Queryable, t: LocalSendTimes): Promise<{ first: Date; last: Date; past: number } | null> {
+    const [row] = await db.query<{ first: Date | null; last: Date | null; past: number }>(
+      `WITH ${LOCAL_SEND_INSTANTS}
+       SELECT min(at) AS first, max(at) AS last, count(*) FILTER (WHERE at < $4)::int AS past FROM local_send`,
+      localSendParams(t),
+    );
+    return row?.first && row.last ? { first: row.first, last: row.last, past: row.past } : null;
+  }
 }
+
+/**
+ * Each frozen recipient's send instant (`local_send`): `localTime` on `date` on their wall clock
+ * (the profile's time zone, UTC when unknown); without a date, the next time it comes after `now`.
+ * Parameters: $1 delivery, $2 occurrence, $3 date, $4 now, $5 local time.
+ */
+const LOCAL_SEND_INSTANTS = `
+  zoned AS (
+    SELECT l.profile_id, coalesce(p.timezone, 'UTC') AS tz
+      FROM send_ledger l LEFT JOIN profiles p ON p.id = l.profile_id
+     WHERE l.delivery_id = $1 AND l.occurrence = $2),
+  timed AS (
+    SELECT profile_id, ((coalesce($3::date, ($4::timestamptz AT TIME ZONE tz)::date) + $5::time) AT TIME ZONE tz) AS at
+      FROM zoned),
+  local_send AS (
+    SELECT profile_id, CASE WHEN $3::date IS NULL AND at < $4 THEN at + interval '1 day' ELSE at END AS at
+      FROM timed)`;
+
+const localSendParams = (t: LocalSendTimes) => [t.deliveryId, t.occurrence, t.date, t.now, t.localTime];
 
 export interface LocalSendTimes {
   deliveryId: string;

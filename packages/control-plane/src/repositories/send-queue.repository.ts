@@ -2,11 +2,12 @@
 //   pending → queued (in a published batch) → sending (claimed by a dispatcher)
 //   → sent | bounced (hard) | failed (soft until validity end) | in_doubt, or retry → queued again;
 //   or queued → excluded_at_send when the claim finds its profile suppressed since preparation.
+// A stop turns what was not handed to a worker (pending, retry, queued) into `stopped`.
 // Claims make redelivered batches harmless; after a crash, queued and sending rows go back to
 // pending, so at most the messages in flight are sent twice.
 import type { Queryable } from '../database.js';
 
-export type LedgerStatus = 'pending' | 'queued' | 'sending' | 'retry' | 'sent' | 'bounced' | 'failed' | 'in_doubt' | 'excluded_at_send';
+export type LedgerStatus = 'pending' | 'queued' | 'sending' | 'retry' | 'sent' | 'bounced' | 'failed' | 'in_doubt' | 'excluded_at_send' | 'stopped';
 export const SETTLED_STATUSES: readonly LedgerStatus[] = ['sent', 'bounced', 'failed', 'in_doubt', 'excluded_at_send'];
 
 /** Why a recipient was not sent although frozen in the ledger: its profile's status when the engine claimed it. */
@@ -162,6 +163,21 @@ export class SendQueueRepository {
     return rows.length;
   }
 
+  /**
+   * The run (or every run of the delivery) was stopped: its recipients not yet handed to a
+   * worker will never be sent. Rows being sent settle normally; a queued batch finds nothing to
+   * claim. Returns how many rows stopped.
+   */
+  async stopUnsent(tx: Queryable, run: { deliveryId: string; occurrence?: number }, now: Date): Promise<number> {
+    const rows = await tx.query(
+      `UPDATE send_ledger SET status = 'stopped', engine_id = NULL, next_attempt_at = NULL, updated_at = $3
+        WHERE delivery_id = $1 AND ($2::int IS NULL OR occurrence = $2) AND status IN ('pending', 'retry', 'queued')
+        RETURNING 1`,
+      [run.deliveryId, run.occurrence ?? null, now],
+    );
+    return rows.length;
+  }
+
   /** Records the outcome of each claimed recipient (only rows still 'sending' change). */
   async settle(tx: Queryable, run: RunRef, outcomes: Outcome[], now: Date): Promise<number> {
     if (outcomes.length === 0) return 0;
@@ -216,7 +232,7 @@ export class SendQueueRepository {
         WHERE delivery_id = $1 AND ($2::int IS NULL OR occurrence = $2) GROUP BY status`,
       [run.deliveryId, run.occurrence ?? null],
     );
-    const progress: Progress = { pending: 0, queued: 0, sending: 0, retry: 0, sent: 0, bounced: 0, failed: 0, in_doubt: 0, excluded_at_send: 0, total: 0 };
+    const progress: Progress = { pending: 0, queued: 0, sending: 0, retry: 0, sent: 0, bounced: 0, failed: 0, in_doubt: 0, excluded_at_send: 0, stopped: 0, total: 0 };
     for (const row of rows) {
       progress[row.status] = row.n;
       progress.total += row.n;
@@ -257,7 +273,7 @@ export class SendQueueRepository {
     }>(
       `SELECT l.delivery_id, d.name, d.channel, l.occurrence, l.message_id, l.sent_at, l.status, l.updated_at
          FROM send_ledger l JOIN deliveries d ON d.id = l.delivery_id
-        WHERE l.profile_id = $1 AND l.status NOT IN ('pending', 'queued', 'excluded_at_send')
+        WHERE l.profile_id = $1 AND l.status NOT IN ('pending', 'queued', 'excluded_at_send', 'stopped')
         ORDER BY coalesce(l.sent_at, l.updated_at) DESC LIMIT $2`,
       [profileId, limit],
     );
@@ -284,6 +300,26 @@ export class SendQueueRepository {
 
   async link(db: Queryable, deliveryId: string, index: number): Promise<string | undefined> {
     const [row] = await db.query<{ url: string }>('SELECT url FROM tracked_links WHERE delivery_id = $1 AND idx = $2', [deliveryId, index]);
+    return row?.url;
+  }
+
+  /** The links of one proof, as its content had them when it was rendered (a proof is sent once: kept as first written). */
+  async saveProofLinks(db: Queryable, proof: { proofId: string; deliveryId: string }, links: string[]): Promise<void> {
+    if (links.length === 0) return;
+    await db.query(
+      `INSERT INTO proof_links (proof_id, delivery_id, idx, url)
+       SELECT $1, $2, i - 1, u FROM unnest($3::text[]) WITH ORDINALITY AS t(u, i)
+       ON CONFLICT (proof_id, idx) DO NOTHING`,
+      [proof.proofId, proof.deliveryId, links],
+    );
+  }
+
+  async proofLink(db: Queryable, proof: { proofId: string; deliveryId: string }, index: number): Promise<string | undefined> {
+    const [row] = await db.query<{ url: string }>('SELECT url FROM proof_links WHERE proof_id = $1 AND delivery_id = $2 AND idx = $3', [
+      proof.proofId,
+      proof.deliveryId,
+      index,
+    ]);
     return row?.url;
   }
 }

@@ -8,6 +8,7 @@ import { AudiencesRepository } from '../repositories/audiences.repository.js';
 import { AuditRepository } from '../repositories/audit.repository.js';
 import { ConfirmationsRepository } from '../repositories/confirmations.repository.js';
 import { DeliveriesRepository, type Delivery } from '../repositories/deliveries.repository.js';
+import { EngineInstancesRepository } from '../repositories/engine-instances.repository.js';
 import { LedgerRepository } from '../repositories/ledger.repository.js';
 import { OutboxRepository } from '../repositories/outbox.repository.js';
 import { ProfilesRepository, type SoftBounceRule } from '../repositories/profiles.repository.js';
@@ -27,6 +28,8 @@ export const ENGINE_ACTOR: Actor = { id: 'system:engine', roles: [] };
 export interface ControlPlaneSettings {
   confirmationTtlMs: number;
   scheduleStalenessMs: number;
+  /** Runs of a recurring delivery that may wait for a confirmation at once (default 5); the oldest past it expire. */
+  recurrenceMaxPending?: number;
   /** When soft bounces quarantine an address (default: 5 in a row, counted again after 10 days). */
   softBounces?: SoftBounceRule;
 }
@@ -40,6 +43,7 @@ export class ControlPlaneContext {
   readonly outbox = new OutboxRepository();
   readonly ledger = new LedgerRepository();
   readonly sendQueue = new SendQueueRepository();
+  readonly engines = new EngineInstancesRepository();
 
   constructor(
     readonly db: Database,

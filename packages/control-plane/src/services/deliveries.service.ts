@@ -4,9 +4,17 @@
 import { randomUUID } from 'node:crypto';
 import { extractLinks } from '@herald/channels';
 import { DomainError, notFound } from '../errors.js';
-import { assertTransition, EDITABLE_STATES, type DeliveryState, type OccurrenceState } from '../lifecycle.js';
+import {
+  assertAction,
+  availableActions,
+  availableOccurrenceActions,
+  type DeliveryAction,
+  type OccurrenceAction,
+  type DeliveryState,
+  type OccurrenceState,
+} from '../lifecycle.js';
 import type { Queryable } from '../database.js';
-import type { Delivery } from '../repositories/deliveries.repository.js';
+import type { Delivery, Occurrence } from '../repositories/deliveries.repository.js';
 import {
   contentProblems,
   type CreateDeliveryInput,
@@ -14,10 +22,16 @@ import {
   type UpdateDeliveryInput,
 } from '../schemas.js';
 import { resolveSendAt } from '../time.js';
-import { type Actor, type ControlPlaneContext, stableHash } from './context.js';
+import { type Actor, type ControlPlaneContext, SYSTEM_ACTOR, stableHash } from './context.js';
+
+/** A delivery as the API shows it: with the actions possible now (the same rules the services apply). */
+export type DeliveryView = Delivery & { actions: DeliveryAction[] };
+
+/** A run of a recurring delivery with the actions possible on it now. */
+export type OccurrenceView = Occurrence & { actions: OccurrenceAction[] };
 
 export interface DeliveryPage {
-  items: Delivery[];
+  items: DeliveryView[];
   nextCursor: string | null;
 }
 
@@ -59,10 +73,57 @@ export class DeliveriesService {
     });
   }
 
+  /** One delivery, as of now: one waiting for an OK that can no longer come is back to approved first. */
   async get(id: string): Promise<Delivery> {
-    const delivery = await this.ctx.deliveries.get(this.ctx.db, id);
+    let delivery = await this.ctx.deliveries.get(this.ctx.db, id);
     if (!delivery) throw notFound('Delivery', id);
+    if (delivery.state === 'pending_ok' && (await this.expireConfirmations(id)).length > 0) {
+      delivery = (await this.ctx.deliveries.get(this.ctx.db, id))!;
+    }
     return delivery;
+  }
+
+  async view(id: string): Promise<DeliveryView> {
+    return this.withActions(await this.get(id));
+  }
+
+  /** The delivery with the actions it offers now. */
+  async withActions(delivery: Delivery): Promise<DeliveryView> {
+    const [view] = await this.withActionsAll([delivery]);
+    return view!;
+  }
+
+  private async withActionsAll(deliveries: Delivery[]): Promise<DeliveryView[]> {
+    const facts = await this.ctx.deliveries.actionFacts(this.ctx.db, deliveries.map((d) => d.id), this.ctx.clock.now());
+    return deliveries.map((d) => ({ ...d, actions: availableActions(d.state, facts.get(d.id) ?? { liveConfirmation: false, pausedRuns: false }) }));
+  }
+
+  /** The runs of a recurring delivery, newest first, each with the actions possible on it now. */
+  async occurrences(id: string): Promise<OccurrenceView[]> {
+    await this.get(id);
+    const runs = await this.ctx.deliveries.listOccurrences(this.ctx.db, id);
+    const awaitingOk = await this.ctx.deliveries.occurrencesAwaitingOk(this.ctx.db, id, this.ctx.clock.now());
+    return runs.map((run) => ({ ...run, actions: availableOccurrenceActions(run.state, { liveConfirmation: awaitingOk.has(run.n) }) }));
+  }
+
+  /**
+   * Deliveries waiting for OK whose confirmations all expired go back to approved (audited as
+   * `confirmation_expired`), so nobody is offered an OK that can only answer 410. Done when such
+   * a delivery is read, and for all of them at each scheduler tick. Returns the ids moved.
+   */
+  async expireConfirmations(id?: string): Promise<string[]> {
+    const now = this.ctx.clock.now();
+    const moved: string[] = [];
+    for (const candidate of await this.ctx.deliveries.awaitingExpiredOk(this.ctx.db, now, 100, id)) {
+      await this.ctx.db.transaction(async (tx) => {
+        const delivery = await this.locked(tx, candidate);
+        // Checked again under the lock: an OK or a new Confirm send may have come meanwhile.
+        if (delivery.state !== 'pending_ok' || (await this.ctx.deliveries.awaitingExpiredOk(tx, now, 1, candidate)).length === 0) return;
+        await this.move(tx, delivery, 'approved', SYSTEM_ACTOR, 'confirmation_expired', { stateReason: null });
+        moved.push(candidate);
+      });
+    }
+    return moved;
   }
 
   async list(query: { limit: number; cursor?: string; state?: string }): Promise<DeliveryPage> {
@@ -70,15 +131,21 @@ export class DeliveriesService {
     if (query.cursor) {
       const [createdAt, id] = Buffer.from(query.cursor, 'base64url').toString().split('|');
       if (!createdAt || !id || Number.isNaN(Date.parse(createdAt)) || !/^[0-9a-f-]{36}$/.test(id)) {
-        throw new DomainError('INVALID_INPUT', 'The cursor is not one this API gave.', { issues: [{ path: 'cursor', message: 'is invalid' }] });
+        throw new DomainError('INVALID_INPUT', 'The cursor is not one this API gave.', { issues: [{ path: 'query.cursor', message: 'is invalid' }] });
       }
       before = { createdAt, id };
     }
-    const items = await this.ctx.deliveries.list(this.ctx.db, { limit: query.limit + 1, state: query.state, before });
+    let items = await this.ctx.deliveries.list(this.ctx.db, { limit: query.limit + 1, state: query.state, before });
+    const expired = new Set((await Promise.all(items.filter((d) => d.state === 'pending_ok').map((d) => this.expireConfirmations(d.id)))).flat());
+    if (expired.size > 0) {
+      items = await Promise.all(items.map(async (d) => (expired.has(d.id) ? (await this.ctx.deliveries.get(this.ctx.db, d.id))! : d)));
+      // A page of pending_ok deliveries no longer lists those just sent back to approved.
+      items = items.filter((d) => !query.state || d.state === query.state);
+    }
     const page = items.slice(0, query.limit);
     const last = page.at(-1);
     const nextCursor = items.length > query.limit && last ? Buffer.from(`${last.createdAt}|${last.id}`).toString('base64url') : null;
-    return { items: page, nextCursor };
+    return { items: await this.withActionsAll(page), nextCursor };
   }
 
   /**
@@ -88,9 +155,7 @@ export class DeliveriesService {
   async update(id: string, patch: UpdateDeliveryInput, actor: Actor): Promise<Delivery> {
     return this.ctx.db.transaction(async (tx) => {
       const current = await this.locked(tx, id);
-      if (!EDITABLE_STATES.includes(current.state)) {
-        throw new DomainError('INVALID_STATE', `A delivery in state '${current.state}' can no longer be edited.`, { state: current.state });
-      }
+      await this.assertCan(tx, current, 'edit', `A delivery in state '${current.state}' can no longer be edited.`);
       const merged = {
         name: patch.name ?? current.name,
         channel: patch.channel ?? current.channel,
@@ -172,7 +237,7 @@ export class DeliveriesService {
   async pause(id: string, actor: Actor, reason = 'PAUSED_BY_USER'): Promise<Delivery> {
     return this.ctx.db.transaction(async (tx) => {
       const delivery = await this.locked(tx, id);
-      assertTransition(delivery.state, 'paused', 'pause');
+      await this.assertCan(tx, delivery, 'pause');
       if (delivery.state === 'sending') {
         await this.ctx.enqueueCommand(tx, { type: 'DeliveryPaused', deliveryId: id, occurrence: 0, issuedBy: actor.id, reason });
       }
@@ -189,16 +254,14 @@ export class DeliveriesService {
     return this.ctx.db.transaction(async (tx) => {
       const delivery = await this.locked(tx, id);
       const now = this.ctx.clock.now();
+      await this.assertCan(tx, delivery, 'resume');
       if (delivery.recurrence && (delivery.state === 'paused' || delivery.state === 'scheduled')) {
         const resumed = await this.moveOccurrences(tx, id, ['paused'], 'sending', actor, 'resume', null);
-        if (delivery.state === 'scheduled') {
-          if (resumed.length > 0) return delivery;
-          throw new DomainError('INVALID_STATE', 'Cannot resume: this recurring delivery is on schedule and none of its runs is paused.', { state: delivery.state });
-        }
+        // On schedule: only its paused runs resume (assertCan saw at least one).
+        if (delivery.state === 'scheduled' && resumed.length > 0) return delivery;
         const nextRunAt = delivery.nextRunAt && new Date(delivery.nextRunAt) > now ? new Date(delivery.nextRunAt) : now;
         return this.move(tx, delivery, 'scheduled', actor, 'resume', { stateReason: null, nextRunAt });
       }
-      assertTransition(delivery.state, 'sending', 'resume');
       if (delivery.startedAt) {
         await this.ctx.enqueueCommand(tx, { type: 'DeliveryResumed', deliveryId: id, occurrence: 0, issuedBy: actor.id });
         return this.move(tx, delivery, 'sending', actor, 'resume', { stateReason: null });
@@ -212,11 +275,13 @@ export class DeliveriesService {
   async stop(id: string, actor: Actor): Promise<Delivery> {
     return this.ctx.db.transaction(async (tx) => {
       const delivery = await this.locked(tx, id);
-      assertTransition(delivery.state, 'stopped', 'stop');
+      await this.assertCan(tx, delivery, 'stop');
       const now = this.ctx.clock.now();
       await this.ctx.confirmations.voidPending(tx, id);
       await this.ctx.deliveries.stopWaitingOccurrences(tx, id, 'DELIVERY_STOPPED', now);
       await this.moveOccurrences(tx, id, ['sending', 'paused'], 'stopped', actor, 'stop', 'STOPPED_BY_USER');
+      // Every run of it is over: whoever was not handed to a worker yet is `stopped`, not pending.
+      await this.ctx.sendQueue.stopUnsent(tx, { deliveryId: id }, now);
       if (delivery.startedAt) {
         await this.ctx.enqueueCommand(tx, { type: 'DeliveryStopped', deliveryId: id, occurrence: 0, issuedBy: actor.id });
       }
@@ -332,12 +397,18 @@ export class DeliveriesService {
     return delivery;
   }
 
-  private async transition(id: string, to: DeliveryState, actor: Actor, action: string): Promise<Delivery> {
+  private async transition(id: string, to: DeliveryState, actor: Actor, action: 'prepare' | 'approve'): Promise<Delivery> {
     return this.ctx.db.transaction(async (tx) => {
       const delivery = await this.locked(tx, id);
-      assertTransition(delivery.state, to, action);
+      await this.assertCan(tx, delivery, action);
       return this.move(tx, delivery, to, actor, action, { stateReason: null });
     });
+  }
+
+  /** Refuses an action the delivery does not offer now (409 INVALID_STATE with the actions it offers). */
+  private async assertCan(tx: Queryable, delivery: Delivery, action: DeliveryAction, message?: string): Promise<void> {
+    const facts = await this.ctx.deliveries.actionFacts(tx, [delivery.id], this.ctx.clock.now());
+    assertAction(delivery.state, action, facts.get(delivery.id)!, message);
   }
 
   private async move(

@@ -1,11 +1,15 @@
 // The scheduler: starts scheduled deliveries when due and creates the runs of recurring ones.
 // One leader at a time (a PostgreSQL advisory lock), so several gateway replicas never fire twice.
 // A schedule found more than the staleness past due (after downtime) is not sent silently:
-// the delivery is paused with reason STALE_SCHEDULE for an operator to decide.
+// the delivery is paused with reason STALE_SCHEDULE for an operator to decide. Each tick also
+// sends deliveries whose confirmations all expired without an OK back to approved. Runs waiting
+// for a confirmation never pile up: past RECURRENCE_MAX_PENDING of them, the oldest expires
+// (stopped, EXPIRED_UNCONFIRMED, audited; its recipients `stopped`).
 import type { Queryable } from '../database.js';
 import type { Delivery } from '../repositories/deliveries.repository.js';
 import { nextRun } from '../time.js';
 import { type ControlPlaneContext, SYSTEM_ACTOR } from './context.js';
+import type { DeliveriesService } from './deliveries.service.js';
 
 const SCHEDULER_LOCK = 0x4845_5231; // "HER1"
 
@@ -14,16 +18,27 @@ export interface TickReport {
   started: string[];
   paused: string[];
   occurrences: { deliveryId: string; n: number; state: string }[];
+  /** Deliveries sent back to approved: their confirmations all expired without an OK. */
+  expired: string[];
+  /** Runs that waited for a confirmation while too many newer ones did (stopped, EXPIRED_UNCONFIRMED). */
+  expiredOccurrences: { deliveryId: string; n: number }[];
 }
 
+/** How many runs of a recurring delivery may wait for a confirmation at once, by default. */
+export const DEFAULT_RECURRENCE_MAX_PENDING = 5;
+
 export class SchedulerService {
-  constructor(private readonly ctx: ControlPlaneContext) {}
+  constructor(
+    private readonly ctx: ControlPlaneContext,
+    private readonly deliveries: DeliveriesService,
+  ) {}
 
   /** One pass over due deliveries; returns what it did (leader false when another replica leads). */
   async tick(): Promise<TickReport> {
-    const report: TickReport = { leader: false, started: [], paused: [], occurrences: [] };
+    const report: TickReport = { leader: false, started: [], paused: [], occurrences: [], expired: [], expiredOccurrences: [] };
     await this.ctx.db.withAdvisoryLock(SCHEDULER_LOCK, async () => {
       report.leader = true;
+      report.expired = await this.deliveries.expireConfirmations();
       for (const due of await this.ctx.deliveries.due(this.ctx.db, this.ctx.clock.now(), 100)) {
         await this.ctx.db.transaction(async (tx) => {
           const delivery = await this.ctx.deliveries.get(tx, due.id, true);
@@ -35,6 +50,7 @@ export class SchedulerService {
             report.paused.push(delivery.id);
           } else if (delivery.recurrence) {
             report.occurrences.push(await this.createOccurrence(tx, delivery, now));
+            for (const n of await this.expireUnconfirmed(tx, delivery, now)) report.expiredOccurrences.push({ deliveryId: delivery.id, n });
           } else {
             await this.start(tx, delivery, now);
             report.started.push(delivery.id);
@@ -70,6 +86,28 @@ export class SchedulerService {
       toState: 'paused',
       details: { reason: 'STALE_SCHEDULE', scheduledFor: delivery.nextRunAt, lateMs },
     });
+  }
+
+  /** Expires the oldest runs waiting for a confirmation beyond the limit; returns their numbers. */
+  private async expireUnconfirmed(tx: Queryable, delivery: Delivery, now: Date): Promise<number[]> {
+    const maxPending = this.ctx.settings.recurrenceMaxPending ?? DEFAULT_RECURRENCE_MAX_PENDING;
+    const expired = await this.ctx.deliveries.waitingBeyond(tx, delivery.id, maxPending);
+    for (const n of expired) {
+      await this.ctx.deliveries.setOccurrenceState(tx, delivery.id, n, 'stopped', 'EXPIRED_UNCONFIRMED', now);
+      await this.ctx.confirmations.voidPending(tx, delivery.id, n);
+      await this.ctx.sendQueue.stopUnsent(tx, { deliveryId: delivery.id, occurrence: n }, now);
+      await this.ctx.audit.record(tx, {
+        at: now,
+        actor: SYSTEM_ACTOR.id,
+        deliveryId: delivery.id,
+        occurrence: n,
+        action: 'occurrence_expired',
+        fromState: 'pending_confirmation',
+        toState: 'stopped',
+        details: { reason: 'EXPIRED_UNCONFIRMED', maxPending },
+      });
+    }
+    return expired;
   }
 
   /** Freezes the recipients of the next run; it waits for a confirmation unless the recurrence says not to. */
