@@ -3,7 +3,6 @@
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { spawn } from 'node:child_process';
-import { parseArgs } from 'node:util';
 import { type Bus, busFromEnv, KafkaBus } from '@herald/bus';
 import { ConfigError, type HeraldConfig, loadConfig } from '@herald/config';
 import { type CaptureSink, startCaptureSink } from '@herald/capture-sink';
@@ -14,27 +13,16 @@ import { KpiConsumer, recoverPublishedEvents } from '@herald/kpi-consumer';
 import { type KpiStore, openKpiStore } from '@herald/kpi-store';
 import type { Gateway } from '@herald/gateway';
 import { type Logger, pino } from 'pino';
+import { commandList, commandUsage, isCommand, type ParsedCommand, parseCommand, UsageError } from './commands.js';
 
 // NOTE: the gateway (NestJS, Fastify, Swagger UI) is imported only by the commands that run or
 // sign for it: an engine process does not carry it (~70 MiB of RSS).
 const gatewayModule = () => import('@herald/gateway');
 
-const usage = async () => `Usage: herald <command> [options]
+const usage = async () => `Usage: herald <command> [options]   (herald <command> --help for one command)
 
 Commands:
-  start [--engines N]        run every role in one process (embedded defaults: PGlite, in-process bus,
-                             and an SMTP capture sink when SMTP_URL is unset); with --engines N, the
-                             send engine runs as N \`herald engine\` processes beside it (needs
-                             KAFKA_BROKERS and DATABASE_URL)
-  gateway                    run the gateway (API, scheduler, outbox relay) alone
-  engine                     run the send engine alone (needs DATABASE_URL: PGlite is one process);
-                             serves /health/* and /metrics on PORT
-  dlq replay <topic> [--limit N]
-                             publish the messages of <topic>.dlq to <topic> again (Kafka only), e.g.
-                             herald dlq replay herald.message-events
-  token --user U --roles R1,R2 [--name N] [--expires 30d]
-                             print a bearer token signed with this platform's secret
-  migrate                    apply the control-plane migrations and exit
+${commandList()}
 
 Environment: HERALD_HOME (default ./.herald), PORT (8080), DATABASE_URL (PostgreSQL; PGlite when unset),
 HERALD_JWT_SECRET, CONFIRMATION_TTL (10m), SCHEDULE_STALENESS (1h). See README.md for all of them.
@@ -42,32 +30,40 @@ Roles: ${(await gatewayModule()).ROLES.join(', ')}`;
 
 export async function run(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
+    console.log(await usage());
+    return command === undefined ? 1 : 0;
+  }
+  if (!isCommand(command)) {
+    console.error(`herald: unknown command '${command}'\n\n${await usage()}`);
+    return 2;
+  }
   try {
+    const parsed = parseCommand(command, rest);
+    if (parsed === 'help') {
+      console.log(commandUsage(command));
+      return 0;
+    }
     switch (command) {
       case 'start':
-        return await serve(loadConfig(), 'all', startOptions(rest));
+        return await serve(loadConfig(), 'all', startOptions(parsed));
       case 'gateway':
         return await serve(loadConfig(), 'gateway');
       case 'engine':
         return await serve(loadConfig(), 'engine');
       case 'token':
-        return await token(loadConfig(), rest);
+        return await token(loadConfig(), parsed);
       case 'migrate':
         return await migrateCommand(loadConfig());
       case 'dlq':
-        return await dlqCommand(loadConfig(), rest);
-      case undefined:
-      case 'help':
-      case '--help':
-      case '-h':
-        console.log(await usage());
-        return command === undefined ? 1 : 0;
-      default:
-        console.error(`herald: unknown command '${command}'\n\n${await usage()}`);
-        return 2;
+        return await dlqCommand(loadConfig(), parsed);
     }
   } catch (error) {
-    if (error instanceof ConfigError || error instanceof UsageError) {
+    if (error instanceof UsageError) {
+      console.error(`herald ${command}: ${error.message}${error.command ? `\n\n${commandUsage(error.command)}` : ''}`);
+      return 2;
+    }
+    if (error instanceof ConfigError) {
       console.error(`herald: ${error.message}`);
       return 2;
     }
@@ -93,17 +89,13 @@ async function migrateCommand(config: HeraldConfig): Promise<number> {
   return 0;
 }
 
-async function token(config: HeraldConfig, args: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: { user: { type: 'string' }, roles: { type: 'string' }, name: { type: 'string' }, expires: { type: 'string', default: '30d' } },
-  });
-  if (!values.user || values.roles === undefined) {
-    console.error('herald token: --user and --roles are required, e.g. herald token --user alice --roles delivery:start,delivery:view');
-    return 2;
+async function token(config: HeraldConfig, { values }: ParsedCommand): Promise<number> {
+  const { user, roles: roleList, name, expires } = values as { user?: string; roles?: string; name?: string; expires: string };
+  if (!user || roleList === undefined) {
+    throw new UsageError('--user and --roles are required, e.g. herald token --user alice --roles delivery:start,delivery:view', 'token');
   }
   const { createTokenService, isRole, ROLES } = await gatewayModule();
-  const roles = values.roles.split(',').map((r) => r.trim()).filter(Boolean);
+  const roles = roleList.split(',').map((r) => r.trim()).filter(Boolean);
   const unknown = roles.filter((r) => !isRole(r));
   if (unknown.length > 0) {
     console.error(`herald token: unknown role(s) ${unknown.join(', ')}; roles are ${ROLES.join(', ')}`);
@@ -113,18 +105,15 @@ async function token(config: HeraldConfig, args: string[]): Promise<number> {
     console.error('herald token: HERALD_JWKS_URL is set, so tokens come from your identity provider, not from herald.');
     return 2;
   }
-  console.log(await createTokenService(config).sign({ sub: values.user, name: values.name, roles }, values.expires));
+  console.log(await createTokenService(config).sign({ sub: user, name, roles }, expires));
   return 0;
 }
 
 type Role = 'all' | 'gateway' | 'engine';
 
-class UsageError extends Error {}
-
-function startOptions(args: string[]): { engines: number } {
-  const { values } = parseArgs({ args, options: { engines: { type: 'string' } } });
+function startOptions({ values }: ParsedCommand): { engines: number } {
   const engines = values.engines === undefined ? 0 : Number(values.engines);
-  if (!Number.isInteger(engines) || engines < 0 || engines > 64) throw new UsageError(`--engines takes a whole number from 0 to 64, not '${values.engines}'`);
+  if (!Number.isInteger(engines) || engines < 0 || engines > 64) throw new UsageError(`--engines takes a whole number from 0 to 64, not '${values.engines}'`, 'start');
   return { engines };
 }
 
@@ -307,13 +296,12 @@ async function startEngineProcesses(count: number, config: HeraldConfig, shared:
  * <topic>, with their key. Messages that reach the DLQ meanwhile (a message still poison comes
  * right back) are left for the next replay.
  */
-async function dlqCommand(config: HeraldConfig, args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { limit: { type: 'string' } } });
+async function dlqCommand(config: HeraldConfig, { values, positionals }: ParsedCommand): Promise<number> {
   const [action, topic] = positionals;
-  if (action !== 'replay' || !topic) throw new UsageError('usage: herald dlq replay <topic> [--limit N], e.g. herald dlq replay herald.message-events');
-  if (!config.KAFKA_BROKERS) throw new UsageError('herald dlq: the DLQ lives on Kafka; set KAFKA_BROKERS (the in-process bus keeps nothing after its process).');
+  if (action !== 'replay' || !topic) throw new UsageError(action === undefined || action === 'replay' ? 'name the topic to replay' : `unknown action '${action}'`, 'dlq');
+  if (!config.KAFKA_BROKERS) throw new UsageError('the DLQ lives on Kafka; set KAFKA_BROKERS (the in-process bus keeps nothing after its process).');
   const limit = values.limit === undefined ? Number.POSITIVE_INFINITY : Number(values.limit);
-  if (!(limit > 0)) throw new UsageError(`--limit takes a positive number, not '${values.limit}'`);
+  if (!(limit > 0)) throw new UsageError(`--limit takes a positive number, not '${values.limit}'`, 'dlq');
   const bus = busFromEnv(config) as KafkaBus;
   const dlq = dlqTopic(topic);
   await bus.ensureTopics([topic, dlq]);
