@@ -7,7 +7,7 @@ import { type Bus, busFromEnv, KafkaBus } from '@herald/bus';
 import { ConfigError, type HeraldConfig, loadConfig } from '@herald/config';
 import { type CaptureSink, startCaptureSink } from '@herald/capture-sink';
 import { ControlPlane, type Database, migrate, OutboxRelay, OutboxRepository, openDatabase, systemClock } from '@herald/control-plane';
-import { type Engine, type EngineServer, engineFromConfig, startEngineServer } from '@herald/engine';
+import { type Engine, type EngineServer, engineFromConfig, outboxPublishedCounter, startEngineServer } from '@herald/engine';
 import { dlqTopic, TOPICS } from '@herald/contracts';
 import { KpiConsumer, recoverPublishedEvents } from '@herald/kpi-consumer';
 import { type KpiStore, openKpiStore } from '@herald/kpi-store';
@@ -176,7 +176,7 @@ async function serve(config: HeraldConfig, role: Role, options: { engines?: numb
     if (role === 'engine') engineServer = await startEngineServer(engine, { port: config.PORT, host: config.HOST });
   }
   // The engine's message events leave through the outbox: a process without a gateway relays them itself.
-  const relay = gateway?.relay ?? new OutboxRelay(db, bus, systemClock, (error) => logger.warn({ err: error }, 'outbox relay failed; retrying'));
+  const relay = gateway?.relay ?? new OutboxRelay(db, bus, systemClock, (error) => logger.warn({ err: error }, 'outbox relay failed; retrying'), engineServer && outboxPublishedCounter(engineServer.registry));
   if (!gateway) relay.start(config.OUTBOX_RELAY_INTERVAL, { retentionMs: config.OUTBOX_RETENTION });
 
   const lines = [`Herald is up (${role === 'all' ? 'all roles' : role}).`];

@@ -4,3 +4,4 @@ export type { WorkerSettings } from './send-task.js';
 export { engineFromConfig, publicUrlOf, trackingSecretOf } from './engine-from-config.js';
 export type { EngineReport } from './engine.js';
 export { type EngineServer, startEngineServer } from './engine-server.js';
+export { outboxPublishedCounter, registerEngineMetrics } from './engine-metrics.js';

@@ -120,7 +120,13 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const tokens = options.tokens ?? createTokenService(config);
   const metrics = new Metrics();
   const adapter = new FastifyAdapter({ bodyLimit: config.BODY_LIMIT_BYTES, return503OnClosing: true, routerOptions: { maxParamLength: 1000 } });
-  const relay = new OutboxRelay(options.db, options.bus, clock, (error) => logger.warn({ err: error }, 'outbox relay failed; retrying'));
+  const relay = new OutboxRelay(
+    options.db,
+    options.bus,
+    clock,
+    (error) => logger.warn({ err: error }, 'outbox relay failed; retrying'),
+    (topic, messages) => metrics.outboxPublished.inc({ topic }, messages),
+  );
   const kpiPipeline: KpiPipeline = {
     async catchUp() {
       await relay.drain();
