@@ -7,7 +7,7 @@ import { type Bus, busFromEnv, KafkaBus } from '@herald/bus';
 import { ConfigError, type HeraldConfig, loadConfig } from '@herald/config';
 import { type CaptureSink, startCaptureSink } from '@herald/capture-sink';
 import { ControlPlane, type Database, migrate, OutboxRelay, OutboxRepository, openDatabase, systemClock } from '@herald/control-plane';
-import { type Engine, type EngineServer, engineFromConfig, outboxPublishedCounter, startEngineServer } from '@herald/engine';
+import { type Engine, type EngineServer, engineFromConfig, outboxPublishedCounter, registerEngineMetrics, startEngineServer } from '@herald/engine';
 import { dlqTopic, TOPICS } from '@herald/contracts';
 import { KpiConsumer, recoverPublishedEvents } from '@herald/kpi-consumer';
 import { type KpiStore, openKpiStore } from '@herald/kpi-store';
@@ -174,6 +174,8 @@ async function serve(config: HeraldConfig, role: Role, options: { engines?: numb
     engine = engineFromConfig(config, { bus, controlPlane, logger, smtpUrl: smtpUrl!, gatewayUrl: gateway?.url });
     await engine.start();
     if (role === 'engine') engineServer = await startEngineServer(engine, { port: config.PORT, host: config.HOST });
+    // With every role in one process, the gateway's /metrics carries the engine's figures.
+    else if (gateway) registerEngineMetrics(engine, gateway.metrics.registry);
   }
   // The engine's message events leave through the outbox: a process without a gateway relays them itself.
   const relay = gateway?.relay ?? new OutboxRelay(db, bus, systemClock, (error) => logger.warn({ err: error }, 'outbox relay failed; retrying'), engineServer && outboxPublishedCounter(engineServer.registry));

@@ -40,4 +40,16 @@ describe('herald start: the gateway /metrics', () => {
     await until(async () => sample(await metrics(), 'herald_outbox_published_total{topic="herald.message-events"}') === 80, 10_000, 'the events counted');
     expect(sample(await metrics(), 'herald_outbox_published_total{topic="herald.delivery-commands"}')).toBeGreaterThanOrEqual(1);
   });
+
+  it("includes the in-process engine's figures, named as on an engine process's /metrics", async () => {
+    const id = await startSend(platform, { prefix: 'em-', count: 30 });
+    await until(async () => (await call(platform, 'GET', `/v1/deliveries/${id}`)).body.state === 'finished', 60_000, 'the send to finish');
+    const metrics = async () => (await fetch(`${platform.url}/metrics`)).text();
+    expect(sample(await metrics(), 'herald_engine_threads')).toBe(1);
+    // The figures come with the engine's heartbeat (every 2 s).
+    await until(async () => (sample(await metrics(), 'herald_engine_messages') ?? 0) >= 30, 10_000, 'the engine messages counted');
+    for (const name of ['herald_engine_batches', 'herald_engine_in_flight_batches', 'herald_engine_limit_share']) {
+      expect(sample(await metrics(), name)).toBeDefined();
+    }
+  });
 });
