@@ -1,5 +1,6 @@
-// What an engine process serves on its own port: liveness, readiness and Prometheus metrics
-// with the same figures GET /v1/ops/engines lists (each engine process has no API otherwise).
+// What an engine process serves on its own port: liveness, readiness (it reaches its store and
+// its bus) and Prometheus metrics with the same figures GET /v1/ops/engines lists (each engine
+// process has no API otherwise).
 import { createServer, type Server } from 'node:http';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { registerEngineMetrics } from './engine-metrics.js';
@@ -19,8 +20,14 @@ export async function startEngineServer(engine: Engine, options: { port: number;
 
   const server: Server = createServer((request, response) => {
     const path = (request.url ?? '/').split('?')[0];
-    if (path === '/health/live' || path === '/health/ready') {
+    if (path === '/health/live') {
       response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ status: 'ok', instanceId: engine.instanceId }));
+    } else if (path === '/health/ready') {
+      // Ready while it reaches the store and the bus: a probe that takes it out of rotation while not.
+      void engine.readiness().then((readiness) => {
+        const body = readiness.ready ? { status: 'ok', instanceId: engine.instanceId } : { status: 'unavailable', instanceId: engine.instanceId, reason: readiness.reason };
+        response.writeHead(readiness.ready ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+      });
     } else if (path === '/metrics') {
       registry.metrics().then(
         (text) => response.writeHead(200, { 'content-type': registry.contentType }).end(text),

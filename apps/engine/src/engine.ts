@@ -80,6 +80,8 @@ const WORKER_FILE = new URL('../dist/send-batch.worker.js', import.meta.url).hre
 const PLANNER_IDLE_MS = 200;
 const DISCOVER_INTERVAL_MS = 1000;
 const HEARTBEAT_MS = 2000;
+/** How long a readiness probe waits for the store and the bus to answer. */
+const READINESS_TIMEOUT_MS = 1000;
 const PUBLISH_RETRY_MS = 1000;
 /** Rows queued this long without a dispatcher claiming them go back to pending (their batch was lost). */
 const QUEUED_STALE_MS = 120_000;
@@ -102,6 +104,8 @@ export class Engine {
   private discoverTimer?: NodeJS.Timeout;
   private heartbeatTimer?: NodeJS.Timeout;
   private beating = false;
+  private storeCheck?: Promise<void>;
+  private busCheck?: Promise<void>;
   private readonly instances = new EngineInstancesRepository();
   /** This process's id in engine_instances and on the ledger rows it holds. */
   readonly instanceId = randomUUID();
@@ -162,6 +166,21 @@ export class Engine {
     await this.pool.destroy();
     // Everything in hand is settled or released: the others need not wait for this one to go stale.
     await this.instances.deregister(this.options.db, this.instanceId);
+  }
+
+  /**
+   * Whether this engine can reach its store and its bus now: each is asked (a `SELECT 1`, the
+   * broker's metadata) and given `timeoutMs` to answer. A check still unanswered is shared by
+   * the next probes, so a dead store or broker never piles them up.
+   */
+  async readiness(timeoutMs = READINESS_TIMEOUT_MS): Promise<{ ready: true } | { ready: false; reason: string }> {
+    const { db, bus } = this.options;
+    this.storeCheck ??= db.query('SELECT 1').then(() => undefined).finally(() => (this.storeCheck = undefined));
+    this.busCheck ??= bus.ping?.().finally(() => (this.busCheck = undefined));
+    const [store, broker] = await Promise.all([failureOf(this.storeCheck, timeoutMs), failureOf(this.busCheck, timeoutMs)]);
+    if (store !== undefined) return { ready: false, reason: `store: ${store}` };
+    if (broker !== undefined) return { ready: false, reason: `bus: ${broker}` };
+    return { ready: true };
   }
 
   /** This process in engine_instances (again, after another engine declared it dead). */
@@ -469,6 +488,20 @@ function eventsFor(outcome: ClassifiedOutcome, run: RunRef, channel: 'email' | '
     default:
       return []; // a soft bounce being retried is not an outcome yet
   }
+}
+
+/** Why `check` failed or did not settle within `ms`; undefined when it succeeded (or there is none). */
+async function failureOf(check: Promise<unknown> | undefined, ms: number): Promise<string | undefined> {
+  if (check === undefined) return undefined;
+  const settled = await withTimeout(
+    check.then(
+      () => ({ ok: true as const }),
+      (error: unknown) => ({ ok: false as const, reason: error instanceof Error ? error.message : String(error) }),
+    ),
+    ms,
+  );
+  if (settled === undefined) return `no answer within ${ms} ms`;
+  return settled.ok ? undefined : settled.reason;
 }
 
 /** The value, or undefined if it takes longer than `ms` (or fails). */

@@ -4,6 +4,9 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type CaptureSink, startCaptureSink } from '@herald/capture-sink';
+import { createTestDatabase, describeOnStore, storesUnderTest, type TestDatabase } from '@herald/testing';
+import pg from 'pg';
+import { kafkaAvailable, startPrivateKafka } from '../../../packages/bus/test/kafka-broker.js';
 import { call, freePort, type Platform, startPlatform, startSend, until } from './platform.js';
 
 /** The value of one sample of a Prometheus text exposition (`name{labels}` as printed), or undefined. */
@@ -53,3 +56,100 @@ describe('herald start: the gateway /metrics', () => {
     }
   });
 });
+
+/** The /health and /metrics address an engine process printed. */
+const engineUrl = (p: Platform) => /Health, metrics:\s+(\S+)\/health\/ready/.exec(p.stdout())![1]!;
+
+async function ready(p: Platform): Promise<{ status: number; body: { status: string; reason?: string } }> {
+  const response = await fetch(`${engineUrl(p)}/health/ready`);
+  return { status: response.status, body: (await response.json()) as { status: string; reason?: string } };
+}
+
+describeOnStore('postgres', 'herald gateway and herald engine processes on PostgreSQL', () => {
+  let sink: CaptureSink;
+  let database: TestDatabase;
+  let env: Record<string, string>;
+  const platforms: Platform[] = [];
+  const start = async (command: string, extra: Record<string, string> = {}) => {
+    const p = await startPlatform({ ...env, PORT: String(await freePort()), ...extra }, command);
+    platforms.push(p);
+    return p;
+  };
+
+  beforeEach(async () => {
+    sink = await startCaptureSink({ store: 'memory' });
+    database = await createTestDatabase('postgres');
+    env = { HERALD_HOME: mkdtempSync(join(tmpdir(), 'herald-obs-')), DATABASE_URL: database.url!, SMTP_URL: sink.url, LOG_LEVEL: 'warn', ENGINE_THREADS: '1' };
+  });
+  afterEach(async () => {
+    for (const p of platforms.splice(0)) {
+      if (p.child.exitCode === null) p.child.kill('SIGKILL');
+      await p.exited;
+    }
+    await sink.close();
+    await database.drop();
+  });
+
+  it('an engine is ready while it reaches the store, 503 with the reason while it cannot, ready again after', async () => {
+    const engine = await start('engine');
+    expect(await ready(engine)).toEqual({ status: 200, body: expect.objectContaining({ status: 'ok' }) });
+    const name = new URL(database.url!).pathname.slice(1);
+    const admin = new pg.Client({ connectionString: process.env.HERALD_TEST_DATABASE_URL });
+    await admin.connect();
+    try {
+      // The store goes away: no new connection is accepted, and the open ones are cut.
+      await admin.query(`ALTER DATABASE ${name} ALLOW_CONNECTIONS false`);
+      await admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1', [name]);
+      await until(async () => (await ready(engine)).status === 503, 10_000, 'the engine to be unready');
+      const down = await ready(engine);
+      expect(down.body.status).toBe('unavailable');
+      // The first probe may see its connection cut; the next ones cannot connect.
+      expect(down.body.reason).toMatch(/^store: /);
+      await until(async () => /not currently accepting connections/.test((await ready(engine)).body.reason ?? ''), 10_000, 'the refused connection as the reason');
+      await admin.query(`ALTER DATABASE ${name} ALLOW_CONNECTIONS true`);
+      await until(async () => (await ready(engine)).status === 200, 10_000, 'the engine to be ready again');
+    } finally {
+      await admin.query(`ALTER DATABASE ${name} ALLOW_CONNECTIONS true`);
+      await admin.end();
+    }
+  });
+});
+
+// A broker of the test's own, killed under a running engine (announced as skipped where Kafka cannot run).
+describeOnStore(
+  'postgres',
+  'herald engine on Kafka',
+  () => {
+    it('is unready while the broker is down, with the reason, and ready again once it is back', async () => {
+      const kafka = await startPrivateKafka();
+      const database = await createTestDatabase('postgres');
+      const engine = await startPlatform(
+        {
+          HERALD_HOME: mkdtempSync(join(tmpdir(), 'herald-obs-kafka-')),
+          PORT: String(await freePort()),
+          DATABASE_URL: database.url!,
+          KAFKA_BROKERS: kafka.brokers.join(','),
+          SMTP_URL: 'smtp://127.0.0.1:9',
+          PUBLIC_URL: 'http://herald.test',
+          LOG_LEVEL: 'error',
+          ENGINE_THREADS: '1',
+        },
+        'engine',
+      );
+      try {
+        expect((await ready(engine)).status).toBe(200);
+        kafka.kill();
+        await until(async () => (await ready(engine)).status === 503, 15_000, 'the engine to be unready');
+        expect((await ready(engine)).body.reason).toMatch(/^bus: /);
+        await kafka.restart();
+        await until(async () => (await ready(engine)).status === 200, 60_000, 'the engine to be ready again');
+      } finally {
+        if (engine.child.exitCode === null) engine.child.kill('SIGKILL');
+        await engine.exited;
+        await database.drop();
+        await kafka.stop();
+      }
+    }, 240_000);
+  },
+  storesUnderTest().includes('postgres') && kafkaAvailable(),
+);

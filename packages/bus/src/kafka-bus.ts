@@ -292,6 +292,11 @@ export class KafkaBus implements Bus {
     ]);
   }
 
+  /** Asks a broker for the cluster's metadata: rejects while no broker answers (kafkajs retries first). */
+  async ping(): Promise<void> {
+    await (await this.admin()).describeCluster();
+  }
+
   /** The end offset (the next offset to be written) of each partition of `topic`. */
   async endOffsets(topic: string): Promise<Map<number, number>> {
     const admin = await this.admin();
