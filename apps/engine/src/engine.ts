@@ -24,6 +24,7 @@ import {
   type ControlPlane,
   type Database,
   ENGINE_ACTOR,
+  ENGINE_HEARTBEAT_MS,
   ENGINE_STALE_MS,
   EngineInstancesRepository,
   OutboxRepository,
@@ -79,7 +80,6 @@ export interface EngineReport {
 const WORKER_FILE = new URL('../dist/send-batch.worker.js', import.meta.url).href;
 const PLANNER_IDLE_MS = 200;
 const DISCOVER_INTERVAL_MS = 1000;
-const HEARTBEAT_MS = 2000;
 /** How long a readiness probe waits for the store and the bus to answer. */
 const READINESS_TIMEOUT_MS = 1000;
 const PUBLISH_RETRY_MS = 1000;
@@ -142,7 +142,7 @@ export class Engine {
     await this.recover();
     this.heartbeatTimer = setInterval(() => {
       this.beat().catch((error) => this.options.logger.warn({ err: error }, 'engine heartbeat failed'));
-    }, HEARTBEAT_MS);
+    }, ENGINE_HEARTBEAT_MS);
     this.heartbeatTimer.unref();
     // NOTE: commands start runs at once; this scan also finds runs started by a gateway on
     // another bus (a separate `herald engine` process) or whose command was lost.

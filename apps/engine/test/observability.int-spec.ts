@@ -113,6 +113,25 @@ describeOnStore('postgres', 'herald gateway and herald engine processes on Postg
       await admin.end();
     }
   });
+
+  it('GET /v1/ops/engines says stale as soon as an engine misses its heartbeats, long before its work is requeued', async () => {
+    const gateway = await start('gateway');
+    const engine = await start('engine');
+    const listed = async () => (await call(gateway, 'GET', '/v1/ops/engines')).body;
+    await until(async () => (await listed()).items?.some((e: { pid: number; status: string }) => e.pid === engine.child.pid && e.status === 'live'), 10_000, 'the engine listed live');
+    const body = await listed();
+    expect(body).toMatchObject({ totals: { engines: 1, stale: 0 }, staleAfterMs: 5_000, requeueAfterMs: 15_000 });
+    engine.child.kill('SIGKILL');
+    const killedAt = Date.now();
+    await engine.exited;
+    await until(async () => (await listed()).items.some((e: { pid: number; status: string }) => e.pid === engine.child.pid && e.status === 'stale'), 10_000, 'the engine listed stale');
+    const staleAfter = Date.now() - killedAt;
+    // The late bound (5 s) after its last heartbeat, which came before the kill; a margin for a
+    // busy machine, and still far from the 15 s after which its work is requeued.
+    expect(staleAfter).toBeLessThanOrEqual(7_000);
+    expect((await listed()).totals).toMatchObject({ engines: 0, stale: 1 });
+    process.stdout.write(`ops/engines: a killed engine listed stale ${staleAfter} ms after kill -9 (its work is requeued after 15 s)\n`);
+  });
 });
 
 // A broker of the test's own, killed under a running engine (announced as skipped where Kafka cannot run).
