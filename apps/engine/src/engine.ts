@@ -14,7 +14,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Bus, Subscription } from '@herald/bus';
+import { type Bus, InProcessBus, type Subscription } from '@herald/bus';
 import type { DomainLimit } from '@herald/config';
 import { type DeliveryCommand, dlqTopic, type MessageEvent, TOPICS, sendBatchSchema, type SendBatch } from '@herald/contracts';
 import {
@@ -25,6 +25,7 @@ import {
   type Database,
   ENGINE_ACTOR,
   ENGINE_HEARTBEAT_MS,
+  ENGINE_LATE_MS,
   ENGINE_STALE_MS,
   EngineInstancesRepository,
   OutboxRepository,
@@ -129,6 +130,11 @@ export class Engine {
       resourceLimits: { maxOldGenerationSizeMb: options.workerHeapMb, maxYoungGenerationSizeMb: 16 },
       workerData: options.worker,
     });
+  }
+
+  /** Whether this process's dispatchers take every batch its planners publish (the in-process bus). */
+  private get dispatchesAll(): boolean {
+    return this.options.bus instanceof InProcessBus;
   }
 
   /** Batches that may be in the pool or waiting for it at once. */
@@ -304,9 +310,14 @@ export class Engine {
         return;
       }
       const size = batchSizeFor(info.delivery.throughput?.perHour ?? null, this.options.batchSize);
-      // Backpressure on what every engine has in hand for this run (the batches may be sent by another engine).
+      // Backpressure on what every live engine has in hand for this run (the batches may be sent by
+      // another engine). The count of batches in this process's hands holds only when its own
+      // dispatchers take every batch it publishes (the in-process bus): on a shared bus, part of
+      // them go to other engines' partitions (a dead engine's until the group rebalances), and
+      // waiting on them stopped this engine sending while it had room.
       const window = this.maxInFlight * size * Math.max(1, Math.round(1 / this.report.share));
-      if (this.inFlight >= this.maxInFlight || (await this.queue.inFlightCount(db, run)) >= window) {
+      const localFull = this.dispatchesAll && this.inFlight >= this.maxInFlight;
+      if (localFull || (await this.queue.inFlightCount(db, run, clock.now(), ENGINE_LATE_MS)) >= window) {
         await this.waitForRoom();
         continue;
       }

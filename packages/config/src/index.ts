@@ -2,7 +2,7 @@
 // A bad environment fails with one error that lists every bad variable.
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
-import { parseDuration } from './duration.js';
+import { formatDuration, parseDuration } from './duration.js';
 
 export { parseDuration, formatDuration } from './duration.js';
 export { ensureSecret } from './secrets.js';
@@ -15,6 +15,21 @@ const duration = (fallback: string) =>
       const ms = parseDuration(value);
       if (ms === undefined) {
         ctx.addIssue({ code: 'custom', message: `'${value}' is not a duration (e.g. 500ms, 30s, 10m, 1h, 3.5d)` });
+        return z.NEVER;
+      }
+      return ms;
+    });
+
+/** A duration between `min` and `max` ms, or undefined when unset (the consumer of the setting has the default). */
+const optionalDuration = (min: number, max: number) =>
+  z
+    .string()
+    .optional()
+    .transform((value, ctx) => {
+      if (value === undefined) return undefined;
+      const ms = parseDuration(value);
+      if (ms === undefined || ms < min || ms > max) {
+        ctx.addIssue({ code: 'custom', message: `'${value}' is not a duration from ${formatDuration(min)} to ${formatDuration(max)} (e.g. 10s)` });
         return z.NEVER;
       }
       return ms;
@@ -96,6 +111,13 @@ export const environmentSchema = z.object({
   /** Partitions of the other topics when Herald creates them. */
   KAFKA_PARTITIONS: z.coerce.number().int().min(1).max(10_000).optional(),
   KAFKA_REPLICATION_FACTOR: z.coerce.number().int().min(1).max(16).optional(),
+  /**
+   * How long the broker waits for a consumer's heartbeat before it gives that process's
+   * partitions to the others (default 10s; heartbeats every fifth of it): how soon the engines
+   * left take over the send batches of one that died. Within the broker's
+   * group.min.session.timeout.ms (6s by default) and group.max.session.timeout.ms.
+   */
+  KAFKA_SESSION_TIMEOUT: optionalDuration(1_000, 30 * 60_000),
   CLICKHOUSE_URL: optionalUrl,
 });
 
