@@ -6,7 +6,18 @@ import { spawn } from 'node:child_process';
 import { type Bus, busFromEnv, KafkaBus } from '@herald/bus';
 import { ConfigError, type HeraldConfig, loadConfig } from '@herald/config';
 import { type CaptureSink, startCaptureSink } from '@herald/capture-sink';
-import { ControlPlane, type Database, migrate, OutboxRelay, OutboxRepository, openDatabase, systemClock } from '@herald/control-plane';
+import {
+  ControlPlane,
+  type Database,
+  migrate,
+  OutboxRelay,
+  OutboxRepository,
+  openDatabase,
+  type PlatformSettings,
+  PlatformSettingsError,
+  resolvePlatformSettings,
+  systemClock,
+} from '@herald/control-plane';
 import { type Engine, type EngineServer, engineFromConfig, outboxPublishedCounter, registerEngineMetrics, startEngineServer } from '@herald/engine';
 import { dlqTopic, TOPICS } from '@herald/contracts';
 import { KpiConsumer, recoverPublishedEvents } from '@herald/kpi-consumer';
@@ -63,7 +74,7 @@ export async function run(argv: string[]): Promise<number> {
       console.error(`herald ${command}: ${error.message}${error.command ? `\n\n${commandUsage(error.command)}` : ''}`);
       return 2;
     }
-    if (error instanceof ConfigError) {
+    if (error instanceof ConfigError || error instanceof PlatformSettingsError) {
       console.error(`herald: ${error.message}`);
       return 2;
     }
@@ -105,7 +116,15 @@ async function token(config: HeraldConfig, { values }: ParsedCommand): Promise<n
     console.error('herald token: HERALD_JWKS_URL is set, so tokens come from your identity provider, not from herald.');
     return 2;
   }
-  console.log(await createTokenService(config).sign({ sub: user, name, roles }, expires));
+  // The platform's secret: the store's on PostgreSQL (opened for this), HERALD_HOME's on the
+  // embedded store (which `herald start` may hold open: PGlite serves one process).
+  const db = config.DATABASE_URL ? await openStore(config) : undefined;
+  try {
+    const { secrets } = await resolvePlatformSettings(config, db, (message) => console.error(`herald token: ${message}`));
+    console.log(await createTokenService({ secret: secrets.jwt }).sign({ sub: user, name, roles }, expires));
+  } finally {
+    await db?.close();
+  }
   return 0;
 }
 
@@ -133,6 +152,17 @@ async function serve(config: HeraldConfig, role: Role, options: { engines?: numb
   mkdirSync(config.HERALD_HOME, { recursive: true });
   const logger = pino({ level: config.LOG_LEVEL }, pino.destination(2));
   const db = await openStore(config);
+  // Once per process, before anything starts: an engine that would sign links no gateway can
+  // verify, or point them nowhere, refuses to start (PlatformSettingsError, exit code 2).
+  let settings: PlatformSettings;
+  let enginePublicUrl: string | undefined;
+  try {
+    settings = await resolvePlatformSettings(config, db, (message) => logger.warn(message));
+    if (role === 'engine') enginePublicUrl = await settings.publicUrl();
+  } catch (error) {
+    await db.close();
+    throw error;
+  }
   // KAFKA_BROKERS switches every role to Kafka; unset, the in-process bus of the embedded default.
   const bus: Bus = busFromEnv(config, { onHandlerError: (error, topic, group) => logger.warn({ err: error, topic, group }, 'consumer failed; will retry') });
 
@@ -160,9 +190,9 @@ async function serve(config: HeraldConfig, role: Role, options: { engines?: numb
     kpiConsumer = new KpiConsumer(bus, kpi, logger);
     await kpiConsumer.start();
   }
-  if (role !== 'engine') gateway = await (await gatewayModule()).startGateway({ config, db, bus, logger, kpi, kpiConsumer });
-  // Engine processes put links to the gateway in the messages they render (their own PORT serves only metrics).
-  const children = engineProcesses > 0 ? await startEngineProcesses(engineProcesses, config, { SMTP_URL: smtpUrl!, PUBLIC_URL: config.PUBLIC_URL ?? gateway!.url }, logger) : [];
+  if (role !== 'engine') gateway = await (await gatewayModule()).startGateway({ config, db, bus, logger, kpi, kpiConsumer, settings });
+  // Engine processes read the gateway's public URL (just published) and the secrets from the store.
+  const children = engineProcesses > 0 ? await startEngineProcesses(engineProcesses, config, { SMTP_URL: smtpUrl! }, logger) : [];
   if (role !== 'gateway' && engineProcesses === 0) {
     const controlPlane =
       gateway?.controlPlane ??
@@ -171,7 +201,14 @@ async function serve(config: HeraldConfig, role: Role, options: { engines?: numb
         scheduleStalenessMs: config.SCHEDULE_STALENESS,
         softBounces: { threshold: config.QUARANTINE_SOFT_BOUNCES, resetAfterMs: config.QUARANTINE_SOFT_RESET },
       });
-    engine = engineFromConfig(config, { bus, controlPlane, logger, smtpUrl: smtpUrl!, gatewayUrl: gateway?.url });
+    engine = engineFromConfig(config, {
+      bus,
+      controlPlane,
+      logger,
+      smtpUrl: smtpUrl!,
+      publicUrl: gateway?.publicUrl ?? enginePublicUrl!,
+      trackingSecret: settings.secrets.tracking,
+    });
     await engine.start();
     if (role === 'engine') engineServer = await startEngineServer(engine, { port: config.PORT, host: config.HOST });
     // With every role in one process, the gateway's /metrics carries the engine's figures.
@@ -183,6 +220,7 @@ async function serve(config: HeraldConfig, role: Role, options: { engines?: numb
 
   const lines = [`Herald is up (${role === 'all' ? 'all roles' : role}).`];
   if (gateway) lines.push(`  API:              ${gateway.url}`, `  API docs:         ${gateway.url}/docs`);
+  lines.push(`  Links in mail:    ${gateway?.publicUrl ?? enginePublicUrl}`);
   lines.push(`  Store:            ${db.kind === 'pglite' ? `PGlite in ${resolve(config.HERALD_HOME, 'pglite')}` : 'PostgreSQL (DATABASE_URL)'}`);
   lines.push(`  Bus:              ${bus instanceof KafkaBus ? `Kafka (${config.KAFKA_BROKERS}${config.KAFKA_TOPIC_PREFIX ? `, topics prefixed '${config.KAFKA_TOPIC_PREFIX}'` : ''})` : 'in-process'}`);
   if (kpi) lines.push(`  KPI store:        ${kpi.backend === 'chdb' ? `chDB in ${join(resolve(config.HERALD_HOME), 'clickhouse')}` : 'ClickHouse (CLICKHOUSE_URL)'}`);
@@ -250,11 +288,11 @@ interface EngineProcess {
 
 /**
  * `herald start --engines N`: N `herald engine` processes, each on its own port (PORT + 1 + i,
- * or a free one when PORT is 0) and the same store, bus, SMTP server and public URL (the
- * gateway's, for the links in the messages). They are told to stop
+ * or a free one when PORT is 0) and the same store, bus and SMTP server (the public URL of
+ * their links and the secrets come from the store, as for any engine). They are told to stop
  * with the parent (SIGTERM: each finishes the batches in hand) and their logs join the parent's.
  */
-async function startEngineProcesses(count: number, config: HeraldConfig, shared: { SMTP_URL: string; PUBLIC_URL: string }, logger: Logger): Promise<EngineProcess[]> {
+async function startEngineProcesses(count: number, config: HeraldConfig, shared: { SMTP_URL: string }, logger: Logger): Promise<EngineProcess[]> {
   const bin = process.argv[1]!;
   const started: EngineProcess[] = [];
   for (let i = 0; i < count; i++) {

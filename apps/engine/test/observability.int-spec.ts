@@ -91,7 +91,8 @@ describeOnStore('postgres', 'herald gateway and herald engine processes on Postg
   });
 
   it('an engine is ready while it reaches the store, 503 with the reason while it cannot, ready again after', async () => {
-    const engine = await start('engine');
+    // No gateway here: the engine is given the base of its links.
+    const engine = await start('engine', { PUBLIC_URL: 'http://herald.test' });
     expect(await ready(engine)).toEqual({ status: 200, body: expect.objectContaining({ status: 'ok' }) });
     const name = new URL(database.url!).pathname.slice(1);
     const admin = new pg.Client({ connectionString: process.env.HERALD_TEST_DATABASE_URL });

@@ -5,7 +5,6 @@ import { z } from 'zod';
 import { formatDuration, parseDuration } from './duration.js';
 
 export { parseDuration, formatDuration } from './duration.js';
-export { ensureSecret } from './secrets.js';
 
 const duration = (fallback: string) =>
   z
@@ -44,8 +43,19 @@ export const environmentSchema = z.object({
   HOST: z.string().min(1).default('127.0.0.1'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   DATABASE_URL: optionalUrl,
+  /**
+   * HS256 key of bearer tokens (default: the platform's, generated once). Like every secret
+   * below, resolved by resolvePlatformSettings: the control-plane store keeps the platform's
+   * (on PostgreSQL; the files of HERALD_HOME on the embedded store), and a process given a
+   * value that differs from it refuses to start.
+   */
   HERALD_JWT_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
   HERALD_JWKS_URL: optionalUrl,
+  /**
+   * The base of the links in messages (tracking, unsubscribe). A gateway records it (else its
+   * own address) in the store at start, and engine processes read it from there; an engine
+   * with neither refuses to start.
+   */
   PUBLIC_URL: optionalUrl,
   CONFIRMATION_TTL: duration('10m'),
   SCHEDULE_STALENESS: duration('1h'),
@@ -64,8 +74,9 @@ export const environmentSchema = z.object({
   /** Per-connection SMTP timeout (greeting, commands, and the answer after DATA). */
   SMTP_TIMEOUT: duration('30s'),
   HTTP_PROVIDER_URL: optionalUrl,
+  /** HMAC key of tracking and unsubscribe links (default: the platform's, generated once; see HERALD_JWT_SECRET). */
   HERALD_TRACKING_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
-  /** Key of the bounce webhook's HMAC signature (default: generated once under HERALD_HOME). */
+  /** Key of the bounce webhook's HMAC signature (default: the platform's, generated once; see HERALD_JWT_SECRET). */
   HERALD_WEBHOOK_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
   /** Consecutive soft bounces (webhook, or retries given up) that quarantine an address. */
   QUARANTINE_SOFT_BOUNCES: z.coerce.number().int().min(1).max(1000).default(5),
