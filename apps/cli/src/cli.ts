@@ -9,6 +9,7 @@ import { type CaptureSink, startCaptureSink } from '@herald/capture-sink';
 import {
   ControlPlane,
   type Database,
+  type HeldLock,
   migrate,
   OutboxRelay,
   OutboxRepository,
@@ -74,7 +75,7 @@ export async function run(argv: string[]): Promise<number> {
       console.error(`herald ${command}: ${error.message}${error.command ? `\n\n${commandUsage(error.command)}` : ''}`);
       return 2;
     }
-    if (error instanceof ConfigError || error instanceof PlatformSettingsError) {
+    if (error instanceof ConfigError || error instanceof PlatformSettingsError || error instanceof StartRefusedError) {
       console.error(`herald: ${error.message}`);
       return 2;
     }
@@ -156,9 +157,12 @@ async function serve(config: HeraldConfig, role: Role, options: { engines?: numb
   // verify, or point them nowhere, refuses to start (PlatformSettingsError, exit code 2).
   let settings: PlatformSettings;
   let enginePublicUrl: string | undefined;
+  // A gateway keeps the KPIs of every message event: one KPI store for all of them.
+  let kpiLock: HeldLock | undefined;
   try {
     settings = await resolvePlatformSettings(config, db, (message) => logger.warn(message));
     if (role === 'engine') enginePublicUrl = await settings.publicUrl();
+    else kpiLock = await holdKpiStoreLock(db, config, logger);
   } catch (error) {
     await db.close();
     throw error;
@@ -275,9 +279,48 @@ async function serve(config: HeraldConfig, role: Role, options: { engines?: numb
   await kpiConsumer?.stop();
   await bus.close();
   await kpi?.close();
+  await kpiLock?.release();
   await sink?.close();
   await db.close();
   return 0;
+}
+
+/** A process that must not run beside the ones already running: refused with the reason, exit code 2. */
+class StartRefusedError extends Error {}
+
+/** Advisory lock of the gateways' KPI stores on one control-plane store ("HERK"). */
+const KPI_STORE_LOCK = 0x4845_524b;
+
+/**
+ * Each gateway's KPI consumer takes part of the message events (a consumer group shares them):
+ * with chDB under each gateway's HERALD_HOME, each would count only its part. A gateway on the
+ * embedded KPI store holds this lock exclusively, one on a ClickHouse server (CLICKHOUSE_URL)
+ * shares it with the others: any other mix is refused.
+ */
+async function holdKpiStoreLock(db: Database, config: HeraldConfig, logger: Logger): Promise<HeldLock> {
+  const embedded = !config.CLICKHOUSE_URL;
+  const lock = await db.holdAdvisoryLock(KPI_STORE_LOCK, {
+    shared: !embedded,
+    onLost: (error) => logger.error({ err: error }, 'lost the connection holding the KPI store lock (one gateway per embedded KPI store); taking it again'),
+  });
+  if (lock) return lock;
+  if (!embedded) {
+    throw new StartRefusedError(
+      'a gateway with the embedded KPI store (chDB) runs on this control-plane store: it and this one would each count part of the message events, splitting the KPIs. ' +
+        'Stop it, and set CLICKHOUSE_URL (the same ClickHouse server) for every gateway.',
+    );
+  }
+  const holders = await db.query<{ mode: string }>("SELECT mode FROM pg_locks WHERE locktype = 'advisory' AND objid::bigint = $1 AND granted", [KPI_STORE_LOCK]);
+  if (holders.length > 0 && holders.every((h) => h.mode === 'ShareLock')) {
+    throw new StartRefusedError(
+      'gateways with CLICKHOUSE_URL run on this control-plane store: this one, on the embedded KPI store (chDB), would count part of the message events in its own chDB, splitting the KPIs. ' +
+        'Set CLICKHOUSE_URL here too.',
+    );
+  }
+  throw new StartRefusedError(
+    'another gateway with the embedded KPI store (chDB) already runs on this control-plane store: each gateway counts the part of the message events its KPI consumer takes, ' +
+      'in its own chDB, so each would show only part of the KPIs. Run one gateway, or, for several, set CLICKHOUSE_URL (one ClickHouse server) for every gateway.',
+  );
 }
 
 interface EngineProcess {

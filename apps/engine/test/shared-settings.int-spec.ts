@@ -2,46 +2,17 @@
 // processes, PostgreSQL and Kafka), each with its own HERALD_HOME and no PUBLIC_URL or secret
 // in its environment, as on separate hosts. The links of every engine's messages work: they
 // point at the gateway and are signed with the secret it verifies, both from the store.
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { type CaptureSink, startCaptureSink } from '@herald/capture-sink';
 import { createTestDatabase, describeOnStore, storesUnderTest, type TestDatabase } from '@herald/testing';
 import { kafkaAvailable, startTestKafka, type TestKafka } from '../../../packages/bus/test/kafka-broker.js';
-import { call, freePort, type Platform, startPlatform, startSend, until } from './platform.js';
+import { call, freePort, type Platform, runUntilExit, startPlatform, startSend, until } from './platform.js';
 
-const HERALD = fileURLToPath(new URL('../../cli/bin/herald.js', import.meta.url));
 const BROWSER = { 'user-agent': 'Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0' };
 
 const home = (name: string) => mkdtempSync(join(tmpdir(), `herald-${name}-`));
-
-/**
- * Runs `herald <command>` until it exits, or until it is up (then stops it): a command that
- * should refuse to start and does not shows as `up: true`.
- */
-function runUntilExit(command: string[], env: Record<string, string>): Promise<{ code: number | null; up: boolean; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [HERALD, ...command], { env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    let up = false;
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    child.stdout.on('data', (chunk) => {
-      stdout += chunk;
-      if (!up && /Herald is up/.test(stdout)) {
-        up = true;
-        child.kill('SIGKILL');
-      }
-    });
-    child.stderr.on('data', (chunk) => (stderr += chunk));
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, up, stdout, stderr });
-    });
-  });
-}
 
 /** The open pixel, the click link and the List-Unsubscribe link of a captured message. */
 function linksOf(file: string): { open: string; click: string; unsubscribe: string } {
