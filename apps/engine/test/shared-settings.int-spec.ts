@@ -79,6 +79,17 @@ describeOnStore(
 
       const id = await startSend(gateway, { prefix: 'ss-', count: 400 });
       await until(async () => (await call(gateway, 'GET', `/v1/deliveries/${id}`)).body.state === 'finished', 120_000, 'the send to finish');
+      // Whichever process's outbox relay published them, the relays' counters add up to every event (sent, delivered).
+      const published = async () => {
+        let total = 0;
+        for (const p of platforms) {
+          const base = /Health, metrics:\s+(\S+)\/health\/ready/.exec(p.stdout())?.[1] ?? p.url;
+          const line = (await (await fetch(`${base}/metrics`)).text()).split('\n').find((l) => l.startsWith('herald_outbox_published_total{topic="herald.message-events"} '));
+          total += Number(line?.split(' ')[1] ?? 0);
+        }
+        return total;
+      };
+      await until(async () => (await published()) === 800, 30_000, 'the relays to count 800 events');
       // One message sent by each engine (the ledger keeps who sent it).
       const byEngine = await database.db.query<{ engine_id: string; profile_id: string; message_id: string }>(
         `SELECT DISTINCT ON (engine_id) engine_id, profile_id, message_id FROM send_ledger
