@@ -3,38 +3,38 @@
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { spawn } from 'node:child_process';
-import { parseArgs } from 'node:util';
 import { type Bus, busFromEnv, KafkaBus } from '@herald/bus';
 import { ConfigError, type HeraldConfig, loadConfig } from '@herald/config';
 import { type CaptureSink, startCaptureSink } from '@herald/capture-sink';
-import { ControlPlane, type Database, migrate, OutboxRelay, OutboxRepository, openDatabase, systemClock } from '@herald/control-plane';
-import { type Engine, type EngineServer, engineFromConfig, startEngineServer } from '@herald/engine';
+import {
+  ControlPlane,
+  type Database,
+  type HeldLock,
+  migrate,
+  OutboxRelay,
+  OutboxRepository,
+  openDatabase,
+  type PlatformSettings,
+  PlatformSettingsError,
+  resolvePlatformSettings,
+  systemClock,
+} from '@herald/control-plane';
+import { type Engine, type EngineServer, engineFromConfig, outboxPublishedCounter, registerEngineMetrics, startEngineServer } from '@herald/engine';
 import { dlqTopic, TOPICS } from '@herald/contracts';
 import { KpiConsumer, recoverPublishedEvents, repairAfterRestart } from '@herald/kpi-consumer';
 import { type KpiStore, openKpiStore } from '@herald/kpi-store';
 import type { Gateway } from '@herald/gateway';
 import { type Logger, pino } from 'pino';
+import { commandList, commandUsage, isCommand, type ParsedCommand, parseCommand, UsageError } from './commands.js';
 
 // NOTE: the gateway (NestJS, Fastify, Swagger UI) is imported only by the commands that run or
 // sign for it: an engine process does not carry it (~70 MiB of RSS).
 const gatewayModule = () => import('@herald/gateway');
 
-const usage = async () => `Usage: herald <command> [options]
+const usage = async () => `Usage: herald <command> [options]   (herald <command> --help for one command)
 
 Commands:
-  start [--engines N]        run every role in one process (embedded defaults: PGlite, in-process bus,
-                             and an SMTP capture sink when SMTP_URL is unset); with --engines N, the
-                             send engine runs as N \`herald engine\` processes beside it (needs
-                             KAFKA_BROKERS and DATABASE_URL)
-  gateway                    run the gateway (API, scheduler, outbox relay) alone
-  engine                     run the send engine alone (needs DATABASE_URL: PGlite is one process);
-                             serves /health/* and /metrics on PORT
-  dlq replay <topic> [--limit N]
-                             publish the messages of <topic>.dlq to <topic> again (Kafka only), e.g.
-                             herald dlq replay herald.message-events
-  token --user U --roles R1,R2 [--name N] [--expires 30d]
-                             print a bearer token signed with this platform's secret
-  migrate                    apply the control-plane migrations and exit
+${commandList()}
 
 Environment: HERALD_HOME (default ./.herald), PORT (8080), DATABASE_URL (PostgreSQL; PGlite when unset),
 HERALD_JWT_SECRET, CONFIRMATION_TTL (10m), SCHEDULE_STALENESS (1h). See README.md for all of them.
@@ -42,32 +42,40 @@ Roles: ${(await gatewayModule()).ROLES.join(', ')}`;
 
 export async function run(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
+    console.log(await usage());
+    return command === undefined ? 1 : 0;
+  }
+  if (!isCommand(command)) {
+    console.error(`herald: unknown command '${command}'\n\n${await usage()}`);
+    return 2;
+  }
   try {
+    const parsed = parseCommand(command, rest);
+    if (parsed === 'help') {
+      console.log(commandUsage(command));
+      return 0;
+    }
     switch (command) {
       case 'start':
-        return await serve(loadConfig(), 'all', startOptions(rest));
+        return await serve(loadConfig(), 'all', startOptions(parsed));
       case 'gateway':
         return await serve(loadConfig(), 'gateway');
       case 'engine':
         return await serve(loadConfig(), 'engine');
       case 'token':
-        return await token(loadConfig(), rest);
+        return await token(loadConfig(), parsed);
       case 'migrate':
         return await migrateCommand(loadConfig());
       case 'dlq':
-        return await dlqCommand(loadConfig(), rest);
-      case undefined:
-      case 'help':
-      case '--help':
-      case '-h':
-        console.log(await usage());
-        return command === undefined ? 1 : 0;
-      default:
-        console.error(`herald: unknown command '${command}'\n\n${await usage()}`);
-        return 2;
+        return await dlqCommand(loadConfig(), parsed);
     }
   } catch (error) {
-    if (error instanceof ConfigError || error instanceof UsageError) {
+    if (error instanceof UsageError) {
+      console.error(`herald ${command}: ${error.message}${error.command ? `\n\n${commandUsage(error.command)}` : ''}`);
+      return 2;
+    }
+    if (error instanceof ConfigError || error instanceof PlatformSettingsError || error instanceof StartRefusedError) {
       console.error(`herald: ${error.message}`);
       return 2;
     }
@@ -93,17 +101,13 @@ async function migrateCommand(config: HeraldConfig): Promise<number> {
   return 0;
 }
 
-async function token(config: HeraldConfig, args: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: { user: { type: 'string' }, roles: { type: 'string' }, name: { type: 'string' }, expires: { type: 'string', default: '30d' } },
-  });
-  if (!values.user || values.roles === undefined) {
-    console.error('herald token: --user and --roles are required, e.g. herald token --user alice --roles delivery:start,delivery:view');
-    return 2;
+async function token(config: HeraldConfig, { values }: ParsedCommand): Promise<number> {
+  const { user, roles: roleList, name, expires } = values as { user?: string; roles?: string; name?: string; expires: string };
+  if (!user || roleList === undefined) {
+    throw new UsageError('--user and --roles are required, e.g. herald token --user alice --roles delivery:start,delivery:view', 'token');
   }
   const { createTokenService, isRole, ROLES } = await gatewayModule();
-  const roles = values.roles.split(',').map((r) => r.trim()).filter(Boolean);
+  const roles = roleList.split(',').map((r) => r.trim()).filter(Boolean);
   const unknown = roles.filter((r) => !isRole(r));
   if (unknown.length > 0) {
     console.error(`herald token: unknown role(s) ${unknown.join(', ')}; roles are ${ROLES.join(', ')}`);
@@ -113,18 +117,23 @@ async function token(config: HeraldConfig, args: string[]): Promise<number> {
     console.error('herald token: HERALD_JWKS_URL is set, so tokens come from your identity provider, not from herald.');
     return 2;
   }
-  console.log(await createTokenService(config).sign({ sub: values.user, name: values.name, roles }, values.expires));
+  // The platform's secret: the store's on PostgreSQL (opened for this), HERALD_HOME's on the
+  // embedded store (which `herald start` may hold open: PGlite serves one process).
+  const db = config.DATABASE_URL ? await openStore(config) : undefined;
+  try {
+    const { secrets } = await resolvePlatformSettings(config, db, (message) => console.error(`herald token: ${message}`));
+    console.log(await createTokenService({ secret: secrets.jwt }).sign({ sub: user, name, roles }, expires));
+  } finally {
+    await db?.close();
+  }
   return 0;
 }
 
 type Role = 'all' | 'gateway' | 'engine';
 
-class UsageError extends Error {}
-
-function startOptions(args: string[]): { engines: number } {
-  const { values } = parseArgs({ args, options: { engines: { type: 'string' } } });
+function startOptions({ values }: ParsedCommand): { engines: number } {
   const engines = values.engines === undefined ? 0 : Number(values.engines);
-  if (!Number.isInteger(engines) || engines < 0 || engines > 64) throw new UsageError(`--engines takes a whole number from 0 to 64, not '${values.engines}'`);
+  if (!Number.isInteger(engines) || engines < 0 || engines > 64) throw new UsageError(`--engines takes a whole number from 0 to 64, not '${values.engines}'`, 'start');
   return { engines };
 }
 
@@ -144,6 +153,20 @@ async function serve(config: HeraldConfig, role: Role, options: { engines?: numb
   mkdirSync(config.HERALD_HOME, { recursive: true });
   const logger = pino({ level: config.LOG_LEVEL }, pino.destination(2));
   const db = await openStore(config);
+  // Once per process, before anything starts: an engine that would sign links no gateway can
+  // verify, or point them nowhere, refuses to start (PlatformSettingsError, exit code 2).
+  let settings: PlatformSettings;
+  let enginePublicUrl: string | undefined;
+  // A gateway keeps the KPIs of every message event: one KPI store for all of them.
+  let kpiLock: HeldLock | undefined;
+  try {
+    settings = await resolvePlatformSettings(config, db, (message) => logger.warn(message));
+    if (role === 'engine') enginePublicUrl = await settings.publicUrl();
+    else kpiLock = await holdKpiStoreLock(db, config, logger);
+  } catch (error) {
+    await db.close();
+    throw error;
+  }
   // KAFKA_BROKERS switches every role to Kafka; unset, the in-process bus of the embedded default.
   const bus: Bus = busFromEnv(config, { onHandlerError: (error, topic, group) => logger.warn({ err: error, topic, group }, 'consumer failed; will retry') });
 
@@ -178,9 +201,9 @@ async function serve(config: HeraldConfig, role: Role, options: { engines?: numb
     kpiConsumer = new KpiConsumer(bus, kpi, logger);
     await kpiConsumer.start();
   }
-  if (role !== 'engine') gateway = await (await gatewayModule()).startGateway({ config, db, bus, logger, kpi, kpiConsumer });
-  // Engine processes put links to the gateway in the messages they render (their own PORT serves only metrics).
-  const children = engineProcesses > 0 ? await startEngineProcesses(engineProcesses, config, { SMTP_URL: smtpUrl!, PUBLIC_URL: config.PUBLIC_URL ?? gateway!.url }, logger) : [];
+  if (role !== 'engine') gateway = await (await gatewayModule()).startGateway({ config, db, bus, logger, kpi, kpiConsumer, settings });
+  // Engine processes read the gateway's public URL (just published) and the secrets from the store.
+  const children = engineProcesses > 0 ? await startEngineProcesses(engineProcesses, config, { SMTP_URL: smtpUrl! }, logger) : [];
   if (role !== 'gateway' && engineProcesses === 0) {
     const controlPlane =
       gateway?.controlPlane ??
@@ -190,16 +213,26 @@ async function serve(config: HeraldConfig, role: Role, options: { engines?: numb
         recurrenceMaxPending: config.RECURRENCE_MAX_PENDING,
         softBounces: { threshold: config.QUARANTINE_SOFT_BOUNCES, resetAfterMs: config.QUARANTINE_SOFT_RESET },
       });
-    engine = engineFromConfig(config, { bus, controlPlane, logger, smtpUrl: smtpUrl!, gatewayUrl: gateway?.url });
+    engine = engineFromConfig(config, {
+      bus,
+      controlPlane,
+      logger,
+      smtpUrl: smtpUrl!,
+      publicUrl: gateway?.publicUrl ?? enginePublicUrl!,
+      trackingSecret: settings.secrets.tracking,
+    });
     await engine.start();
     if (role === 'engine') engineServer = await startEngineServer(engine, { port: config.PORT, host: config.HOST });
+    // With every role in one process, the gateway's /metrics carries the engine's figures.
+    else if (gateway) registerEngineMetrics(engine, gateway.metrics.registry);
   }
   // The engine's message events leave through the outbox: a process without a gateway relays them itself.
-  const relay = gateway?.relay ?? new OutboxRelay(db, bus, systemClock, (error) => logger.warn({ err: error }, 'outbox relay failed; retrying'));
+  const relay = gateway?.relay ?? new OutboxRelay(db, bus, systemClock, (error) => logger.warn({ err: error }, 'outbox relay failed; retrying'), engineServer && outboxPublishedCounter(engineServer.registry));
   if (!gateway) relay.start(config.OUTBOX_RELAY_INTERVAL, { retentionMs: config.OUTBOX_RETENTION });
 
   const lines = [`Herald is up (${role === 'all' ? 'all roles' : role}).`];
   if (gateway) lines.push(`  API:              ${gateway.url}`, `  API docs:         ${gateway.url}/docs`);
+  lines.push(`  Links in mail:    ${gateway?.publicUrl ?? enginePublicUrl}`);
   lines.push(`  Store:            ${db.kind === 'pglite' ? `PGlite in ${resolve(config.HERALD_HOME, 'pglite')}` : 'PostgreSQL (DATABASE_URL)'}`);
   lines.push(`  Bus:              ${bus instanceof KafkaBus ? `Kafka (${config.KAFKA_BROKERS}${config.KAFKA_TOPIC_PREFIX ? `, topics prefixed '${config.KAFKA_TOPIC_PREFIX}'` : ''})` : 'in-process'}`);
   if (kpi) lines.push(`  KPI store:        ${kpi.backend === 'chdb' ? `chDB in ${join(resolve(config.HERALD_HOME), 'clickhouse')}` : 'ClickHouse (CLICKHOUSE_URL)'}`);
@@ -254,9 +287,48 @@ async function serve(config: HeraldConfig, role: Role, options: { engines?: numb
   await kpiConsumer?.stop();
   await bus.close();
   await kpi?.close();
+  await kpiLock?.release();
   await sink?.close();
   await db.close();
   return 0;
+}
+
+/** A process that must not run beside the ones already running: refused with the reason, exit code 2. */
+class StartRefusedError extends Error {}
+
+/** Advisory lock of the gateways' KPI stores on one control-plane store ("HERK"). */
+const KPI_STORE_LOCK = 0x4845_524b;
+
+/**
+ * Each gateway's KPI consumer takes part of the message events (a consumer group shares them):
+ * with chDB under each gateway's HERALD_HOME, each would count only its part. A gateway on the
+ * embedded KPI store holds this lock exclusively, one on a ClickHouse server (CLICKHOUSE_URL)
+ * shares it with the others: any other mix is refused.
+ */
+async function holdKpiStoreLock(db: Database, config: HeraldConfig, logger: Logger): Promise<HeldLock> {
+  const embedded = !config.CLICKHOUSE_URL;
+  const lock = await db.holdAdvisoryLock(KPI_STORE_LOCK, {
+    shared: !embedded,
+    onLost: (error) => logger.error({ err: error }, 'lost the connection holding the KPI store lock (one gateway per embedded KPI store); taking it again'),
+  });
+  if (lock) return lock;
+  if (!embedded) {
+    throw new StartRefusedError(
+      'a gateway with the embedded KPI store (chDB) runs on this control-plane store: it and this one would each count part of the message events, splitting the KPIs. ' +
+        'Stop it, and set CLICKHOUSE_URL (the same ClickHouse server) for every gateway.',
+    );
+  }
+  const holders = await db.query<{ mode: string }>("SELECT mode FROM pg_locks WHERE locktype = 'advisory' AND objid::bigint = $1 AND granted", [KPI_STORE_LOCK]);
+  if (holders.length > 0 && holders.every((h) => h.mode === 'ShareLock')) {
+    throw new StartRefusedError(
+      'gateways with CLICKHOUSE_URL run on this control-plane store: this one, on the embedded KPI store (chDB), would count part of the message events in its own chDB, splitting the KPIs. ' +
+        'Set CLICKHOUSE_URL here too.',
+    );
+  }
+  throw new StartRefusedError(
+    'another gateway with the embedded KPI store (chDB) already runs on this control-plane store: each gateway counts the part of the message events its KPI consumer takes, ' +
+      'in its own chDB, so each would show only part of the KPIs. Run one gateway, or, for several, set CLICKHOUSE_URL (one ClickHouse server) for every gateway.',
+  );
 }
 
 interface EngineProcess {
@@ -267,11 +339,11 @@ interface EngineProcess {
 
 /**
  * `herald start --engines N`: N `herald engine` processes, each on its own port (PORT + 1 + i,
- * or a free one when PORT is 0) and the same store, bus, SMTP server and public URL (the
- * gateway's, for the links in the messages). They are told to stop
+ * or a free one when PORT is 0) and the same store, bus and SMTP server (the public URL of
+ * their links and the secrets come from the store, as for any engine). They are told to stop
  * with the parent (SIGTERM: each finishes the batches in hand) and their logs join the parent's.
  */
-async function startEngineProcesses(count: number, config: HeraldConfig, shared: { SMTP_URL: string; PUBLIC_URL: string }, logger: Logger): Promise<EngineProcess[]> {
+async function startEngineProcesses(count: number, config: HeraldConfig, shared: { SMTP_URL: string }, logger: Logger): Promise<EngineProcess[]> {
   const bin = process.argv[1]!;
   const started: EngineProcess[] = [];
   for (let i = 0; i < count; i++) {
@@ -315,13 +387,12 @@ async function startEngineProcesses(count: number, config: HeraldConfig, shared:
  * <topic>, with their key. Messages that reach the DLQ meanwhile (a message still poison comes
  * right back) are left for the next replay.
  */
-async function dlqCommand(config: HeraldConfig, args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { limit: { type: 'string' } } });
+async function dlqCommand(config: HeraldConfig, { values, positionals }: ParsedCommand): Promise<number> {
   const [action, topic] = positionals;
-  if (action !== 'replay' || !topic) throw new UsageError('usage: herald dlq replay <topic> [--limit N], e.g. herald dlq replay herald.message-events');
-  if (!config.KAFKA_BROKERS) throw new UsageError('herald dlq: the DLQ lives on Kafka; set KAFKA_BROKERS (the in-process bus keeps nothing after its process).');
+  if (action !== 'replay' || !topic) throw new UsageError(action === undefined || action === 'replay' ? 'name the topic to replay' : `unknown action '${action}'`, 'dlq');
+  if (!config.KAFKA_BROKERS) throw new UsageError('the DLQ lives on Kafka; set KAFKA_BROKERS (the in-process bus keeps nothing after its process).');
   const limit = values.limit === undefined ? Number.POSITIVE_INFINITY : Number(values.limit);
-  if (!(limit > 0)) throw new UsageError(`--limit takes a positive number, not '${values.limit}'`);
+  if (!(limit > 0)) throw new UsageError(`--limit takes a positive number, not '${values.limit}'`, 'dlq');
   const bus = busFromEnv(config) as KafkaBus;
   const dlq = dlqTopic(topic);
   await bus.ensureTopics([topic, dlq]);

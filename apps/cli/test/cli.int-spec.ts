@@ -14,7 +14,8 @@ const built = fileURLToPath(new URL('../dist/main.js', import.meta.url));
 async function herald(args: string[], env: Record<string, string> = {}) {
   if (!existsSync(built)) throw new Error('apps/cli is not built: run `npm run build` (npm test does it first)');
   try {
-    const { stdout, stderr } = await run(process.execPath, [bin, ...args], { env: { PATH: process.env.PATH, ...env } });
+    // A command that ignored its arguments would start a server: the timeout ends it (and the test fails).
+    const { stdout, stderr } = await run(process.execPath, [bin, ...args], { env: { PATH: process.env.PATH, ...env }, timeout: 30_000 });
     return { code: 0, stdout, stderr };
   } catch (error) {
     const e = error as { code: number; stdout: string; stderr: string };
@@ -58,5 +59,27 @@ describe('herald CLI', () => {
     expect(result.code).toBe(0);
     expect(result.stdout).toContain('herald <command>');
     expect((await herald(['frobnicate'])).code).toBe(2);
+  });
+
+  it('prints the usage of every command asked for --help (exit 0), and refuses unknown options with it (exit 2), never a stack trace', async () => {
+    for (const command of ['start', 'gateway', 'engine', 'token', 'migrate', 'dlq']) {
+      for (const flag of ['--help', '-h']) {
+        const help = await herald([command, flag], { HERALD_HOME: home });
+        expect({ command, flag, code: help.code, stderr: help.stderr }).toEqual({ command, flag, code: 0, stderr: '' });
+        expect(help.stdout).toContain(`Usage: herald ${command}`);
+      }
+      const bad = await herald([command, '--frobnicate'], { HERALD_HOME: home });
+      expect({ command, code: bad.code }).toEqual({ command, code: 2 });
+      expect(bad.stderr).toContain("unknown option '--frobnicate'");
+      expect(bad.stderr).toContain(`Usage: herald ${command}`);
+      expect(bad.stderr).not.toMatch(/^\s+at /m);
+    }
+    const stray = await herald(['migrate', 'now'], { HERALD_HOME: home });
+    expect(stray.code).toBe(2);
+    expect(stray.stderr).toContain("unexpected argument 'now'");
+    const value = await herald(['token', '--user'], { HERALD_HOME: home });
+    expect(value.code).toBe(2);
+    expect(value.stderr).toContain("option '--user' needs a value");
+    expect(value.stderr).not.toMatch(/^\s+at /m);
   });
 });

@@ -1,21 +1,13 @@
 // Builds an engine from Herald's configuration: the SMTP relay (or the capture sink's URL),
-// the tracking secret shared with the gateway, DKIM, limits and retry policy.
+// the platform's public URL and tracking secret (shared with the gateway), DKIM, limits and
+// retry policy.
 import { existsSync, readFileSync } from 'node:fs';
 import type { Bus } from '@herald/bus';
-import { ensureSecret, type HeraldConfig } from '@herald/config';
+import type { HeraldConfig } from '@herald/config';
 import { type ControlPlane, systemClock } from '@herald/control-plane';
 import type { Logger } from 'pino';
 import { channelProviders } from './channel-providers.js';
 import { Engine } from './engine.js';
-
-/** Where the links in messages point: PUBLIC_URL, else the gateway this process serves (`gatewayUrl`), else HOST:PORT. */
-export function publicUrlOf(config: HeraldConfig, gatewayUrl?: string): string {
-  return (config.PUBLIC_URL ?? gatewayUrl ?? `http://${config.HOST.includes(':') ? `[${config.HOST}]` : config.HOST}:${config.PORT}`).replace(/\/$/, '');
-}
-
-export function trackingSecretOf(config: HeraldConfig): string {
-  return ensureSecret(config.HERALD_HOME, 'tracking-secret', config.HERALD_TRACKING_SECRET);
-}
 
 function dkimOf(config: HeraldConfig) {
   if (!config.DKIM_DOMAIN && !config.DKIM_SELECTOR && !config.DKIM_PRIVATE_KEY) return undefined;
@@ -29,7 +21,16 @@ function dkimOf(config: HeraldConfig) {
 
 export function engineFromConfig(
   config: HeraldConfig,
-  deps: { bus: Bus; controlPlane: ControlPlane; logger: Logger; smtpUrl: string; /** The gateway of this process, when it runs one (its real port when PORT is 0). */ gatewayUrl?: string },
+  deps: {
+    bus: Bus;
+    controlPlane: ControlPlane;
+    logger: Logger;
+    smtpUrl: string;
+    /** The base of the links in messages (PlatformSettings.publicUrl, or the gateway's of this process). */
+    publicUrl: string;
+    /** The platform's tracking secret (PlatformSecrets.tracking): the gateway verifies the links with it. */
+    trackingSecret: string;
+  },
 ): Engine {
   // Without SMTP_URL, `herald` points the engine at its capture sink.
   const channels = channelProviders({ smtpUrl: deps.smtpUrl, httpProviderUrl: config.HTTP_PROVIDER_URL }, { captureSink: !config.SMTP_URL });
@@ -54,8 +55,8 @@ export function engineFromConfig(
       smtpUrl: deps.smtpUrl,
       smtpConnections: config.ENGINE_SMTP_CONNECTIONS,
       smtpTimeoutMs: config.SMTP_TIMEOUT,
-      publicUrl: publicUrlOf(config, deps.gatewayUrl),
-      trackingSecret: trackingSecretOf(config),
+      publicUrl: deps.publicUrl,
+      trackingSecret: deps.trackingSecret,
       httpProviderUrl: config.HTTP_PROVIDER_URL,
       dkim: dkimOf(config),
     },

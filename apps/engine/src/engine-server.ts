@@ -1,40 +1,33 @@
-// What an engine process serves on its own port: liveness, readiness and Prometheus metrics
-// with the same figures GET /v1/ops/engines lists (each engine process has no API otherwise).
+// What an engine process serves on its own port: liveness, readiness (it reaches its store and
+// its bus) and Prometheus metrics with the same figures GET /v1/ops/engines lists (each engine
+// process has no API otherwise).
 import { createServer, type Server } from 'node:http';
-import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import { registerEngineMetrics } from './engine-metrics.js';
 import type { Engine } from './engine.js';
 
 export interface EngineServer {
   url: string;
+  /** What /metrics serves: the engine's figures, and whatever else this process registers in it. */
+  registry: Registry;
   close(): Promise<void>;
 }
 
 export async function startEngineServer(engine: Engine, options: { port: number; host: string }): Promise<EngineServer> {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
-  const gauge = (name: string, help: string, read: () => number | null) =>
-    new Gauge({
-      name,
-      help,
-      registers: [registry],
-      collect() {
-        const value = read();
-        if (value !== null) this.set(value);
-      },
-    });
-  gauge('herald_engine_messages', 'Messages settled by this engine since it started.', () => engine.report.messages);
-  gauge('herald_engine_batches', 'Send batches settled by this engine since it started.', () => engine.report.batches);
-  gauge('herald_engine_messages_per_second', 'Messages per second over the last heartbeat interval.', () => engine.report.messagesPerSecond);
-  gauge('herald_engine_in_flight_batches', 'Batches handed to the worker pool and not settled yet.', () => engine.report.inFlightBatches);
-  gauge('herald_engine_threads', 'Worker threads of the Piscina pool.', () => engine.report.threads);
-  gauge('herald_engine_partitions', 'Partitions of herald.send-batches this engine consumes.', () => engine.report.partitions?.length ?? null);
-  gauge('herald_engine_send_batches_lag', 'Send batches waiting on the bus for the engines.', () => engine.report.lag);
-  gauge('herald_engine_limit_share', 'Share of every throughput limit this engine enforces.', () => engine.report.share);
+  registerEngineMetrics(engine, registry);
 
   const server: Server = createServer((request, response) => {
     const path = (request.url ?? '/').split('?')[0];
-    if (path === '/health/live' || path === '/health/ready') {
+    if (path === '/health/live') {
       response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ status: 'ok', instanceId: engine.instanceId }));
+    } else if (path === '/health/ready') {
+      // Ready while it reaches the store and the bus: a probe that takes it out of rotation while not.
+      void engine.readiness().then((readiness) => {
+        const body = readiness.ready ? { status: 'ok', instanceId: engine.instanceId } : { status: 'unavailable', instanceId: engine.instanceId, reason: readiness.reason };
+        response.writeHead(readiness.ready ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+      });
     } else if (path === '/metrics') {
       registry.metrics().then(
         (text) => response.writeHead(200, { 'content-type': registry.contentType }).end(text),
@@ -52,6 +45,7 @@ export async function startEngineServer(engine: Engine, options: { port: number;
   const port = typeof address === 'object' && address ? address.port : options.port;
   return {
     url: `http://${options.host}:${port}`,
+    registry,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
 }

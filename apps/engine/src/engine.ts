@@ -14,7 +14,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Bus, Subscription } from '@herald/bus';
+import { type Bus, InProcessBus, type Subscription } from '@herald/bus';
 import { extractLinks } from '@herald/channels';
 import type { DomainLimit } from '@herald/config';
 import { type DeliveryCommand, dlqTopic, type MessageEvent, TOPICS, sendBatchSchema, type SendBatch } from '@herald/contracts';
@@ -26,6 +26,8 @@ import {
   type ControlPlane,
   type Database,
   ENGINE_ACTOR,
+  ENGINE_HEARTBEAT_MS,
+  ENGINE_LATE_MS,
   ENGINE_STALE_MS,
   EngineInstancesRepository,
   type ExcludedAtSend,
@@ -91,7 +93,8 @@ export interface EngineReport {
 const WORKER_FILE = new URL('../dist/send-batch.worker.js', import.meta.url).href;
 const PLANNER_IDLE_MS = 200;
 const DISCOVER_INTERVAL_MS = 1000;
-const HEARTBEAT_MS = 2000;
+/** How long a readiness probe waits for the store and the bus to answer. */
+const READINESS_TIMEOUT_MS = 1000;
 const PUBLISH_RETRY_MS = 1000;
 /** Rows queued this long without a dispatcher claiming them go back to pending (their batch was lost). */
 const QUEUED_STALE_MS = 120_000;
@@ -114,6 +117,8 @@ export class Engine {
   private discoverTimer?: NodeJS.Timeout;
   private heartbeatTimer?: NodeJS.Timeout;
   private beating = false;
+  private storeCheck?: Promise<void>;
+  private busCheck?: Promise<void>;
   private readonly instances = new EngineInstancesRepository();
   /** This process's id in engine_instances and on the ledger rows it holds. */
   readonly instanceId = randomUUID();
@@ -139,6 +144,11 @@ export class Engine {
     });
   }
 
+  /** Whether this process's dispatchers take every batch its planners publish (the in-process bus). */
+  private get dispatchesAll(): boolean {
+    return this.options.bus instanceof InProcessBus;
+  }
+
   /** Batches that may be in the pool or waiting for it at once. */
   private get maxInFlight(): number {
     return this.options.threads * 2;
@@ -150,7 +160,7 @@ export class Engine {
     await this.recover();
     this.heartbeatTimer = setInterval(() => {
       this.beat().catch((error) => this.options.logger.warn({ err: error }, 'engine heartbeat failed'));
-    }, HEARTBEAT_MS);
+    }, ENGINE_HEARTBEAT_MS);
     this.heartbeatTimer.unref();
     // NOTE: commands start runs at once; this scan also finds runs started by a gateway on
     // another bus (a separate `herald engine` process) or whose command was lost.
@@ -174,6 +184,21 @@ export class Engine {
     await this.pool.destroy();
     // Everything in hand is settled or released: the others need not wait for this one to go stale.
     await this.instances.deregister(this.options.db, this.instanceId);
+  }
+
+  /**
+   * Whether this engine can reach its store and its bus now: each is asked (a `SELECT 1`, the
+   * broker's metadata) and given `timeoutMs` to answer. A check still unanswered is shared by
+   * the next probes, so a dead store or broker never piles them up.
+   */
+  async readiness(timeoutMs = READINESS_TIMEOUT_MS): Promise<{ ready: true } | { ready: false; reason: string }> {
+    const { db, bus } = this.options;
+    this.storeCheck ??= db.query('SELECT 1').then(() => undefined).finally(() => (this.storeCheck = undefined));
+    this.busCheck ??= bus.ping?.().finally(() => (this.busCheck = undefined));
+    const [store, broker] = await Promise.all([failureOf(this.storeCheck, timeoutMs), failureOf(this.busCheck, timeoutMs)]);
+    if (store !== undefined) return { ready: false, reason: `store: ${store}` };
+    if (broker !== undefined) return { ready: false, reason: `bus: ${broker}` };
+    return { ready: true };
   }
 
   /** This process in engine_instances (again, after another engine declared it dead). */
@@ -301,9 +326,14 @@ export class Engine {
         return;
       }
       const size = batchSizeFor(info.delivery.throughput?.perHour ?? null, this.options.batchSize);
-      // Backpressure on what every engine has in hand for this run (the batches may be sent by another engine).
+      // Backpressure on what every live engine has in hand for this run (the batches may be sent by
+      // another engine). The count of batches in this process's hands holds only when its own
+      // dispatchers take every batch it publishes (the in-process bus): on a shared bus, part of
+      // them go to other engines' partitions (a dead engine's until the group rebalances), and
+      // waiting on them stopped this engine sending while it had room.
       const window = this.maxInFlight * size * Math.max(1, Math.round(1 / this.report.share));
-      if (this.inFlight >= this.maxInFlight || (await this.queue.inFlightCount(db, run)) >= window) {
+      const localFull = this.dispatchesAll && this.inFlight >= this.maxInFlight;
+      if (localFull || (await this.queue.inFlightCount(db, run, clock.now(), ENGINE_LATE_MS)) >= window) {
         await this.waitForRoom();
         continue;
       }
@@ -532,6 +562,20 @@ function eventsFor(outcome: ClassifiedOutcome, run: RunRef, channel: 'email' | '
     default:
       return []; // a soft bounce being retried is not an outcome yet
   }
+}
+
+/** Why `check` failed or did not settle within `ms`; undefined when it succeeded (or there is none). */
+async function failureOf(check: Promise<unknown> | undefined, ms: number): Promise<string | undefined> {
+  if (check === undefined) return undefined;
+  const settled = await withTimeout(
+    check.then(
+      () => ({ ok: true as const }),
+      (error: unknown) => ({ ok: false as const, reason: error instanceof Error ? error.message : String(error) }),
+    ),
+    ms,
+  );
+  if (settled === undefined) return `no answer within ${ms} ms`;
+  return settled.ok ? undefined : settled.reason;
 }
 
 /** The value, or undefined if it takes longer than `ms` (or fails). */

@@ -1,6 +1,7 @@
 // The send engine: planner, dispatchers and the Piscina worker pool.
 export { Engine, type EngineOptions, type EngineStats } from './engine.js';
 export type { WorkerSettings } from './send-task.js';
-export { engineFromConfig, publicUrlOf, trackingSecretOf } from './engine-from-config.js';
+export { engineFromConfig } from './engine-from-config.js';
 export type { EngineReport } from './engine.js';
 export { type EngineServer, startEngineServer } from './engine-server.js';
+export { outboxPublishedCounter, registerEngineMetrics } from './engine-metrics.js';

@@ -27,6 +27,32 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/**
+ * Runs `herald <command>` until it exits, or until it is up (then stops it): a command that
+ * should refuse to start and does not shows as `up: true`.
+ */
+export function runUntilExit(command: string[], env: Record<string, string>): Promise<{ code: number | null; up: boolean; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [HERALD, ...command], { env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    let up = false;
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    child.stdout.on('data', (chunk) => {
+      stdout += chunk;
+      if (!up && /Herald is up/.test(stdout)) {
+        up = true;
+        child.kill('SIGKILL');
+      }
+    });
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, up, stdout, stderr });
+    });
+  });
+}
+
 export async function startPlatform(env: Record<string, string>, command = 'start', args: string[] = []): Promise<Platform> {
   const child = spawn(process.execPath, [HERALD, command, ...args], { env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: string[] = [];

@@ -5,8 +5,8 @@ import { type DynamicModule, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import type { Bus } from '@herald/bus';
-import { ensureSecret, type HeraldConfig } from '@herald/config';
-import { type Clock, ControlPlane, type Database, OutboxRelay, systemClock } from '@herald/control-plane';
+import type { HeraldConfig } from '@herald/config';
+import { type Clock, ControlPlane, type Database, OutboxRelay, type PlatformSettings, resolvePlatformSettings, systemClock } from '@herald/control-plane';
 import type { KpiStore } from '@herald/kpi-store';
 import type { Logger } from 'pino';
 import { AuthGuard } from './auth/auth.guard.js';
@@ -44,6 +44,8 @@ export interface GatewayOptions {
   kpiConsumer?: { catchUp(): Promise<boolean>; betweenFlushes<T>(work: () => Promise<T>): Promise<T> };
   /** Run the scheduler loop in this process (default true). */
   scheduler?: boolean;
+  /** The platform's settings as this process resolved them (default: resolved here). */
+  settings?: PlatformSettings;
 }
 
 export interface Gateway {
@@ -54,6 +56,8 @@ export interface Gateway {
   metrics: Metrics;
   /** The base URL the gateway listens on, e.g. http://127.0.0.1:8080. */
   url: string;
+  /** The base of the links in messages: PUBLIC_URL, else `url` (published for the engine processes). */
+  publicUrl: string;
   close(): Promise<void>;
 }
 
@@ -117,14 +121,18 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     recurrenceMaxPending: config.RECURRENCE_MAX_PENDING,
     softBounces: { threshold: config.QUARANTINE_SOFT_BOUNCES, resetAfterMs: config.QUARANTINE_SOFT_RESET },
   });
-  const secrets = {
-    tracking: ensureSecret(config.HERALD_HOME, 'tracking-secret', config.HERALD_TRACKING_SECRET),
-    webhook: ensureSecret(config.HERALD_HOME, 'webhook-secret', config.HERALD_WEBHOOK_SECRET),
-  };
-  const tokens = options.tokens ?? createTokenService(config);
+  const settings = options.settings ?? (await resolvePlatformSettings(config, options.db, (message) => logger.warn(message)));
+  const { secrets } = settings;
+  const tokens = options.tokens ?? createTokenService({ secret: secrets.jwt, jwksUrl: config.HERALD_JWKS_URL });
   const metrics = new Metrics();
   const adapter = new FastifyAdapter({ bodyLimit: config.BODY_LIMIT_BYTES, return503OnClosing: true, routerOptions: { maxParamLength: 1000 } });
-  const relay = new OutboxRelay(options.db, options.bus, clock, (error) => logger.warn({ err: error }, 'outbox relay failed; retrying'));
+  const relay = new OutboxRelay(
+    options.db,
+    options.bus,
+    clock,
+    (error) => logger.warn({ err: error }, 'outbox relay failed; retrying'),
+    (topic, messages) => metrics.outboxPublished.inc({ topic }, messages),
+  );
   const kpiPipeline: KpiPipeline = {
     async catchUp() {
       await relay.drain();
@@ -161,6 +169,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const address = fastify.server.address();
   const port = typeof address === 'object' && address ? address.port : config.PORT;
   const url = `http://${config.HOST.includes(':') ? `[${config.HOST}]` : config.HOST}:${port}`;
+  // Engine processes build their links from it (a gateway on another port or host: the last one started).
+  const publicUrl = (config.PUBLIC_URL ?? url).replace(/\/$/, '');
+  await settings.publishPublicUrl(publicUrl);
 
   if (options.relay !== false) relay.start(config.OUTBOX_RELAY_INTERVAL, { retentionMs: config.OUTBOX_RETENTION });
 
@@ -189,6 +200,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     tokens,
     metrics,
     url,
+    publicUrl,
     async close() {
       schedulerStopped = true;
       clearTimeout(schedulerTimer);

@@ -103,7 +103,7 @@ export const OPERATIONS: Operation[] = [
   { method: 'get', path: '/health/live', summary: 'Liveness', public: true, tag: 'operations' },
   { method: 'get', path: '/health/ready', summary: 'Readiness (the store answers)', public: true, tag: 'operations' },
   { method: 'get', path: '/metrics', summary: 'Prometheus metrics', public: true, tag: 'operations' },
-  { method: 'get', path: '/v1/ops/engines', summary: 'Live engine processes: host, pid, channels (providers, credentials redacted), partitions, threads, messages per second (last heartbeat, and measured while sending), lag', role: 'admin', tag: 'operations' },
+  { method: 'get', path: '/v1/ops/engines', summary: 'Engine processes: host, pid, channels (providers, credentials redacted), partitions, threads, messages per second (last heartbeat, and measured while sending), lag, and status (live, or stale once their heartbeat is late)', role: 'admin', tag: 'operations' },
   { method: 'get', path: '/openapi.json', summary: 'This document', public: true, tag: 'operations' },
   { method: 'get', path: '/docs', summary: 'Browsable API documentation', public: true, tag: 'operations' },
   { method: 'get', path: '/docs/{asset}', summary: 'Assets of the documentation page', public: true, tag: 'operations' },

@@ -47,4 +47,9 @@ export interface Bus {
   publish(topic: string, messages: OutgoingMessage[]): Promise<void>;
   subscribe(options: SubscribeOptions): Promise<Subscription>;
   close(): Promise<void>;
+  /**
+   * Resolves once the bus answered (a broker's cluster metadata), rejects with why it did not;
+   * a bus in this process has nothing to reach and leaves it out. For readiness probes.
+   */
+  ping?(): Promise<void>;
 }

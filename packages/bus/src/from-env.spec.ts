@@ -60,3 +60,13 @@ describe('busFromEnv topic settings', () => {
     expect(defaults.partitionsFor('herald.message-events')).toBe(12);
   });
 });
+
+describe('busFromEnv consumer timeouts', () => {
+  it('takes the session timeout from KAFKA_SESSION_TIMEOUT (default 10 s) and heartbeats every fifth of it', () => {
+    expect((busFromEnv({ KAFKA_BROKERS: '127.0.0.1:1' }) as KafkaBus).consumerTimeouts).toEqual({ sessionTimeout: 10_000, heartbeatInterval: 2_000 });
+    expect((busFromEnv({ KAFKA_BROKERS: '127.0.0.1:1', KAFKA_SESSION_TIMEOUT: 45_000 }) as KafkaBus).consumerTimeouts).toEqual({
+      sessionTimeout: 45_000,
+      heartbeatInterval: 9_000,
+    });
+  });
+});

@@ -17,6 +17,23 @@ export interface BusEnv {
   KAFKA_PARTITIONS?: number;
   /** Replication factor of created topics (default 1). */
   KAFKA_REPLICATION_FACTOR?: number;
+  /**
+   * ms without a heartbeat before the broker drops a consumer from its group and gives its
+   * partitions to the others (default DEFAULT_SESSION_TIMEOUT_MS); heartbeats every fifth of it.
+   */
+  KAFKA_SESSION_TIMEOUT?: number;
+}
+
+/**
+ * The consumers' session timeout when KAFKA_SESSION_TIMEOUT is unset: how long partitions of a
+ * killed process wait before the others take them (kafkajs's own default, 30 s, held a killed
+ * engine's send batches that long).
+ */
+export const DEFAULT_SESSION_TIMEOUT_MS = 10_000;
+
+/** Consumer timeouts from a session timeout: a heartbeat every fifth of it, so a live member misses four before it is dropped. */
+export function consumerTimeouts(sessionTimeoutMs: number): { sessionTimeout: number; heartbeatInterval: number } {
+  return { sessionTimeout: sessionTimeoutMs, heartbeatInterval: Math.max(100, Math.round(sessionTimeoutMs / 5)) };
 }
 
 export interface BusFromEnvOptions {
@@ -41,6 +58,7 @@ export function busFromEnv(env: BusEnv, options: BusFromEnvOptions = {}): InProc
   if (brokers.length === 0) return new InProcessBus({ ...options.inProcess, onHandlerError: options.onHandlerError });
   return new KafkaBus({
     ...options.kafka,
+    consumer: { ...options.kafka?.consumer, ...consumerTimeouts(env.KAFKA_SESSION_TIMEOUT ?? options.kafka?.consumer?.sessionTimeout ?? DEFAULT_SESSION_TIMEOUT_MS) },
     ...(env.KAFKA_SEND_BATCH_PARTITIONS ? { partitions: { ...options.kafka?.partitions, [TOPICS.sendBatches]: env.KAFKA_SEND_BATCH_PARTITIONS } } : {}),
     ...(env.KAFKA_PARTITIONS ? { defaultPartitions: env.KAFKA_PARTITIONS } : {}),
     ...(env.KAFKA_REPLICATION_FACTOR ? { replicationFactor: env.KAFKA_REPLICATION_FACTOR } : {}),

@@ -167,6 +167,11 @@ export class KafkaBus implements Bus {
     });
   }
 
+  /** The consumers' session timeout and heartbeat interval, in ms. */
+  get consumerTimeouts(): { sessionTimeout: number; heartbeatInterval: number } {
+    return { sessionTimeout: this.options.consumer?.sessionTimeout ?? 30_000, heartbeatInterval: this.heartbeatInterval };
+  }
+
   /** The topic's name on the broker. */
   physicalTopic(topic: string): string {
     return `${this.prefix}${topic}`;
@@ -228,7 +233,7 @@ export class KafkaBus implements Bus {
     const settings = this.options.consumer ?? {};
     const consumer = this.kafka.consumer({
       groupId: this.physicalGroup(options.topic, options.group),
-      sessionTimeout: settings.sessionTimeout ?? 30_000,
+      sessionTimeout: this.consumerTimeouts.sessionTimeout,
       heartbeatInterval: this.heartbeatInterval,
       rebalanceTimeout: settings.rebalanceTimeout ?? 60_000,
       maxWaitTimeInMs: settings.maxWaitTimeInMs ?? 1_000,
@@ -290,6 +295,11 @@ export class KafkaBus implements Bus {
       producer?.then((p) => p.disconnect()).catch(() => undefined),
       admin?.then((a) => a.disconnect()).catch(() => undefined),
     ]);
+  }
+
+  /** Asks a broker for the cluster's metadata: rejects while no broker answers (kafkajs retries first). */
+  async ping(): Promise<void> {
+    await (await this.admin()).describeCluster();
   }
 
   /** The end offset (the next offset to be written) of each partition of `topic`. */

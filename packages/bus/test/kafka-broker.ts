@@ -109,10 +109,31 @@ export async function startPrivateKafka(): Promise<PrivateKafka> {
     HERALD_KAFKA_DIR: mkdtempSync(join(tmpdir(), 'herald-test-kafka-')),
   };
   const bootstrap = await run(START, [], env);
+  const pid = () => Number(readFileSync(join(env.HERALD_KAFKA_DIR, 'kafka.pid'), 'utf8').trim());
+  let killed: number | undefined;
   return {
     brokers: [bootstrap],
     stop: async () => void (await run(STOP, ['--clean'], env)),
-    kill: () => process.kill(Number(readFileSync(join(env.HERALD_KAFKA_DIR, 'kafka.pid'), 'utf8').trim()), 'SIGKILL'),
-    restart: async () => void (await run(START, [], env)),
+    kill: () => {
+      killed = pid();
+      process.kill(killed, 'SIGKILL');
+    },
+    restart: async () => {
+      // start.sh takes a broker whose process is still there for a running one: wait until the
+      // killed one is gone (a restart right after the kill would otherwise start nothing).
+      const deadline = Date.now() + 30_000;
+      while (killed !== undefined && isAlive(killed) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+      killed = undefined;
+      await run(START, [], env);
+    },
   };
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }

@@ -2,10 +2,9 @@
 // A bad environment fails with one error that lists every bad variable.
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
-import { parseDuration } from './duration.js';
+import { formatDuration, parseDuration } from './duration.js';
 
 export { parseDuration, formatDuration } from './duration.js';
-export { ensureSecret } from './secrets.js';
 
 const duration = (fallback: string) =>
   z
@@ -20,6 +19,21 @@ const duration = (fallback: string) =>
       return ms;
     });
 
+/** A duration between `min` and `max` ms, or undefined when unset (the consumer of the setting has the default). */
+const optionalDuration = (min: number, max: number) =>
+  z
+    .string()
+    .optional()
+    .transform((value, ctx) => {
+      if (value === undefined) return undefined;
+      const ms = parseDuration(value);
+      if (ms === undefined || ms < min || ms > max) {
+        ctx.addIssue({ code: 'custom', message: `'${value}' is not a duration from ${formatDuration(min)} to ${formatDuration(max)} (e.g. 10s)` });
+        return z.NEVER;
+      }
+      return ms;
+    });
+
 const optionalUrl = z.url().optional();
 const positiveInt = (fallback: number) => z.coerce.number().int().positive().default(fallback);
 
@@ -29,8 +43,19 @@ export const environmentSchema = z.object({
   HOST: z.string().min(1).default('127.0.0.1'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   DATABASE_URL: optionalUrl,
+  /**
+   * HS256 key of bearer tokens (default: the platform's, generated once). Like every secret
+   * below, resolved by resolvePlatformSettings: the control-plane store keeps the platform's
+   * (on PostgreSQL; the files of HERALD_HOME on the embedded store), and a process given a
+   * value that differs from it refuses to start.
+   */
   HERALD_JWT_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
   HERALD_JWKS_URL: optionalUrl,
+  /**
+   * The base of the links in messages (tracking, unsubscribe). A gateway records it (else its
+   * own address) in the store at start, and engine processes read it from there; an engine
+   * with neither refuses to start.
+   */
   PUBLIC_URL: optionalUrl,
   CONFIRMATION_TTL: duration('10m'),
   SCHEDULE_STALENESS: duration('1h'),
@@ -54,8 +79,9 @@ export const environmentSchema = z.object({
   /** Per-connection SMTP timeout (greeting, commands, and the answer after DATA). */
   SMTP_TIMEOUT: duration('30s'),
   HTTP_PROVIDER_URL: optionalUrl,
+  /** HMAC key of tracking and unsubscribe links (default: the platform's, generated once; see HERALD_JWT_SECRET). */
   HERALD_TRACKING_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
-  /** Key of the bounce webhook's HMAC signature (default: generated once under HERALD_HOME). */
+  /** Key of the bounce webhook's HMAC signature (default: the platform's, generated once; see HERALD_JWT_SECRET). */
   HERALD_WEBHOOK_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
   /** Consecutive soft bounces (webhook, or retries given up) that quarantine an address. */
   QUARANTINE_SOFT_BOUNCES: z.coerce.number().int().min(1).max(1000).default(5),
@@ -101,6 +127,13 @@ export const environmentSchema = z.object({
   /** Partitions of the other topics when Herald creates them. */
   KAFKA_PARTITIONS: z.coerce.number().int().min(1).max(10_000).optional(),
   KAFKA_REPLICATION_FACTOR: z.coerce.number().int().min(1).max(16).optional(),
+  /**
+   * How long the broker waits for a consumer's heartbeat before it gives that process's
+   * partitions to the others (default 10s; heartbeats every fifth of it): how soon the engines
+   * left take over the send batches of one that died. Within the broker's
+   * group.min.session.timeout.ms (6s by default) and group.max.session.timeout.ms.
+   */
+  KAFKA_SESSION_TIMEOUT: optionalDuration(1_000, 30 * 60_000),
   CLICKHOUSE_URL: optionalUrl,
 });
 

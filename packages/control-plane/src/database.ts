@@ -17,8 +17,22 @@ export interface Database extends Queryable {
    * undefined at once if another session holds it. Used for leader election.
    */
   withAdvisoryLock<T>(key: number, work: () => Promise<T>): Promise<T | undefined>;
+  /**
+   * Takes the session-level advisory lock `key` (shared, or exclusive) on a connection of its
+   * own, held until release() or the end of the process: undefined at once when another session
+   * holds it in a conflicting mode. If that connection is lost, `onLost` is told and the lock is
+   * taken again on a new one as soon as it can be.
+   */
+  holdAdvisoryLock(key: number, options: { shared: boolean; onLost?: (error: Error) => void }): Promise<HeldLock | undefined>;
   close(): Promise<void>;
 }
+
+export interface HeldLock {
+  release(): Promise<void>;
+}
+
+/** How often a held lock whose connection was lost is tried again. */
+const RELOCK_INTERVAL_MS = 5_000;
 
 // NOTE: bigint (int8) columns come back as JS numbers; counts here stay far below 2^53.
 pg.types.setTypeParser(20, (value) => Number(value));
@@ -26,7 +40,10 @@ pg.types.setTypeParser(1700, (value) => Number(value));
 
 class PostgresDatabase implements Database {
   readonly kind = 'postgres';
-  constructor(private readonly pool: pg.Pool) {}
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly url: string,
+  ) {}
 
   async query<T>(sql: string, params: unknown[] = []): Promise<T[]> {
     return (await this.pool.query(sql, params)).rows as T[];
@@ -62,6 +79,64 @@ class PostgresDatabase implements Database {
     }
   }
 
+  async holdAdvisoryLock(key: number, options: { shared: boolean; onLost?: (error: Error) => void }): Promise<HeldLock | undefined> {
+    const lock = options.shared ? 'pg_try_advisory_lock_shared' : 'pg_try_advisory_lock';
+    let released = false;
+    let client: pg.Client | undefined;
+    let retry: NodeJS.Timeout | undefined;
+    // A connection outside the pool: the lock lives as long as this session.
+    const take = async (first = false): Promise<'locked' | 'held elsewhere' | 'unreachable'> => {
+      const candidate = new pg.Client({ connectionString: this.url });
+      candidate.on('error', (error) => lost(candidate, error));
+      try {
+        await candidate.connect();
+        const [row] = (await candidate.query(`SELECT ${lock}($1) AS locked`, [key])).rows;
+        if (row?.locked && !released) {
+          client = candidate;
+          return 'locked';
+        }
+      } catch (error) {
+        await candidate.end().catch(() => undefined);
+        // At first the caller hears why; later, it is tried again.
+        if (first) throw error;
+        return 'unreachable';
+      }
+      await candidate.end().catch(() => undefined);
+      return 'held elsewhere';
+    };
+    const lost = (from: pg.Client, error: Error) => {
+      if (from !== client || released) return;
+      client = undefined;
+      void from.end().catch(() => undefined);
+      options.onLost?.(error);
+      let toldHeld = false;
+      const again = () => {
+        retry = setTimeout(async () => {
+          if (released) return;
+          const outcome = await take();
+          if (outcome === 'locked') return;
+          if (outcome === 'held elsewhere' && !toldHeld) {
+            toldHeld = true;
+            options.onLost?.(new Error('another session took the lock meanwhile'));
+          }
+          again();
+        }, RELOCK_INTERVAL_MS);
+        retry.unref();
+      };
+      again();
+    };
+    if ((await take(true)) !== 'locked') return undefined;
+    return {
+      release: async () => {
+        released = true;
+        clearTimeout(retry);
+        // Ending the session releases the lock.
+        await client?.end().catch(() => undefined);
+        client = undefined;
+      },
+    };
+  }
+
   async close(): Promise<void> {
     await this.pool.end();
   }
@@ -90,6 +165,17 @@ class PgliteDatabase implements Database {
     }
   }
 
+  async holdAdvisoryLock(key: number, options: { shared: boolean }): Promise<HeldLock | undefined> {
+    // PGlite is one session of one process: the lock only guards against this process itself.
+    const [row] = await this.query<{ locked: boolean }>(`SELECT ${options.shared ? 'pg_try_advisory_lock_shared' : 'pg_try_advisory_lock'}($1) AS locked`, [key]);
+    if (!row?.locked) return undefined;
+    return {
+      release: async () => {
+        await this.query(`SELECT ${options.shared ? 'pg_advisory_unlock_shared' : 'pg_advisory_unlock'}($1)`, [key]);
+      },
+    };
+  }
+
   async close(): Promise<void> {
     await this.db.close();
   }
@@ -111,7 +197,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
     // NOTE: an idle connection closed by the server (restart, failover, DROP DATABASE) is
     // discarded by the pool; without a listener its 'error' event would crash the process.
     pool.on('error', (error) => options.onIdleError?.(error));
-    const database = new PostgresDatabase(pool);
+    const database = new PostgresDatabase(pool, options.url);
     await database.query('SELECT 1');
     return database;
   }

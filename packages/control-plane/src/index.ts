@@ -25,3 +25,4 @@ export * from './services/record-stream.js';
 export * from './services/scheduler.service.js';
 export * from './control-plane.js';
 export * from './repositories/engine-instances.repository.js';
+export * from './platform-settings.js';

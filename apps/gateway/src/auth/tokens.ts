@@ -1,6 +1,5 @@
-// Bearer tokens: HS256 with HERALD_JWT_SECRET (the embedded default keeps a generated secret
-// under HERALD_HOME), or RS256 and friends through a JWKS URL.
-import { ensureSecret, type HeraldConfig } from '@herald/config';
+// Bearer tokens: HS256 with the platform's JWT secret (HERALD_JWT_SECRET, else generated once:
+// see resolvePlatformSettings), or RS256 and friends through a JWKS URL.
 import { DomainError, type Actor } from '@herald/control-plane';
 import { createRemoteJWKSet, jwtVerify, SignJWT, type JWTVerifyGetKey } from 'jose';
 
@@ -10,14 +9,10 @@ export interface TokenService {
   sign(claims: { sub: string; name?: string; roles: string[] }, expiresIn?: string): Promise<string>;
 }
 
-/** The HS256 secret: HERALD_JWT_SECRET, else one generated once and kept in HERALD_HOME/jwt-secret. */
-export function loadJwtSecret(config: Pick<HeraldConfig, 'HERALD_JWT_SECRET' | 'HERALD_HOME'>): string {
-  return ensureSecret(config.HERALD_HOME, 'jwt-secret', config.HERALD_JWT_SECRET);
-}
-
-export function createTokenService(config: Pick<HeraldConfig, 'HERALD_JWT_SECRET' | 'HERALD_HOME' | 'HERALD_JWKS_URL'>): TokenService {
-  const secret = new TextEncoder().encode(loadJwtSecret(config));
-  const jwks: JWTVerifyGetKey | undefined = config.HERALD_JWKS_URL ? createRemoteJWKSet(new URL(config.HERALD_JWKS_URL)) : undefined;
+/** `secret`: the platform's HS256 key (PlatformSecrets.jwt); `jwksUrl`: verify the identity provider's tokens instead. */
+export function createTokenService(options: { secret: string; jwksUrl?: string }): TokenService {
+  const secret = new TextEncoder().encode(options.secret);
+  const jwks: JWTVerifyGetKey | undefined = options.jwksUrl ? createRemoteJWKSet(new URL(options.jwksUrl)) : undefined;
   return {
     async verify(token: string): Promise<Actor> {
       try {

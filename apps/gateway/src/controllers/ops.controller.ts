@@ -1,6 +1,7 @@
-// Operations: the engine processes sharing the store, as they last reported themselves.
+// Operations: the engine processes sharing the store, as they last reported themselves, and
+// whether their heartbeat is on time.
 import { Controller, Get, Inject, UseGuards } from '@nestjs/common';
-import { type ControlPlane, ENGINE_STALE_MS, EngineInstancesRepository } from '@herald/control-plane';
+import { type ControlPlane, ENGINE_LATE_MS, ENGINE_STALE_MS, EngineInstancesRepository } from '@herald/control-plane';
 import { AuthGuard, RequireRole } from '../auth/auth.guard.js';
 import { CONTROL_PLANE } from '../tokens.js';
 
@@ -11,18 +12,29 @@ export class OpsController {
 
   constructor(@Inject(CONTROL_PLANE) private readonly cp: ControlPlane) {}
 
-  /** Live engine instances: host, pid, partitions, threads, messages per second, lag. */
+  /**
+   * Registered engine instances: host, pid, partitions, threads, messages per second, lag, and
+   * `status`: `live`, or `stale` once its heartbeat is late (ENGINE_LATE_MS); its work is
+   * requeued later (ENGINE_STALE_MS), and then it leaves the list.
+   */
   @Get('engines')
   @RequireRole('admin')
   async engines() {
     const now = this.cp.context.clock.now();
-    const live = await this.instances.live(this.cp.db, ENGINE_STALE_MS, now);
-    const items = live.map(({ stats, ...instance }) => ({ ...instance, ...stats }));
-    const total = (field: string) => live.reduce((sum, e) => sum + Number(e.stats[field] ?? 0), 0);
+    const engines = await this.instances.all(this.cp.db, now);
+    const items = engines.map(({ stats, heartbeatAgeMs, ...instance }) => ({
+      ...instance,
+      status: heartbeatAgeMs > ENGINE_LATE_MS ? ('stale' as const) : ('live' as const),
+      heartbeatAgeMs,
+      ...stats,
+    }));
+    const live = items.filter((e) => e.status === 'live');
+    const total = (field: string) => live.reduce((sum, e) => sum + Number((e as Record<string, unknown>)[field] ?? 0), 0);
     return {
       items,
-      totals: { engines: items.length, threads: total('threads'), messagesPerSecond: total('messagesPerSecond') },
-      staleAfterMs: ENGINE_STALE_MS,
+      totals: { engines: live.length, stale: items.length - live.length, threads: total('threads'), messagesPerSecond: total('messagesPerSecond') },
+      staleAfterMs: ENGINE_LATE_MS,
+      requeueAfterMs: ENGINE_STALE_MS,
     };
   }
 }

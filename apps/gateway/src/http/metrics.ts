@@ -1,4 +1,5 @@
 // Prometheus metrics of the gateway (one registry per gateway instance).
+import { OUTBOX_PUBLISHED_METRIC } from '@herald/control-plane';
 import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client';
 
 export class Metrics {
@@ -18,7 +19,8 @@ export class Metrics {
     registers: [this.registry],
   });
   readonly profilesImported = new Counter({ name: 'herald_profiles_imported_total', help: 'Profiles upserted by imports.', registers: [this.registry] });
-  readonly outboxPublished = new Counter({ name: 'herald_outbox_published_total', help: 'Outbox commands published to the bus.', registers: [this.registry] });
+  /** Counted by the gateway's outbox relay. */
+  readonly outboxPublished = new Counter({ ...OUTBOX_PUBLISHED_METRIC, labelNames: [...OUTBOX_PUBLISHED_METRIC.labelNames], registers: [this.registry] });
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'herald_' });

@@ -3,7 +3,17 @@
 // go back to pending (at most what it had in flight may have left twice) and its row is removed.
 import type { Database, Queryable } from '../database.js';
 
-/** An engine whose heartbeat is older than this is dead: its rows are requeued (engines heartbeat every 2 s). */
+/** How often a live engine heartbeats. */
+export const ENGINE_HEARTBEAT_MS = 2_000;
+/**
+ * An engine whose heartbeat is older than this is late: listed `stale` (two missed heartbeats
+ * and a margin for a slow store). Its work is not touched yet.
+ */
+export const ENGINE_LATE_MS = 2 * ENGINE_HEARTBEAT_MS + 1_000;
+/**
+ * An engine whose heartbeat is older than this is dead: its rows are requeued. Longer than
+ * ENGINE_LATE_MS: a pause (GC, a slow store) must not send its in-flight messages twice.
+ */
 export const ENGINE_STALE_MS = 15_000;
 
 /** A channel an engine can send, and through what (URLs with their credentials redacted). */
@@ -28,6 +38,28 @@ export interface ReapResult {
   inFlight: number;
 }
 
+interface EngineInstanceRow {
+  id: string;
+  host: string;
+  pid: number;
+  started_at: Date;
+  heartbeat_at: Date;
+  stats: Record<string, unknown>;
+  channels: ChannelProvider[];
+}
+
+function fromRow(r: EngineInstanceRow): EngineInstance {
+  return {
+    id: r.id,
+    host: r.host,
+    pid: r.pid,
+    startedAt: r.started_at.toISOString(),
+    heartbeatAt: r.heartbeat_at.toISOString(),
+    stats: r.stats,
+    channels: r.channels,
+  };
+}
+
 export class EngineInstancesRepository {
   async register(db: Queryable, instance: Omit<EngineInstance, 'heartbeatAt' | 'stats'>, at: Date): Promise<void> {
     await db.query(
@@ -47,30 +79,20 @@ export class EngineInstancesRepository {
     await db.query('DELETE FROM engine_instances WHERE id = $1', [id]);
   }
 
+  /** Every registered engine, live or not (not yet reaped), oldest first, with its heartbeat's age at `now`. */
+  async all(db: Queryable, now: Date): Promise<(EngineInstance & { heartbeatAgeMs: number })[]> {
+    const rows = await db.query<EngineInstanceRow>('SELECT * FROM engine_instances ORDER BY started_at, id');
+    return rows.map((r) => ({ ...fromRow(r), heartbeatAgeMs: Math.max(0, now.getTime() - r.heartbeat_at.getTime()) }));
+  }
+
   /** Engines that heartbeat within `staleAfterMs`, oldest first. */
   async live(db: Queryable, staleAfterMs: number, now: Date): Promise<EngineInstance[]> {
-    const rows = await db.query<{
-      id: string;
-      host: string;
-      pid: number;
-      started_at: Date;
-      heartbeat_at: Date;
-      stats: Record<string, unknown>;
-      channels: ChannelProvider[];
-    }>(
+    const rows = await db.query<EngineInstanceRow>(
       `SELECT * FROM engine_instances WHERE heartbeat_at >= $1::timestamptz - make_interval(secs => $2::double precision / 1000)
         ORDER BY started_at, id`,
       [now, staleAfterMs],
     );
-    return rows.map((r) => ({
-      id: r.id,
-      host: r.host,
-      pid: r.pid,
-      startedAt: r.started_at.toISOString(),
-      heartbeatAt: r.heartbeat_at.toISOString(),
-      stats: r.stats,
-      channels: r.channels,
-    }));
+    return rows.map(fromRow);
   }
 
   /**

@@ -216,11 +216,16 @@ export class SendQueueRepository {
     return rows.length;
   }
 
-  /** Recipients of the run handed out and not settled yet (queued or being sent), by every engine. */
-  async inFlightCount(db: Queryable, run: RunRef): Promise<number> {
+  /** Recipients of the run handed out and not settled yet (queued or being sent) by the engines whose heartbeat is on time. */
+  async inFlightCount(db: Queryable, run: RunRef, now: Date, lateAfterMs: number): Promise<number> {
+    // NOTE: rows held by an engine whose heartbeat is late (dead, most likely) do not count: they
+    // move no more, and the live engines must not wait for them until they are requeued.
     const [row] = await db.query<{ n: number }>(
-      `SELECT count(*)::int AS n FROM send_ledger WHERE delivery_id = $1 AND occurrence = $2 AND status IN ('queued', 'sending')`,
-      [run.deliveryId, run.occurrence],
+      `SELECT count(*)::int AS n FROM send_ledger l
+        WHERE l.delivery_id = $1 AND l.occurrence = $2 AND l.status IN ('queued', 'sending')
+          AND EXISTS (SELECT 1 FROM engine_instances e
+                       WHERE e.id = l.engine_id AND e.heartbeat_at >= $3::timestamptz - make_interval(secs => $4::double precision / 1000))`,
+      [run.deliveryId, run.occurrence, now, lateAfterMs],
     );
     return row?.n ?? 0;
   }

@@ -8,6 +8,16 @@ import type { Queryable } from '../database.js';
 import type { Database } from '../database.js';
 import { messagesOf, OutboxRepository } from '../repositories/outbox.repository.js';
 
+/**
+ * The Prometheus counter of what relays publish, declared the same way by every process that
+ * runs one (the gateway, and an engine process without a gateway): Prometheus sums them.
+ */
+export const OUTBOX_PUBLISHED_METRIC = {
+  name: 'herald_outbox_published_total',
+  help: 'Bus messages the outbox relay published, by topic (a command, or one event of a fanout row).',
+  labelNames: ['topic'],
+} as const;
+
 const RELAY_LOCK = 0x4845_5232; // "HER2": one relay at a time keeps commands in order
 const PRUNE_EVERY_MS = 60_000;
 const PRUNE_CHUNK = 5_000;
@@ -25,6 +35,8 @@ export class OutboxRelay {
     private readonly bus: Bus,
     private readonly clock: Clock,
     private readonly onError: (error: unknown) => void = () => undefined,
+    /** Told, after each publish, how many messages went to which topic (for OUTBOX_PUBLISHED_METRIC). */
+    private readonly onPublished: (topic: string, messages: number) => void = () => undefined,
   ) {}
 
   /**
@@ -111,7 +123,10 @@ export class OutboxRelay {
           byTopic.set(row.topic, messages);
           for (const message of messagesOf(row)) messages.push(message);
         }
-        for (const [topic, messages] of byTopic) await this.bus.publish(topic, messages);
+        for (const [topic, messages] of byTopic) {
+          await this.bus.publish(topic, messages);
+          this.onPublished(topic, messages.length);
+        }
         await this.outbox.markPublished(this.db, rows.map((r) => r.id), this.clock.now());
         total += rows.length;
       }
