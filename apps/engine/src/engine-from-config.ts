@@ -50,6 +50,7 @@ export function engineFromConfig(
       smtpUrl: deps.smtpUrl,
       smtpConnections: config.ENGINE_SMTP_CONNECTIONS,
       smtpTimeoutMs: config.SMTP_TIMEOUT,
+      smtpIdleTimeoutMs: config.SMTP_IDLE_TIMEOUT,
       publicUrl: publicUrlOf(config, deps.gatewayUrl),
       trackingSecret: trackingSecretOf(config),
       httpProviderUrl: config.HTTP_PROVIDER_URL,

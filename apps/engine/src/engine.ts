@@ -124,6 +124,11 @@ export class Engine {
       // ~780 MiB RSS for the engine on a 1M send); a batch needs a few MiB.
       resourceLimits: { maxOldGenerationSizeMb: options.workerHeapMb, maxYoungGenerationSizeMb: 16 },
       workerData: options.worker,
+      // NOTE: Piscina's default ('sync') parks an idle thread in Atomics.wait, which freezes its
+      // event loop: its SMTP connections never saw the server's idle "421 Timeout" and close, nor
+      // ran their idle timers, and the next batch wrote MAIL FROM into the dead session first.
+      // Threads wait for tasks on their message port instead, with their event loop running.
+      atomics: 'disabled',
     });
   }
 

@@ -12,7 +12,13 @@ import type { SendTask, SendTaskResult, WorkerSettings } from './send-task.js';
 const settings = workerData as WorkerSettings;
 
 // NOTE: one pool of SMTP connections per thread, created once (and the DKIM key parsed once).
-const smtp = new SmtpPool({ url: settings.smtpUrl, connections: settings.smtpConnections, timeoutMs: settings.smtpTimeoutMs, dkim: settings.dkim });
+const smtp = new SmtpPool({
+  url: settings.smtpUrl,
+  connections: settings.smtpConnections,
+  timeoutMs: settings.smtpTimeoutMs,
+  idleTimeoutMs: settings.smtpIdleTimeoutMs,
+  dkim: settings.dkim,
+});
 
 const renderers = new Map<string, EmailRenderer>();
 

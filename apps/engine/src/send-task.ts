@@ -22,6 +22,8 @@ export interface WorkerSettings {
   smtpUrl: string;
   smtpConnections: number;
   smtpTimeoutMs: number;
+  /** An SMTP connection idle this long is closed. */
+  smtpIdleTimeoutMs: number;
   publicUrl: string;
   trackingSecret: string;
   httpProviderUrl?: string;

@@ -54,6 +54,7 @@ export async function startEngineHarness(
       smtpUrl: sink.url,
       smtpConnections: 5,
       smtpTimeoutMs: 1_500,
+      smtpIdleTimeoutMs: 30_000,
       publicUrl: 'http://herald.test',
       trackingSecret: TRACKING_SECRET,
       ...options.workerOverrides,

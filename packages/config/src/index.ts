@@ -48,6 +48,11 @@ export const environmentSchema = z.object({
   SMTP_URL: optionalUrl,
   /** Per-connection SMTP timeout (greeting, commands, and the answer after DATA). */
   SMTP_TIMEOUT: duration('30s'),
+  /**
+   * An SMTP connection unused this long is closed by Herald, before the server's own idle
+   * timeout (about a minute for smtp-server and Postfix) ends it with a 421.
+   */
+  SMTP_IDLE_TIMEOUT: duration('30s'),
   HTTP_PROVIDER_URL: optionalUrl,
   HERALD_TRACKING_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
   /** Key of the bounce webhook's HMAC signature (default: generated once under HERALD_HOME). */
