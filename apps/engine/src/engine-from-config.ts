@@ -45,6 +45,7 @@ export function engineFromConfig(
       firstWave: config.ENGINE_BREAKER_FIRST_WAVE,
       hardBounceRate: config.ENGINE_BREAKER_HARD_BOUNCE_RATE,
       domain4xxRate: config.ENGINE_BREAKER_DOMAIN_4XX_RATE,
+      minSample: config.ENGINE_BREAKER_MIN_SAMPLE,
     },
     worker: {
       smtpUrl: deps.smtpUrl,

@@ -18,6 +18,7 @@ import type { Bus, Subscription } from '@herald/bus';
 import type { DomainLimit } from '@herald/config';
 import { type DeliveryCommand, dlqTopic, type MessageEvent, TOPICS, sendBatchSchema, type SendBatch } from '@herald/contracts';
 import {
+  AuditRepository,
   type Clock,
   CommandDeduplicator,
   DEFAULT_SOFT_BOUNCE_RULE,
@@ -28,12 +29,13 @@ import {
   EngineInstancesRepository,
   OutboxRepository,
   ProfilesRepository,
+  type DomainOutcomeCount,
   type RunRef,
   SendQueueRepository,
 } from '@herald/control-plane';
 import { Piscina } from 'piscina';
 import type { Logger } from 'pino';
-import { CircuitBreaker, type BreakerSettings } from './circuit-breaker.js';
+import { type BreakerOutcome, type BreakerSettings, CircuitBreaker, firstWaveSize, judge, Tally, type Trip } from './circuit-breaker.js';
 import { classify, type ClassifiedOutcome, type RetryPolicy } from './outcome.js';
 import { runKey, RunStates } from './run-state.js';
 import type { SendTask, SendTaskResult, WorkerSettings } from './send-task.js';
@@ -88,6 +90,7 @@ export class Engine {
   private readonly queue = new SendQueueRepository();
   private readonly outbox = new OutboxRepository();
   private readonly profiles = new ProfilesRepository();
+  private readonly audit = new AuditRepository();
   private readonly runs: RunStates;
   private readonly pool: Piscina;
   private readonly throttles: Throttles;
@@ -260,8 +263,9 @@ export class Engine {
       await this.dedupe.once(command.commandId, async () => undefined);
       this.runs.forget(command.deliveryId, command.occurrence);
       if (command.type === 'DeliveryStarted' || command.type === 'DeliveryResumed') {
-        this.breaker.reset(runKey(command.deliveryId, command.occurrence));
         this.plan({ deliveryId: command.deliveryId, occurrence: command.occurrence });
+      } else if (command.type === 'DeliveryStopped') {
+        this.breaker.forget(runKey(command.deliveryId, command.occurrence));
       }
     }
   }
@@ -281,6 +285,9 @@ export class Engine {
     // The first read is fresh (a planner started by resume must not see the cached 'paused');
     // then the run's state is at most the cache's age old, as the dispatchers see it.
     let fresh = true;
+    // Until the first wave is judged, no more than it is handed out. A run the breaker paused
+    // and someone resumed was judged already: its first wave is not held again.
+    let waveJudged = await this.audit.pausedBy(db, run.deliveryId, run.occurrence, ENGINE_ACTOR.id);
     while (!this.stopping) {
       const info = await this.runs.get(run.deliveryId, run.occurrence, fresh);
       fresh = false;
@@ -296,11 +303,33 @@ export class Engine {
         await this.waitForRoom();
         continue;
       }
-      const recipients = await db.transaction((tx) => this.queue.queueNext(tx, run, size, clock.now(), this.instanceId));
+      const wave = waveJudged ? undefined : firstWaveSize(info.toSend, this.options.breaker);
+      const recipients = await db.transaction(async (tx) => {
+        if (wave === undefined) return this.queue.queueNext(tx, run, size, clock.now(), this.instanceId);
+        // The planners of every engine count the wave one at a time.
+        await this.queue.lockRun(tx, run);
+        const handedOut = await this.queue.handedOutCount(tx, run);
+        if (handedOut < wave) return this.queue.queueNext(tx, run, Math.min(size, wave - handedOut), clock.now(), this.instanceId);
+        return handedOut > wave ? 'judged' : 'wave out';
+      });
+      if (recipients === 'judged') {
+        waveJudged = true; // by another planner: it let more out
+        continue;
+      }
+      if (recipients === 'wave out') {
+        if (await this.judgeFirstWave(run, wave!)) {
+          waveJudged = true;
+          fresh = true; // a trip paused the run: see it before handing anything out
+        } else {
+          await sleep(PLANNER_IDLE_MS);
+        }
+        continue;
+      }
       if (recipients.length === 0) {
         if (await this.queue.isSettled(db, run)) {
           const finished = await this.options.controlPlane.deliveries.finish(run.deliveryId, run.occurrence, ENGINE_ACTOR);
           if (finished) this.options.logger.info({ ...run }, 'run finished');
+          this.breaker.forget(runKey(run.deliveryId, run.occurrence));
           return;
         }
         const nextRetry = await this.queue.nextRetryAt(db, run);
@@ -325,6 +354,39 @@ export class Engine {
         this.options.logger.warn({ err: error, ...run, recipients: batch.recipients.length }, 'send batch not published; recipients released, retrying');
         await sleep(PUBLISH_RETRY_MS);
       }
+    }
+  }
+
+  /**
+   * Judges the first wave once every one of its outcomes is in (false until then), on the
+   * ledger: what every engine sent of it. A trip pauses the run before anything more goes out.
+   */
+  private async judgeFirstWave(run: RunRef, wave: number): Promise<boolean> {
+    const { db } = this.options;
+    const info = await this.runs.get(run.deliveryId, run.occurrence, true);
+    // Not sending any more (the loop sees it), or the breaker spoke already (a dispatcher).
+    if (info?.state !== 'sending' || (await this.audit.pausedBy(db, run.deliveryId, run.occurrence, ENGINE_ACTOR.id))) return true;
+    if ((await this.queue.inFlightCount(db, run)) > 0) return false;
+    const tally = new Tally();
+    for (const row of await this.queue.outcomesByDomain(db, run)) tally.add(breakerOutcomeOf(row), row.count);
+    const trip = judge(tally, this.options.breaker, wave);
+    if (trip) await this.pauseForBreaker(run, info.epoch, trip);
+    return true;
+  }
+
+  /**
+   * Pauses a run the breaker tripped on in `epoch`, unless it was resumed since, or nothing is
+   * left to hand out (it finishes, or waits for its retries).
+   */
+  private async pauseForBreaker(run: RunRef, epoch: number, trip: Trip): Promise<void> {
+    if (!(await this.queue.hasUnsent(this.options.db, run))) {
+      this.options.logger.debug({ ...run, reason: trip.reason }, 'circuit breaker tripped on a run with nothing left to send: not paused');
+      return;
+    }
+    const paused = await this.options.controlPlane.deliveries.pauseRun(run.deliveryId, run.occurrence, ENGINE_ACTOR, trip.reason, trip.details, epoch);
+    if (paused) {
+      this.options.logger.warn({ ...run, reason: trip.reason }, 'circuit breaker paused the run');
+      this.runs.forget(run.deliveryId, run.occurrence);
     }
   }
 
@@ -369,7 +431,7 @@ export class Engine {
   /** Claims the batch's recipients, sends them through the pool, settles outcomes and events. */
   private async dispatch(batch: SendBatch): Promise<void> {
     if (batch.proof) return this.dispatchProof(batch);
-    const { db, clock, logger } = this.options;
+    const { db, clock } = this.options;
     const run = { deliveryId: batch.deliveryId, occurrence: batch.occurrence };
     const ids = batch.recipients.map((r) => r.profileId);
     const info = await this.runs.get(run.deliveryId, run.occurrence);
@@ -408,14 +470,8 @@ export class Engine {
     });
     this.stats.batches++;
     this.stats.messages += outcomes.length;
-    const trip = this.breaker.observe(runKey(run.deliveryId, run.occurrence), info.toSend, outcomes);
-    if (trip) {
-      const paused = await this.options.controlPlane.deliveries.pauseRun(run.deliveryId, run.occurrence, ENGINE_ACTOR, trip.reason, trip.details);
-      if (paused) {
-        logger.warn({ ...run, reason: trip.reason }, 'circuit breaker paused the run');
-        this.runs.forget(run.deliveryId, run.occurrence);
-      }
-    }
+    const trip = this.breaker.observe(runKey(run.deliveryId, run.occurrence), info.epoch, info.toSend, outcomes);
+    if (trip) await this.pauseForBreaker(run, info.epoch, trip);
   }
 
   /** A proof goes out like the real message, with its subject prefix, and leaves no trace in the ledger or KPIs. */
@@ -438,6 +494,22 @@ export class Engine {
         'proof sent',
       );
     }
+  }
+}
+
+/** A ledger count as the breaker sees it: a 5xx on a recipient still to retry refused the session. */
+function breakerOutcomeOf(row: DomainOutcomeCount): BreakerOutcome {
+  const address = `@${row.domain}`;
+  switch (row.status) {
+    case 'sent':
+      return { address, kind: 'sent' };
+    case 'bounced':
+      return { address, kind: 'hard' };
+    case 'in_doubt':
+      return { address, kind: 'in_doubt' };
+    default:
+      if (row.codeClass === 5) return { address, kind: 'session', error: row.error };
+      return { address, kind: 'soft', code: row.codeClass === null ? null : row.codeClass * 100, error: row.error };
   }
 }
 

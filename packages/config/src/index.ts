@@ -83,10 +83,15 @@ export const environmentSchema = z.object({
   ENGINE_VALIDITY: duration('3.5d'),
   /** First retry delay after a soft bounce; doubles at each attempt. */
   ENGINE_RETRY_DELAY: duration('10m'),
-  /** Share of the audience sent before the circuit breaker judges the rates. */
+  /**
+   * Share of the audience sent before the circuit breaker judges the rates (at least
+   * ENGINE_BREAKER_MIN_SAMPLE recipients): the engine hands out no more until it has judged them.
+   */
   ENGINE_BREAKER_FIRST_WAVE: z.coerce.number().min(0).max(1).default(0.01),
   ENGINE_BREAKER_HARD_BOUNCE_RATE: z.coerce.number().min(0).max(1).default(0.2),
   ENGINE_BREAKER_DOMAIN_4XX_RATE: z.coerce.number().min(0).max(1).default(0.5),
+  /** Messages (in the run, or to one receiving domain) a circuit-breaker rate needs before it can pause a run. */
+  ENGINE_BREAKER_MIN_SAMPLE: z.coerce.number().int().min(1).max(1_000_000).default(50),
   DKIM_DOMAIN: z.string().optional(),
   DKIM_SELECTOR: z.string().optional(),
   /** PEM text, or a path to a PEM file. */
