@@ -83,6 +83,12 @@ const PLANNER_IDLE_MS = 200;
 const DISCOVER_INTERVAL_MS = 1000;
 const HEARTBEAT_MS = 2000;
 const PUBLISH_RETRY_MS = 1000;
+/**
+ * How often the state of the runs with batches in the pool is read again: a pause or stop
+ * reaches this engine's worker threads within this (plus a query) even when another engine
+ * received the command.
+ */
+const RUN_WATCH_MS = 200;
 /** Rows queued this long without a dispatcher claiming them go back to pending (their batch was lost). */
 const QUEUED_STALE_MS = 120_000;
 
@@ -98,6 +104,10 @@ export class Engine {
   private readonly planners = new Map<string, Promise<void>>();
   private readonly dedupe: CommandDeduplicator;
   private readonly subscriptions: Subscription[] = [];
+  /** Cancellation flags of the tasks in the pool, by run: set when the run stops sending. */
+  private readonly cancellations = new Map<string, { run: RunRef; flags: Set<Int32Array> }>();
+  private watchTimer?: NodeJS.Timeout;
+  private watching = false;
   /** Batches handed out and not yet settled, across dispatchers: the pool's backpressure. */
   private inFlight = 0;
   private readonly waiting: (() => void)[] = [];
@@ -154,6 +164,10 @@ export class Engine {
       this.discover().catch((error) => this.options.logger.warn({ err: error }, 'run discovery failed'));
     }, DISCOVER_INTERVAL_MS);
     this.discoverTimer.unref();
+    this.watchTimer = setInterval(() => {
+      this.watchRuns().catch((error) => this.options.logger.warn({ err: error }, 'run state check failed'));
+    }, RUN_WATCH_MS);
+    this.watchTimer.unref();
     this.subscriptions.push(
       await bus.subscribe({ topic: TOPICS.deliveryCommands, group: 'engine-planner', handler: (batch) => this.onCommands(batch.map((m) => m.value as DeliveryCommand)) }),
       await bus.subscribe({ topic: TOPICS.sendBatches, group: 'engine-dispatchers', maxBatchSize: 1, handler: (batch) => this.onSendBatches(batch.map((m) => m.value)) }),
@@ -165,6 +179,7 @@ export class Engine {
     this.stopping = true;
     clearInterval(this.discoverTimer);
     clearInterval(this.heartbeatTimer);
+    clearInterval(this.watchTimer);
     for (const subscription of this.subscriptions) await subscription.close();
     await Promise.allSettled(this.planners.values());
     await this.pool.destroy();
@@ -264,8 +279,10 @@ export class Engine {
       this.runs.forget(command.deliveryId, command.occurrence);
       if (command.type === 'DeliveryStarted' || command.type === 'DeliveryResumed') {
         this.plan({ deliveryId: command.deliveryId, occurrence: command.occurrence });
-      } else if (command.type === 'DeliveryStopped') {
-        this.breaker.forget(runKey(command.deliveryId, command.occurrence));
+      } else {
+        // Paused or stopped: the worker threads start nothing more of this run.
+        this.cancelRun(runKey(command.deliveryId, command.occurrence));
+        if (command.type === 'DeliveryStopped') this.breaker.forget(runKey(command.deliveryId, command.occurrence));
       }
     }
   }
@@ -390,6 +407,44 @@ export class Engine {
     }
   }
 
+  /** Reads again the state of every run with tasks in the pool; cancels those no longer sending. */
+  private async watchRuns(): Promise<void> {
+    if (this.watching) return;
+    this.watching = true;
+    try {
+      await Promise.all(
+        [...this.cancellations].map(async ([key, { run }]) => {
+          const info = await this.runs.get(run.deliveryId, run.occurrence, true);
+          if (info?.state !== 'sending') this.cancelRun(key);
+        }),
+      );
+    } finally {
+      this.watching = false;
+    }
+  }
+
+  private cancelRun(key: string): void {
+    for (const flag of this.cancellations.get(key)?.flags ?? []) Atomics.store(flag, 0, 1);
+  }
+
+  /** Runs a task in the pool with a cancellation flag registered for its run. */
+  private async runTask(run: RunRef, task: SendTask): Promise<SendTaskResult> {
+    const key = runKey(run.deliveryId, run.occurrence);
+    const cancel = new Int32Array(new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT));
+    let entry = this.cancellations.get(key);
+    if (!entry) {
+      entry = { run, flags: new Set() };
+      this.cancellations.set(key, entry);
+    }
+    entry.flags.add(cancel);
+    try {
+      return (await this.pool.run({ ...task, cancel } satisfies SendTask)) as SendTaskResult;
+    } finally {
+      entry.flags.delete(cancel);
+      if (entry.flags.size === 0 && this.cancellations.get(key) === entry) this.cancellations.delete(key);
+    }
+  }
+
   private waitForRoom(): Promise<void> {
     return new Promise((resolve) => {
       const wake = () => {
@@ -452,7 +507,7 @@ export class Engine {
       content: delivery.content,
       recipients: recipients.map((r, i) => ({ profileId: r.profileId, address: r.address, profile: r.profile ?? { id: r.profileId }, notBefore: slots[i]! })),
     };
-    const result = (await this.pool.run(task)) as SendTaskResult;
+    const result = await this.runTask(run, task);
     const now = clock.now();
     const outcomes: (ClassifiedOutcome & { address: string })[] = result.attempts.map((attempt) => {
       const counts = claimed.get(attempt.profileId) ?? { attempts: 1, firstAttemptAt: now };
@@ -460,6 +515,7 @@ export class Engine {
     });
     await db.transaction(async (tx) => {
       await this.queue.settle(tx, run, outcomes, now);
+      await this.queue.unclaim(tx, run, result.notAttempted, now);
       await this.profiles.quarantine(tx, outcomes.filter((o) => o.kind === 'hard').map((o) => o.profileId));
       // A soft bounce given up after the validity period counts toward the soft-bounce quarantine.
       const softBounced = outcomes.filter((o) => o.kind === 'soft_final').map((o) => o.profileId);

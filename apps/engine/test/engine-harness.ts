@@ -17,6 +17,8 @@ export interface EngineHarness extends Harness {
   engine: Engine;
   /** Starts a fresh engine on the same store and bus (after stopping the previous one). */
   restartEngine(): Promise<Engine>;
+  /** Starts one more engine on the same store and bus (they share the work; closed with the harness). */
+  addEngine(): Promise<Engine>;
   /**
    * Imports `count` profiles and returns an approved delivery's id over them (profile ids in
    * send order; addresses `${prefix}${n}@example.com` unless `address` says otherwise).
@@ -66,6 +68,7 @@ export async function startEngineHarness(
   });
   let engine = new Engine(engineOptions());
   await engine.start();
+  const moreEngines: Engine[] = [];
   let audienceSeq = 0;
   const harness: EngineHarness = {
     ...h,
@@ -78,6 +81,12 @@ export async function startEngineHarness(
       engine = new Engine(engineOptions());
       await engine.start();
       return engine;
+    },
+    async addEngine() {
+      const another = new Engine(engineOptions());
+      await another.start();
+      moreEngines.push(another);
+      return another;
     },
     async deliveryFor(count, extra = {}, prefix = `r${audienceSeq++}-`, address = (n) => `${prefix}${n}@example.com`) {
       for (let start = 0; start < count; start += 10_000) {
@@ -114,6 +123,7 @@ export async function startEngineHarness(
       return Object.fromEntries(rows.map((r) => [r.status, r.n]));
     },
     async close() {
+      for (const another of moreEngines) await another.stop();
       await engine.stop();
       await h.close();
       await sink.close();

@@ -133,6 +133,22 @@ export class SendQueueRepository {
     return rows.length;
   }
 
+  /**
+   * Gives back claimed recipients nothing was sent to (their task was cancelled): pending again,
+   * the attempt their claim counted not spent.
+   */
+  async unclaim(db: Queryable, run: RunRef, profileIds: string[], now: Date): Promise<number> {
+    if (profileIds.length === 0) return 0;
+    const rows = await db.query(
+      `UPDATE send_ledger SET status = 'pending', engine_id = NULL, next_attempt_at = NULL, updated_at = $4,
+              attempts = attempts - 1, first_attempt_at = CASE WHEN attempts = 1 THEN NULL ELSE first_attempt_at END
+        WHERE delivery_id = $1 AND occurrence = $2 AND profile_id = ANY($3::text[]) AND status = 'sending'
+        RETURNING 1`,
+      [run.deliveryId, run.occurrence, profileIds, now],
+    );
+    return rows.length;
+  }
+
   /** Records the outcome of each claimed recipient (only rows still 'sending' change). */
   async settle(tx: Queryable, run: RunRef, outcomes: Outcome[], now: Date): Promise<number> {
     if (outcomes.length === 0) return 0;
