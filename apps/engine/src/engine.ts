@@ -214,6 +214,7 @@ export class Engine {
     const live = await this.instances.live(db, ENGINE_STALE_MS, clock.now());
     const share = 1 / Math.max(1, live.length);
     this.throttles.setShare(share);
+    this.throttles.prune(now);
     this.report = {
       threads: this.options.threads,
       messages: this.stats.messages,
@@ -498,14 +499,30 @@ export class Engine {
     const recipients = batch.recipients.filter((r) => claimed.has(r.profileId));
     if (recipients.length === 0) return;
     const delivery = info.delivery;
-    const slots = this.throttles.schedule(runKey(run.deliveryId, run.occurrence), delivery.throughput?.perHour ?? null, recipients.map((r) => r.address), Date.now());
+    const slots = this.throttles.schedule(
+      runKey(run.deliveryId, run.occurrence),
+      delivery.throughput?.perHour ?? null,
+      recipients.map((r) => ({ id: r.profileId, address: r.address })),
+      Date.now(),
+    );
+    // A recipient whose slot is past the horizon does not wait in a worker thread (it would hold
+    // up the others): back to the ledger until its slot, no attempt spent.
+    const later = recipients.flatMap((r, i) => (slots[i]!.later ? [{ profileId: r.profileId, dueAt: new Date(slots[i]!.requeueAt) }] : []));
+    if (later.length > 0) await this.queue.unclaim(db, run, later, clock.now());
+    // The others, those due now first: a lane waits for a send time only behind earlier ones.
+    const due = recipients
+      .map((r, i) => ({ profileId: r.profileId, address: r.address, profile: r.profile ?? { id: r.profileId }, notBefore: slots[i]!.at, later: slots[i]!.later }))
+      .filter((r) => !r.later)
+      .sort((a, b) => a.notBefore - b.notBefore)
+      .map(({ later: _, ...r }) => r);
+    if (due.length === 0) return;
     const task: SendTask = {
       deliveryId: run.deliveryId,
       occurrence: run.occurrence,
       contentKey: `${delivery.id}:${delivery.contentHash}`,
       channel: delivery.channel,
       content: delivery.content,
-      recipients: recipients.map((r, i) => ({ profileId: r.profileId, address: r.address, profile: r.profile ?? { id: r.profileId }, notBefore: slots[i]! })),
+      recipients: due,
     };
     const result = await this.runTask(run, task);
     const now = clock.now();
@@ -515,7 +532,7 @@ export class Engine {
     });
     await db.transaction(async (tx) => {
       await this.queue.settle(tx, run, outcomes, now);
-      await this.queue.unclaim(tx, run, result.notAttempted, now);
+      await this.queue.unclaim(tx, run, result.notAttempted.map((profileId) => ({ profileId })), now);
       await this.profiles.quarantine(tx, outcomes.filter((o) => o.kind === 'hard').map((o) => o.profileId));
       // A soft bounce given up after the validity period counts toward the soft-bounce quarantine.
       const softBounced = outcomes.filter((o) => o.kind === 'soft_final').map((o) => o.profileId);

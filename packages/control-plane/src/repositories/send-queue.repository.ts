@@ -134,17 +134,19 @@ export class SendQueueRepository {
   }
 
   /**
-   * Gives back claimed recipients nothing was sent to (their task was cancelled): pending again,
-   * the attempt their claim counted not spent.
+   * Gives back claimed recipients nothing was sent to (their task was cancelled, or their
+   * throttle slot is later): pending again, due at `dueAt` (now when absent), the attempt their
+   * claim counted not spent.
    */
-  async unclaim(db: Queryable, run: RunRef, profileIds: string[], now: Date): Promise<number> {
-    if (profileIds.length === 0) return 0;
+  async unclaim(db: Queryable, run: RunRef, recipients: { profileId: string; dueAt?: Date }[], now: Date): Promise<number> {
+    if (recipients.length === 0) return 0;
     const rows = await db.query(
-      `UPDATE send_ledger SET status = 'pending', engine_id = NULL, next_attempt_at = NULL, updated_at = $4,
-              attempts = attempts - 1, first_attempt_at = CASE WHEN attempts = 1 THEN NULL ELSE first_attempt_at END
-        WHERE delivery_id = $1 AND occurrence = $2 AND profile_id = ANY($3::text[]) AND status = 'sending'
+      `UPDATE send_ledger l SET status = 'pending', engine_id = NULL, next_attempt_at = u.due_at, updated_at = $5,
+              attempts = l.attempts - 1, first_attempt_at = CASE WHEN l.attempts = 1 THEN NULL ELSE l.first_attempt_at END
+         FROM unnest($3::text[], $4::timestamptz[]) AS u(profile_id, due_at)
+        WHERE l.delivery_id = $1 AND l.occurrence = $2 AND l.profile_id = u.profile_id AND l.status = 'sending'
         RETURNING 1`,
-      [run.deliveryId, run.occurrence, profileIds, now],
+      [run.deliveryId, run.occurrence, recipients.map((r) => r.profileId), recipients.map((r) => r.dueAt ?? null), now],
     );
     return rows.length;
   }
