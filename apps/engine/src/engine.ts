@@ -5,7 +5,11 @@
 // Guarantees: a recipient is settled once (claims: a redelivered batch sends nothing twice);
 // after a crash, what was queued or in flight is planned again, so at most the messages in
 // flight when the process died go out twice (each with its stable Message-ID); on SIGTERM the
-// dispatchers finish the batches in hand, so nothing does.
+// dispatchers finish the batches in hand, so nothing does. A pause or stop reaches the worker
+// threads through a cancellation flag per task (set from the command, or by re-reading the
+// state of the runs in the pool every RUN_WATCH_MS): they start no further message.
+// The circuit breaker's first wave is held by the planner until it is judged; recipients whose
+// throttle slot is far go back to the ledger rather than wait in a worker.
 //
 // Several engines share one store and one bus: each registers and heartbeats (engine_instances,
 // with its figures for GET /v1/ops/engines); the rows it queues or claims carry its id, and the
@@ -387,7 +391,9 @@ export class Engine {
     if ((await this.queue.inFlightCount(db, run)) > 0) return false;
     const tally = new Tally();
     for (const row of await this.queue.outcomesByDomain(db, run)) tally.add(breakerOutcomeOf(row), row.count);
-    const trip = judge(tally, this.options.breaker, wave);
+    // Everything handed out is in: judge it even if some of it is no attempt (a status the
+    // breaker does not count), rather than let the wave pass unjudged.
+    const trip = judge(tally, this.options.breaker, Math.min(wave, tally.attempts));
     if (trip) await this.pauseForBreaker(run, info.epoch, trip);
     return true;
   }
