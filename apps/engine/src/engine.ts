@@ -280,14 +280,15 @@ export class Engine {
 
   private async onCommands(commands: DeliveryCommand[]): Promise<void> {
     for (const command of commands) {
+      const key = runKey(command.deliveryId, command.occurrence);
+      // Paused or stopped: the worker threads start nothing more of this run, first of all.
+      if (command.type === 'DeliveryPaused' || command.type === 'DeliveryStopped') this.cancelRun(key);
       await this.dedupe.once(command.commandId, async () => undefined);
       this.runs.forget(command.deliveryId, command.occurrence);
       if (command.type === 'DeliveryStarted' || command.type === 'DeliveryResumed') {
         this.plan({ deliveryId: command.deliveryId, occurrence: command.occurrence });
-      } else {
-        // Paused or stopped: the worker threads start nothing more of this run.
-        this.cancelRun(runKey(command.deliveryId, command.occurrence));
-        if (command.type === 'DeliveryStopped') this.breaker.forget(runKey(command.deliveryId, command.occurrence));
+      } else if (command.type === 'DeliveryStopped') {
+        this.breaker.forget(key);
       }
     }
   }
