@@ -1,27 +1,26 @@
-// The circuit breaker: after a first wave of a run (a share of its audience), a hard-bounce rate
-// or one receiving domain's 4xx rate above its threshold pauses the delivery with the reason,
-// before a bad list or a blocking receiver burns the sender's reputation; a server refusing the
-// session (a wrong SMTP password, say) pauses it at once, and one that does not answer at all
-// (down, unreachable, refusing TLS) pauses it like a blocking domain, with the error.
+// The circuit breaker: a hard-bounce rate, one receiving domain's 4xx rate, or the share of
+// messages the SMTP server did not answer at all (down, unreachable, refusing TLS) above its
+// threshold pauses the delivery with the reason, before a bad list or a blocking receiver burns
+// the sender's reputation; a server refusing the session (a wrong SMTP password, say) pauses it
+// at once. A rate is judged only on enough evidence: once a first wave of the run is out
+// (`firstWaveSize`), and on at least `minSample` messages (in the run, or to that domain).
+// Pure: the engine feeds it outcomes (each engine what it sent) or the ledger's counts (the first
+// wave, judged once for every engine), and decides whether a pause makes sense.
 export interface BreakerSettings {
+  /** Share of the audience sent before the rates are judged. */
   firstWave: number;
   hardBounceRate: number;
   domain4xxRate: number;
-  /** A domain is judged only after this many attempts. */
-  minDomainAttempts?: number;
+  /** Messages (in the run, or to one domain) a rate needs before it can trip. */
+  minSample: number;
 }
 
-interface Counts {
-  attempts: number;
-  hard: number;
-  /** Soft failures by receiving domain: the ones the receiving side answered with 4xx. */
-  domains: Map<string, { attempts: number; soft: number }>;
-  /**
-   * Soft failures with no SMTP answer at all (connection refused, TLS refused, no greeting):
-   * they say nothing of the recipient's domain, everything of the SMTP server Herald sends to.
-   */
-  unanswered: number;
-  lastUnanswered: string | null;
+/** An outcome as the breaker sees it; `code` null on a soft failure: the SMTP server never answered. */
+export interface BreakerOutcome {
+  address: string;
+  kind: 'sent' | 'hard' | 'soft' | 'soft_final' | 'in_doubt' | 'session' | string;
+  code?: number | null;
+  error?: string | null;
 }
 
 export interface Trip {
@@ -29,69 +28,100 @@ export interface Trip {
   details: Record<string, unknown>;
 }
 
+/** The recipients sent before the rates are judged: a share of the audience, at least the minimum sample, at most everyone. */
+export function firstWaveSize(audience: number, settings: BreakerSettings): number {
+  return Math.min(audience, Math.max(Math.ceil(audience * settings.firstWave), settings.minSample));
+}
+
+/** Outcomes counted for the rules. */
+export class Tally {
+  attempts = 0;
+  hard = 0;
+  /** Soft failures by receiving domain: the ones the receiving side answered with 4xx. */
+  readonly domains = new Map<string, { attempts: number; soft: number }>();
+  /**
+   * Soft failures with no SMTP answer at all (connection refused, TLS refused, no greeting):
+   * they say nothing of the recipient's domain, everything of the SMTP server Herald sends to.
+   */
+  unanswered = 0;
+  lastUnanswered: string | null = null;
+  /** The server's answer when it refused the session. */
+  refusedSession: string | null = null;
+
+  /** Counts `count` outcomes like this one. */
+  add(outcome: BreakerOutcome, count = 1): void {
+    if (outcome.kind === 'session') {
+      this.refusedSession ??= outcome.error ?? 'no answer';
+      return;
+    }
+    this.attempts += count;
+    if (outcome.kind === 'hard') this.hard += count;
+    const soft = outcome.kind === 'soft' || outcome.kind === 'soft_final';
+    if (soft && (outcome.code ?? null) === null) {
+      this.unanswered += count;
+      this.lastUnanswered = outcome.error ?? this.lastUnanswered;
+      return;
+    }
+    const domain = outcome.address.slice(outcome.address.lastIndexOf('@') + 1).toLowerCase();
+    const d = this.domains.get(domain) ?? { attempts: 0, soft: 0 };
+    d.attempts += count;
+    if (soft) d.soft += count;
+    this.domains.set(domain, d);
+  }
+}
+
+/** Why the run must pause, if it must, from what was counted; `wave`: the run's first wave. */
+export function judge(tally: Tally, settings: BreakerSettings, wave: number): Trip | undefined {
+  // A server refusing the session refuses every message: no first wave to wait for.
+  if (tally.refusedSession !== null) {
+    return { reason: `CIRCUIT_BREAKER: the SMTP server refused the session: ${tally.refusedSession}`, details: { smtpAnswer: tally.refusedSession } };
+  }
+  if (tally.attempts < wave || tally.attempts < settings.minSample) return undefined;
+  const hardRate = tally.hard / tally.attempts;
+  if (hardRate > settings.hardBounceRate) {
+    return {
+      reason: `CIRCUIT_BREAKER: hard-bounce rate ${percent(hardRate)} is above ${percent(settings.hardBounceRate)} after ${tally.attempts} messages`,
+      details: { hardBounceRate: hardRate, attempts: tally.attempts },
+    };
+  }
+  const unansweredRate = tally.unanswered / tally.attempts;
+  if (tally.unanswered >= settings.minSample && unansweredRate > settings.domain4xxRate) {
+    return {
+      reason: `CIRCUIT_BREAKER: the SMTP server did not answer ${percent(unansweredRate)} of ${tally.attempts} messages (last: ${tally.lastUnanswered ?? 'connection failed'})`,
+      details: { unansweredRate, attempts: tally.attempts, lastError: tally.lastUnanswered },
+    };
+  }
+  for (const [domain, d] of tally.domains) {
+    const rate = d.soft / d.attempts;
+    if (d.attempts >= settings.minSample && rate > settings.domain4xxRate) {
+      return {
+        reason: `CIRCUIT_BREAKER: ${domain} answered 4xx to ${percent(rate)} of ${d.attempts} messages (above ${percent(settings.domain4xxRate)})`,
+        details: { domain, domain4xxRate: rate, attempts: d.attempts },
+      };
+    }
+  }
+  return undefined;
+}
+
+/** What one engine sent of each run, since the run last entered `sending` (its epoch): a resume judges afresh. */
 export class CircuitBreaker {
-  private readonly runs = new Map<string, Counts>();
+  private readonly runs = new Map<string, { epoch: number; tally: Tally }>();
 
   constructor(private readonly settings: BreakerSettings) {}
 
   /** Records outcomes of a run; returns why it must pause, if it must. */
-  observe(runKey: string, audience: number, outcomes: { address: string; kind: string; code?: number | null; error?: string | null }[]): Trip | undefined {
-    // A server refusing the session refuses every message: no first wave to wait for.
-    const refused = outcomes.find((o) => o.kind === 'session');
-    if (refused) {
-      return { reason: `CIRCUIT_BREAKER: the SMTP server refused the session: ${refused.error ?? 'no answer'}`, details: { smtpAnswer: refused.error ?? null } };
+  observe(runKey: string, epoch: number, audience: number, outcomes: BreakerOutcome[]): Trip | undefined {
+    let run = this.runs.get(runKey);
+    if (!run || run.epoch !== epoch) {
+      run = { epoch, tally: new Tally() };
+      this.runs.set(runKey, run);
     }
-    let counts = this.runs.get(runKey);
-    if (!counts) {
-      counts = { attempts: 0, hard: 0, domains: new Map(), unanswered: 0, lastUnanswered: null };
-      this.runs.set(runKey, counts);
-    }
-    for (const outcome of outcomes) {
-      counts.attempts++;
-      if (outcome.kind === 'hard') counts.hard++;
-      const soft = outcome.kind === 'soft' || outcome.kind === 'soft_final';
-      if (soft && outcome.code === null) {
-        counts.unanswered++;
-        counts.lastUnanswered = outcome.error ?? null;
-        continue;
-      }
-      const domain = outcome.address.slice(outcome.address.lastIndexOf('@') + 1).toLowerCase();
-      const d = counts.domains.get(domain) ?? { attempts: 0, soft: 0 };
-      d.attempts++;
-      if (soft) d.soft++;
-      counts.domains.set(domain, d);
-    }
-    const wave = Math.max(1, Math.ceil(audience * this.settings.firstWave));
-    if (counts.attempts < wave) return undefined;
-    const hardRate = counts.hard / counts.attempts;
-    if (hardRate > this.settings.hardBounceRate) {
-      return {
-        reason: `CIRCUIT_BREAKER: hard-bounce rate ${percent(hardRate)} is above ${percent(this.settings.hardBounceRate)} after ${counts.attempts} messages`,
-        details: { hardBounceRate: hardRate, attempts: counts.attempts },
-      };
-    }
-    const minimum = this.settings.minDomainAttempts ?? Math.min(20, wave);
-    const unansweredRate = counts.unanswered / counts.attempts;
-    if (counts.unanswered >= minimum && unansweredRate > this.settings.domain4xxRate) {
-      return {
-        reason: `CIRCUIT_BREAKER: the SMTP server did not answer ${percent(unansweredRate)} of ${counts.attempts} messages (last: ${counts.lastUnanswered ?? 'connection failed'})`,
-        details: { unansweredRate, attempts: counts.attempts, lastError: counts.lastUnanswered },
-      };
-    }
-    for (const [domain, d] of counts.domains) {
-      const rate = d.soft / d.attempts;
-      if (d.attempts >= minimum && rate > this.settings.domain4xxRate) {
-        return {
-          reason: `CIRCUIT_BREAKER: ${domain} answered 4xx to ${percent(rate)} of ${d.attempts} messages (above ${percent(this.settings.domain4xxRate)})`,
-          details: { domain, domain4xxRate: rate, attempts: d.attempts },
-        };
-      }
-    }
-    return undefined;
+    for (const outcome of outcomes) run.tally.add(outcome);
+    return judge(run.tally, this.settings, firstWaveSize(audience, this.settings));
   }
 
-  /** Forgets a run's counts (it was resumed after a trip: judge it afresh). */
-  reset(runKey: string): void {
+  /** Forgets a run (it ended). */
+  forget(runKey: string): void {
     this.runs.delete(runKey);
   }
 }

@@ -50,11 +50,13 @@ export function engineFromConfig(
       firstWave: config.ENGINE_BREAKER_FIRST_WAVE,
       hardBounceRate: config.ENGINE_BREAKER_HARD_BOUNCE_RATE,
       domain4xxRate: config.ENGINE_BREAKER_DOMAIN_4XX_RATE,
+      minSample: config.ENGINE_BREAKER_MIN_SAMPLE,
     },
     worker: {
       smtpUrl: deps.smtpUrl,
       smtpConnections: config.ENGINE_SMTP_CONNECTIONS,
       smtpTimeoutMs: config.SMTP_TIMEOUT,
+      smtpIdleTimeoutMs: config.SMTP_IDLE_TIMEOUT,
       publicUrl: deps.publicUrl,
       trackingSecret: deps.trackingSecret,
       httpProviderUrl: config.HTTP_PROVIDER_URL,

@@ -5,7 +5,11 @@
 // Guarantees: a recipient is settled once (claims: a redelivered batch sends nothing twice);
 // after a crash, what was queued or in flight is planned again, so at most the messages in
 // flight when the process died go out twice (each with its stable Message-ID); on SIGTERM the
-// dispatchers finish the batches in hand, so nothing does.
+// dispatchers finish the batches in hand, so nothing does. A pause or stop reaches the worker
+// threads through a cancellation flag per task (set from the command, or by re-reading the
+// state of the runs in the pool every RUN_WATCH_MS): they start no further message.
+// The circuit breaker's first wave is held by the planner until it is judged; recipients whose
+// throttle slot is far go back to the ledger rather than wait in a worker.
 //
 // Several engines share one store and one bus: each registers and heartbeats (engine_instances,
 // with its figures for GET /v1/ops/engines); the rows it queues or claims carry its id, and the
@@ -20,6 +24,7 @@ import type { DomainLimit } from '@herald/config';
 import { type DeliveryCommand, dlqTopic, type MessageEvent, TOPICS, sendBatchSchema, type SendBatch } from '@herald/contracts';
 import {
   type ChannelProvider,
+  AuditRepository,
   type Clock,
   CommandDeduplicator,
   DEFAULT_SOFT_BOUNCE_RULE,
@@ -33,13 +38,14 @@ import {
   type ExcludedAtSend,
   OutboxRepository,
   ProfilesRepository,
+  type DomainOutcomeCount,
   type RunRef,
   SendQueueRepository,
 } from '@herald/control-plane';
 import { Piscina } from 'piscina';
 import type { Logger } from 'pino';
 import { channelProviders } from './channel-providers.js';
-import { CircuitBreaker, type BreakerSettings } from './circuit-breaker.js';
+import { type BreakerOutcome, type BreakerSettings, CircuitBreaker, firstWaveSize, judge, Tally, type Trip } from './circuit-breaker.js';
 import { classify, type ClassifiedOutcome, type RetryPolicy } from './outcome.js';
 import { runKey, RunStates } from './run-state.js';
 import type { SendTask, SendTaskResult, WorkerSettings } from './send-task.js';
@@ -96,6 +102,12 @@ const DISCOVER_INTERVAL_MS = 1000;
 /** How long a readiness probe waits for the store and the bus to answer. */
 const READINESS_TIMEOUT_MS = 1000;
 const PUBLISH_RETRY_MS = 1000;
+/**
+ * How often the state of the runs with batches in the pool is read again: a pause or stop
+ * reaches this engine's worker threads within this (plus a query) even when another engine
+ * received the command.
+ */
+const RUN_WATCH_MS = 200;
 /** Rows queued this long without a dispatcher claiming them go back to pending (their batch was lost). */
 const QUEUED_STALE_MS = 120_000;
 
@@ -103,6 +115,7 @@ export class Engine {
   private readonly queue = new SendQueueRepository();
   private readonly outbox = new OutboxRepository();
   private readonly profiles = new ProfilesRepository();
+  private readonly audit = new AuditRepository();
   private readonly runs: RunStates;
   private readonly pool: Piscina;
   private readonly throttles: Throttles;
@@ -110,6 +123,10 @@ export class Engine {
   private readonly planners = new Map<string, Promise<void>>();
   private readonly dedupe: CommandDeduplicator;
   private readonly subscriptions: Subscription[] = [];
+  /** Cancellation flags of the tasks in the pool, by run: set when the run stops sending. */
+  private readonly cancellations = new Map<string, { run: RunRef; flags: Set<Int32Array> }>();
+  private watchTimer?: NodeJS.Timeout;
+  private watching = false;
   /** Batches handed out and not yet settled, across dispatchers: the pool's backpressure. */
   private inFlight = 0;
   private readonly waiting: (() => void)[] = [];
@@ -141,6 +158,11 @@ export class Engine {
       // ~780 MiB RSS for the engine on a 1M send); a batch needs a few MiB.
       resourceLimits: { maxOldGenerationSizeMb: options.workerHeapMb, maxYoungGenerationSizeMb: 16 },
       workerData: options.worker,
+      // NOTE: Piscina's default ('sync') parks an idle thread in Atomics.wait, which freezes its
+      // event loop: its SMTP connections never saw the server's idle "421 Timeout" and close, nor
+      // ran their idle timers, and the next batch wrote MAIL FROM into the dead session first.
+      // Threads wait for tasks on their message port instead, with their event loop running.
+      atomics: 'disabled',
     });
   }
 
@@ -168,6 +190,10 @@ export class Engine {
       this.discover().catch((error) => this.options.logger.warn({ err: error }, 'run discovery failed'));
     }, DISCOVER_INTERVAL_MS);
     this.discoverTimer.unref();
+    this.watchTimer = setInterval(() => {
+      this.watchRuns().catch((error) => this.options.logger.warn({ err: error }, 'run state check failed'));
+    }, RUN_WATCH_MS);
+    this.watchTimer.unref();
     this.subscriptions.push(
       await bus.subscribe({ topic: TOPICS.deliveryCommands, group: 'engine-planner', handler: (batch) => this.onCommands(batch.map((m) => m.value as DeliveryCommand)) }),
       await bus.subscribe({ topic: TOPICS.sendBatches, group: 'engine-dispatchers', maxBatchSize: 1, handler: (batch) => this.onSendBatches(batch.map((m) => m.value)) }),
@@ -179,6 +205,7 @@ export class Engine {
     this.stopping = true;
     clearInterval(this.discoverTimer);
     clearInterval(this.heartbeatTimer);
+    clearInterval(this.watchTimer);
     for (const subscription of this.subscriptions) await subscription.close();
     await Promise.allSettled(this.planners.values());
     await this.pool.destroy();
@@ -231,6 +258,7 @@ export class Engine {
     const live = await this.instances.live(db, ENGINE_STALE_MS, clock.now());
     const share = 1 / Math.max(1, live.length);
     this.throttles.setShare(share);
+    this.throttles.prune(now);
     this.report = {
       threads: this.options.threads,
       messages: this.stats.messages,
@@ -293,11 +321,15 @@ export class Engine {
 
   private async onCommands(commands: DeliveryCommand[]): Promise<void> {
     for (const command of commands) {
+      const key = runKey(command.deliveryId, command.occurrence);
+      // Paused or stopped: the worker threads start nothing more of this run, first of all.
+      if (command.type === 'DeliveryPaused' || command.type === 'DeliveryStopped') this.cancelRun(key);
       await this.dedupe.once(command.commandId, async () => undefined);
       this.runs.forget(command.deliveryId, command.occurrence);
       if (command.type === 'DeliveryStarted' || command.type === 'DeliveryResumed') {
-        this.breaker.reset(runKey(command.deliveryId, command.occurrence));
         this.plan({ deliveryId: command.deliveryId, occurrence: command.occurrence });
+      } else if (command.type === 'DeliveryStopped') {
+        this.breaker.forget(key);
       }
     }
   }
@@ -317,6 +349,9 @@ export class Engine {
     // The first read is fresh (a planner started by resume must not see the cached 'paused');
     // then the run's state is at most the cache's age old, as the dispatchers see it.
     let fresh = true;
+    // Until the first wave is judged, no more than it is handed out. A run the breaker paused
+    // and someone resumed was judged already: its first wave is not held again.
+    let waveJudged = await this.audit.pausedBy(db, run.deliveryId, run.occurrence, ENGINE_ACTOR.id);
     while (!this.stopping) {
       const info = await this.runs.get(run.deliveryId, run.occurrence, fresh);
       fresh = false;
@@ -337,11 +372,33 @@ export class Engine {
         await this.waitForRoom();
         continue;
       }
-      const recipients = await db.transaction((tx) => this.queue.queueNext(tx, run, size, clock.now(), this.instanceId));
+      const wave = waveJudged ? undefined : firstWaveSize(info.toSend, this.options.breaker);
+      const recipients = await db.transaction(async (tx) => {
+        if (wave === undefined) return this.queue.queueNext(tx, run, size, clock.now(), this.instanceId);
+        // The planners of every engine count the wave one at a time.
+        await this.queue.lockRun(tx, run);
+        const handedOut = await this.queue.handedOutCount(tx, run);
+        if (handedOut < wave) return this.queue.queueNext(tx, run, Math.min(size, wave - handedOut), clock.now(), this.instanceId);
+        return handedOut > wave ? 'judged' : 'wave out';
+      });
+      if (recipients === 'judged') {
+        waveJudged = true; // by another planner: it let more out
+        continue;
+      }
+      if (recipients === 'wave out') {
+        if (await this.judgeFirstWave(run, wave!)) {
+          waveJudged = true;
+          fresh = true; // a trip paused the run: see it before handing anything out
+        } else {
+          await sleep(PLANNER_IDLE_MS);
+        }
+        continue;
+      }
       if (recipients.length === 0) {
         if (await this.queue.isSettled(db, run)) {
           const finished = await this.options.controlPlane.deliveries.finish(run.deliveryId, run.occurrence, ENGINE_ACTOR);
           if (finished) this.options.logger.info({ ...run }, 'run finished');
+          this.breaker.forget(runKey(run.deliveryId, run.occurrence));
           return;
         }
         const nextRetry = await this.queue.nextRetryAt(db, run);
@@ -366,6 +423,79 @@ export class Engine {
         this.options.logger.warn({ err: error, ...run, recipients: batch.recipients.length }, 'send batch not published; recipients released, retrying');
         await sleep(PUBLISH_RETRY_MS);
       }
+    }
+  }
+
+  /**
+   * Judges the first wave once every one of its outcomes is in (false until then), on the
+   * ledger: what every engine sent of it. A trip pauses the run before anything more goes out.
+   */
+  private async judgeFirstWave(run: RunRef, wave: number): Promise<boolean> {
+    const { db } = this.options;
+    const info = await this.runs.get(run.deliveryId, run.occurrence, true);
+    // Not sending any more (the loop sees it), or the breaker spoke already (a dispatcher).
+    if (info?.state !== 'sending' || (await this.audit.pausedBy(db, run.deliveryId, run.occurrence, ENGINE_ACTOR.id))) return true;
+    if ((await this.queue.inFlightCount(db, run, this.options.clock.now(), ENGINE_LATE_MS)) > 0) return false;
+    const tally = new Tally();
+    for (const row of await this.queue.outcomesByDomain(db, run)) tally.add(breakerOutcomeOf(row), row.count);
+    // Everything handed out is in: judge it even if some of it is no attempt (a status the
+    // breaker does not count), rather than let the wave pass unjudged.
+    const trip = judge(tally, this.options.breaker, Math.min(wave, tally.attempts));
+    if (trip) await this.pauseForBreaker(run, info.epoch, trip);
+    return true;
+  }
+
+  /**
+   * Pauses a run the breaker tripped on in `epoch`, unless it was resumed since, or nothing is
+   * left to hand out (it finishes, or waits for its retries).
+   */
+  private async pauseForBreaker(run: RunRef, epoch: number, trip: Trip): Promise<void> {
+    if (!(await this.queue.hasUnsent(this.options.db, run))) {
+      this.options.logger.debug({ ...run, reason: trip.reason }, 'circuit breaker tripped on a run with nothing left to send: not paused');
+      return;
+    }
+    const paused = await this.options.controlPlane.deliveries.pauseRun(run.deliveryId, run.occurrence, ENGINE_ACTOR, trip.reason, trip.details, epoch);
+    if (paused) {
+      this.options.logger.warn({ ...run, reason: trip.reason }, 'circuit breaker paused the run');
+      this.runs.forget(run.deliveryId, run.occurrence);
+    }
+  }
+
+  /** Reads again the state of every run with tasks in the pool; cancels those no longer sending. */
+  private async watchRuns(): Promise<void> {
+    if (this.watching) return;
+    this.watching = true;
+    try {
+      await Promise.all(
+        [...this.cancellations].map(async ([key, { run }]) => {
+          const info = await this.runs.get(run.deliveryId, run.occurrence, true);
+          if (info?.state !== 'sending') this.cancelRun(key);
+        }),
+      );
+    } finally {
+      this.watching = false;
+    }
+  }
+
+  private cancelRun(key: string): void {
+    for (const flag of this.cancellations.get(key)?.flags ?? []) Atomics.store(flag, 0, 1);
+  }
+
+  /** Runs a task in the pool with a cancellation flag registered for its run. */
+  private async runTask(run: RunRef, task: SendTask): Promise<SendTaskResult> {
+    const key = runKey(run.deliveryId, run.occurrence);
+    const cancel = new Int32Array(new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT));
+    let entry = this.cancellations.get(key);
+    if (!entry) {
+      entry = { run, flags: new Set() };
+      this.cancellations.set(key, entry);
+    }
+    entry.flags.add(cancel);
+    try {
+      return (await this.pool.run({ ...task, cancel } satisfies SendTask)) as SendTaskResult;
+    } finally {
+      entry.flags.delete(cancel);
+      if (entry.flags.size === 0 && this.cancellations.get(key) === entry) this.cancellations.delete(key);
     }
   }
 
@@ -443,16 +573,32 @@ export class Engine {
     if (excluded.length > 0) logger.info({ ...run, excluded: excluded.length }, 'recipients suppressed since preparation were not sent');
     const recipients = batch.recipients.filter((r) => claimed.has(r.profileId));
     if (recipients.length === 0) return;
-    const slots = this.throttles.schedule(runKey(run.deliveryId, run.occurrence), delivery.throughput?.perHour ?? null, recipients.map((r) => r.address), Date.now());
+    const slots = this.throttles.schedule(
+      runKey(run.deliveryId, run.occurrence),
+      delivery.throughput?.perHour ?? null,
+      recipients.map((r) => ({ id: r.profileId, address: r.address })),
+      Date.now(),
+    );
+    // A recipient whose slot is past the horizon does not wait in a worker thread (it would hold
+    // up the others): back to the ledger until its slot, no attempt spent.
+    const later = recipients.flatMap((r, i) => (slots[i]!.later ? [{ profileId: r.profileId, dueAt: new Date(slots[i]!.requeueAt) }] : []));
+    if (later.length > 0) await this.queue.unclaim(db, run, later, clock.now());
+    // The others, those due now first: a lane waits for a send time only behind earlier ones.
+    const due = recipients
+      .map((r, i) => ({ profileId: r.profileId, address: r.address, profile: r.profile ?? { id: r.profileId }, notBefore: slots[i]!.at, later: slots[i]!.later }))
+      .filter((r) => !r.later)
+      .sort((a, b) => a.notBefore - b.notBefore)
+      .map(({ later: _, ...r }) => r);
+    if (due.length === 0) return;
     const task: SendTask = {
       deliveryId: run.deliveryId,
       occurrence: run.occurrence,
       contentKey: `${delivery.id}:${delivery.contentHash}`,
       channel: delivery.channel,
       content: delivery.content,
-      recipients: recipients.map((r, i) => ({ profileId: r.profileId, address: r.address, profile: r.profile ?? { id: r.profileId }, notBefore: slots[i]! })),
+      recipients: due,
     };
-    const result = (await this.pool.run(task)) as SendTaskResult;
+    const result = await this.runTask(run, task);
     const unreadable = result.attempts.find((a) => a.errorCode === PROVIDER_ANSWER_INVALID);
     if (unreadable) {
       logger.warn({ ...run, messages: result.attempts.filter((a) => a.errorCode === PROVIDER_ANSWER_INVALID).length, answer: unreadable.response }, 'the sms provider answered outside its contract; those messages are in doubt');
@@ -464,6 +610,7 @@ export class Engine {
     });
     await db.transaction(async (tx) => {
       await this.queue.settle(tx, run, outcomes, now);
+      await this.queue.unclaim(tx, run, result.notAttempted.map((profileId) => ({ profileId })), now);
       await this.profiles.quarantine(tx, outcomes.filter((o) => o.kind === 'hard').map((o) => o.profileId));
       // A soft bounce given up after the validity period counts toward the soft-bounce quarantine.
       const softBounced = outcomes.filter((o) => o.kind === 'soft_final').map((o) => o.profileId);
@@ -474,14 +621,8 @@ export class Engine {
     });
     this.stats.batches++;
     this.stats.messages += outcomes.length;
-    const trip = this.breaker.observe(runKey(run.deliveryId, run.occurrence), info.toSend, outcomes);
-    if (trip) {
-      const paused = await this.options.controlPlane.deliveries.pauseRun(run.deliveryId, run.occurrence, ENGINE_ACTOR, trip.reason, trip.details);
-      if (paused) {
-        logger.warn({ ...run, reason: trip.reason }, 'circuit breaker paused the run');
-        this.runs.forget(run.deliveryId, run.occurrence);
-      }
-    }
+    const trip = this.breaker.observe(runKey(run.deliveryId, run.occurrence), info.epoch, info.toSend, outcomes);
+    if (trip) await this.pauseForBreaker(run, info.epoch, trip);
   }
 
   /**
@@ -511,6 +652,22 @@ export class Engine {
         'proof sent',
       );
     }
+  }
+}
+
+/** A ledger count as the breaker sees it: a 5xx on a recipient still to retry refused the session. */
+function breakerOutcomeOf(row: DomainOutcomeCount): BreakerOutcome {
+  const address = `@${row.domain}`;
+  switch (row.status) {
+    case 'sent':
+      return { address, kind: 'sent' };
+    case 'bounced':
+      return { address, kind: 'hard' };
+    case 'in_doubt':
+      return { address, kind: 'in_doubt' };
+    default:
+      if (row.codeClass === 5) return { address, kind: 'session', error: row.error };
+      return { address, kind: 'soft', code: row.codeClass === null ? null : row.codeClass * 100, error: row.error };
   }
 }
 

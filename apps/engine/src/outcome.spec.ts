@@ -1,4 +1,3 @@
-import { CircuitBreaker } from './circuit-breaker.js';
 import { classify, type SendAttempt } from './outcome.js';
 
 const policy = { retryDelayMs: 60_000, validityMs: 3_600_000 };
@@ -58,47 +57,5 @@ describe('classify', () => {
       status: 'in_doubt',
       nextAttemptAt: null,
     });
-  });
-});
-
-describe('CircuitBreaker', () => {
-  const settings = { firstWave: 0.01, hardBounceRate: 0.2, domain4xxRate: 0.5 };
-  const many = (n: number, kind: string, address = 'a@x.example') => Array.from({ length: n }, () => ({ address, kind }));
-
-  it('waits for the first wave', () => {
-    const breaker = new CircuitBreaker(settings);
-    expect(breaker.observe('r', 10_000, many(99, 'hard'))).toBeUndefined();
-    expect(breaker.observe('r', 10_000, many(1, 'hard'))?.reason).toMatch(/hard-bounce rate 100%/);
-  });
-  it('trips on a domain answering 4xx, not on healthy traffic', () => {
-    const breaker = new CircuitBreaker(settings);
-    expect(breaker.observe('r', 1000, [...many(50, 'sent', 'a@good.example'), ...many(5, 'soft', 'b@good.example')])).toBeUndefined();
-    expect(breaker.observe('r', 1000, many(30, 'soft', 'x@blocked.example'))?.reason).toMatch(/blocked\.example answered 4xx to 100%/);
-  });
-  it('tolerates a few hard bounces', () => {
-    const breaker = new CircuitBreaker(settings);
-    expect(breaker.observe('r', 1000, [...many(98, 'sent'), ...many(2, 'hard')])).toBeUndefined();
-  });
-  it('trips at once, with the server\'s answer, when the server refuses the session', () => {
-    const breaker = new CircuitBreaker(settings);
-    expect(breaker.observe('r', 10_000, [{ address: 'a@x.example', kind: 'session', error: '535 5.7.8 Authentication failed (at AUTH PLAIN)' }])?.reason).toBe(
-      'CIRCUIT_BREAKER: the SMTP server refused the session: 535 5.7.8 Authentication failed (at AUTH PLAIN)',
-    );
-  });
-  it('counts failures with no SMTP answer against the SMTP server, not the recipients\' domain', () => {
-    const breaker = new CircuitBreaker(settings);
-    const refused = Array.from({ length: 30 }, () => ({ address: 'x@good.example', kind: 'soft', code: null, error: 'connect ECONNREFUSED 127.0.0.1:2525' }));
-    expect(breaker.observe('r', 1000, refused)?.reason).toBe(
-      'CIRCUIT_BREAKER: the SMTP server did not answer 100% of 30 messages (last: connect ECONNREFUSED 127.0.0.1:2525)',
-    );
-    // A few connection blips in a healthy send do not pause it.
-    const healthy = new CircuitBreaker(settings);
-    expect(healthy.observe('r', 1000, [...many(200, 'sent'), ...refused])).toBeUndefined();
-  });
-  it('judges afresh after a reset', () => {
-    const breaker = new CircuitBreaker(settings);
-    expect(breaker.observe('r', 100, many(5, 'hard'))).toBeDefined();
-    breaker.reset('r');
-    expect(breaker.observe('r', 100, many(1, 'sent'))).toBeUndefined();
   });
 });

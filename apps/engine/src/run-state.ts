@@ -2,7 +2,7 @@
 // recurring one): its state, content and limits, read from the control plane and cached
 // briefly so a pause or stop is seen within a fraction of a second.
 import type { Database, Delivery } from '@herald/control-plane';
-import { DeliveriesRepository } from '@herald/control-plane';
+import { AuditRepository, DeliveriesRepository } from '@herald/control-plane';
 
 export interface RunInfo {
   deliveryId: string;
@@ -10,6 +10,8 @@ export interface RunInfo {
   state: string;
   delivery: Delivery;
   toSend: number;
+  /** Changes each time the run enters `sending` again (a resume): the circuit breaker judges each epoch afresh. */
+  epoch: number;
   readAt: number;
 }
 
@@ -17,6 +19,7 @@ export const runKey = (deliveryId: string, occurrence: number) => `${deliveryId}
 
 export class RunStates {
   private readonly deliveries = new DeliveriesRepository();
+  private readonly audit = new AuditRepository();
   private readonly cache = new Map<string, RunInfo>();
 
   constructor(
@@ -38,7 +41,8 @@ export class RunStates {
       state = run.state;
       toSend = run.preparation.toSend;
     }
-    const info = { deliveryId, occurrence, state, delivery, toSend, readAt: Date.now() };
+    const epoch = await this.audit.lastEntryInto(this.db, deliveryId, occurrence, 'sending');
+    const info = { deliveryId, occurrence, state, delivery, toSend, epoch, readAt: Date.now() };
     this.cache.set(key, info);
     return info;
   }

@@ -12,7 +12,13 @@ import type { SendTask, SendTaskResult, WorkerSettings } from './send-task.js';
 const settings = workerData as WorkerSettings;
 
 // NOTE: one pool of SMTP connections per thread, created once (and the DKIM key parsed once).
-const smtp = new SmtpPool({ url: settings.smtpUrl, connections: settings.smtpConnections, timeoutMs: settings.smtpTimeoutMs, dkim: settings.dkim });
+const smtp = new SmtpPool({
+  url: settings.smtpUrl,
+  connections: settings.smtpConnections,
+  timeoutMs: settings.smtpTimeoutMs,
+  idleTimeoutMs: settings.smtpIdleTimeoutMs,
+  dkim: settings.dkim,
+});
 
 const renderers = new Map<string, EmailRenderer>();
 
@@ -32,9 +38,14 @@ function rendererFor(task: SendTask): EmailRenderer {
   return renderer;
 }
 
+/** The dispatcher set the task's flag: the run is no longer sending. */
+const cancelled = (task: SendTask) => task.cancel !== undefined && Atomics.load(task.cancel, 0) !== 0;
+
 export default async function sendBatch(task: SendTask): Promise<SendTaskResult> {
   if (task.channel === 'sms') {
-    return { attempts: await sendSmsBatch(settings, task) };
+    // One request for the whole batch: it goes, or nothing does.
+    if (cancelled(task)) return { attempts: [], notAttempted: task.recipients.map((r) => r.profileId) };
+    return { attempts: await sendSmsBatch(settings, task), notAttempted: [] };
   }
   const renderer = rendererFor(task);
   const context = {
@@ -45,20 +56,25 @@ export default async function sendBatch(task: SendTask): Promise<SendTaskResult>
     subjectPrefix: task.subjectPrefix,
     proofId: task.proofId,
   };
-  const attempts: SendAttempt[] = new Array(task.recipients.length);
+  const attempts: SendAttempt[] = [];
+  const notAttempted: string[] = [];
   let next = 0;
-  // As many sends in flight as the thread has SMTP connections.
+  // As many sends in flight as the thread has SMTP connections. Each lane looks at the
+  // cancellation flag before it starts a message (and while it waits for one's send time).
   const lanes = Array.from({ length: Math.min(settings.smtpConnections, task.recipients.length) }, async () => {
     for (let i = next++; i < task.recipients.length; i = next++) {
       const recipient = task.recipients[i]!;
-      const wait = recipient.notBefore - Date.now();
-      if (wait > 0) await sleep(wait);
-      attempts[i] = await sendOne(renderer, recipient, context);
+      while (!cancelled(task) && recipient.notBefore > Date.now()) await sleep(Math.min(CANCEL_CHECK_MS, recipient.notBefore - Date.now()));
+      if (cancelled(task)) notAttempted.push(recipient.profileId);
+      else attempts.push(await sendOne(renderer, recipient, context));
     }
   });
   await Promise.all(lanes);
-  return { attempts };
+  return { attempts, notAttempted };
 }
+
+/** How often a lane waiting for a send time looks at the cancellation flag. */
+const CANCEL_CHECK_MS = 50;
 
 async function sendOne(
   renderer: EmailRenderer,

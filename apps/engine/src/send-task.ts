@@ -1,5 +1,6 @@
 // What the dispatcher hands a worker thread: one whole batch (never one message), with the
-// content to render and each recipient's earliest send time.
+// content to render, each recipient's earliest send time, and a cancellation flag the thread
+// reads before it starts each message.
 import type { SendAttempt } from './outcome.js';
 
 export interface SendTask {
@@ -13,10 +14,17 @@ export interface SendTask {
   /** A proof: its tracking tokens carry this id. */
   proofId?: string;
   recipients: { profileId: string; address: string; profile: Record<string, unknown>; notBefore: number }[];
+  /**
+   * One Int32 in shared memory (the same for the dispatcher and the thread): non-zero once the
+   * run is no longer sending (paused, stopped). The thread then starts no further message.
+   */
+  cancel?: Int32Array;
 }
 
 export interface SendTaskResult {
   attempts: SendAttempt[];
+  /** Recipients the thread did not start (the task was cancelled): nothing was sent to them. */
+  notAttempted: string[];
 }
 
 /** Settings each worker thread reads once, at start (Piscina workerData). */
@@ -24,6 +32,8 @@ export interface WorkerSettings {
   smtpUrl: string;
   smtpConnections: number;
   smtpTimeoutMs: number;
+  /** An SMTP connection idle this long is closed. */
+  smtpIdleTimeoutMs: number;
   publicUrl: string;
   trackingSecret: string;
   httpProviderUrl?: string;

@@ -1,11 +1,14 @@
 // A worker thread's SMTP connections: raw MIME sent over nodemailer's SMTPConnection, one
 // message at a time per connection, at most `connections` connections, each opened on first use
-// and kept. Not nodemailer's pooled transport: for every message it wraps the raw MIME in a
-// MimeNode, generates ids with randomBytes and runs a stream pipeline, which measured 289 µs of
-// CPU per message against 118 µs here (the same 6 KB messages to smtp-sink on this machine).
-// What its pool does for a connection is done here the same way: a connection the server
-// dropped while it sat idle sends the message again on a new one (not a byte of it had left);
-// after a refused envelope or message the session is reset (RSET) and the connection kept.
+// and kept while it is used. Not nodemailer's pooled transport: for every message it wraps the raw
+// MIME in a MimeNode, generates ids with randomBytes and runs a stream pipeline, which measured
+// 289 µs of CPU per message against 118 µs here (the same 6 KB messages to smtp-sink on this
+// machine).
+// Idle connections: servers end sessions idle for about a minute (smtp-server, Postfix) with
+// "421 Timeout", so a connection idle for `idleTimeoutMs` is closed here first (QUIT). When the
+// server's timer wins anyway (its 421 crosses the next command), a reused connection that fails
+// before the message was accepted sends it again at once on a new connection.
+// After a refused envelope or message the session is reset (RSET) and the connection kept.
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import DKIM from 'nodemailer/lib/dkim';
@@ -17,6 +20,8 @@ export interface SmtpPoolOptions {
   connections: number;
   /** Connection, greeting and socket timeout. */
   timeoutMs: number;
+  /** A connection unused this long is closed (before the server's own idle timeout ends it). */
+  idleTimeoutMs: number;
   dkim?: { domainName: string; keySelector: string; privateKey: string };
 }
 
@@ -36,6 +41,8 @@ export interface SmtpError extends Error {
 
 interface Lane {
   connection: SMTPConnection | null;
+  /** Closes the connection once it has been idle for idleTimeoutMs. */
+  idleTimer?: NodeJS.Timeout;
 }
 
 export class SmtpPool {
@@ -45,6 +52,7 @@ export class SmtpPool {
   private readonly auth: SMTPConnection.Credentials | undefined;
   private readonly dkim: DKIM | undefined;
   private readonly timeoutMs: number;
+  private readonly idleTimeoutMs: number;
 
   constructor(options: SmtpPoolOptions) {
     const { auth, ...parsed } = parseConnectionUrl(options.url) as SMTPConnection.Options & { auth?: SMTPConnection.Credentials };
@@ -57,6 +65,7 @@ export class SmtpPool {
     };
     this.dkim = options.dkim ? new DKIM(options.dkim) : undefined;
     this.timeoutMs = options.timeoutMs;
+    this.idleTimeoutMs = options.idleTimeoutMs;
     this.idle = Array.from({ length: options.connections }, () => ({ connection: null }));
   }
 
@@ -77,14 +86,17 @@ export class SmtpPool {
     const message = this.dkim ? this.dkim.sign(raw) : Readable.from([raw]);
     try {
       const info = await new Promise<SMTPConnection.SentMessageInfo>((resolve, reject) => {
-        connection.send(envelope, message, (error, result) => (error ? reject(error) : resolve(result)));
+        // NOTE: a copy each time: SMTPConnection keeps its state on the envelope it is given
+        // (the MAIL FROM error among it), and a retry with the same object failed with the
+        // first connection's 421 although the new connection accepted the command.
+        connection.send({ from: envelope.from, to: [...envelope.to] }, message, (error, result) => (error ? reject(error) : resolve(result)));
       });
       return { response: info.response };
     } catch (error) {
       const e = error as SmtpError;
-      if (reused && mayRetry && !message.readableDidRead && isTransient(e)) {
-        // The server closed the connection while it sat idle (or refused the session with 421):
-        // nothing of this message was sent, so it goes out on a new connection.
+      if (reused && mayRetry && serverEndedSession(e, message.readableDidRead)) {
+        // The server ended the session this connection had kept (its idle timeout crossed this
+        // message): the message was not taken, so it goes out at once on a new connection.
         this.drop(lane, connection);
         return this.sendOn(lane, envelope, raw, false);
       }
@@ -131,19 +143,38 @@ export class SmtpPool {
 
   private acquire(): Promise<Lane> {
     const lane = this.idle.pop();
-    if (lane) return Promise.resolve(lane);
+    if (lane) {
+      clearTimeout(lane.idleTimer);
+      return Promise.resolve(lane);
+    }
     return new Promise((resolve) => this.waiting.push(resolve));
   }
 
   private release(lane: Lane): void {
     const next = this.waiting.shift();
-    if (next) next(lane);
-    else this.idle.push(lane);
+    if (next) {
+      next(lane);
+      return;
+    }
+    this.idle.push(lane);
+    const connection = lane.connection;
+    if (!connection) return;
+    lane.idleTimer = setTimeout(() => {
+      // Forgotten first: the next message opens a new connection without waiting for the 221.
+      this.forget(lane, connection);
+      connection.quit();
+    }, this.idleTimeoutMs);
+    lane.idleTimer.unref();
   }
 }
 
-/** A failure of the connection (or a 421 closing it) rather than of the message. */
-const isTransient = (e: SmtpError) => e.responseCode === 421 || e.code === 'ECONNECTION' || e.code === 'ESOCKET' || e.code === 'ETIMEDOUT';
+/**
+ * The server ended the session rather than refused the message: a 421 (whatever the command),
+ * or the connection failed before a byte of the message went out. A connection that fails after
+ * the data may have delivered it: that is not retried here (it is in doubt).
+ */
+const serverEndedSession = (e: SmtpError, messageStarted: boolean) =>
+  e.responseCode === 421 || (!messageStarted && (e.code === 'ECONNECTION' || e.code === 'ESOCKET' || e.code === 'ETIMEDOUT'));
 
 /**
  * Runs a connect or a login. SMTPConnection reports some of their failures only as an 'error'

@@ -19,8 +19,13 @@ export interface EngineHarness extends Harness {
   engine: Engine;
   /** Starts a fresh engine on the same store and bus (after stopping the previous one). */
   restartEngine(): Promise<Engine>;
-  /** Imports `count` profiles and returns an approved delivery's id over them. */
-  deliveryFor(count: number, extra?: Record<string, unknown>, prefix?: string): Promise<string>;
+  /** Starts one more engine on the same store and bus (they share the work; closed with the harness). */
+  addEngine(): Promise<Engine>;
+  /**
+   * Imports `count` profiles and returns an approved delivery's id over them (profile ids in
+   * send order; addresses `${prefix}${n}@example.com` unless `address` says otherwise).
+   */
+  deliveryFor(count: number, extra?: Record<string, unknown>, prefix?: string, address?: (n: number) => string): Promise<string>;
   confirmAndOk(id: string): Promise<void>;
   waitForState(id: string, state: string, timeoutMs?: number): Promise<Record<string, unknown>>;
   ledger(id: string): Promise<Record<string, number>>;
@@ -51,11 +56,12 @@ export async function startEngineHarness(
     batchSize: 100,
     domainLimits: [],
     retry: { retryDelayMs: 100, validityMs: 60_000 },
-    breaker: { firstWave: 0.01, hardBounceRate: 0.2, domain4xxRate: 0.5 },
+    breaker: { firstWave: 0.01, hardBounceRate: 0.2, domain4xxRate: 0.5, minSample: 50 },
     worker: {
       smtpUrl: sink.url,
       smtpConnections: 5,
       smtpTimeoutMs: 1_500,
+      smtpIdleTimeoutMs: 30_000,
       publicUrl: 'http://herald.test',
       trackingSecret: TRACKING_SECRET,
       ...options.workerOverrides,
@@ -64,6 +70,7 @@ export async function startEngineHarness(
   });
   let engine = new Engine(engineOptions());
   await engine.start();
+  const moreEngines: Engine[] = [];
   let audienceSeq = 0;
   const harness: EngineHarness = {
     ...h,
@@ -77,11 +84,17 @@ export async function startEngineHarness(
       await engine.start();
       return engine;
     },
-    async deliveryFor(count, extra = {}, prefix = `r${audienceSeq++}-`) {
+    async addEngine() {
+      const another = new Engine(engineOptions());
+      await another.start();
+      moreEngines.push(another);
+      return another;
+    },
+    async deliveryFor(count, extra = {}, prefix = `r${audienceSeq++}-`, address = (n) => `${prefix}${n}@example.com`) {
       for (let start = 0; start < count; start += 10_000) {
         const rows = Array.from({ length: Math.min(10_000, count - start) }, (_, i) => {
           const n = start + i;
-          return JSON.stringify({ id: `${prefix}${String(n).padStart(6, '0')}`, email: `${prefix}${n}@example.com`, firstName: `Name${n}`, attributes: { batch: prefix } });
+          return JSON.stringify({ id: `${prefix}${String(n).padStart(6, '0')}`, email: address(n), firstName: `Name${n}`, attributes: { batch: prefix } });
         });
         const res = await h.api('POST', '/v1/profiles/import', { raw: rows.join('\n'), contentType: 'application/x-ndjson' });
         if (res.body.imported !== rows.length) throw new Error(`import failed: ${JSON.stringify(res.body).slice(0, 300)}`);
@@ -112,6 +125,7 @@ export async function startEngineHarness(
       return Object.fromEntries(rows.map((r) => [r.status, r.n]));
     },
     async close() {
+      for (const another of moreEngines) await another.stop();
       await engine.stop();
       await h.close();
       await sink.close();

@@ -241,7 +241,7 @@ describeEachStore('send engine', (kind) => {
     beforeAll(async () => {
       h = await startEngineHarness(kind, {
         rules: [{ match: '/^d0-(0|1)@/', code: 'hang' }],
-        engine: { breaker: { firstWave: 1, hardBounceRate: 1, domain4xxRate: 1 } },
+        engine: { breaker: { firstWave: 1, hardBounceRate: 1, domain4xxRate: 1, minSample: 50 } },
       });
     });
     afterAll(async () => h?.close());

@@ -78,6 +78,11 @@ export const environmentSchema = z.object({
   SMTP_URL: optionalUrl,
   /** Per-connection SMTP timeout (greeting, commands, and the answer after DATA). */
   SMTP_TIMEOUT: duration('30s'),
+  /**
+   * An SMTP connection unused this long is closed by Herald, before the server's own idle
+   * timeout (about a minute for smtp-server and Postfix) ends it with a 421.
+   */
+  SMTP_IDLE_TIMEOUT: duration('30s'),
   HTTP_PROVIDER_URL: optionalUrl,
   /** HMAC key of tracking and unsubscribe links (default: the platform's, generated once; see HERALD_JWT_SECRET). */
   HERALD_TRACKING_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
@@ -109,10 +114,15 @@ export const environmentSchema = z.object({
   ENGINE_VALIDITY: duration('3.5d'),
   /** First retry delay after a soft bounce; doubles at each attempt. */
   ENGINE_RETRY_DELAY: duration('10m'),
-  /** Share of the audience sent before the circuit breaker judges the rates. */
+  /**
+   * Share of the audience sent before the circuit breaker judges the rates (at least
+   * ENGINE_BREAKER_MIN_SAMPLE recipients): the engine hands out no more until it has judged them.
+   */
   ENGINE_BREAKER_FIRST_WAVE: z.coerce.number().min(0).max(1).default(0.01),
   ENGINE_BREAKER_HARD_BOUNCE_RATE: z.coerce.number().min(0).max(1).default(0.2),
   ENGINE_BREAKER_DOMAIN_4XX_RATE: z.coerce.number().min(0).max(1).default(0.5),
+  /** Messages (in the run, or to one receiving domain) a circuit-breaker rate needs before it can pause a run. */
+  ENGINE_BREAKER_MIN_SAMPLE: z.coerce.number().int().min(1).max(1_000_000).default(50),
   DKIM_DOMAIN: z.string().optional(),
   DKIM_SELECTOR: z.string().optional(),
   /** PEM text, or a path to a PEM file. */

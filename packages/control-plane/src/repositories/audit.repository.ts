@@ -37,6 +37,24 @@ export class AuditRepository {
     );
   }
 
+  /** Whether `actor` (the engine's circuit breaker, say) ever paused this run. */
+  async pausedBy(db: Queryable, deliveryId: string, occurrence: number, actor: string): Promise<boolean> {
+    const rows = await db.query(
+      `SELECT 1 FROM audit_log WHERE delivery_id = $1 AND occurrence = $2 AND actor = $3 AND to_state = 'paused' LIMIT 1`,
+      [deliveryId, occurrence, actor],
+    );
+    return rows.length > 0;
+  }
+
+  /** The id of the entry that last moved the run into `state` (0 if none): it changes each time the run enters it again. */
+  async lastEntryInto(db: Queryable, deliveryId: string, occurrence: number, state: string): Promise<number> {
+    const [row] = await db.query<{ id: string | number | null }>(
+      `SELECT max(id) AS id FROM audit_log WHERE delivery_id = $1 AND occurrence = $2 AND to_state = $3`,
+      [deliveryId, occurrence, state],
+    );
+    return Number(row?.id ?? 0);
+  }
+
   async forDelivery(db: Queryable, deliveryId: string): Promise<AuditRecord[]> {
     const rows = await db.query<Record<string, unknown> & { at: Date }>(
       'SELECT * FROM audit_log WHERE delivery_id = $1 ORDER BY id',

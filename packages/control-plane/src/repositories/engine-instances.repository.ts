@@ -2,6 +2,7 @@
 // one whose heartbeat is older than the staleness limit is dead: its queued and in-flight rows
 // go back to pending (at most what it had in flight may have left twice) and its row is removed.
 import type { Database, Queryable } from '../database.js';
+import { unsentStatusSql } from './send-queue.repository.js';
 
 /** How often a live engine heartbeats. */
 export const ENGINE_HEARTBEAT_MS = 2_000;
@@ -111,7 +112,7 @@ export class EngineInstancesRepository {
       const ids = dead.map((r) => r.id);
       if (ids.length === 0 && !orphans) return { engines: [], requeued: 0, inFlight: 0 };
       const rows = await tx.query<{ was: string }>(
-        `UPDATE send_ledger l SET status = 'pending', engine_id = NULL, updated_at = $3
+        `UPDATE send_ledger l SET status = ${unsentStatusSql('l.delivery_id', 'l.occurrence')}, engine_id = NULL, updated_at = $3
            FROM (SELECT delivery_id, occurrence, profile_id, status AS was FROM send_ledger
                   WHERE status IN ('queued', 'sending')
                     AND (engine_id = ANY($1::uuid[]) OR ($2 AND (engine_id IS NULL OR engine_id NOT IN (SELECT id FROM engine_instances))))

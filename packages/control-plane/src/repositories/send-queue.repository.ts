@@ -60,6 +60,28 @@ export interface ProfileMessage {
 
 export type Progress = Record<LedgerStatus, number> & { total: number };
 
+/** Recipients of a run by receiving domain and outcome (what the circuit breaker judges a first wave on). */
+export interface DomainOutcomeCount {
+  domain: string;
+  status: 'sent' | 'bounced' | 'in_doubt' | 'retry' | 'failed';
+  /** The last SMTP reply code's class (2, 4 or 5), null when the server never answered. */
+  codeClass: 2 | 4 | 5 | null;
+  count: number;
+  /** One of their last errors. */
+  error: string | null;
+}
+
+/**
+ * What a recipient handed out but not sent goes back to (SQL, for the run `delivery`/`occurrence`
+ * names): `stopped` when its run was stopped meanwhile — a stop turned every other unsent
+ * recipient of the run `stopped`, and a stopped run never plans again — else `pending`.
+ */
+export function unsentStatusSql(delivery: string, occurrence: string): string {
+  return `CASE WHEN (SELECT coalesce(oc.state, dl.state) FROM deliveries dl
+                       LEFT JOIN delivery_occurrences oc ON oc.delivery_id = dl.id AND oc.n = ${occurrence}
+                      WHERE dl.id = ${delivery}) = 'stopped' THEN 'stopped' ELSE 'pending' END`;
+}
+
 export class SendQueueRepository {
   /**
    * Marks the next `size` recipients due now as queued, in profile-id order, and returns them
@@ -152,10 +174,10 @@ export class SendQueueRepository {
     return claim;
   }
 
-  /** Puts unsent recipients of a batch back to pending (the run was paused or stopped). */
+  /** Puts unsent recipients of a batch back to pending, or `stopped` when their run was stopped. */
   async release(db: Queryable, run: RunRef, profileIds: string[], now: Date): Promise<number> {
     const rows = await db.query(
-      `UPDATE send_ledger SET status = 'pending', engine_id = NULL, updated_at = $4
+      `UPDATE send_ledger SET status = ${unsentStatusSql('$1', '$2')}, engine_id = NULL, updated_at = $4
         WHERE delivery_id = $1 AND occurrence = $2 AND profile_id = ANY($3::text[]) AND status IN ('queued', 'sending')
         RETURNING 1`,
       [run.deliveryId, run.occurrence, profileIds, now],
@@ -174,6 +196,24 @@ export class SendQueueRepository {
         WHERE delivery_id = $1 AND ($2::int IS NULL OR occurrence = $2) AND status IN ('pending', 'retry', 'queued')
         RETURNING 1`,
       [run.deliveryId, run.occurrence ?? null, now],
+    );
+    return rows.length;
+  }
+
+  /**
+   * Gives back claimed recipients nothing was sent to (their task was cancelled, or their
+   * throttle slot is later): pending again, due at `dueAt` (now when absent), the attempt their
+   * claim counted not spent.
+   */
+  async unclaim(db: Queryable, run: RunRef, recipients: { profileId: string; dueAt?: Date }[], now: Date): Promise<number> {
+    if (recipients.length === 0) return 0;
+    const rows = await db.query(
+      `UPDATE send_ledger l SET status = ${unsentStatusSql('$1', '$2')}, engine_id = NULL, next_attempt_at = u.due_at, updated_at = $5,
+              attempts = l.attempts - 1, first_attempt_at = CASE WHEN l.attempts = 1 THEN NULL ELSE l.first_attempt_at END
+         FROM unnest($3::text[], $4::timestamptz[]) AS u(profile_id, due_at)
+        WHERE l.delivery_id = $1 AND l.occurrence = $2 AND l.profile_id = u.profile_id AND l.status = 'sending'
+        RETURNING 1`,
+      [run.deliveryId, run.occurrence, recipients.map((r) => r.profileId), recipients.map((r) => r.dueAt ?? null), now],
     );
     return rows.length;
   }
@@ -228,6 +268,57 @@ export class SendQueueRepository {
       [run.deliveryId, run.occurrence, now, lateAfterMs],
     );
     return row?.n ?? 0;
+  }
+
+  /** Recipients of the run handed out at least once: every one not pending. */
+  async handedOutCount(db: Queryable, run: RunRef): Promise<number> {
+    const [row] = await db.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM send_ledger WHERE delivery_id = $1 AND occurrence = $2 AND status <> 'pending'`,
+      [run.deliveryId, run.occurrence],
+    );
+    return row?.n ?? 0;
+  }
+
+  /** True while some recipient of the run was not handed out yet, or waits in a batch (pausing it would hold something back). */
+  async hasUnsent(db: Queryable, run: RunRef): Promise<boolean> {
+    const rows = await db.query(
+      `SELECT 1 FROM send_ledger WHERE delivery_id = $1 AND occurrence = $2 AND status IN ('pending', 'queued') LIMIT 1`,
+      [run.deliveryId, run.occurrence],
+    );
+    return rows.length > 0;
+  }
+
+  /**
+   * Locks the run's delivery row until the transaction ends: the planners of every engine hand
+   * out a first wave one at a time, so together they never hand out more than it.
+   */
+  async lockRun(tx: Queryable, run: RunRef): Promise<void> {
+    await tx.query('SELECT 1 FROM deliveries WHERE id = $1 FOR UPDATE', [run.deliveryId]);
+  }
+
+  /** The outcomes of the run so far, by receiving domain. */
+  async outcomesByDomain(db: Queryable, run: RunRef): Promise<DomainOutcomeCount[]> {
+    const rows = await db.query<{ domain: string; status: DomainOutcomeCount['status']; code_class: 2 | 4 | 5 | null; n: number; error: string | null }>(
+      `SELECT lower(regexp_replace(address, '^.*@', '')) AS domain, status,
+              CASE WHEN last_code IS NULL THEN NULL WHEN last_code >= 500 THEN 5 WHEN last_code >= 400 THEN 4 ELSE 2 END AS code_class,
+              count(*)::int AS n, max(last_error) AS error
+         FROM send_ledger
+        WHERE delivery_id = $1 AND occurrence = $2 AND status IN ('sent', 'bounced', 'in_doubt', 'retry', 'failed')
+        GROUP BY 1, 2, 3`,
+      [run.deliveryId, run.occurrence],
+    );
+    return rows.map((r) => ({ domain: r.domain, status: r.status, codeClass: r.code_class, count: r.n, error: r.error }));
+  }
+
+  /** Recipients of the run waiting for a retry become due now (the run was resumed: its cause is fixed). */
+  async retryNow(tx: Queryable, run: RunRef): Promise<number> {
+    const rows = await tx.query(
+      `UPDATE send_ledger SET next_attempt_at = NULL
+        WHERE delivery_id = $1 AND occurrence = $2 AND status = 'retry' AND next_attempt_at IS NOT NULL
+        RETURNING 1`,
+      [run.deliveryId, run.occurrence],
+    );
+    return rows.length;
   }
 
   /** Recipients by ledger status: of one run, or of every run of the delivery when `occurrence` is undefined. */

@@ -249,6 +249,7 @@ export class DeliveriesService {
   /**
    * Resumes a paused send. A recurring delivery resumes its schedule (a missed run happens now)
    * and its paused runs, also those the circuit breaker paused while the schedule went on.
+   * Recipients waiting for a retry are retried at once: whoever resumes says the cause is fixed.
    */
   async resume(id: string, actor: Actor): Promise<Delivery> {
     return this.ctx.db.transaction(async (tx) => {
@@ -263,6 +264,7 @@ export class DeliveriesService {
         return this.move(tx, delivery, 'scheduled', actor, 'resume', { stateReason: null, nextRunAt });
       }
       if (delivery.startedAt) {
+        await this.ctx.sendQueue.retryNow(tx, { deliveryId: id, occurrence: 0 });
         await this.ctx.enqueueCommand(tx, { type: 'DeliveryResumed', deliveryId: id, occurrence: 0, issuedBy: actor.id });
         return this.move(tx, delivery, 'sending', actor, 'resume', { stateReason: null });
       }
@@ -304,10 +306,15 @@ export class DeliveriesService {
     });
   }
 
-  /** The engine stops a run by itself (e.g. the circuit breaker), with the reason shown to users. */
-  async pauseRun(id: string, occurrence: number, actor: Actor, reason: string, details: Record<string, unknown> = {}): Promise<boolean> {
+  /**
+   * The engine stops a run by itself (e.g. the circuit breaker), with the reason shown to users.
+   * With `sendingSince` (the audit entry id that last moved the run into `sending`, as the caller
+   * saw it), a run resumed since is left alone: the caller judged what came before the resume.
+   */
+  async pauseRun(id: string, occurrence: number, actor: Actor, reason: string, details: Record<string, unknown> = {}, sendingSince?: number): Promise<boolean> {
     return this.ctx.db.transaction(async (tx) => {
       const delivery = await this.locked(tx, id);
+      if (sendingSince !== undefined && (await this.ctx.audit.lastEntryInto(tx, id, occurrence, 'sending')) !== sendingSince) return false;
       if (occurrence > 0) return this.moveSendingOccurrence(tx, id, occurrence, 'paused', actor, 'pause', reason, details);
       if (delivery.state !== 'sending') return false;
       await this.ctx.enqueueCommand(tx, { type: 'DeliveryPaused', deliveryId: id, occurrence: 0, issuedBy: actor.id, reason });
@@ -335,7 +342,10 @@ export class DeliveriesService {
       await this.ctx.deliveries.setOccurrenceState(tx, id, run.n, to, reason, now);
       const base = { deliveryId: id, occurrence: run.n, issuedBy: actor.id };
       if (to === 'paused') await this.ctx.enqueueCommand(tx, { ...base, type: 'DeliveryPaused', reason: reason ?? 'PAUSED_BY_USER' });
-      else if (to === 'sending') await this.ctx.enqueueCommand(tx, { ...base, type: 'DeliveryResumed' });
+      else if (to === 'sending') {
+        await this.ctx.sendQueue.retryNow(tx, { deliveryId: id, occurrence: run.n });
+        await this.ctx.enqueueCommand(tx, { ...base, type: 'DeliveryResumed' });
+      }
       else await this.ctx.enqueueCommand(tx, { ...base, type: 'DeliveryStopped' });
       await this.ctx.audit.record(tx, {
         at: now,
