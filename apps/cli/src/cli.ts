@@ -226,9 +226,15 @@ async function serve(config: HeraldConfig, role: Role, options: { engines?: numb
     // With every role in one process, the gateway's /metrics carries the engine's figures.
     else if (gateway) registerEngineMetrics(engine, gateway.metrics.registry);
   }
-  // The engine's message events leave through the outbox: a process without a gateway relays them itself.
-  const relay = gateway?.relay ?? new OutboxRelay(db, bus, systemClock, (error) => logger.warn({ err: error }, 'outbox relay failed; retrying'), engineServer && outboxPublishedCounter(engineServer.registry));
-  if (!gateway) relay.start(config.OUTBOX_RELAY_INTERVAL, { retentionMs: config.OUTBOX_RETENTION });
+  // The engine's message events leave through the outbox. A process without a gateway relays them
+  // itself onto a shared bus (Kafka); on the in-process bus it must not: what it published would
+  // reach no KPI consumer (that is in the gateway's process, which relays the shared outbox).
+  const relay =
+    gateway?.relay ??
+    (bus.sharedAcrossProcesses
+      ? new OutboxRelay(db, bus, systemClock, (error) => logger.warn({ err: error }, 'outbox relay failed; retrying'), engineServer && outboxPublishedCounter(engineServer.registry))
+      : undefined);
+  if (!gateway) relay?.start(config.OUTBOX_RELAY_INTERVAL, { retentionMs: config.OUTBOX_RETENTION });
 
   const lines = [`Herald is up (${role === 'all' ? 'all roles' : role}).`];
   if (gateway) lines.push(`  API:              ${gateway.url}`, `  API docs:         ${gateway.url}/docs`);
@@ -282,8 +288,8 @@ async function serve(config: HeraldConfig, role: Role, options: { engines?: numb
   await Promise.all(children.map((child) => child.stop()));
   await engineServer?.close();
   await engine?.stop();
-  await relay.stop();
-  await relay.drain().catch(() => undefined);
+  await relay?.stop();
+  await relay?.drain().catch(() => undefined);
   await kpiConsumer?.stop();
   await bus.close();
   await kpi?.close();

@@ -18,7 +18,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type Bus, InProcessBus, type Subscription } from '@herald/bus';
+import type { Bus, Subscription } from '@herald/bus';
 import { extractLinks } from '@herald/channels';
 import type { DomainLimit } from '@herald/config';
 import { type DeliveryCommand, dlqTopic, type MessageEvent, TOPICS, sendBatchSchema, type SendBatch } from '@herald/contracts';
@@ -168,7 +168,7 @@ export class Engine {
 
   /** Whether this process's dispatchers take every batch its planners publish (the in-process bus). */
   private get dispatchesAll(): boolean {
-    return this.options.bus instanceof InProcessBus;
+    return !this.options.bus.sharedAcrossProcesses;
   }
 
   /** Batches that may be in the pool or waiting for it at once. */

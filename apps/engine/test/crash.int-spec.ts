@@ -121,5 +121,8 @@ describeOnStore('postgres', 'herald gateway and herald engine as separate proces
     await until(async () => (await call(gateway, 'GET', `/v1/deliveries/${id}`)).body.state === 'finished', 60_000, 'the send to finish');
     expect(sink.count()).toBe(500);
     expect(await ledgerStatuses(gateway, id)).toEqual({ sent: 500 });
+    // The engine's message events reach the gateway's KPI store (through the store's outbox,
+    // relayed by the gateway: the engine process's own in-process bus has no consumer).
+    await until(async () => (await call(gateway, 'GET', `/v1/deliveries/${id}/deployment`)).body.kpis?.sent === 500, 15_000, 'the KPIs to count the 500 messages');
   });
 });

@@ -44,6 +44,12 @@ export interface Subscription {
 }
 
 export interface Bus {
+  /**
+   * Whether other processes see what this bus carries (a broker), or only this process (the
+   * in-process bus): a process whose bus reaches no one else leaves relaying and consuming to
+   * the processes that hold the consumers.
+   */
+  readonly sharedAcrossProcesses: boolean;
   publish(topic: string, messages: OutgoingMessage[]): Promise<void>;
   subscribe(options: SubscribeOptions): Promise<Subscription>;
   close(): Promise<void>;

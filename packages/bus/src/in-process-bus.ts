@@ -42,6 +42,7 @@ export function partitionFor(key: string, partitions: number): number {
 }
 
 export class InProcessBus implements Bus {
+  readonly sharedAcrossProcesses = false;
   private readonly topics = new Map<string, Partition[]>();
   private readonly groups = new Map<string, Group>();
   private readonly partitionCount: number;

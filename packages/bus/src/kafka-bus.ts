@@ -145,6 +145,7 @@ function decode(message: KafkaMessage): unknown {
 }
 
 export class KafkaBus implements Bus {
+  readonly sharedAcrossProcesses = true;
   private readonly kafka: InstanceType<typeof Kafka>;
   private readonly prefix: string;
   private readonly consumers = new Set<ConsumerState>();
