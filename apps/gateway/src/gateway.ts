@@ -17,6 +17,7 @@ import { registerRateLimit } from './http/rate-limit.js';
 import { ErrorFilter } from './http/error.filter.js';
 import { Metrics } from './http/metrics.js';
 import { declaredRoutes } from './http/route.js';
+import type { KpiPipeline } from './kpi-pipeline.js';
 import { openApiDocument } from './openapi.js';
 import { BUS, CONTROL_PLANE, KPI_PIPELINE, KPI_STORE, METRICS, OPENAPI_DOCUMENT, TOKEN_SERVICE, TRACKING_SECRET, WEBHOOK_SECRET } from './tokens.js';
 
@@ -54,13 +55,6 @@ export interface Gateway {
   /** The base of the links in messages: PUBLIC_URL, else `url` (published for the engine processes). */
   publicUrl: string;
   close(): Promise<void>;
-}
-
-/** Brings the KPI store up to date with every event recorded so far (Compute stats waits for it). */
-export interface KpiPipeline {
-  catchUp(): Promise<void>;
-  /** Makes the delivery's live counters equal what its raw events say (a crash may have left them short). */
-  reconcile(deliveryId: string): Promise<void>;
 }
 
 /** What the controllers are given. */

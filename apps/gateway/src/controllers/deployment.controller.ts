@@ -10,7 +10,7 @@ import { AuthGuard } from '../auth/auth.guard.js';
 import { deliveryIdParam } from '../http/params.js';
 import { occurrenceListSchema } from '../http/responses.js';
 import { Route } from '../http/route.js';
-import type { KpiPipeline } from '../gateway.js';
+import type { KpiPipeline } from '../kpi-pipeline.js';
 import { CONTROL_PLANE, KPI_PIPELINE, KPI_STORE } from '../tokens.js';
 
 const params = { id: deliveryIdParam };
