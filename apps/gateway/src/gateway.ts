@@ -11,19 +11,15 @@ import type { KpiStore } from '@herald/kpi-store';
 import type { Logger } from 'pino';
 import { AuthGuard } from './auth/auth.guard.js';
 import { createTokenService, type TokenService } from './auth/tokens.js';
-import { ConfirmationsController } from './controllers/confirmations.controller.js';
-import { DeliveriesController } from './controllers/deliveries.controller.js';
-import { ProfilesController } from './controllers/profiles.controller.js';
-import { SystemController } from './controllers/system.controller.js';
-import { DeploymentController } from './controllers/deployment.controller.js';
-import { TrackingController } from './controllers/tracking.controller.js';
-import { WebhooksController } from './controllers/webhooks.controller.js';
-import { OpsController } from './controllers/ops.controller.js';
+import { CONTROLLERS } from './controllers/index.js';
 import { registerBodyParsers } from './http/body-parsers.js';
 import { registerRateLimit } from './http/rate-limit.js';
 import { ErrorFilter } from './http/error.filter.js';
 import { Metrics } from './http/metrics.js';
-import { BUS, CONTROL_PLANE, KPI_PIPELINE, KPI_STORE, METRICS, TOKEN_SERVICE, TRACKING_SECRET, WEBHOOK_SECRET } from './tokens.js';
+import { declaredRoutes } from './http/route.js';
+import type { KpiPipeline } from './kpi-pipeline.js';
+import { openApiDocument } from './openapi.js';
+import { BUS, CONTROL_PLANE, KPI_PIPELINE, KPI_STORE, METRICS, OPENAPI_DOCUMENT, TOKEN_SERVICE, TRACKING_SECRET, WEBHOOK_SECRET } from './tokens.js';
 
 export interface GatewayOptions {
   config: HeraldConfig;
@@ -61,18 +57,6 @@ export interface Gateway {
   close(): Promise<void>;
 }
 
-/** Every controller the gateway serves (the OpenAPI test reads their routes). */
-export const CONTROLLERS = [
-  SystemController,
-  ProfilesController,
-  DeliveriesController,
-  ConfirmationsController,
-  DeploymentController,
-  TrackingController,
-  WebhooksController,
-  OpsController,
-];
-
 /** What the controllers are given. */
 interface GatewayProviders {
   controlPlane: ControlPlane;
@@ -84,19 +68,12 @@ interface GatewayProviders {
   kpiPipeline: KpiPipeline;
 }
 
-/** Brings the KPI store up to date with every event recorded so far (Compute stats waits for it). */
-export interface KpiPipeline {
-  catchUp(): Promise<void>;
-  /** Makes the delivery's live counters equal what its raw events say (a crash may have left them short). */
-  reconcile(deliveryId: string): Promise<void>;
-}
-
 @Module({})
 class GatewayModule {
   static register(p: GatewayProviders): DynamicModule {
     return {
       module: GatewayModule,
-      controllers: CONTROLLERS,
+      controllers: [...CONTROLLERS],
       providers: [
         { provide: CONTROL_PLANE, useValue: p.controlPlane },
         { provide: BUS, useValue: p.bus },
@@ -106,6 +83,7 @@ class GatewayModule {
         { provide: KPI_PIPELINE, useValue: p.kpiPipeline },
         { provide: TOKEN_SERVICE, useValue: p.tokens },
         { provide: METRICS, useValue: p.metrics },
+        { provide: OPENAPI_DOCUMENT, useFactory: openApiDocument },
         AuthGuard,
       ],
     };
@@ -157,7 +135,15 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   });
   await registerRateLimit(app, config.API_RATE_LIMIT);
   const fastify = app.getHttpAdapter().getInstance();
-  registerBodyParsers(fastify, { body: config.BODY_LIMIT_BYTES, import: config.IMPORT_BODY_LIMIT_BYTES });
+  const routes = declaredRoutes(CONTROLLERS);
+  registerBodyParsers(
+    fastify,
+    { body: config.BODY_LIMIT_BYTES, import: config.IMPORT_BODY_LIMIT_BYTES },
+    {
+      streamed: routes.filter((route) => route.declaration.streamed).map((route) => route.path),
+      raw: routes.filter((route) => route.declaration.signed).map((route) => route.path),
+    },
+  );
   fastify.addHook('onResponse', async (request, reply) => {
     metrics.httpDuration.observe(
       { method: request.method, route: request.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) },

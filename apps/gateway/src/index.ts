@@ -2,5 +2,5 @@
 export { startGateway, type Gateway, type GatewayOptions } from './gateway.js';
 export { createTokenService, type TokenService } from './auth/tokens.js';
 export { ROLES, ROLE_LABELS, type Role, isRole } from './auth/roles.js';
-export { OPERATIONS, openApiDocument } from './openapi.js';
+export { openApiDocument } from './openapi.js';
 export { signWebhook, verifyWebhook, SIGNATURE_HEADER } from './http/webhook-signature.js';

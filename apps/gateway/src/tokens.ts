@@ -9,3 +9,4 @@ export const TRACKING_SECRET = Symbol('TrackingSecret');
 export const KPI_STORE = Symbol('KpiStore');
 export const WEBHOOK_SECRET = Symbol('WebhookSecret');
 export const KPI_PIPELINE = Symbol('KpiPipeline');
+export const OPENAPI_DOCUMENT = Symbol('OpenApiDocument');

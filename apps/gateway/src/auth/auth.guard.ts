@@ -17,7 +17,7 @@ declare module 'fastify' {
 const ROLE_KEY = 'herald:role';
 const PUBLIC_KEY = 'herald:public';
 
-interface RoleRequirement {
+export interface RoleRequirement {
   role: Role;
   /** The action the route performs, named in a refusal (MISSING_ROLE says what was tried). */
   action?: RouteAction;
@@ -27,6 +27,12 @@ export const RequireRole = (role: Role, action?: RouteAction) => SetMetadata(ROL
 /** Routes without a bearer token: health, metrics, docs, tracking links. */
 export const Public = () => SetMetadata(PUBLIC_KEY, true);
 
+/** What a route asks of its caller, as the guard reads it (the handler's declaration overrides its class's). */
+export function accessOf(reflector: Reflector, targets: Parameters<Reflector['getAllAndOverride']>[1]): { public: boolean; required?: RoleRequirement } {
+  const required = reflector.getAllAndOverride<RoleRequirement | undefined>(ROLE_KEY, targets);
+  return { public: reflector.getAllAndOverride<boolean>(PUBLIC_KEY, targets) === true, ...(required ? { required } : {}) };
+}
+
 @Injectable()
 export class AuthGuard implements CanActivate {
   constructor(
@@ -35,15 +41,15 @@ export class AuthGuard implements CanActivate {
   ) {}
 
   async canActivate(context: ExecutionContext): Promise<boolean> {
-    const targets = [context.getHandler(), context.getClass()];
-    if (this.reflector.getAllAndOverride<boolean>(PUBLIC_KEY, targets)) return true;
+    const access = accessOf(this.reflector, [context.getHandler(), context.getClass()]);
+    if (access.public) return true;
     const request = context.switchToHttp().getRequest<FastifyRequest>();
     const header = request.headers.authorization ?? '';
     const match = /^Bearer\s+(\S+)$/i.exec(header);
     if (!match) throw new DomainError('UNAUTHORIZED', 'Send a bearer token: Authorization: Bearer <token> (see `herald token`).');
     const actor = await this.tokens.verify(match[1]!);
     request.actor = actor;
-    const required = this.reflector.getAllAndOverride<RoleRequirement | undefined>(ROLE_KEY, targets);
+    const { required } = access;
     if (required && !hasRole(actor.roles, required.role)) {
       throw new DomainError('MISSING_ROLE', missingRoleMessage(required.role, required.action), {
         requiredRole: required.role,

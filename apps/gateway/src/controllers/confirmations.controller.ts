@@ -1,17 +1,17 @@
 // The two-step confirmation: *Confirm send* (201, a confirmation bound to what the user saw),
 // then *OK* (202). The same for one run of a recurring delivery.
-import { Body, Controller, HttpCode, Inject, Param, Post, UseGuards } from '@nestjs/common';
+import { Body, Controller, Inject, Param, UseGuards } from '@nestjs/common';
 import { type Actor, type ControlPlane, emptyBodySchema, DomainError } from '@herald/control-plane';
-import { AuthGuard, RequireRole } from '../auth/auth.guard.js';
+import { AuthGuard } from '../auth/auth.guard.js';
 import { CurrentActor } from '../http/actor.decorator.js';
 import type { Metrics } from '../http/metrics.js';
-import { OccurrencePipe, UuidPipe } from '../http/params.js';
-import { ZodPipe } from '../http/zod.pipe.js';
+import { confirmationIdParam, deliveryIdParam, occurrenceParam } from '../http/params.js';
+import { confirmationTicketSchema, okResultSchema } from '../http/responses.js';
+import { Route } from '../http/route.js';
 import { CONTROL_PLANE, METRICS } from '../tokens.js';
 
-const deliveryId = new UuidPipe('Delivery');
-const confirmationId = new UuidPipe('Confirmation');
-const occurrenceNumber = new OccurrencePipe();
+// CONFIRMATION_STALE: the delivery changed, another Confirm send voided this one, or another user opened it.
+const OK_ERRORS = ['INVALID_STATE', 'CONFIRMATION_STALE', 'CONFIRMATION_EXPIRED'] as const;
 
 @Controller('v1/deliveries/:id')
 @UseGuards(AuthGuard)
@@ -21,43 +21,84 @@ export class ConfirmationsController {
     @Inject(METRICS) private readonly metrics: Metrics,
   ) {}
 
-  @Post('confirmations')
-  @RequireRole('delivery:start', 'confirm')
-  async confirm(@Param('id', deliveryId) id: string, @Body(new ZodPipe(emptyBodySchema)) _body: unknown, @CurrentActor() actor: Actor) {
+  @Route({
+    method: 'post',
+    path: 'confirmations',
+    summary:
+      'Step 1, Confirm send: a confirmation bound to the summary shown (exclusions counted now, with what changed since preparation); earlier pending ones are voided. 400 SEND_TIME_PAST: the schedule is already past (unless schedule.sendNow); 409 CHANNEL_NOT_CONFIGURED: no running engine can send the channel',
+    role: 'delivery:start',
+    action: 'confirm',
+    params: { id: deliveryIdParam },
+    body: emptyBodySchema,
+    response: confirmationTicketSchema,
+    errors: ['INVALID_STATE', 'SEND_TIME_PAST', 'CHANNEL_NOT_CONFIGURED'],
+    tag: 'confirmation',
+  })
+  async confirm(@Param('id') id: string, @Body() _body: unknown, @CurrentActor() actor: Actor) {
     return this.count('confirm_send', () => this.cp.confirmations.confirm(id, actor));
   }
 
-  @Post('confirmations/:confirmationId/ok')
-  @HttpCode(202)
-  @RequireRole('delivery:start', 'ok')
+  @Route({
+    method: 'post',
+    path: 'confirmations/:confirmationId/ok',
+    summary: 'Step 2, OK: start or schedule the send; a repeat starts nothing and answers {state: the state now, startedAs}',
+    role: 'delivery:start',
+    action: 'ok',
+    params: { id: deliveryIdParam, confirmationId: confirmationIdParam },
+    body: emptyBodySchema,
+    status: 202,
+    response: okResultSchema,
+    errors: OK_ERRORS,
+    tag: 'confirmation',
+  })
   async ok(
-    @Param('id', deliveryId) id: string,
-    @Param('confirmationId', confirmationId) cid: string,
-    @Body(new ZodPipe(emptyBodySchema)) _body: unknown,
+    @Param('id') id: string,
+    @Param('confirmationId') cid: string,
+    @Body() _body: unknown,
     @CurrentActor() actor: Actor,
   ) {
     return this.count('ok', () => this.cp.confirmations.ok(id, cid, actor));
   }
 
-  @Post('occurrences/:n/confirmations')
-  @RequireRole('delivery:start', 'confirm')
+  @Route({
+    method: 'post',
+    path: 'occurrences/:n/confirmations',
+    summary: 'Confirm send for one run of a recurring delivery',
+    role: 'delivery:start',
+    action: 'confirm',
+    params: { id: deliveryIdParam, n: occurrenceParam },
+    body: emptyBodySchema,
+    response: confirmationTicketSchema,
+    errors: ['INVALID_STATE', 'CHANNEL_NOT_CONFIGURED'],
+    tag: 'confirmation',
+  })
   async confirmOccurrence(
-    @Param('id', deliveryId) id: string,
-    @Param('n', occurrenceNumber) n: number,
-    @Body(new ZodPipe(emptyBodySchema)) _body: unknown,
+    @Param('id') id: string,
+    @Param('n') n: number,
+    @Body() _body: unknown,
     @CurrentActor() actor: Actor,
   ) {
     return this.count('confirm_send', () => this.cp.confirmations.confirm(id, actor, n));
   }
 
-  @Post('occurrences/:n/confirmations/:confirmationId/ok')
-  @HttpCode(202)
-  @RequireRole('delivery:start', 'ok')
+  @Route({
+    method: 'post',
+    path: 'occurrences/:n/confirmations/:confirmationId/ok',
+    summary: 'OK for one run of a recurring delivery',
+    role: 'delivery:start',
+    action: 'ok',
+    params: { id: deliveryIdParam, n: occurrenceParam, confirmationId: confirmationIdParam },
+    body: emptyBodySchema,
+    status: 202,
+    response: okResultSchema,
+    errors: OK_ERRORS,
+    tag: 'confirmation',
+  })
   async okOccurrence(
-    @Param('id', deliveryId) id: string,
-    @Param('n', occurrenceNumber) n: number,
-    @Param('confirmationId', confirmationId) cid: string,
-    @Body(new ZodPipe(emptyBodySchema)) _body: unknown,
+    @Param('id') id: string,
+    @Param('n') n: number,
+    @Param('confirmationId') cid: string,
+    @Body() _body: unknown,
     @CurrentActor() actor: Actor,
   ) {
     return this.count('ok', () => this.cp.confirmations.ok(id, cid, actor, n));

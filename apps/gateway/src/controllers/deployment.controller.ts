@@ -2,19 +2,20 @@
 // the KPI store. Counters are live; open and click-through rates change only when the hourly
 // refresh runs or on Compute stats, and every answer says when each was computed. The same
 // block per run of a recurring delivery (`?occurrence=n`, and in the occurrences list).
-import { Controller, Get, HttpCode, Inject, Param, Post, Query, UseGuards } from '@nestjs/common';
+import { Controller, Inject, Param, Query, UseGuards } from '@nestjs/common';
 import { type ControlPlane, DomainError } from '@herald/control-plane';
 import type { KpiStore } from '@herald/kpi-store';
 import { z } from 'zod';
-import { AuthGuard, RequireRole } from '../auth/auth.guard.js';
-import { UuidPipe } from '../http/params.js';
-import { ZodPipe } from '../http/zod.pipe.js';
-import type { KpiPipeline } from '../gateway.js';
+import { AuthGuard } from '../auth/auth.guard.js';
+import { deliveryIdParam } from '../http/params.js';
+import { occurrenceListSchema } from '../http/responses.js';
+import { Route } from '../http/route.js';
+import type { KpiPipeline } from '../kpi-pipeline.js';
 import { CONTROL_PLANE, KPI_PIPELINE, KPI_STORE } from '../tokens.js';
 
-const deliveryId = new UuidPipe('Delivery');
+const params = { id: deliveryIdParam };
 
-export const deploymentQuerySchema = z.strictObject({
+const deploymentQuerySchema = z.strictObject({
   /** One run of a recurring delivery; without it, the whole delivery (every run). */
   occurrence: z.coerce.number().int().min(0).max(1_000_000_000).optional(),
 });
@@ -29,9 +30,19 @@ export class DeploymentController {
     @Inject(KPI_PIPELINE) private readonly pipeline: KpiPipeline,
   ) {}
 
-  @Get('deployment')
-  @RequireRole('delivery:view')
-  async deployment(@Param('id', deliveryId) id: string, @Query(new ZodPipe(deploymentQuerySchema, 'query')) query: DeploymentQuery) {
+  @Route({
+    method: 'get',
+    path: 'deployment',
+    summary:
+      'Deployment: progress (toSend, sent, excludedAtSend, pending, stopped) and the six KPIs (a rate with a 0 denominator is null), with when counters and rates were computed (?occurrence=n: one run)',
+    role: 'delivery:view',
+    params,
+    query: deploymentQuerySchema,
+    // INVALID_STATE: this gateway runs without a KPI store.
+    errors: ['INVALID_STATE'],
+    tag: 'kpis',
+  })
+  async deployment(@Param('id') id: string, @Query() query: DeploymentQuery) {
     return this.build(id, query.occurrence);
   }
 
@@ -40,10 +51,19 @@ export class DeploymentController {
    * outbox, flushes the KPI consumer), reconciles the delivery's live counters with its raw events
    * (repairs what a crash left), refreshes the rates now, and answers the fresh deployment.
    */
-  @Post('compute-stats')
-  @HttpCode(200)
-  @RequireRole('delivery:view')
-  async computeStats(@Param('id', deliveryId) id: string, @Query(new ZodPipe(deploymentQuerySchema, 'query')) query: DeploymentQuery) {
+  @Route({
+    method: 'post',
+    path: 'compute-stats',
+    summary:
+      'Compute stats: reconcile the live counters with the raw events, refresh the open and click rates now; answers the fresh deployment',
+    role: 'delivery:view',
+    params,
+    query: deploymentQuerySchema,
+    status: 200,
+    errors: ['INVALID_STATE'],
+    tag: 'kpis',
+  })
+  async computeStats(@Param('id') id: string, @Query() query: DeploymentQuery) {
     await this.cp.deliveries.get(id);
     const store = this.store();
     await this.pipeline.catchUp();
@@ -56,9 +76,17 @@ export class DeploymentController {
    * Runs of a recurring delivery, newest first, each with its state (a run that waited too long
    * for its confirmation: stopped, EXPIRED_UNCONFIRMED), its actions and Deployment KPIs.
    */
-  @Get('occurrences')
-  @RequireRole('delivery:view')
-  async occurrences(@Param('id', deliveryId) id: string) {
+  @Route({
+    method: 'get',
+    path: 'occurrences',
+    summary:
+      'Runs of a recurring delivery, newest first, each with its state, actions and Deployment KPIs; at most RECURRENCE_MAX_PENDING wait for a confirmation at once, the oldest beyond it is stopped with stateReason EXPIRED_UNCONFIRMED',
+    role: 'delivery:view',
+    params,
+    response: occurrenceListSchema,
+    tag: 'confirmation',
+  })
+  async occurrences(@Param('id') id: string) {
     const occurrences = await this.cp.deliveries.occurrences(id);
     const items = await Promise.all(
       occurrences.map(async (occurrence) => {

@@ -1,8 +1,9 @@
 // Operations: the engine processes sharing the store, as they last reported themselves, and
 // whether their heartbeat is on time.
-import { Controller, Get, Inject, UseGuards } from '@nestjs/common';
+import { Controller, Inject, UseGuards } from '@nestjs/common';
 import { type ControlPlane, ENGINE_LATE_MS, ENGINE_STALE_MS, EngineInstancesRepository } from '@herald/control-plane';
-import { AuthGuard, RequireRole } from '../auth/auth.guard.js';
+import { AuthGuard } from '../auth/auth.guard.js';
+import { Route } from '../http/route.js';
 import { CONTROL_PLANE } from '../tokens.js';
 
 @Controller('v1/ops')
@@ -17,8 +18,14 @@ export class OpsController {
    * `status`: `live`, or `stale` once its heartbeat is late (ENGINE_LATE_MS); its work is
    * requeued later (ENGINE_STALE_MS), and then it leaves the list.
    */
-  @Get('engines')
-  @RequireRole('admin')
+  @Route({
+    method: 'get',
+    path: 'engines',
+    summary:
+      'Engine processes: host, pid, channels (providers, credentials redacted), partitions, threads, messages per second (last heartbeat, and measured while sending), lag, and status (live, or stale once their heartbeat is late)',
+    role: 'admin',
+    tag: 'operations',
+  })
   async engines() {
     const now = this.cp.context.clock.now();
     const engines = await this.instances.all(this.cp.db, now);

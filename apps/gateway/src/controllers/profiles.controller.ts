@@ -1,18 +1,18 @@
 // Profiles and audiences (API.md "Profiles and audiences").
-import { Body, Controller, Get, HttpCode, Inject, Param, Post, Query, Req, UseGuards } from '@nestjs/common';
-import { addMembersSchema, type Actor, type ControlPlane, createAudienceSchema, DomainError, importFormat } from '@herald/control-plane';
+import { Body, Controller, Inject, Param, Query, Req, UseGuards } from '@nestjs/common';
+import { addMembersSchema, type Actor, type ControlPlane, createAudienceSchema, DomainError, importFormat, profileSchema } from '@herald/control-plane';
 import type { FastifyRequest } from 'fastify';
 import type { Readable } from 'node:stream';
 import type { KpiStore } from '@herald/kpi-store';
-import { z as zod, type z } from 'zod';
-import { AuthGuard, RequireRole } from '../auth/auth.guard.js';
+import { z } from 'zod';
+import { AuthGuard } from '../auth/auth.guard.js';
 import { CurrentActor } from '../http/actor.decorator.js';
 import type { Metrics } from '../http/metrics.js';
-import { UuidPipe } from '../http/params.js';
-import { ZodPipe } from '../http/zod.pipe.js';
+import { audienceIdParam } from '../http/params.js';
+import { Route } from '../http/route.js';
 import { CONTROL_PLANE, KPI_STORE, METRICS } from '../tokens.js';
 
-const historyQuery = zod.strictObject({ limit: zod.coerce.number().int().min(1).max(500).default(100) });
+const historyQuery = z.strictObject({ limit: z.coerce.number().int().min(1).max(500).default(100) });
 
 @Controller('v1')
 @UseGuards(AuthGuard)
@@ -24,9 +24,17 @@ export class ProfilesController {
   ) {}
 
   /** Streams the body (JSON array or NDJSON); bad rows are reported, good rows land. */
-  @Post('profiles/import')
-  @HttpCode(200)
-  @RequireRole('delivery:prepare')
+  @Route({
+    method: 'post',
+    path: 'profiles/import',
+    summary: 'Upsert profiles by id from a JSON array or NDJSON stream; bad rows are reported by index, good rows land',
+    role: 'delivery:prepare',
+    body: z.array(profileSchema),
+    bodyTypes: ['application/json', 'application/x-ndjson'],
+    streamed: true,
+    status: 200,
+    tag: 'profiles',
+  })
   async import(@Req() request: FastifyRequest) {
     const format = importFormat(request.headers['content-type']);
     const body = request.body as Readable | undefined;
@@ -38,16 +46,21 @@ export class ProfilesController {
     return result;
   }
 
-  @Get('profiles/:id')
-  @RequireRole('delivery:view')
+  @Route({ method: 'get', path: 'profiles/:id', summary: 'One profile with its status', role: 'delivery:view', tag: 'profiles' })
   async profile(@Param('id') id: string) {
     return this.cp.profiles.get(id);
   }
 
   /** Messages sent to this profile, newest first, with when each was first opened and clicked. */
-  @Get('profiles/:id/history')
-  @RequireRole('delivery:view')
-  async history(@Param('id') id: string, @Query(new ZodPipe(historyQuery, 'query')) query: z.infer<typeof historyQuery>) {
+  @Route({
+    method: 'get',
+    path: 'profiles/:id/history',
+    summary: 'Messages sent to this profile, newest first, with first open and click',
+    role: 'delivery:view',
+    query: historyQuery,
+    tag: 'profiles',
+  })
+  async history(@Param('id') id: string, @Query() query: z.infer<typeof historyQuery>) {
     await this.cp.profiles.get(id);
     const [messages, engagement] = await Promise.all([
       this.cp.context.sendQueue.historyOf(this.cp.db, id, query.limit),
@@ -61,23 +74,37 @@ export class ProfilesController {
     };
   }
 
-  @Post('audiences')
-  @RequireRole('delivery:prepare')
-  async createAudience(@Body(new ZodPipe(createAudienceSchema)) body: z.infer<typeof createAudienceSchema>, @CurrentActor() actor: Actor) {
+  @Route({
+    method: 'post',
+    path: 'audiences',
+    summary: 'Create an audience from profile ids or an attribute filter',
+    role: 'delivery:prepare',
+    body: createAudienceSchema,
+    tag: 'audiences',
+  })
+  async createAudience(@Body() body: z.infer<typeof createAudienceSchema>, @CurrentActor() actor: Actor) {
     const { audience, members } = await this.cp.audiences.create(body, actor);
     return { ...audience, members };
   }
 
-  @Get('audiences/:id')
-  @RequireRole('delivery:view')
-  async audience(@Param('id', new UuidPipe('Audience')) id: string) {
+  @Route({ method: 'get', path: 'audiences/:id', summary: 'One audience with its size', role: 'delivery:view', params: { id: audienceIdParam }, tag: 'audiences' })
+  async audience(@Param('id') id: string) {
     return this.cp.audiences.get(id);
   }
 
-  @Post('audiences/:id/members')
-  @HttpCode(200)
-  @RequireRole('delivery:prepare')
-  async addMembers(@Param('id', new UuidPipe('Audience')) id: string, @Body(new ZodPipe(addMembersSchema)) body: z.infer<typeof addMembersSchema>) {
+  @Route({
+    method: 'post',
+    path: 'audiences/:id/members',
+    summary: 'Add profiles to an audience in bulk',
+    role: 'delivery:prepare',
+    params: { id: audienceIdParam },
+    body: addMembersSchema,
+    status: 200,
+    // INVALID_STATE: the audience is defined by a filter.
+    errors: ['INVALID_STATE'],
+    tag: 'audiences',
+  })
+  async addMembers(@Param('id') id: string, @Body() body: z.infer<typeof addMembersSchema>) {
     return this.cp.audiences.addMembers(id, body.profileIds);
   }
 }

@@ -2,15 +2,15 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { Controller, Get, Header, Inject, Param, Res, UseGuards } from '@nestjs/common';
+import { Controller, Header, Inject, Param, Res, UseGuards } from '@nestjs/common';
 import type { Actor, ControlPlane } from '@herald/control-plane';
 import { DomainError } from '@herald/control-plane';
 import type { FastifyReply } from 'fastify';
-import { AuthGuard, Public } from '../auth/auth.guard.js';
+import { AuthGuard } from '../auth/auth.guard.js';
 import { CurrentActor } from '../http/actor.decorator.js';
 import type { Metrics } from '../http/metrics.js';
-import { openApiDocument } from '../openapi.js';
-import { CONTROL_PLANE, METRICS } from '../tokens.js';
+import { Route } from '../http/route.js';
+import { CONTROL_PLANE, METRICS, OPENAPI_DOCUMENT } from '../tokens.js';
 
 const swaggerDir = dirname(createRequire(import.meta.url).resolve('swagger-ui-dist/package.json'));
 const DOC_ASSETS: Record<string, string> = {
@@ -32,23 +32,28 @@ export class SystemController {
   constructor(
     @Inject(CONTROL_PLANE) private readonly cp: ControlPlane,
     @Inject(METRICS) private readonly metrics: Metrics,
+    @Inject(OPENAPI_DOCUMENT) private readonly document: object,
   ) {}
 
   /** The root: no console is served yet, so a browser lands on the API documentation. */
-  @Get()
-  @Public()
+  @Route({ method: 'get', path: '/', summary: 'Redirects to /docs (no console is served yet)', public: true, status: 302, tag: 'operations' })
   root(@Res() reply: FastifyReply) {
     return reply.redirect('/docs', 302);
   }
 
-  @Get('health/live')
-  @Public()
+  @Route({ method: 'get', path: 'health/live', summary: 'Liveness', public: true, tag: 'operations' })
   live() {
     return { status: 'ok' };
   }
 
-  @Get('health/ready')
-  @Public()
+  @Route({
+    method: 'get',
+    path: 'health/ready',
+    summary: 'Readiness (the store answers)',
+    public: true,
+    alsoAnswers: { 503: 'The store does not answer: {status: unavailable, store, reason}' },
+    tag: 'operations',
+  })
   async ready(@Res() reply: FastifyReply) {
     try {
       await this.cp.db.query('SELECT 1 FROM schema_migrations LIMIT 1');
@@ -58,32 +63,28 @@ export class SystemController {
     }
   }
 
-  @Get('metrics')
-  @Public()
+  @Route({ method: 'get', path: 'metrics', summary: 'Prometheus metrics', public: true, tag: 'operations' })
   async metricsText(@Res() reply: FastifyReply) {
     return reply.header('content-type', this.metrics.registry.contentType).send(await this.metrics.registry.metrics());
   }
 
-  @Get('v1/me')
+  @Route({ method: 'get', path: 'v1/me', summary: 'The authenticated user and roles', tag: 'auth' })
   me(@CurrentActor() actor: Actor) {
     return actor;
   }
 
-  @Get('openapi.json')
-  @Public()
+  @Route({ method: 'get', path: 'openapi.json', summary: 'This document', public: true, tag: 'operations' })
   openapi() {
-    return openApiDocument();
+    return this.document;
   }
 
-  @Get('docs')
-  @Public()
+  @Route({ method: 'get', path: 'docs', summary: 'Browsable API documentation', public: true, tag: 'operations' })
   @Header('content-type', 'text/html; charset=utf-8')
   docs() {
     return DOCS_PAGE;
   }
 
-  @Get('docs/:asset')
-  @Public()
+  @Route({ method: 'get', path: 'docs/:asset', summary: 'Assets of the documentation page', public: true, tag: 'operations' })
   asset(@Param('asset') asset: string, @Res() reply: FastifyReply) {
     const type = DOC_ASSETS[asset];
     if (!type) throw new DomainError('NOT_FOUND', `No such file '${asset}'.`);

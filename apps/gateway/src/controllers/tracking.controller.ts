@@ -5,12 +5,13 @@
 // A proof's links (its tokens say so) answer the same and record nothing: its clicks resolve
 // against the links kept with the proof, and its unsubscribe link unsubscribes no one.
 import { randomUUID } from 'node:crypto';
-import { Controller, Get, Header, HttpCode, Inject, Param, Post, Req, Res, UseGuards } from '@nestjs/common';
+import { Controller, Header, Inject, Param, Req, Res, UseGuards } from '@nestjs/common';
 import { type TrackingPayload, verifyToken } from '@herald/channels';
 import { type MessageEvent, TOPICS } from '@herald/contracts';
 import { type ControlPlane, DomainError, type Queryable } from '@herald/control-plane';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { AuthGuard, Public } from '../auth/auth.guard.js';
+import { AuthGuard } from '../auth/auth.guard.js';
+import { Route } from '../http/route.js';
 import { CONTROL_PLANE, TRACKING_SECRET } from '../tokens.js';
 
 const PIXEL = Buffer.from('R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7', 'base64');
@@ -24,21 +25,33 @@ const MACHINE_AGENTS = /(bot\b|crawler|spider|preview|scanner|proofpoint|mimecas
 
 @Controller()
 @UseGuards(AuthGuard)
-@Public()
 export class TrackingController {
   constructor(
     @Inject(CONTROL_PLANE) private readonly cp: ControlPlane,
     @Inject(TRACKING_SECRET) private readonly secret: string,
   ) {}
 
-  @Get('t/o/:token')
+  @Route({
+    method: 'get',
+    path: 't/o/:token',
+    summary: 'Open pixel: a 1×1 GIF; records an open (a bad signature: 404, nothing recorded; a proof: nothing recorded)',
+    public: true,
+    tag: 'tracking',
+  })
   async open(@Param('token') token: string, @Req() request: FastifyRequest, @Res() reply: FastifyReply) {
     const payload = this.verify(token, 'open');
     if (!payload.proof) await this.record(payload, 'opened', request);
     return reply.header('content-type', 'image/gif').header('cache-control', 'no-store, max-age=0').send(PIXEL);
   }
 
-  @Get('t/c/:token')
+  @Route({
+    method: 'get',
+    path: 't/c/:token',
+    summary: 'Click: 302 to the URL stored for that link (for a proof, the links kept with it); records a click (a proof: nothing)',
+    public: true,
+    status: 302,
+    tag: 'tracking',
+  })
   async click(@Param('token') token: string, @Req() request: FastifyRequest, @Res() reply: FastifyReply) {
     const payload = this.verify(token, 'click');
     const links = this.cp.context.sendQueue;
@@ -50,7 +63,7 @@ export class TrackingController {
     return reply.header('cache-control', 'no-store').redirect(url, 302);
   }
 
-  @Get('u/:token')
+  @Route({ method: 'get', path: 'u/:token', summary: 'Unsubscribe page with a button; changes nothing', public: true, tag: 'tracking' })
   @Header('content-type', 'text/html; charset=utf-8')
   unsubscribePage(@Param('token') token: string) {
     this.verify(token, 'unsubscribe');
@@ -59,8 +72,14 @@ export class TrackingController {
 <form method="post"><button type="submit">Unsubscribe</button></form></body></html>`;
   }
 
-  @Post('u/:token')
-  @HttpCode(200)
+  @Route({
+    method: 'post',
+    path: 'u/:token',
+    summary: 'RFC 8058 one-click unsubscribe: the profile is unsubscribed (a proof: {unsubscribed: false, proof: true}, nothing changes)',
+    public: true,
+    status: 200,
+    tag: 'tracking',
+  })
   async unsubscribe(@Param('token') token: string, @Req() request: FastifyRequest) {
     const payload = this.verify(token, 'unsubscribe');
     if (payload.proof) return { unsubscribed: false, proof: true };

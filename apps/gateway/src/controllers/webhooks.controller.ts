@@ -1,42 +1,30 @@
 // Asynchronous bounces and complaints from an MTA or a provider. No bearer token: the body is
-// authenticated by its HMAC signature (see webhook-signature.ts); an unsigned, forged or stale
-// request answers 401 and changes nothing.
-import { Body, Controller, HttpCode, Inject, Post, Req, UseGuards } from '@nestjs/common';
-import { bounceReportSchema, type ControlPlane, DomainError } from '@herald/control-plane';
-import type { FastifyRequest } from 'fastify';
-import { AuthGuard, Public } from '../auth/auth.guard.js';
-import { rawBodyOf } from '../http/body-parsers.js';
-import { SIGNATURE_HEADER, verifyWebhook } from '../http/webhook-signature.js';
-import { ZodPipe } from '../http/zod.pipe.js';
-import { CONTROL_PLANE, WEBHOOK_SECRET } from '../tokens.js';
-
-const SIGNATURE_PROBLEMS = {
-  missing: `The request has no ${SIGNATURE_HEADER} header.`,
-  malformed: `The ${SIGNATURE_HEADER} header is not t=<unix seconds>,v1=<hex HMAC-SHA256>.`,
-  expired: 'The signature timestamp is more than 5 minutes away from now.',
-  mismatch: 'The signature does not match the body.',
-} as const;
+// authenticated by its HMAC signature (checked by the route's guard before the body is
+// validated, see auth/webhook-signature.guard.ts); an unsigned, forged or stale request answers
+// 401 and changes nothing.
+import { Body, Controller, Inject, UseGuards } from '@nestjs/common';
+import { type BounceReport, bounceReportSchema, type ControlPlane } from '@herald/control-plane';
+import { AuthGuard } from '../auth/auth.guard.js';
+import { Route } from '../http/route.js';
+import { CONTROL_PLANE } from '../tokens.js';
 
 @Controller('v1/webhooks')
 @UseGuards(AuthGuard)
-@Public()
 export class WebhooksController {
-  constructor(
-    @Inject(CONTROL_PLANE) private readonly cp: ControlPlane,
-    @Inject(WEBHOOK_SECRET) private readonly secret: string,
-  ) {}
+  constructor(@Inject(CONTROL_PLANE) private readonly cp: ControlPlane) {}
 
-  @Post('bounces')
-  @HttpCode(200)
-  async bounce(@Req() request: FastifyRequest, @Body() body: unknown) {
-    // The signature is checked before the body is validated: an unsigned caller learns nothing.
-    const check = verifyWebhook(this.secret, headerOf(request), rawBodyOf(request) ?? '');
-    if (check !== 'ok') throw new DomainError('WEBHOOK_SIGNATURE_INVALID', SIGNATURE_PROBLEMS[check], { problem: check });
-    return this.cp.bounces.apply(new ZodPipe(bounceReportSchema).transform(body));
+  @Route({
+    method: 'post',
+    path: 'bounces',
+    summary: 'Asynchronous bounce or complaint; signed: Herald-Signature: t=<unix s>,v1=<hex HMAC-SHA256(secret, "t.body")>',
+    signed: true,
+    body: bounceReportSchema,
+    status: 200,
+    // NOT_FOUND: no message with that Message-ID; INVALID_STATE: the message was not sent yet.
+    errors: ['NOT_FOUND', 'INVALID_STATE'],
+    tag: 'tracking',
+  })
+  async bounce(@Body() report: BounceReport) {
+    return this.cp.bounces.apply(report);
   }
-}
-
-function headerOf(request: FastifyRequest): string | undefined {
-  const value = request.headers[SIGNATURE_HEADER];
-  return Array.isArray(value) ? value[0] : value;
 }

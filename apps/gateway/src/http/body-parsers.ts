@@ -3,13 +3,18 @@
 import { Transform, type TransformCallback, type Readable } from 'node:stream';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 
-export const STREAMED_ROUTES = new Set(['/v1/profiles/import']);
 export const NDJSON_TYPES = ['application/x-ndjson', 'application/ndjson', 'application/jsonl'];
-/** Routes whose handlers need the exact bytes received (signed webhooks). */
-export const RAW_BODY_ROUTES = new Set(['/v1/webhooks/bounces']);
+
+/** Routes (full paths, as Fastify names them) whose bodies are not parsed the usual way. */
+export interface BodyRoutes {
+  /** Handed to the handler as a stream (the profile import: `streamed` in its declaration). */
+  streamed: readonly string[];
+  /** Parsed, and kept as received for the signature check (signed webhooks: `signed` in their declaration). */
+  raw: readonly string[];
+}
 
 const rawBodies = new WeakMap<FastifyRequest, string>();
-/** The JSON body as received, for the routes in {@link RAW_BODY_ROUTES}. */
+/** The JSON body as received, for the {@link BodyRoutes.raw} routes. */
 export const rawBodyOf = (request: FastifyRequest): string | undefined => rawBodies.get(request);
 
 class TooLarge extends Error {
@@ -45,15 +50,16 @@ async function readLimited(source: Readable, limit: number): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
-const isStreamed = (request: FastifyRequest) => STREAMED_ROUTES.has(request.routeOptions.url ?? '');
-
 /** The streamed body, refused upfront when its declared length is over the limit (nothing lands). */
 function streamedBody(request: FastifyRequest, payload: Readable, limit: number): Readable | TooLarge {
   if (Number(request.headers['content-length'] ?? 0) > limit) return new TooLarge(limit);
   return limitStream(payload, limit);
 }
 
-export function registerBodyParsers(fastify: FastifyInstance, limits: { body: number; import: number }): void {
+export function registerBodyParsers(fastify: FastifyInstance, limits: { body: number; import: number }, routes: BodyRoutes): void {
+  const streamed = new Set(routes.streamed);
+  const raw = new Set(routes.raw);
+  const isStreamed = (request: FastifyRequest) => streamed.has(request.routeOptions.url ?? '');
   const parseJson = fastify.getDefaultJsonParser('error', 'error');
   fastify.removeContentTypeParser('application/json');
   fastify.addContentTypeParser('application/json', (request, payload, done) => {
@@ -66,7 +72,7 @@ export function registerBodyParsers(fastify: FastifyInstance, limits: { body: nu
     readLimited(payload, limits.body).then(
       // An empty JSON body on an action endpoint means "no options".
       (text) => {
-        if (RAW_BODY_ROUTES.has(request.routeOptions.url ?? '')) rawBodies.set(request, text);
+        if (raw.has(request.routeOptions.url ?? '')) rawBodies.set(request, text);
         return text.trim() === '' ? done(null, undefined) : parseJson(request, text, done);
       },
       (error: Error) => done(error, undefined),
