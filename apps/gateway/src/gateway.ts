@@ -6,7 +6,7 @@ import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import type { Bus } from '@herald/bus';
 import type { HeraldConfig } from '@herald/config';
-import { type Clock, ControlPlane, type Database, OutboxRelay, type PlatformSettings, resolvePlatformSettings, systemClock } from '@herald/control-plane';
+import { type Clock, ControlPlane, type Database, OutboxRelay, type PlatformSettings, systemClock } from '@herald/control-plane';
 import type { KpiStore } from '@herald/kpi-store';
 import type { Logger } from 'pino';
 import { AuthGuard } from './auth/auth.guard.js';
@@ -40,8 +40,8 @@ export interface GatewayOptions {
   kpiConsumer?: { catchUp(): Promise<boolean>; betweenFlushes<T>(work: () => Promise<T>): Promise<T> };
   /** Run the scheduler loop in this process (default true). */
   scheduler?: boolean;
-  /** The platform's settings as this process resolved them (default: resolved here). */
-  settings?: PlatformSettings;
+  /** The platform's settings (secrets, public URL) as this process resolved them, once, at its start. */
+  settings: PlatformSettings;
 }
 
 export interface Gateway {
@@ -99,7 +99,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     recurrenceMaxPending: config.RECURRENCE_MAX_PENDING,
     softBounces: { threshold: config.QUARANTINE_SOFT_BOUNCES, resetAfterMs: config.QUARANTINE_SOFT_RESET },
   });
-  const settings = options.settings ?? (await resolvePlatformSettings(config, options.db, (message) => logger.warn(message)));
+  const { settings } = options;
   const { secrets } = settings;
   const tokens = options.tokens ?? createTokenService({ secret: secrets.jwt, jwksUrl: config.HERALD_JWKS_URL });
   const metrics = new Metrics();

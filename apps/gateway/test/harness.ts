@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { type DeliveredMessage, InProcessBus } from '@herald/bus';
 import { loadConfig } from '@herald/config';
 import { TOPICS } from '@herald/contracts';
-import { ManualClock } from '@herald/control-plane';
+import { ManualClock, resolvePlatformSettings } from '@herald/control-plane';
 import type { KpiStore } from '@herald/kpi-store';
 import { createTestDatabase, eventually, type StoreKind, type TestDatabase } from '@herald/testing';
 import { pino } from 'pino';
@@ -53,6 +53,7 @@ export async function startHarness(kind: StoreKind, env: Record<string, string> 
     scheduler: false,
     relay: options.relay,
     kpi: options.kpi,
+    settings: await resolvePlatformSettings(config, database.db),
   });
   const commands: DeliveredMessage[] = [];
   await bus.subscribe({ topic: TOPICS.deliveryCommands, group: 'test-observer', handler: async (batch) => void commands.push(...batch) });

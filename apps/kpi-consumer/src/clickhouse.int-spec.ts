@@ -2,7 +2,7 @@
 // process and Jest may run several files in one process: every in-process chDB test of the repo
 // lives in THIS file, on one chDB connection opened once (end-to-end tests run herald as a child).
 import { randomUUID } from 'node:crypto';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -107,23 +107,64 @@ async function rows<T>(query: string): Promise<T[]> {
   return rs.json<T>();
 }
 
+/**
+ * The runner the KPI store had before @herald/migrations, as it was: a chDB store it migrated is
+ * what an existing HERALD_HOME has.
+ */
+async function migrateAsBefore(client: KpiStore['client'], migrationsDir: string): Promise<void> {
+  await client.command({ query: 'CREATE DATABASE IF NOT EXISTS herald ENGINE = Atomic' });
+  await client.command({
+    query: `CREATE TABLE IF NOT EXISTS herald.schema_migrations
+      (version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3))
+      ENGINE = MergeTree ORDER BY version`,
+  });
+  const done = await (await client.query({ query: 'SELECT version FROM herald.schema_migrations', format: 'JSONEachRow' })).json<{ version: number }>();
+  const applied = new Set(done.map((r) => Number(r.version)));
+  const files = readdirSync(migrationsDir)
+    .filter((f) => /^\d+_.*\.sql$/.test(f))
+    .sort((a, b) => Number.parseInt(a, 10) - Number.parseInt(b, 10));
+  for (const file of files) {
+    const version = Number.parseInt(file, 10);
+    if (applied.has(version)) continue;
+    const sql = readFileSync(join(migrationsDir, file), 'utf8');
+    for (const statement of splitSql(sql)) {
+      await client.command({ query: statement, clickhouse_settings: { insert_deduplication_token: '' } });
+    }
+    await client.insert({
+      table: 'herald.schema_migrations',
+      values: [{ version, name: file }],
+      format: 'JSONEachRow',
+      clickhouse_settings: { insert_deduplication_token: `migration-${version}-${Date.now()}` },
+    });
+  }
+}
+
+/** What each step of the migration history in beforeAll applied. */
+const migrationSteps: { upTo002: string[]; all: string[] } = { upTo002: [], all: [] };
+
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'herald-kpi-'));
   connection = chdbConnection(dir);
-  // First only migration 001 with events in it, so 002's backfills are exercised on real rows.
-  const only001 = mkdtempSync(join(tmpdir(), 'herald-kpi-001-'));
+  // The store's history: migration 001 by the runner of an older release, with events in it (so
+  // 002's backfills are exercised on real rows); 002 by this runner from a folder that stops
+  // there (an older release's); then everything this release has.
   const migrations = fileURLToPath(new URL('../../../packages/kpi-store/migrations/', import.meta.url));
+  const only001 = mkdtempSync(join(tmpdir(), 'herald-kpi-001-'));
+  const upTo002 = mkdtempSync(join(tmpdir(), 'herald-kpi-002-'));
   mkdirSync(only001, { recursive: true });
   copyFileSync(join(migrations, '001_events.sql'), join(only001, '001_events.sql'));
-  const old = openKpiStore({ connection: flakyConnection(connection).connection, migrationsDir: only001 });
-  await old.migrate();
+  for (const file of ['001_events.sql', '002_bounces_series_history.sql']) copyFileSync(join(migrations, file), join(upTo002, file));
+  const old = openKpiStore({ connection: flakyConnection(connection).connection, migrationsDir: upTo002 });
+  await migrateAsBefore(old.client, only001);
   await old.insertEvents(
     [ev(D6, 'delivered', 'h1'), ev(D6, 'opened', 'h1'), ev(D6, 'clicked', 'h1', { url: 'https://example.com/old' })],
     { dedupToken: 'before-002' },
   );
+  migrationSteps.upTo002 = (await old.migrate()).applied;
   rmSync(only001, { recursive: true, force: true });
+  rmSync(upTo002, { recursive: true, force: true });
   store = openKpiStore({ connection });
-  await store.migrate();
+  migrationSteps.all = (await store.migrate()).applied;
   // Settle the refresh that creating the view starts, so later rates move only on refreshRates().
   await store.refreshRates();
 });
@@ -151,6 +192,12 @@ describe('KpiStore on chDB', () => {
       { version: 2, name: '002_bounces_series_history.sql' },
       { version: 3, name: '003_excluded_and_repairs.sql' },
     ]);
+  });
+
+  it("applies only what a store migrated by an older release's runner lacks", async () => {
+    // 001 by the previous runner, 002 by this one from an older release's folder, 003 at last:
+    // the "migrates once" case above finds each of them recorded once.
+    expect(migrationSteps).toEqual({ upTo002: ['002_bounces_series_history.sql'], all: ['003_excluded_and_repairs.sql'] });
   });
 
   it('has no rates for a delivery before a refresh has seen it', async () => {

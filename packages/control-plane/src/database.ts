@@ -9,9 +9,15 @@ export interface Queryable {
   query<T = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<T[]>;
 }
 
+/** What a transaction's work is given: queries, and scripts of several statements (a migration file). */
+export interface Transaction extends Queryable {
+  /** Runs every statement of `sql` (no parameters) with the driver's own multi-statement execution. */
+  exec(sql: string): Promise<void>;
+}
+
 export interface Database extends Queryable {
   readonly kind: 'pglite' | 'postgres';
-  transaction<T>(work: (tx: Queryable) => Promise<T>): Promise<T>;
+  transaction<T>(work: (tx: Transaction) => Promise<T>): Promise<T>;
   /**
    * Runs `work` while this process holds the session-level advisory lock `key`, or returns
    * undefined at once if another session holds it. Used for leader election.
@@ -49,11 +55,15 @@ class PostgresDatabase implements Database {
     return (await this.pool.query(sql, params)).rows as T[];
   }
 
-  async transaction<T>(work: (tx: Queryable) => Promise<T>): Promise<T> {
+  async transaction<T>(work: (tx: Transaction) => Promise<T>): Promise<T> {
     const client = await this.pool.connect();
     try {
       await client.query('BEGIN');
-      const result = await work({ query: async (sql, params = []) => (await client.query(sql, params)).rows });
+      const result = await work({
+        query: async (sql, params = []) => (await client.query(sql, params)).rows,
+        // Without parameters pg uses the simple query protocol, which runs several statements.
+        exec: async (sql) => void (await client.query(sql)),
+      });
       await client.query('COMMIT');
       return result;
     } catch (error) {
@@ -150,9 +160,11 @@ class PgliteDatabase implements Database {
     return (await this.db.query<T>(sql, params)).rows;
   }
 
-  async transaction<T>(work: (tx: Queryable) => Promise<T>): Promise<T> {
+  async transaction<T>(work: (tx: Transaction) => Promise<T>): Promise<T> {
     // PGlite runs one session: its transaction() queues every other query until this one ends.
-    return this.db.transaction((tx) => work({ query: async (sql, params = []) => (await tx.query(sql, params)).rows as never }));
+    return this.db.transaction((tx) =>
+      work({ query: async (sql, params = []) => (await tx.query(sql, params)).rows as never, exec: async (sql) => void (await tx.exec(sql)) }),
+    );
   }
 
   async withAdvisoryLock<T>(key: number, work: () => Promise<T>): Promise<T | undefined> {

@@ -1,5 +1,6 @@
-// The settings every process of one platform must share, resolved once per process by every
-// role (gateway, engine, `herald token`): the public URL of the links in messages and the
+// The settings every process of one platform must share, resolved once per process, here and
+// nowhere else, by what starts the process (the CLI's role composition, `herald token`): the
+// public URL of the links in messages and the
 // signing secrets (tracking and unsubscribe links, the bounce webhook, bearer tokens). A link
 // signed by one process is verified by another; two values would make dead links, silently.
 //
@@ -16,7 +17,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { HeraldConfig } from '@herald/config';
 import type { Queryable } from './database.js';
 
 /** The signing secrets every role resolves. */
@@ -148,7 +148,18 @@ function fingerprintOf(secret: string): string {
   return `sha256:${createHash('sha256').update(secret).digest('hex')}`;
 }
 
-export type PlatformSettingsConfig = Pick<HeraldConfig, 'HERALD_HOME' | 'PUBLIC_URL' | 'HERALD_TRACKING_SECRET' | 'HERALD_WEBHOOK_SECRET' | 'HERALD_JWT_SECRET'>;
+/**
+ * The configuration the settings are resolved from, named as the environment names them (the
+ * messages tell an operator which variable to set). The caller passes its validated
+ * configuration in: the control plane does not read the environment.
+ */
+export interface PlatformSettingsConfig {
+  HERALD_HOME: string;
+  PUBLIC_URL?: string;
+  HERALD_TRACKING_SECRET?: string;
+  HERALD_WEBHOOK_SECRET?: string;
+  HERALD_JWT_SECRET?: string;
+}
 
 export interface PlatformSettings {
   secrets: PlatformSecrets;

@@ -6,11 +6,9 @@
 // twice). The raw events are the truth: reconcile() adds correction rows (raw − live) to the
 // additive views, so the counters equal what the raw events say again.
 import { randomUUID } from 'node:crypto';
-import { readdir, readFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { type ClickHouseClient, createClient } from '@clickhouse/client';
 import type { MessageEvent } from '@herald/contracts';
+import { runMigrations } from '@herald/migrations';
 import { createRequire } from 'node:module';
 import type { createChdbConnection } from 'chdb/connection';
 import { splitSql, toRow } from './sql.js';
@@ -189,15 +187,14 @@ const num = (v: unknown): number => (v === null || v === undefined ? 0 : Number(
 const ratio = (a: number, b: number): number | null => (b === 0 ? null : a / b);
 
 class ClickHouseKpiStore implements KpiStore {
-  readonly #migrationsDir: string;
+  readonly #migrationsDir: string | URL;
 
   constructor(
     readonly client: ClickHouseClient,
     readonly backend: 'chdb' | 'server',
-    migrationsDir?: string | URL,
+    migrationsDir: string | URL = defaultMigrationsDir,
   ) {
-    const dir = migrationsDir ?? defaultMigrationsDir;
-    this.#migrationsDir = dir instanceof URL ? fileURLToPath(dir) : dir;
+    this.#migrationsDir = migrationsDir;
   }
 
   async migrate(): Promise<{ applied: string[] }> {
@@ -207,30 +204,24 @@ class ClickHouseKpiStore implements KpiStore {
         (version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3))
         ENGINE = MergeTree ORDER BY version`,
     });
-    const done = await this.#rows<{ version: number }>(`SELECT version FROM ${KPI_DATABASE}.schema_migrations`);
-    const applied = new Set(done.map((r) => Number(r.version)));
-    const files = (await readdir(this.#migrationsDir))
-      .filter((f) => /^\d+_.*\.sql$/.test(f))
-      .sort((a, b) => Number.parseInt(a, 10) - Number.parseInt(b, 10));
-    const newlyApplied: string[] = [];
-    for (const file of files) {
-      const version = Number.parseInt(file, 10);
-      if (applied.has(version)) continue;
-      const sql = await readFile(join(this.#migrationsDir, file), 'utf8');
-      for (const statement of splitSql(sql)) {
-        // An empty token: a backfill INSERT … SELECT must not inherit a batch's token (chDB session).
-        await this.client.command({ query: statement, clickhouse_settings: { insert_deduplication_token: '' } });
-      }
-      await this.client.insert({
-        table: `${KPI_DATABASE}.schema_migrations`,
-        values: [{ version, name: file }],
-        format: 'JSONEachRow',
-        // A fresh token: on chDB settings stick to the session, so never let an older token apply here.
-        clickhouse_settings: { insert_deduplication_token: `migration-${version}-${Date.now()}` },
-      });
-      newlyApplied.push(file);
-    }
-    return { applied: newlyApplied };
+    const applied = await runMigrations(this.#migrationsDir, {
+      appliedVersions: async () => (await this.#rows<{ version: number }>(`SELECT version FROM ${KPI_DATABASE}.schema_migrations`)).map((r) => Number(r.version)),
+      apply: async ({ version, name, sql }) => {
+        // ClickHouse takes one statement per request (over HTTP as through chDB): the file is split.
+        for (const statement of splitSql(sql)) {
+          // An empty token: a backfill INSERT … SELECT must not inherit a batch's token (chDB session).
+          await this.client.command({ query: statement, clickhouse_settings: { insert_deduplication_token: '' } });
+        }
+        await this.client.insert({
+          table: `${KPI_DATABASE}.schema_migrations`,
+          values: [{ version, name }],
+          format: 'JSONEachRow',
+          // A fresh token: on chDB settings stick to the session, so never let an older token apply here.
+          clickhouse_settings: { insert_deduplication_token: `migration-${version}-${Date.now()}` },
+        });
+      },
+    });
+    return { applied: applied.map((migration) => migration.name) };
   }
 
   async insertEvents(events: readonly MessageEvent[], options: InsertOptions = {}): Promise<void> {

@@ -1,4 +1,5 @@
-// Pure helpers of the KPI store (no engine): migration splitting and the event → row mapping.
+// Pure helpers of the KPI store (no engine): the statements of a migration file (ClickHouse runs
+// one statement per request, the one store whose driver cannot run a whole file) and the event → row mapping.
 import type { MessageEvent } from '@herald/contracts';
 
 /** Splits a migration file into statements: each ends with ';' at the end of a line. */

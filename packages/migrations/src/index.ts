@@ -1,0 +1,2 @@
+// The one migration runner of Herald's stores.
+export * from './runner.js';
