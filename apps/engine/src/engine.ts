@@ -15,13 +15,13 @@
 // with its figures for GET /v1/ops/engines); the rows it queues or claims carry its id, and the
 // live engines requeue the rows of an engine whose heartbeat stopped. Each of N live engines
 // enforces 1/N of every throughput limit (per delivery and per domain).
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Bus, Subscription } from '@herald/bus';
 import { extractLinks } from '@herald/channels';
 import type { DomainLimit } from '@herald/config';
-import { type DeliveryCommand, dlqTopic, type MessageEvent, TOPICS, sendBatchSchema, type SendBatch } from '@herald/contracts';
+import { type DeliveryCommand, dlqTopic, TOPICS, sendBatchSchema, type SendBatch } from '@herald/contracts';
 import {
   type ChannelProvider,
   AuditRepository,
@@ -35,22 +35,33 @@ import {
   ENGINE_LATE_MS,
   ENGINE_STALE_MS,
   EngineInstancesRepository,
-  type ExcludedAtSend,
   OutboxRepository,
   ProfilesRepository,
-  type DomainOutcomeCount,
   type RunRef,
   SendQueueRepository,
 } from '@herald/control-plane';
+import {
+  batchSizeFor,
+  breakerOutcomeOf,
+  type BreakerSettings,
+  CircuitBreaker,
+  classify,
+  type ClassifiedOutcome,
+  eventsFor,
+  excludedEvent,
+  firstWaveSize,
+  judge,
+  PROVIDER_ANSWER_INVALID,
+  type RetryPolicy,
+  Tally,
+  Throttles,
+  type Trip,
+} from '@herald/sending';
 import { Piscina } from 'piscina';
 import type { Logger } from 'pino';
 import { channelProviders } from './channel-providers.js';
-import { type BreakerOutcome, type BreakerSettings, CircuitBreaker, firstWaveSize, judge, Tally, type Trip } from './circuit-breaker.js';
-import { classify, type ClassifiedOutcome, type RetryPolicy } from './outcome.js';
 import { runKey, RunStates } from './run-state.js';
 import type { SendTask, SendTaskResult, WorkerSettings } from './send-task.js';
-import { PROVIDER_ANSWER_INVALID } from './sms-provider.js';
-import { batchSizeFor, Throttles } from './throttle.js';
 
 export interface EngineOptions {
   db: Database;
@@ -652,72 +663,6 @@ export class Engine {
         'proof sent',
       );
     }
-  }
-}
-
-/** A ledger count as the breaker sees it: a 5xx on a recipient still to retry refused the session. */
-function breakerOutcomeOf(row: DomainOutcomeCount): BreakerOutcome {
-  const address = `@${row.domain}`;
-  switch (row.status) {
-    case 'sent':
-      return { address, kind: 'sent' };
-    case 'bounced':
-      return { address, kind: 'hard' };
-    case 'in_doubt':
-      return { address, kind: 'in_doubt' };
-    default:
-      if (row.codeClass === 5) return { address, kind: 'session', error: row.error };
-      return { address, kind: 'soft', code: row.codeClass === null ? null : row.codeClass * 100, error: row.error };
-  }
-}
-
-/** A stable id per (message, attempt, outcome): a re-settled outcome never counts twice. */
-function eventId(...parts: (string | number)[]): string {
-  const hex = createHash('sha256').update(parts.join('\u0000')).digest('hex');
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-5${hex.slice(13, 16)}-a${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
-}
-
-/** A recipient not sent because its profile was suppressed after preparation: counted apart by the KPIs, never as sent. */
-function excludedEvent(recipient: ExcludedAtSend, run: RunRef, channel: 'email' | 'sms', now: Date): MessageEvent {
-  return {
-    eventId: eventId(run.deliveryId, run.occurrence, recipient.profileId, 'excluded'),
-    type: 'excluded',
-    deliveryId: run.deliveryId,
-    occurrence: run.occurrence,
-    messageId: `${run.deliveryId}.${run.occurrence}.${recipient.profileId}`,
-    profileId: recipient.profileId,
-    channel,
-    occurredAt: now.toISOString(),
-    reason: recipient.reason,
-  };
-}
-
-function eventsFor(outcome: ClassifiedOutcome, run: RunRef, channel: 'email' | 'sms', now: Date): MessageEvent[] {
-  const base = {
-    deliveryId: run.deliveryId,
-    occurrence: run.occurrence,
-    messageId: outcome.messageId ?? `${run.deliveryId}.${run.occurrence}.${outcome.profileId}`,
-    profileId: outcome.profileId,
-    channel,
-    occurredAt: now.toISOString(),
-  };
-  const id = (type: string) => eventId(run.deliveryId, run.occurrence, outcome.profileId, type);
-  switch (outcome.kind) {
-    case 'sent':
-      // NOTE: handed to the MTA counts as delivered (the reference: delivered starts at 100% of
-      // sent and falls as asynchronous bounces arrive).
-      return [
-        { ...base, eventId: id('sent'), type: 'sent' },
-        { ...base, eventId: id('delivered'), type: 'delivered' },
-      ];
-    case 'hard':
-      return [{ ...base, eventId: id('bounced'), type: 'bounced', bounceType: 'hard', reason: outcome.error ?? undefined }];
-    case 'soft_final':
-      return [{ ...base, eventId: id('bounced'), type: 'bounced', bounceType: 'soft', reason: outcome.error ?? undefined }];
-    case 'in_doubt':
-      return [{ ...base, eventId: id('failed'), type: 'failed', reason: `in doubt: ${outcome.error ?? ''}`.trim() }];
-    default:
-      return []; // a soft bounce being retried is not an outcome yet
   }
 }
 
