@@ -4,7 +4,7 @@
 import { workerData } from 'node:worker_threads';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { EmailRenderer } from '@herald/channels';
-import type { SendAttempt } from './outcome.js';
+import type { SendAttempt } from '@herald/sending';
 import { type SmtpError, SmtpPool } from './smtp-pool.js';
 import { sendSmsBatch } from './sms-provider.js';
 import type { SendTask, SendTaskResult, WorkerSettings } from './send-task.js';

@@ -1,7 +1,7 @@
 // What the dispatcher hands a worker thread: one whole batch (never one message), with the
 // content to render, each recipient's earliest send time, and a cancellation flag the thread
 // reads before it starts each message.
-import type { SendAttempt } from './outcome.js';
+import type { SendAttempt } from '@herald/sending';
 
 export interface SendTask {
   deliveryId: string;

@@ -4,7 +4,6 @@
 // bounce, retried with a doubling delay until the validity period ends, then failed; a timeout
 // after the message data went out is in doubt: it may have been delivered, so it is shown as
 // such and not retried.
-import type { Outcome } from '@herald/control-plane';
 
 /** What a worker thread reports for one recipient. */
 export interface SendAttempt {
@@ -28,7 +27,17 @@ export interface RetryPolicy {
   validityMs: number;
 }
 
-export interface ClassifiedOutcome extends Outcome {
+/** A recipient's outcome as the send ledger records it (the shape the control plane settles). */
+export interface LedgerOutcome {
+  profileId: string;
+  status: 'sent' | 'bounced' | 'failed' | 'in_doubt' | 'retry';
+  code: number | null;
+  error: string | null;
+  messageId: string | null;
+  nextAttemptAt: Date | null;
+}
+
+export interface ClassifiedOutcome extends LedgerOutcome {
   /** 'session': the server refused the session itself (a 5xx at connect, EHLO, AUTH, STARTTLS or MAIL FROM), not this recipient. */
   kind: 'sent' | 'hard' | 'soft' | 'soft_final' | 'in_doubt' | 'session';
 }

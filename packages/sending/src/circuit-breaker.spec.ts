@@ -1,4 +1,4 @@
-import { CircuitBreaker, firstWaveSize, judge, Tally } from './circuit-breaker.js';
+import { breakerOutcomeOf, CircuitBreaker, firstWaveSize, judge, Tally } from './circuit-breaker.js';
 
 const settings = { firstWave: 0.01, hardBounceRate: 0.2, domain4xxRate: 0.5, minSample: 50 };
 const many = (n: number, kind: string, address = 'a@x.example', code: number | null = kind === 'soft' ? 451 : 250) =>
@@ -70,5 +70,31 @@ describe('judge on counts (the first wave, from the ledger)', () => {
     tally.add({ address: '@example.com', kind: 'sent' }, 20);
     expect(judge(tally, settings, 50)?.reason).toBe('CIRCUIT_BREAKER: hard-bounce rate 60% is above 20% after 50 messages');
     expect(judge(tally, settings, 51)).toBeUndefined();
+  });
+});
+
+describe('breakerOutcomeOf (a ledger count as the breaker sees it)', () => {
+  const row = (status: 'sent' | 'bounced' | 'in_doubt' | 'retry' | 'failed', codeClass: 2 | 4 | 5 | null, error: string | null = null) => ({
+    domain: 'example.com',
+    status,
+    codeClass,
+    count: 1,
+    error,
+  });
+  it('maps settled statuses to their kinds', () => {
+    expect(breakerOutcomeOf(row('sent', 2))).toEqual({ address: '@example.com', kind: 'sent' });
+    expect(breakerOutcomeOf(row('bounced', 5))).toEqual({ address: '@example.com', kind: 'hard' });
+    expect(breakerOutcomeOf(row('in_doubt', null))).toEqual({ address: '@example.com', kind: 'in_doubt' });
+  });
+  it('reads a 5xx on a recipient still to retry as a refused session, a 4xx or no answer as soft', () => {
+    expect(breakerOutcomeOf(row('retry', 5, '535 auth failed'))).toEqual({ address: '@example.com', kind: 'session', error: '535 auth failed' });
+    expect(breakerOutcomeOf(row('retry', 4, '451 later'))).toEqual({ address: '@example.com', kind: 'soft', code: 400, error: '451 later' });
+    expect(breakerOutcomeOf(row('failed', null, 'ECONNREFUSED'))).toEqual({ address: '@example.com', kind: 'soft', code: null, error: 'ECONNREFUSED' });
+  });
+  it('feeds the first wave: unanswered counts go to the SMTP server, 4xx to the domain', () => {
+    const tally = new Tally();
+    tally.add(breakerOutcomeOf(row('failed', null, 'ECONNREFUSED')), 10);
+    tally.add(breakerOutcomeOf(row('retry', 4)), 5);
+    expect([tally.attempts, tally.unanswered, tally.domains.get('example.com')]).toEqual([15, 10, { attempts: 5, soft: 5 }]);
   });
 });

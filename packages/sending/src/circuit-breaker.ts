@@ -4,8 +4,9 @@
 // the sender's reputation; a server refusing the session (a wrong SMTP password, say) pauses it
 // at once. A rate is judged only on enough evidence: once a first wave of the run is out
 // (`firstWaveSize`), and on at least `minSample` messages (in the run, or to that domain).
-// Pure: the engine feeds it outcomes (each engine what it sent) or the ledger's counts (the first
-// wave, judged once for every engine), and decides whether a pause makes sense.
+// Pure: the engine feeds it outcomes (each engine what it sent) or the ledger's counts by domain
+// (the first wave, judged once for every engine; `breakerOutcomeOf`), and decides whether a
+// pause makes sense.
 export interface BreakerSettings {
   /** Share of the audience sent before the rates are judged. */
   firstWave: number;
@@ -123,6 +124,33 @@ export class CircuitBreaker {
   /** Forgets a run (it ended). */
   forget(runKey: string): void {
     this.runs.delete(runKey);
+  }
+}
+
+/** Recipients of a run to one receiving domain with one ledger status (what the first wave is judged on). */
+export interface DomainOutcomeCount {
+  domain: string;
+  status: 'sent' | 'bounced' | 'in_doubt' | 'retry' | 'failed';
+  /** The last SMTP reply code's class (2, 4 or 5), null when the server never answered. */
+  codeClass: 2 | 4 | 5 | null;
+  count: number;
+  /** One of their last errors. */
+  error: string | null;
+}
+
+/** A ledger count as the breaker sees it: a 5xx on a recipient still to retry refused the session. */
+export function breakerOutcomeOf(row: DomainOutcomeCount): BreakerOutcome {
+  const address = `@${row.domain}`;
+  switch (row.status) {
+    case 'sent':
+      return { address, kind: 'sent' };
+    case 'bounced':
+      return { address, kind: 'hard' };
+    case 'in_doubt':
+      return { address, kind: 'in_doubt' };
+    default:
+      if (row.codeClass === 5) return { address, kind: 'session', error: row.error };
+      return { address, kind: 'soft', code: row.codeClass === null ? null : row.codeClass * 100, error: row.error };
   }
 }
 

@@ -1,0 +1,235 @@
+// The planner: turns each sending run into send batches (keyset pages of the frozen ledger,
+// recipients inline) published on herald.send-batches, one planner loop per run in this
+// process. It holds back when the pool is full (backpressure on what every live engine has in
+// hand for the run), holds the circuit breaker's first wave until it is judged on the ledger,
+// waits for retries, and finishes the run once every recipient is settled.
+// Runs are found from the delivery commands (start, resume; pause and stop cancel what is in
+// the pool first), by a scan of the sending runs every DISCOVER_INTERVAL_MS (runs started on
+// another bus, or whose command was lost), and at start, after requeueing what dead engines held.
+import { setTimeout as sleep } from 'node:timers/promises';
+import { type DeliveryCommand, type SendBatch, TOPICS } from '@herald/contracts';
+import {
+  AuditRepository,
+  CommandDeduplicator,
+  ENGINE_ACTOR,
+  ENGINE_LATE_MS,
+  ENGINE_STALE_MS,
+  EngineInstancesRepository,
+  type RunRef,
+  SendQueueRepository,
+} from '@herald/control-plane';
+import { batchSizeFor, breakerOutcomeOf, firstWaveSize, judge, Tally } from '@herald/sending';
+import type { EngineOptions } from './engine-options.js';
+import type { InFlightBatches } from './in-flight.js';
+import type { RunBreaker } from './run-breaker.js';
+import type { RunCancellations } from './run-cancellations.js';
+import { runKey, type RunStates } from './run-state.js';
+
+const PLANNER_IDLE_MS = 200;
+const DISCOVER_INTERVAL_MS = 1000;
+const PUBLISH_RETRY_MS = 1000;
+
+export class Planner {
+  private readonly queue = new SendQueueRepository();
+  private readonly audit = new AuditRepository();
+  private readonly instances = new EngineInstancesRepository();
+  private readonly dedupe: CommandDeduplicator;
+  private readonly planners = new Map<string, Promise<void>>();
+  private discoverTimer?: NodeJS.Timeout;
+
+  constructor(
+    private readonly options: Pick<EngineOptions, 'db' | 'bus' | 'clock' | 'logger' | 'controlPlane' | 'batchSize' | 'breaker'>,
+    /** This process's id on the ledger rows it queues. */
+    private readonly instanceId: string,
+    private readonly parts: {
+      runs: RunStates;
+      inFlight: InFlightBatches;
+      cancellations: RunCancellations;
+      breaker: RunBreaker;
+      /** This engine's share of every throughput limit (1 / live engines). */
+      share: () => number;
+      stopping: () => boolean;
+    },
+  ) {
+    this.dedupe = new CommandDeduplicator(options.db, 'engine-planner');
+  }
+
+  /** Whether this process's dispatchers take every batch its planners publish (the in-process bus). */
+  private get dispatchesAll(): boolean {
+    return !this.options.bus.sharedAcrossProcesses;
+  }
+
+  /**
+   * At start: requeue what dead engines held (on PGlite, one process per store, every other
+   * engine is dead; on PostgreSQL, those silent for ENGINE_STALE_MS) and what no engine holds,
+   * then plan the sending runs again.
+   */
+  async recover(): Promise<void> {
+    const { db, clock, logger } = this.options;
+    const staleAfter = db.kind === 'pglite' ? 0 : ENGINE_STALE_MS;
+    const { inFlight, requeued, engines } = await this.instances.reapDead(db, this.instanceId, staleAfter, clock.now(), true);
+    const refs = await this.sendingRuns();
+    if (refs.length > 0 || requeued > 0) logger.info({ runs: refs.length, requeued, inFlight, deadEngines: engines.length }, 'engine recovered runs');
+    for (const run of refs) this.plan(run);
+  }
+
+  startDiscovery(): void {
+    // NOTE: commands start runs at once; this scan also finds runs started by a gateway on
+    // another bus (a separate `herald engine` process) or whose command was lost.
+    this.discoverTimer = setInterval(() => {
+      this.discover().catch((error) => this.options.logger.warn({ err: error }, 'run discovery failed'));
+    }, DISCOVER_INTERVAL_MS);
+    this.discoverTimer.unref();
+  }
+
+  stopDiscovery(): void {
+    clearInterval(this.discoverTimer);
+  }
+
+  /** Until every planner of this process has returned (they stop once the engine is stopping). */
+  async drain(): Promise<void> {
+    await Promise.allSettled(this.planners.values());
+  }
+
+  /** Plans every sending run not planned in this process yet. */
+  async discover(): Promise<void> {
+    if (this.parts.stopping()) return;
+    for (const run of await this.sendingRuns()) this.plan(run);
+  }
+
+  async onCommands(commands: DeliveryCommand[]): Promise<void> {
+    const { runs, cancellations, breaker } = this.parts;
+    for (const command of commands) {
+      const key = runKey(command.deliveryId, command.occurrence);
+      // Paused or stopped: the worker threads start nothing more of this run, first of all.
+      if (command.type === 'DeliveryPaused' || command.type === 'DeliveryStopped') cancellations.cancel(key);
+      await this.dedupe.once(command.commandId, async () => undefined);
+      runs.forget(command.deliveryId, command.occurrence);
+      if (command.type === 'DeliveryStarted' || command.type === 'DeliveryResumed') {
+        this.plan({ deliveryId: command.deliveryId, occurrence: command.occurrence });
+      } else if (command.type === 'DeliveryStopped') {
+        breaker.forget(key);
+      }
+    }
+  }
+
+  private async sendingRuns(): Promise<RunRef[]> {
+    const runs = await this.options.db.query<{ delivery_id: string; occurrence: number }>(
+      `SELECT id AS delivery_id, 0 AS occurrence FROM deliveries WHERE state = 'sending'
+       UNION ALL SELECT delivery_id, n FROM delivery_occurrences WHERE state = 'sending'`,
+    );
+    return runs.map((r) => ({ deliveryId: r.delivery_id, occurrence: r.occurrence }));
+  }
+
+  /** Starts the planner of a run unless it is already running in this process. */
+  private plan(run: RunRef): void {
+    const key = runKey(run.deliveryId, run.occurrence);
+    if (this.planners.has(key) || this.parts.stopping()) return;
+    const planner = this.planRun(run)
+      .catch((error) => this.options.logger.error({ err: error, ...run }, 'planner failed'))
+      .finally(() => this.planners.delete(key));
+    this.planners.set(key, planner);
+  }
+
+  private async planRun(run: RunRef): Promise<void> {
+    const { db, bus, clock } = this.options;
+    const { runs, inFlight } = this.parts;
+    // The first read is fresh (a planner started by resume must not see the cached 'paused');
+    // then the run's state is at most the cache's age old, as the dispatchers see it.
+    let fresh = true;
+    // Until the first wave is judged, no more than it is handed out. A run the breaker paused
+    // and someone resumed was judged already: its first wave is not held again.
+    let waveJudged = await this.audit.pausedBy(db, run.deliveryId, run.occurrence, ENGINE_ACTOR.id);
+    while (!this.parts.stopping()) {
+      const info = await runs.get(run.deliveryId, run.occurrence, fresh);
+      fresh = false;
+      if (!info || !['sending', 'paused'].includes(info.state)) return;
+      if (info.state === 'paused') {
+        // NOTE: a paused run keeps its planner only briefly; resume starts a new one.
+        return;
+      }
+      const size = batchSizeFor(info.delivery.throughput?.perHour ?? null, this.options.batchSize);
+      // Backpressure on what every live engine has in hand for this run (the batches may be sent by
+      // another engine). The count of batches in this process's hands holds only when its own
+      // dispatchers take every batch it publishes (the in-process bus): on a shared bus, part of
+      // them go to other engines' partitions (a dead engine's until the group rebalances), and
+      // waiting on them stopped this engine sending while it had room.
+      const window = inFlight.max * size * Math.max(1, Math.round(1 / this.parts.share()));
+      const localFull = this.dispatchesAll && inFlight.full;
+      if (localFull || (await this.queue.inFlightCount(db, run, clock.now(), ENGINE_LATE_MS)) >= window) {
+        await inFlight.waitForRoom();
+        continue;
+      }
+      const wave = waveJudged ? undefined : firstWaveSize(info.toSend, this.options.breaker);
+      const recipients = await db.transaction(async (tx) => {
+        if (wave === undefined) return this.queue.queueNext(tx, run, size, clock.now(), this.instanceId);
+        // The planners of every engine count the wave one at a time.
+        await this.queue.lockRun(tx, run);
+        const handedOut = await this.queue.handedOutCount(tx, run);
+        if (handedOut < wave) return this.queue.queueNext(tx, run, Math.min(size, wave - handedOut), clock.now(), this.instanceId);
+        return handedOut > wave ? 'judged' : 'wave out';
+      });
+      if (recipients === 'judged') {
+        waveJudged = true; // by another planner: it let more out
+        continue;
+      }
+      if (recipients === 'wave out') {
+        if (await this.judgeFirstWave(run, wave!)) {
+          waveJudged = true;
+          fresh = true; // a trip paused the run: see it before handing anything out
+        } else {
+          await sleep(PLANNER_IDLE_MS);
+        }
+        continue;
+      }
+      if (recipients.length === 0) {
+        if (await this.queue.isSettled(db, run)) {
+          const finished = await this.options.controlPlane.deliveries.finish(run.deliveryId, run.occurrence, ENGINE_ACTOR);
+          if (finished) this.options.logger.info({ ...run }, 'run finished');
+          this.parts.breaker.forget(runKey(run.deliveryId, run.occurrence));
+          return;
+        }
+        const nextRetry = await this.queue.nextRetryAt(db, run);
+        const wait = nextRetry ? Math.min(Math.max(nextRetry.getTime() - clock.now().getTime(), 10), 1000) : PLANNER_IDLE_MS;
+        await sleep(wait);
+        continue;
+      }
+      const batch: SendBatch = {
+        batchId: `${run.deliveryId}:${run.occurrence}:${recipients[0]!.profileId}:${recipients[0]!.attempts}`,
+        deliveryId: run.deliveryId,
+        occurrence: run.occurrence,
+        recipients: recipients.map((r) => ({ profileId: r.profileId, address: r.address, profile: r.profile })),
+      };
+      inFlight.add();
+      try {
+        await bus.publish(TOPICS.sendBatches, [{ key: batch.batchId, value: batch }]);
+      } catch (error) {
+        // The bus refused the batch (a broker down longer than the producer's retries): give
+        // its recipients back, wait, and plan them again; nothing was sent.
+        inFlight.done();
+        await this.queue.release(db, run, batch.recipients.map((r) => r.profileId), clock.now());
+        this.options.logger.warn({ err: error, ...run, recipients: batch.recipients.length }, 'send batch not published; recipients released, retrying');
+        await sleep(PUBLISH_RETRY_MS);
+      }
+    }
+  }
+
+  /**
+   * Judges the first wave once every one of its outcomes is in (false until then), on the
+   * ledger: what every engine sent of it. A trip pauses the run before anything more goes out.
+   */
+  private async judgeFirstWave(run: RunRef, wave: number): Promise<boolean> {
+    const { db } = this.options;
+    const info = await this.parts.runs.get(run.deliveryId, run.occurrence, true);
+    // Not sending any more (the loop sees it), or the breaker spoke already (a dispatcher).
+    if (info?.state !== 'sending' || (await this.audit.pausedBy(db, run.deliveryId, run.occurrence, ENGINE_ACTOR.id))) return true;
+    if ((await this.queue.inFlightCount(db, run, this.options.clock.now(), ENGINE_LATE_MS)) > 0) return false;
+    const tally = new Tally();
+    for (const row of await this.queue.outcomesByDomain(db, run)) tally.add(breakerOutcomeOf(row), row.count);
+    // Everything handed out is in: judge it even if some of it is no attempt (a status the
+    // breaker does not count), rather than let the wave pass unjudged.
+    const trip = judge(tally, this.options.breaker, Math.min(wave, tally.attempts));
+    if (trip) await this.parts.breaker.pause(run, info.epoch, trip);
+    return true;
+  }
+}
