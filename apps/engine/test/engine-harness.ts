@@ -7,9 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type CaptureSink, type SinkRule, startCaptureSink } from '@herald/capture-sink';
 import { systemClock } from '@herald/control-plane';
+import { approvedDelivery, type Harness, startHarness } from '@herald/gateway/testing';
 import type { StoreKind } from '@herald/testing';
 import { pino } from 'pino';
-import { approvedDelivery, type Harness, startHarness } from '../../gateway/test/harness.js';
 import { Engine, type EngineOptions } from '../src/index.js';
 
 const TRACKING_SECRET = 'test-tracking-secret-0123456789abcdef';

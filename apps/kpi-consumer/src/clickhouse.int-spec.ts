@@ -8,9 +8,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InProcessBus } from '@herald/bus';
 import { type MessageEvent, TOPICS } from '@herald/contracts';
+import { deliveryBody, seedAudience, startHarness } from '@herald/gateway/testing';
 import { type ClientConnection, chdbConnection, type KpiStore, openKpiStore, splitSql } from '@herald/kpi-store';
 import { pino } from 'pino';
-import { deliveryBody, seedAudience, startHarness } from '../../gateway/test/harness.js';
 import { KpiConsumer } from './kpi-consumer.js';
 import { recoverPublishedEvents, repairAfterRestart } from './recovery.js';
 
