@@ -1,14 +1,9 @@
 // A whole platform in the test process: a real gateway and store (PGlite or PostgreSQL), the
 // in-process bus, the engine with its Piscina pool, and a real SMTP server on loopback.
-import { mkdtempSync } from 'node:fs';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { type CaptureSink, type SinkRule, startCaptureSink } from '@herald/capture-sink';
+import type { CaptureSink, SinkRule } from '@herald/capture-sink';
 import { systemClock } from '@herald/control-plane';
 import { approvedDelivery, type Harness, startHarness } from '@herald/gateway/testing';
-import type { StoreKind } from '@herald/testing';
+import { eventually, type StoreKind, startTestSink } from '@herald/testing';
 import { pino } from 'pino';
 import { Engine, type EngineOptions } from '../src/index.js';
 
@@ -44,7 +39,7 @@ export async function startEngineHarness(
 ): Promise<EngineHarness> {
   const h = await startHarness(kind, { HERALD_TRACKING_SECRET: TRACKING_SECRET, ...options.env });
   // The engine and the scheduler run on real time; the gateway's clock is only for its own tests.
-  const sink = await startCaptureSink({ rules: options.rules, dir: mkdtempSync(join(tmpdir(), 'herald-sink-')) });
+  const sink = await startTestSink({ rules: options.rules, files: true });
   const engineOptions = (): EngineOptions => ({
     db: h.database.db,
     bus: h.bus,
@@ -109,13 +104,15 @@ export async function startEngineHarness(
       await h.gateway.relay.drain();
     },
     async waitForState(id, state, timeoutMs = 60_000) {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const delivery = (await h.api('GET', `/v1/deliveries/${id}`)).body;
-        if (delivery.state === state) return delivery;
-        if (Date.now() > deadline) throw new Error(`delivery ${id} is '${delivery.state}' (${delivery.stateReason}), not '${state}'`);
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
+      let delivery: Record<string, unknown> = {};
+      await eventually(
+        async () => {
+          delivery = (await h.api('GET', `/v1/deliveries/${id}`)).body;
+          return delivery.state === state;
+        },
+        { timeoutMs, intervalMs: 50, what: () => `delivery ${id} to be '${state}' (it is '${delivery.state}' (${delivery.stateReason}))` },
+      );
+      return delivery;
     },
     async ledger(id) {
       const rows = await h.database.db.query<{ status: string; n: number }>(
@@ -132,29 +129,4 @@ export async function startEngineHarness(
     },
   };
   return harness;
-}
-
-export interface SmsProvider {
-  /** The batch endpoint, for HTTP_PROVIDER_URL (workerOverrides.httpProviderUrl). */
-  url: string;
-  close(): Promise<void>;
-}
-
-/** A generic JSON batch sms provider on loopback: `answer` writes the (200) body for each request's messages. */
-export async function startSmsProvider(answer: (messages: { id: string; to: string; text: string }[]) => string, path = '/v1/sms'): Promise<SmsProvider> {
-  const server = createServer((req, res) => {
-    let body = '';
-    req.on('data', (chunk) => {
-      body += chunk;
-    });
-    req.on('end', () => {
-      res.setHeader('content-type', 'application/json');
-      res.end(answer((JSON.parse(body) as { messages: { id: string; to: string; text: string }[] }).messages));
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}${path}`,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
 }
