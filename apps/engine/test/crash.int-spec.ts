@@ -4,6 +4,7 @@
 import {
   type CaptureSink,
   call,
+  catchUpKpis,
   createTestDatabase,
   describeOnStore,
   eventually,
@@ -87,8 +88,8 @@ async function expectExactKpis(p: Platform, id: string) {
     timeoutMs: 30_000,
     what: 'the KPIs to count every message',
   });
-  // Settle: anything counted twice would show up after the last flush.
-  await new Promise((resolve) => setTimeout(resolve, 2_000));
+  // Anything counted twice would show up once the KPI store has every event recorded so far.
+  await catchUpKpis(p, id);
   const { kpis } = (await call(p, 'GET', `/v1/deliveries/${id}/deployment`)).body;
   expect(kpis).toMatchObject({ toSend: RECIPIENTS, sent: RECIPIENTS, delivered: RECIPIENTS, bouncesAndErrors: 0 });
 }

@@ -23,6 +23,13 @@ export interface EngineHarness extends Harness {
   deliveryFor(count: number, extra?: Record<string, unknown>, prefix?: string, address?: (n: number) => string): Promise<string>;
   confirmAndOk(id: string): Promise<void>;
   waitForState(id: string, state: string, timeoutMs?: number): Promise<Record<string, unknown>>;
+  /**
+   * Waits until no engine holds a recipient of the delivery (nothing queued or being sent: all in
+   * hand settled or released), e.g. after a pause: from then on nothing of it can leave.
+   */
+  waitUntilPutDown(id: string, timeoutMs?: number): Promise<void>;
+  /** What arrived at the sink for addresses starting with `prefix` after `since` (ms), and how late the last one was. */
+  arrivalsAfter(prefix: string, since: number): { count: number; lastMs: number };
   ledger(id: string): Promise<Record<string, number>>;
 }
 
@@ -113,6 +120,23 @@ export async function startEngineHarness(
         { timeoutMs, intervalMs: 50, what: () => `delivery ${id} to be '${state}' (it is '${delivery.state}' (${delivery.stateReason}))` },
       );
       return delivery;
+    },
+    async waitUntilPutDown(id, timeoutMs = 30_000) {
+      await eventually(
+        async () => {
+          const ledger = await harness.ledger(id);
+          return (ledger.queued ?? 0) + (ledger.sending ?? 0) === 0;
+        },
+        { timeoutMs, what: 'the engines to put down the delivery' },
+      );
+    },
+    arrivalsAfter(prefix, since) {
+      const late = sink
+        .messages()
+        .filter((m) => m.to[0]!.startsWith(prefix))
+        .map((m) => Date.parse(m.receivedAt) - since)
+        .filter((ms) => ms > 0);
+      return { count: late.length, lastMs: Math.max(0, ...late) };
     },
     async ledger(id) {
       const rows = await h.database.db.query<{ status: string; n: number }>(

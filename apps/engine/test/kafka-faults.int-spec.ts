@@ -11,6 +11,7 @@ import {
   createTestDatabase,
   describeOnStore,
   eventually,
+  holdFor,
   kafkaAvailable,
   kpiEventCounts,
   ledgerStatuses,
@@ -186,7 +187,7 @@ describeOnStore(
         await eventually(() => sink.count() >= RECIPIENTS * 0.3, { timeoutMs: 180_000, what: '30% of the send' });
         own.kill();
         const atDeath = sink.count();
-        await new Promise((resolve) => setTimeout(resolve, 30_000));
+        await holdFor(30_000, 'the outage under test: the broker stays down 30 s while the platform runs');
         const duringOutage = sink.count() - atDeath;
         await own.restart();
         // Nothing died but the broker: batches redelivered after it came back are claimed once.

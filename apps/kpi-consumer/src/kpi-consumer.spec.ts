@@ -1,6 +1,6 @@
 import { InProcessBus, partitionFor } from '@herald/bus';
 import { dlqTopic, type MessageEvent, TOPICS } from '@herald/contracts';
-import { eventually } from '@herald/testing';
+import { eventually, holdFor } from '@herald/testing';
 import { pino } from 'pino';
 import { type EventSink, KpiConsumer } from './kpi-consumer.js';
 
@@ -183,14 +183,16 @@ describe('KpiConsumer', () => {
       order.push('work done');
       return 'result';
     });
-    await new Promise((resolve) => setTimeout(resolve, 30));
+    // Nothing marks "the work is held": time for it to start, were it not held, is the check.
+    await holdFor(30, 'the work must not start while the insert is in progress');
     expect(order).toEqual(['insert 1 started']);
     releaseInsert();
     await eventually(() => order.includes('work started'), within('the work started'));
     // A flush due while the work runs waits for it.
     await bus.publish(TOPICS.messageEvents, [{ key: 'd', value: event(2) }, { key: 'd', value: event(3) }]);
     await eventually(() => consumer.stats.buffered === 2, within('two events buffered'));
-    await new Promise((resolve) => setTimeout(resolve, 30));
+    // The flush comes due by time (maxWaitMs, 10 ms): letting that time pass is the scenario.
+    await holdFor(30, 'the flush comes due meanwhile, and must wait for the work');
     expect(order).toEqual(['insert 1 started', 'insert 1 done', 'work started']);
     releaseWork();
     expect(await work).toBe('result');

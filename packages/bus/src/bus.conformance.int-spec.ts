@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { dlqTopic } from '@herald/contracts';
 import kafkajs from 'kafkajs';
-import { eventually, gate, kafkaAvailable, startTestKafka, type TestKafka } from '@herald/testing-base';
+import { eventually, gate, holdFor, kafkaAvailable, startTestKafka, type TestKafka } from '@herald/testing-base';
 import type { Bus, DeliveredMessage, OutgoingMessage, Subscription } from './bus.js';
 import { InProcessBus } from './in-process-bus.js';
 import { KafkaBus } from './kafka-bus.js';
@@ -325,8 +325,15 @@ for (const adapter of [inProcess, kafka]) {
       });
       await bus.publish(topic, range(1, 6).map((i) => ({ key: 'k', value: i })));
       await eventually(() => first.length === 1, { timeoutMs: 30_000, what: 'the first batch in hand' });
-      const closing = subscription.close();
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      let closed = false;
+      const closing = subscription.close().then(() => {
+        closed = true;
+      });
+      // The batch is released while close() is under way, waiting for it: close() has begun (it
+      // stops the subscription before it returns), and it has not finished once the event loop
+      // has run everything else that was ready.
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(closed).toBe(false);
       blocked.release();
       await closing;
       expect(numbers(first.flat())).toEqual([1, 2, 3, 4, 5]);
@@ -350,7 +357,7 @@ for (const adapter of [inProcess, kafka]) {
         group: 'slow',
         handler: async (messages) => {
           calls.push(messages);
-          if (calls.length === 1) await new Promise((resolve) => setTimeout(resolve, adapter.sessionTimeoutMs + 1_500));
+          if (calls.length === 1) await holdFor(adapter.sessionTimeoutMs + 1_500, 'the scenario: a handler that runs longer than the session timeout');
         },
       });
       subscriptions.push(subscription);

@@ -1,4 +1,5 @@
 // Waiting in tests: poll for the effect with a deadline (eventually), never sleep a fixed time.
+// holdFor is the one exception, for a test whose scenario is itself a span of time.
 
 export interface WaitOptions {
   /** How long to wait at most; default 10 s. */
@@ -34,6 +35,16 @@ export async function eventually<T>(probe: () => Promise<T | undefined | false> 
     }
     await new Promise((resolve) => setTimeout(resolve, options.intervalMs ?? 20));
   }
+}
+
+/**
+ * Lets `ms` pass. Only where the span of time is the scenario itself (e.g. a broker kept down
+ * for 30 s while the platform runs): `why` names it, at the call site. Waiting for an effect,
+ * or for proof that something did not happen, is `eventually` on a positive signal.
+ */
+export async function holdFor(ms: number, why: string): Promise<void> {
+  if (process.env.HERALD_TEST_LOG) process.stderr.write(`holding ${ms} ms: ${why}\n`);
+  await new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** A promise that stays pending until `release` is called: holds a handler (or a fake) where a test wants it held. */

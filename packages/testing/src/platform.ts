@@ -238,6 +238,26 @@ export async function startSend(p: Platform, options: SendOptions): Promise<stri
   return id;
 }
 
+/**
+ * Brings the KPI store of a running `herald start` (or gateway) up to date with every event
+ * recorded so far, without touching the counters of `deliveryId`: Compute stats on a draft made
+ * for the purpose on the same audience (it relays the outbox and flushes the KPI consumer for all
+ * deliveries, and reconciles only the draft's empty counters). A positive signal that whatever was
+ * on its way to the delivery's counters has arrived, where a test would otherwise wait "long enough".
+ */
+export async function catchUpKpis(p: Platform, deliveryId: string): Promise<void> {
+  const { body: delivery } = await call(p, 'GET', `/v1/deliveries/${deliveryId}`);
+  const probe = await call(p, 'POST', '/v1/deliveries', {
+    name: 'KPI catch-up probe',
+    channel: 'email',
+    audienceId: delivery.audienceId,
+    content: { from: 'news@shop.example', subject: 'probe', text: 'probe' },
+  });
+  if (probe.status !== 201) throw new Error(`the catch-up probe delivery was refused: ${JSON.stringify(probe.body)}`);
+  const stats = await call(p, 'POST', `/v1/deliveries/${probe.body.id}/compute-stats`);
+  if (stats.status !== 200) throw new Error(`Compute stats on the catch-up probe failed: ${JSON.stringify(stats.body)}`);
+}
+
 /** The base URL of a process's /health and /metrics: what an engine printed, else the API URL. */
 export function metricsBase(p: Platform): string {
   return /Health, metrics:\s+(\S+)\/health\/ready/.exec(p.stdout())?.[1] ?? p.url;
