@@ -100,6 +100,17 @@ export async function startHarness(kind: StoreKind, env: Record<string, string> 
   return harness;
 }
 
+/** startHarness, then seedAudience: how most suites begin (the two seed requests are alice's). */
+export async function startHarnessWithAudience(
+  kind: StoreKind,
+  count: number,
+  env: Record<string, string> = {},
+  options: { relay?: boolean } = {},
+): Promise<{ h: Harness; audienceId: string }> {
+  const h = await startHarness(kind, env, options);
+  return { h, audienceId: await seedAudience(h, count) };
+}
+
 /** Imports `count` profiles p0001.. with valid emails and puts them in a new audience. */
 export async function seedAudience(h: Harness, count: number, prefix = 'p'): Promise<string> {
   const profiles = Array.from({ length: count }, (_, i) => ({

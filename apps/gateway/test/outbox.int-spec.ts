@@ -5,7 +5,7 @@ import { type DeliveredMessage, InProcessBus } from '@herald/bus';
 import { TOPICS, type DeliveryCommand } from '@herald/contracts';
 import { CommandDeduplicator, type Database, OutboxRelay, OutboxRepository, systemClock } from '@herald/control-plane';
 import { describeEachStore, eventually } from '@herald/testing';
-import { approvedDelivery, type Harness, seedAudience, startHarness } from './harness.js';
+import { approvedDelivery, type Harness, startHarnessWithAudience } from './harness.js';
 
 describeEachStore('outbox', (kind) => {
   describe('relay', () => {
@@ -14,8 +14,7 @@ describeEachStore('outbox', (kind) => {
 
     beforeAll(async () => {
       // NOTE: this gateway runs no relay of its own: the test plays the relay's life and death.
-      h = await startHarness(kind, {}, { relay: false });
-      audienceId = await seedAudience(h, 4);
+      ({ h, audienceId } = await startHarnessWithAudience(kind, 4, {}, { relay: false }));
     });
     afterAll(async () => h?.close());
 
