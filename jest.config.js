@@ -17,6 +17,8 @@ const shared = {
   extensionsToTreatAsEsm: ['.ts'],
   transform: { '^.+\\.ts$': swc },
   moduleNameMapper: {
+    // The gateway's in-process harness, for other workspaces' tests (apps/gateway/package.json "exports").
+    '^@herald/gateway/testing$': '<rootDir>/apps/gateway/test/harness.ts',
     '^@herald/(gateway|cli|engine|kpi-consumer)$': '<rootDir>/apps/$1/src/index.ts',
     '^@herald/([a-z-]+)$': '<rootDir>/packages/$1/src/index.ts',
     '^(\\.{1,2}/.*)\\.js$': '$1',

@@ -1,53 +1,53 @@
 // The platform as a user runs it (`herald start`, a real process on the embedded default),
 // killed mid-send and restarted: every recipient is handled exactly once in the ledger, and the
 // SMTP server on loopback sees duplicates only for messages in flight at a kill -9.
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { type CaptureSink, startCaptureSink } from '@herald/capture-sink';
-import { createTestDatabase, describeOnStore, type TestDatabase } from '@herald/testing';
-import { call, freePort, ledgerStatuses, type Platform, startPlatform, startSend, until } from './platform.js';
+import {
+  type CaptureSink,
+  call,
+  catchUpKpis,
+  createTestDatabase,
+  describeOnStore,
+  eventually,
+  freePort,
+  ledgerStatuses,
+  type Platform,
+  Platforms,
+  platformEnv,
+  startSend,
+  startTestSink,
+  type TestDatabase,
+  tempDir,
+  waitForDeliveryState,
+} from '@herald/testing';
 
 const RECIPIENTS = 20_000;
 
 describe('herald start killed mid-send', () => {
   let sink: CaptureSink;
   let env: Record<string, string>;
-  const platforms: Platform[] = [];
+  const platforms = new Platforms();
 
   beforeEach(async () => {
-    sink = await startCaptureSink({ store: 'memory' });
-    env = {
-      HERALD_HOME: mkdtempSync(join(tmpdir(), 'herald-crash-')),
-      PORT: String(await freePort()),
-      SMTP_URL: sink.url,
-      LOG_LEVEL: 'info',
-      ENGINE_THREADS: '2',
-      ENGINE_BATCH_SIZE: '200',
-    };
+    sink = await startTestSink();
+    env = await platformEnv('crash', { SMTP_URL: sink.url, LOG_LEVEL: 'info', ENGINE_THREADS: '2', ENGINE_BATCH_SIZE: '200' });
   });
 
   afterEach(async () => {
-    for (const p of platforms.splice(0)) {
-      if (p.child.exitCode === null) p.child.kill('SIGKILL');
-      await p.exited;
-    }
+    await platforms.end('SIGKILL');
     await sink.close();
   });
 
   it('kill -9 at about 40%, restart: each recipient settled once, duplicates only what was in flight', async () => {
-    const first = await startPlatform(env);
-    platforms.push(first);
+    const first = await platforms.start(env);
     const id = await startSend(first, { prefix: 'k9-', count: RECIPIENTS });
-    await until(() => sink.count() >= RECIPIENTS * 0.4, 120_000, '40% of the send');
+    await eventually(() => sink.count() >= RECIPIENTS * 0.4, { timeoutMs: 120_000, what: '40% of the send' });
     first.child.kill('SIGKILL');
     await first.exited;
     const atDeath = sink.count();
     expect(atDeath).toBeLessThan(RECIPIENTS);
 
-    const second = await startPlatform(env);
-    platforms.push(second);
-    await until(async () => (await call(second, 'GET', `/v1/deliveries/${id}`)).body.state === 'finished', 180_000, 'the send to finish');
+    const second = await platforms.start(env);
+    await waitForDeliveryState(second, id, 'finished', 180_000);
 
     expect(await ledgerStatuses(second, id)).toEqual({ sent: RECIPIENTS });
     const recovered = second.logs.join('').split('\n').find((line) => line.includes('engine recovered runs'));
@@ -67,16 +67,14 @@ describe('herald start killed mid-send', () => {
   });
 
   it('SIGTERM mid-send, restart: zero duplicates, zero lost', async () => {
-    const first = await startPlatform(env);
-    platforms.push(first);
+    const first = await platforms.start(env);
     const id = await startSend(first, { prefix: 'tm-', count: RECIPIENTS });
-    await until(() => sink.count() >= RECIPIENTS * 0.4, 120_000, '40% of the send');
+    await eventually(() => sink.count() >= RECIPIENTS * 0.4, { timeoutMs: 120_000, what: '40% of the send' });
     first.child.kill('SIGTERM');
     expect(await first.exited).toBe(0);
 
-    const second = await startPlatform(env);
-    platforms.push(second);
-    await until(async () => (await call(second, 'GET', `/v1/deliveries/${id}`)).body.state === 'finished', 180_000, 'the send to finish');
+    const second = await platforms.start(env);
+    await waitForDeliveryState(second, id, 'finished', 180_000);
     expect(await ledgerStatuses(second, id)).toEqual({ sent: RECIPIENTS });
     expect(sink.count()).toBe(RECIPIENTS);
     expect(sink.messageIdCounts().size).toBe(RECIPIENTS);
@@ -86,9 +84,12 @@ describe('herald start killed mid-send', () => {
 
 /** The Deployment counters match the ledger exactly: no event lost with the killed process, none counted twice. */
 async function expectExactKpis(p: Platform, id: string) {
-  await until(async () => (await call(p, 'GET', `/v1/deliveries/${id}/deployment`)).body.kpis.sent >= RECIPIENTS, 30_000, 'the KPIs to count every message');
-  // Settle: anything counted twice would show up after the last flush.
-  await new Promise((resolve) => setTimeout(resolve, 2_000));
+  await eventually(async () => (await call(p, 'GET', `/v1/deliveries/${id}/deployment`)).body.kpis.sent >= RECIPIENTS, {
+    timeoutMs: 30_000,
+    what: 'the KPIs to count every message',
+  });
+  // Anything counted twice would show up once the KPI store has every event recorded so far.
+  await catchUpKpis(p, id);
   const { kpis } = (await call(p, 'GET', `/v1/deliveries/${id}/deployment`)).body;
   expect(kpis).toMatchObject({ toSend: RECIPIENTS, sent: RECIPIENTS, delivered: RECIPIENTS, bouncesAndErrors: 0 });
 }
@@ -96,33 +97,31 @@ async function expectExactKpis(p: Platform, id: string) {
 describeOnStore('postgres', 'herald gateway and herald engine as separate processes on PostgreSQL', () => {
   let sink: CaptureSink;
   let database: TestDatabase;
-  const platforms: Platform[] = [];
+  const platforms = new Platforms();
 
   beforeAll(async () => {
-    sink = await startCaptureSink({ store: 'memory' });
+    sink = await startTestSink();
     database = await createTestDatabase('postgres');
   });
   afterAll(async () => {
-    for (const p of platforms) {
-      if (p.child.exitCode === null) p.child.kill('SIGTERM');
-      await p.exited;
-    }
+    await platforms.end('SIGTERM');
     await sink.close();
     await database.drop();
   });
 
   it('sends what the gateway confirmed, through the engine process', async () => {
-    const env = { HERALD_HOME: mkdtempSync(join(tmpdir(), 'herald-split-')), DATABASE_URL: database.url!, SMTP_URL: sink.url, LOG_LEVEL: 'warn' };
-    const gateway = await startPlatform({ ...env, PORT: String(await freePort()) }, 'gateway');
-    platforms.push(gateway);
-    const engine = await startPlatform({ ...env, PORT: String(await freePort()) }, 'engine');
-    platforms.push(engine);
+    const env = { HERALD_HOME: tempDir('split'), DATABASE_URL: database.url!, SMTP_URL: sink.url, LOG_LEVEL: 'warn' };
+    const gateway = await platforms.start({ ...env, PORT: String(await freePort()) }, 'gateway');
+    await platforms.start({ ...env, PORT: String(await freePort()) }, 'engine');
     const id = await startSend(gateway, { prefix: 'sp-', count: 500 });
-    await until(async () => (await call(gateway, 'GET', `/v1/deliveries/${id}`)).body.state === 'finished', 60_000, 'the send to finish');
+    await waitForDeliveryState(gateway, id, 'finished', 60_000);
     expect(sink.count()).toBe(500);
     expect(await ledgerStatuses(gateway, id)).toEqual({ sent: 500 });
     // The engine's message events reach the gateway's KPI store (through the store's outbox,
     // relayed by the gateway: the engine process's own in-process bus has no consumer).
-    await until(async () => (await call(gateway, 'GET', `/v1/deliveries/${id}/deployment`)).body.kpis?.sent === 500, 15_000, 'the KPIs to count the 500 messages');
+    await eventually(async () => (await call(gateway, 'GET', `/v1/deliveries/${id}/deployment`)).body.kpis?.sent === 500, {
+      timeoutMs: 15_000,
+      what: 'the KPIs to count the 500 messages',
+    });
   });
 });

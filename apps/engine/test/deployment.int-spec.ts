@@ -1,12 +1,22 @@
 // End to end on the embedded default (herald start: PGlite, in-process bus, engine, chDB): a
 // delivery is sent, some messages are opened and clicked through their real tracking links,
 // and the Deployment block matches what the test did, with rates moving only on Compute stats.
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { type CaptureSink, startCaptureSink } from '@herald/capture-sink';
 import { signWebhook } from '@herald/gateway';
-import { call, freePort, hit, ledgerStatuses, type Platform, startPlatform, startSend, trackingLinks, until } from './platform.js';
+import {
+  type CaptureSink,
+  call,
+  eventually,
+  hit,
+  ledgerStatuses,
+  messageLinks,
+  type Platform,
+  platformEnv,
+  startPlatform,
+  startSend,
+  startTestSink,
+  stopPlatform,
+  waitForDeliveryState,
+} from '@herald/testing';
 
 const RECIPIENTS = 5_000;
 const WEBHOOK_SECRET = 'deployment-webhook-secret-0123456789abcdef';
@@ -16,18 +26,11 @@ describe('Deployment KPIs through herald start', () => {
   let platform: Platform;
 
   beforeAll(async () => {
-    sink = await startCaptureSink({ dir: mkdtempSync(join(tmpdir(), 'herald-kpi-mail-')) });
-    platform = await startPlatform({
-      HERALD_HOME: mkdtempSync(join(tmpdir(), 'herald-kpi-')),
-      PORT: String(await freePort()),
-      SMTP_URL: sink.url,
-      LOG_LEVEL: 'warn',
-      HERALD_WEBHOOK_SECRET: WEBHOOK_SECRET,
-    });
+    sink = await startTestSink({ files: true });
+    platform = await startPlatform(await platformEnv('kpi', { SMTP_URL: sink.url, LOG_LEVEL: 'warn', HERALD_WEBHOOK_SECRET: WEBHOOK_SECRET }));
   });
   afterAll(async () => {
-    platform.child.kill('SIGTERM');
-    await platform.exited;
+    await stopPlatform(platform, 'SIGTERM');
     await sink.close();
   });
 
@@ -43,13 +46,13 @@ describe('Deployment KPIs through herald start', () => {
       count: RECIPIENTS,
       html: '<p>Hi <a href="https://shop.example/a">a</a> <a href="https://shop.example/b">b</a></p>',
     });
-    await until(async () => (await call(platform, 'GET', `/v1/deliveries/${id}`)).body.state === 'finished', 120_000, 'the send');
-    await until(async () => (await call(platform, 'GET', `/v1/deliveries/${id}/deployment`)).body.kpis.delivered === RECIPIENTS, 10_000, 'live counters');
+    await waitForDeliveryState(platform, id, 'finished', 120_000);
+    await eventually(async () => (await call(platform, 'GET', `/v1/deliveries/${id}/deployment`)).body.kpis.delivered === RECIPIENTS, { what: 'live counters' });
 
     // Before any Compute stats, open 30 messages (pixel), click 10 of those, and click 5 others without a pixel hit.
     const links = sink.messages().map((m) => {
       const n = Number(/^k(\d+)@/.exec(m.to[0]!)![1]);
-      return { profileId: `k${String(n).padStart(6, '0')}`, ...trackingLinks(m.file!) };
+      return { profileId: `k${String(n).padStart(6, '0')}`, ...messageLinks(m.file!) };
     });
     const before = (await call(platform, 'GET', `/v1/deliveries/${id}/deployment`)).body;
     for (const link of links.slice(0, 30)) expect((await hit(link.pixel)).status).toBe(200);
@@ -69,17 +72,20 @@ describe('Deployment KPIs through herald start', () => {
       });
       expect(answer.status).toBe(200);
     }
-    await until(async () => (await call(platform, 'GET', `/v1/deliveries/${id}/deployment`)).body.kpis.bouncesAndErrors === 2, 10_000, 'the bounces');
+    await eventually(async () => (await call(platform, 'GET', `/v1/deliveries/${id}/deployment`)).body.kpis.bouncesAndErrors === 2, { what: 'the bounces' });
 
     // Rates do not move until Compute stats.
     const unchanged = (await call(platform, 'GET', `/v1/deliveries/${id}/deployment`)).body;
     expect(unchanged.kpis.openRate).toBe(before.kpis.openRate);
     expect(unchanged.ratesComputedAt).toBe(before.ratesComputedAt);
 
-    await until(async () => {
-      const fresh = (await call(platform, 'POST', `/v1/deliveries/${id}/compute-stats`)).body;
-      return fresh.kpis.opens === 36 && fresh.kpis.clicks === 15;
-    }, 15_000, 'the opens and clicks to be counted');
+    await eventually(
+      async () => {
+        const fresh = (await call(platform, 'POST', `/v1/deliveries/${id}/compute-stats`)).body;
+        return fresh.kpis.opens === 36 && fresh.kpis.clicks === 15;
+      },
+      { timeoutMs: 15_000, what: 'the opens and clicks to be counted' },
+    );
     const deployment = (await call(platform, 'GET', `/v1/deliveries/${id}/deployment`)).body;
     expect(deployment).toMatchObject({
       state: 'finished',
@@ -144,15 +150,18 @@ describe('Deployment KPIs through herald start', () => {
 
     const confirm = await call(platform, 'POST', `/v1/deliveries/${id}/confirmations`);
     expect((await call(platform, 'POST', `/v1/deliveries/${id}/confirmations/${confirm.body.confirmationId}/ok`)).status).toBe(202);
-    await until(async () => ((await ledgerStatuses(platform, id)).sent ?? 0) >= 4, 30_000, 'the first messages');
+    await eventually(async () => ((await ledgerStatuses(platform, id)).sent ?? 0) >= 4, { timeoutMs: 30_000, what: 'the first messages' });
     expect((await call(platform, 'POST', `/v1/deliveries/${id}/stop`)).body.state).toBe('stopped');
 
     // What was being sent settles; everything else is stopped, at once and for good.
     let statuses: Record<string, number> = {};
-    await until(async () => {
-      statuses = await ledgerStatuses(platform, id);
-      return !statuses.sending && !statuses.queued && !statuses.pending && !statuses.retry;
-    }, 30_000, 'the messages in flight to settle');
+    await eventually(
+      async () => {
+        statuses = await ledgerStatuses(platform, id);
+        return !statuses.sending && !statuses.queued && !statuses.pending && !statuses.retry;
+      },
+      { timeoutMs: 30_000, what: 'the messages in flight to settle' },
+    );
     const sent = statuses.sent ?? 0;
     expect(statuses).toEqual({ sent, stopped: count - sent });
     expect(sent).toBeLessThan(count / 2);

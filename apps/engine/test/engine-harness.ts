@@ -1,15 +1,10 @@
 // A whole platform in the test process: a real gateway and store (PGlite or PostgreSQL), the
 // in-process bus, the engine with its Piscina pool, and a real SMTP server on loopback.
-import { mkdtempSync } from 'node:fs';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { type CaptureSink, type SinkRule, startCaptureSink } from '@herald/capture-sink';
+import type { CaptureSink, SinkRule } from '@herald/capture-sink';
 import { systemClock } from '@herald/control-plane';
-import type { StoreKind } from '@herald/testing';
+import { approvedDelivery, type Harness, startHarness } from '@herald/gateway/testing';
+import { eventually, type StoreKind, startTestSink } from '@herald/testing';
 import { pino } from 'pino';
-import { approvedDelivery, type Harness, startHarness } from '../../gateway/test/harness.js';
 import { Engine, type EngineOptions } from '../src/index.js';
 
 const TRACKING_SECRET = 'test-tracking-secret-0123456789abcdef';
@@ -28,6 +23,13 @@ export interface EngineHarness extends Harness {
   deliveryFor(count: number, extra?: Record<string, unknown>, prefix?: string, address?: (n: number) => string): Promise<string>;
   confirmAndOk(id: string): Promise<void>;
   waitForState(id: string, state: string, timeoutMs?: number): Promise<Record<string, unknown>>;
+  /**
+   * Waits until no engine holds a recipient of the delivery (nothing queued or being sent: all in
+   * hand settled or released), e.g. after a pause: from then on nothing of it can leave.
+   */
+  waitUntilPutDown(id: string, timeoutMs?: number): Promise<void>;
+  /** What arrived at the sink for addresses starting with `prefix` after `since` (ms), and how late the last one was. */
+  arrivalsAfter(prefix: string, since: number): { count: number; lastMs: number };
   ledger(id: string): Promise<Record<string, number>>;
 }
 
@@ -44,7 +46,7 @@ export async function startEngineHarness(
 ): Promise<EngineHarness> {
   const h = await startHarness(kind, { HERALD_TRACKING_SECRET: TRACKING_SECRET, ...options.env });
   // The engine and the scheduler run on real time; the gateway's clock is only for its own tests.
-  const sink = await startCaptureSink({ rules: options.rules, dir: mkdtempSync(join(tmpdir(), 'herald-sink-')) });
+  const sink = await startTestSink({ rules: options.rules, files: true });
   const engineOptions = (): EngineOptions => ({
     db: h.database.db,
     bus: h.bus,
@@ -109,13 +111,32 @@ export async function startEngineHarness(
       await h.gateway.relay.drain();
     },
     async waitForState(id, state, timeoutMs = 60_000) {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const delivery = (await h.api('GET', `/v1/deliveries/${id}`)).body;
-        if (delivery.state === state) return delivery;
-        if (Date.now() > deadline) throw new Error(`delivery ${id} is '${delivery.state}' (${delivery.stateReason}), not '${state}'`);
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
+      let delivery: Record<string, unknown> = {};
+      await eventually(
+        async () => {
+          delivery = (await h.api('GET', `/v1/deliveries/${id}`)).body;
+          return delivery.state === state;
+        },
+        { timeoutMs, intervalMs: 50, what: () => `delivery ${id} to be '${state}' (it is '${delivery.state}' (${delivery.stateReason}))` },
+      );
+      return delivery;
+    },
+    async waitUntilPutDown(id, timeoutMs = 30_000) {
+      await eventually(
+        async () => {
+          const ledger = await harness.ledger(id);
+          return (ledger.queued ?? 0) + (ledger.sending ?? 0) === 0;
+        },
+        { timeoutMs, what: 'the engines to put down the delivery' },
+      );
+    },
+    arrivalsAfter(prefix, since) {
+      const late = sink
+        .messages()
+        .filter((m) => m.to[0]!.startsWith(prefix))
+        .map((m) => Date.parse(m.receivedAt) - since)
+        .filter((ms) => ms > 0);
+      return { count: late.length, lastMs: Math.max(0, ...late) };
     },
     async ledger(id) {
       const rows = await h.database.db.query<{ status: string; n: number }>(
@@ -132,29 +153,4 @@ export async function startEngineHarness(
     },
   };
   return harness;
-}
-
-export interface SmsProvider {
-  /** The batch endpoint, for HTTP_PROVIDER_URL (workerOverrides.httpProviderUrl). */
-  url: string;
-  close(): Promise<void>;
-}
-
-/** A generic JSON batch sms provider on loopback: `answer` writes the (200) body for each request's messages. */
-export async function startSmsProvider(answer: (messages: { id: string; to: string; text: string }[]) => string, path = '/v1/sms'): Promise<SmsProvider> {
-  const server = createServer((req, res) => {
-    let body = '';
-    req.on('data', (chunk) => {
-      body += chunk;
-    });
-    req.on('end', () => {
-      res.setHeader('content-type', 'application/json');
-      res.end(answer((JSON.parse(body) as { messages: { id: string; to: string; text: string }[] }).messages));
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}${path}`,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
 }

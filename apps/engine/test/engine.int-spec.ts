@@ -1,14 +1,19 @@
 // The send engine against a real SMTP server on loopback: outcomes, retries, quarantine,
 // the circuit breaker, pause/resume and a graceful restart, on PGlite and PostgreSQL.
 import { createHash, createVerify, generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { type AddressInfo, createServer as createNetServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { startCaptureSink } from '@herald/capture-sink';
-import { SMTPServer } from 'smtp-server';
-import { describeEachStore } from '@herald/testing';
-import { type EngineHarness, type SmsProvider, startEngineHarness, startSmsProvider } from './engine-harness.js';
+import { readFileSync } from 'node:fs';
+import {
+  describeEachStore,
+  eventually,
+  freePort,
+  readMessageText,
+  type SmsProvider,
+  startSmsProvider,
+  startSmtpServer,
+  startTestSink,
+  type TestSmtpServer,
+} from '@herald/testing';
+import { type EngineHarness, startEngineHarness } from './engine-harness.js';
 
 describeEachStore('send engine', (kind) => {
 
@@ -69,7 +74,7 @@ describeEachStore('send engine', (kind) => {
       await h.confirmAndOk(id);
       await h.waitForState(id, 'finished');
       const message = h.sink.messages().find((m) => m.to.includes('tr-1@example.com'))!;
-      const raw = readFileSync(message.file!, 'utf8').replace(/=\r\n/g, '').replace(/=([0-9A-F]{2})/g, (_, hex: string) => String.fromCharCode(Number.parseInt(hex, 16)));
+      const raw = readMessageText(message.file!);
       const local = (url: string) => url.replace('http://herald.test', h.gateway.url);
       const click = local(/http:\/\/herald\.test\/t\/c\/[\w.-]+/.exec(raw)![0]);
       const pixel = local(/http:\/\/herald\.test\/t\/o\/[\w.-]+/.exec(raw)![0]);
@@ -161,7 +166,7 @@ describeEachStore('send engine', (kind) => {
       const [before] = await h.database.db.query<{ n: number }>(`SELECT count(*)::int AS n FROM outbox_messages WHERE topic = 'herald.message-events'`);
       const proof = await h.api('POST', `/v1/deliveries/${id}/proofs`, { body: { to: ['boss@example.com', 'legal@example.com'], profileId: 'pr-000003' } });
       expect(proof.status).toBe(202);
-      await waitUntil(() => h.sink.count() >= 2);
+      await eventually(() => h.sink.count() >= 2, { timeoutMs: 30_000, what: 'the two proofs' });
       const messages = h.sink.messages();
       expect(messages.flatMap((m) => m.to).sort()).toEqual(['boss@example.com', 'legal@example.com']);
       const raw = readFileSync(messages[0]!.file!, 'utf8');
@@ -202,20 +207,25 @@ describeEachStore('send engine', (kind) => {
     it('pauses within a second and resumes without sending anyone twice', async () => {
       const id = await h.deliveryFor(3000, { throughput: { perHour: 3_600_000 } }, 'p0-');
       await h.confirmAndOk(id);
-      await waitUntil(() => h.sink.count() >= 300);
+      await eventually(() => h.sink.count() >= 300, { timeoutMs: 30_000, what: '300 messages sent' });
       const paused = await h.api('POST', `/v1/deliveries/${id}/pause`);
       expect(paused.body.state).toBe('paused');
       const pausedAt = Date.now();
-      // Within a second, nothing more leaves.
-      await new Promise((resolve) => setTimeout(resolve, 1000));
+      // Within a second, nothing more leaves: once the engine has put the delivery down (nothing
+      // queued or being sent, so nothing more can leave), the last message arrived at most a
+      // second after the pause; and none arrives while it stays paused (checked below, over the
+      // whole pause, from the arrival times).
+      await h.waitUntilPutDown(id);
       const afterSecond = h.sink.count();
-      await new Promise((resolve) => setTimeout(resolve, 500));
-      expect(h.sink.count()).toBe(afterSecond);
-      expect(Date.now() - pausedAt).toBeGreaterThanOrEqual(1000);
+      expect(h.arrivalsAfter('p0-', pausedAt).lastMs).toBeLessThanOrEqual(1000);
       expect(afterSecond).toBeLessThan(3000);
+      const resumedAt = Date.now();
+      expect(h.sink.count()).toBe(afterSecond);
       await h.api('POST', `/v1/deliveries/${id}/resume`);
       await h.gateway.relay.drain();
       await h.waitForState(id, 'finished');
+      const duringPause = h.sink.messages().filter((m) => m.to[0]!.startsWith('p0-') && Date.parse(m.receivedAt) > pausedAt + 1000 && Date.parse(m.receivedAt) < resumedAt);
+      expect(duringPause).toHaveLength(0);
       expect(await h.ledger(id)).toEqual({ sent: 3000 });
       const counts = [...h.sink.messageIdCounts().values()];
       expect(counts.length).toBe(3000);
@@ -226,7 +236,7 @@ describeEachStore('send engine', (kind) => {
       const before = h.sink.count();
       const id = await h.deliveryFor(3000, {}, 'g0-');
       await h.confirmAndOk(id);
-      await waitUntil(() => h.sink.count() - before >= 600);
+      await eventually(() => h.sink.count() - before >= 600, { timeoutMs: 30_000, what: '600 messages sent' });
       await h.restartEngine();
       await h.waitForState(id, 'finished');
       expect(await h.ledger(id)).toEqual({ sent: 3000 });
@@ -281,45 +291,27 @@ describeEachStore('send engine', (kind) => {
   });
 
   describe('SMTP authentication', () => {
-    let server: SMTPServer;
-    let url: (user: string, password: string) => string;
-    const received: string[] = [];
+    let server: TestSmtpServer;
     beforeAll(async () => {
-      server = new SMTPServer({
-        authOptional: false,
-        allowInsecureAuth: true,
-        disabledCommands: ['STARTTLS'],
-        onAuth: (auth, _session, callback) =>
-          auth.username === 'herald' && auth.password === 's3cret p@ss' ? callback(null, { user: auth.username }) : callback(new Error('5.7.8 Authentication failed')),
-        onData: (stream, session, callback) => {
-          stream.resume();
-          stream.on('end', () => {
-            received.push(String(session.user));
-            callback();
-          });
-        },
-      });
-      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-      const { port } = server.server.address() as AddressInfo;
-      url = (user, password) => `smtp://${encodeURIComponent(user)}:${encodeURIComponent(password)}@127.0.0.1:${port}`;
+      server = await startSmtpServer({ credentials: { user: 'herald', password: 's3cret p@ss' } });
     });
-    afterAll(async () => new Promise<void>((resolve) => server.close(() => resolve())));
+    afterAll(async () => server.close());
 
     it('logs in with the credentials of SMTP_URL', async () => {
-      const h = await startEngineHarness(kind, { workerOverrides: { smtpUrl: url('herald', 's3cret p@ss') } });
+      const h = await startEngineHarness(kind, { workerOverrides: { smtpUrl: server.urlWith('herald', 's3cret p@ss') } });
       try {
         const id = await h.deliveryFor(5, {}, 'au-');
         await h.confirmAndOk(id);
         await h.waitForState(id, 'finished');
         expect(await h.ledger(id)).toEqual({ sent: 5 });
-        expect(received.filter((user) => user === 'herald')).toHaveLength(5);
+        expect(server.accepted.filter((m) => m.user === 'herald')).toHaveLength(5);
       } finally {
         await h.close();
       }
     });
 
     it('pauses the send on a refused login, with the answer, and quarantines no one', async () => {
-      const h = await startEngineHarness(kind, { workerOverrides: { smtpUrl: url('herald', 'wrong') } });
+      const h = await startEngineHarness(kind, { workerOverrides: { smtpUrl: server.urlWith('herald', 'wrong') } });
       try {
         const id = await h.deliveryFor(300, {}, 'aw-');
         await h.confirmAndOk(id);
@@ -339,10 +331,7 @@ describeEachStore('send engine', (kind) => {
   describe('SMTP server unreachable', () => {
     it('pauses the send with the connection error, and bounces or quarantines no one', async () => {
       // A port that was free a moment ago: nothing answers there.
-      const probe = createNetServer();
-      await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-      const { port } = probe.address() as AddressInfo;
-      await new Promise((resolve) => probe.close(resolve));
+      const port = await freePort();
       const h = await startEngineHarness(kind, { workerOverrides: { smtpUrl: `smtp://127.0.0.1:${port}` } });
       try {
         const id = await h.deliveryFor(300, {}, 'nr-');
@@ -390,7 +379,7 @@ describeEachStore('send engine', (kind) => {
       // The server goes away with every connection the engine keeps, and comes back on the same port.
       const port = h.sink.port;
       await h.sink.close();
-      const again = await startCaptureSink({ port, dir: mkdtempSync(join(tmpdir(), 'herald-sink-')) });
+      const again = await startTestSink({ port, files: true });
       try {
         const second = await h.deliveryFor(10, {}, 'cx2-');
         await h.confirmAndOk(second);
@@ -406,15 +395,6 @@ describeEachStore('send engine', (kind) => {
     });
   });
 });
-
-async function waitUntil(predicate: () => boolean, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error('timed out');
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
-
 
 /**
  * Checks a message's DKIM-Signature (relaxed/relaxed, rsa-sha256) as a receiver would (RFC 6376

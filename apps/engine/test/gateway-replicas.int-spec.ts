@@ -1,45 +1,44 @@
 // Gateways sharing one PostgreSQL store (real processes). A gateway on the embedded KPI store
 // (chDB under its HERALD_HOME) counts only the message events its own consumer takes: a second
 // gateway would split the KPIs between two chDBs. It is refused, saying why and what to do.
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { createTestDatabase, describeOnStore, type TestDatabase } from '@herald/testing';
-import { freePort, type Platform, runUntilExit, startPlatform, stopPlatform, until } from './platform.js';
+import {
+  createTestDatabase,
+  describeOnStore,
+  eventually,
+  Platforms,
+  platformEnv,
+  runUntilExit,
+  stopPlatform,
+  type TestDatabase,
+} from '@herald/testing';
 
 describeOnStore('postgres', 'several gateways on one store', () => {
   let database: TestDatabase;
-  const platforms: Platform[] = [];
-  const env = () => ({ DATABASE_URL: database.url!, HERALD_HOME: mkdtempSync(join(tmpdir(), 'herald-replica-')), LOG_LEVEL: 'warn' });
-  const startGateway = async (extra: Record<string, string> = {}) => {
-    const p = await startPlatform({ ...env(), PORT: String(await freePort()), ...extra }, 'gateway');
-    platforms.push(p);
-    return p;
-  };
+  const platforms = new Platforms();
+  /** A gateway's environment: its own HERALD_HOME and port, the shared store. */
+  const env = (extra: Record<string, string> = {}) => platformEnv('replica', { DATABASE_URL: database.url!, LOG_LEVEL: 'warn', ...extra });
+  const startGateway = async () => platforms.start(await env(), 'gateway');
 
   beforeEach(async () => {
     database = await createTestDatabase('postgres');
   });
   afterEach(async () => {
-    for (const p of platforms.splice(0)) {
-      if (p.child.exitCode === null) p.child.kill('SIGKILL');
-      await p.exited;
-    }
+    await platforms.end('SIGKILL');
     await database.drop();
   });
 
   it('refuses a second gateway on the embedded KPI store, saying why and to set CLICKHOUSE_URL; it starts once the first is gone', async () => {
     const first = await startGateway();
-    const second = await runUntilExit(['gateway'], { ...env(), PORT: String(await freePort()) });
+    const second = await runUntilExit(['gateway'], await env());
     expect({ code: second.code, up: second.up }).toEqual({ code: 2, up: false });
     expect(second.stderr).toContain('another gateway with the embedded KPI store (chDB) already runs on this control-plane store');
     expect(second.stderr).toContain('set CLICKHOUSE_URL');
     expect(second.stderr).not.toMatch(/^\s+at /m);
     // herald start runs a gateway too.
-    const all = await runUntilExit(['start'], { ...env(), PORT: String(await freePort()), SMTP_URL: 'smtp://127.0.0.1:9' });
+    const all = await runUntilExit(['start'], await env({ SMTP_URL: 'smtp://127.0.0.1:9' }));
     expect({ code: all.code, up: all.up }).toEqual({ code: 2, up: false });
     // A gateway on a ClickHouse server would split them just the same (refused before it connects to it).
-    const clickhouse = await runUntilExit(['gateway'], { ...env(), PORT: String(await freePort()), CLICKHOUSE_URL: 'http://127.0.0.1:9' });
+    const clickhouse = await runUntilExit(['gateway'], await env({ CLICKHOUSE_URL: 'http://127.0.0.1:9' }));
     expect({ code: clickhouse.code, up: clickhouse.up }).toEqual({ code: 2, up: false });
     expect(clickhouse.stderr).toContain('a gateway with the embedded KPI store (chDB) runs on this control-plane store');
 
@@ -49,9 +48,9 @@ describeOnStore('postgres', 'several gateways on one store', () => {
     const before = await lockHolder();
     expect(before).toBeDefined();
     await database.db.query('SELECT pg_terminate_backend($1)', [before]);
-    await until(async () => ((await lockHolder()) ?? before) !== before, 15_000, 'the lock taken again');
+    await eventually(async () => ((await lockHolder()) ?? before) !== before, { timeoutMs: 15_000, what: 'the lock taken again' });
     expect(first.logs.join('')).toContain('lost the connection holding the KPI store lock');
-    expect((await runUntilExit(['gateway'], { ...env(), PORT: String(await freePort()) })).code).toBe(2);
+    expect((await runUntilExit(['gateway'], await env())).code).toBe(2);
 
     // kill -9: the store ends its session, and with it the lock.
     first.child.kill('SIGKILL');

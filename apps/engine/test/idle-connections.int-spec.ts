@@ -4,84 +4,33 @@
 // command is then answered "421 Timeout - closing connection"; with `crossing`, the server
 // answers so, deterministically, to the first MAIL FROM on a connection idle for longer than
 // IDLE_MS (and its own timer ends idle connections later).
-import type { AddressInfo, Socket } from 'node:net';
-import { describeEachStore, eventually } from '@herald/testing';
-import { SMTPServer } from 'smtp-server';
+import { describeEachStore, eventually, startSmtpServer, type TestSmtpServer } from '@herald/testing';
 import { SmtpPool } from '../src/smtp-pool.js';
 import { startEngineHarness } from './engine-harness.js';
 
 const IDLE_MS = 1000;
 
-interface IdleServer {
-  url: string;
-  /** Messages accepted, with their envelope recipient. */
-  accepted: string[];
+interface IdleServer extends TestSmtpServer {
   /** MAIL FROMs answered 421 because the connection had been idle. */
   timeouts: number;
-  /** Connections open now, and opened in all. */
-  open: number;
-  opened: number;
-  /** When the last message was accepted. */
-  lastAcceptedAt: number;
-  close(): Promise<void>;
 }
 
 async function startIdleServer(options: { crossing: boolean }): Promise<IdleServer> {
-  const lastActive = new Map<string, number>();
-  const state = { accepted: [] as string[], timeouts: 0, open: 0, opened: 0, lastAcceptedAt: 0 };
-  const server = new SMTPServer({
-    logger: false,
-    disabledCommands: ['STARTTLS', 'AUTH'],
-    socketTimeout: options.crossing ? IDLE_MS * 3 : IDLE_MS,
-    onConnect: (session, callback) => {
-      lastActive.set(session.id, Date.now());
-      callback();
-    },
-    onClose: (session) => {
-      lastActive.delete(session.id);
-    },
-    onMailFrom: (_address, session, callback) => {
-      const idle = Date.now() - (lastActive.get(session.id) ?? 0);
-      if (options.crossing && idle > IDLE_MS) {
-        state.timeouts++;
-        // smtp-server closes the connection after any 421, as it does after its idle timeout.
-        return callback(Object.assign(new Error('Timeout - closing connection'), { responseCode: 421 }));
-      }
-      callback();
-    },
-    onData: (stream, session, callback) => {
-      stream.resume();
-      stream.on('end', () => {
-        state.accepted.push(session.envelope.rcptTo[0]!.address);
-        state.lastAcceptedAt = Date.now();
-        lastActive.set(session.id, Date.now());
-        callback();
-      });
+  let timeouts = 0;
+  const server = await startSmtpServer({
+    idleTimeoutMs: options.crossing ? IDLE_MS * 3 : IDLE_MS,
+    onMailFrom: (idleMs) => {
+      if (!options.crossing || idleMs <= IDLE_MS) return undefined;
+      timeouts++;
+      // smtp-server closes the connection after any 421, as it does after its idle timeout.
+      return Object.assign(new Error('Timeout - closing connection'), { responseCode: 421 });
     },
   });
-  server.on('error', () => {});
-  const sockets = new Set<Socket>();
-  server.server.on('connection', (socket: Socket) => {
-    state.open++;
-    state.opened++;
-    sockets.add(socket);
-    socket.once('close', () => {
-      state.open--;
-      sockets.delete(socket);
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.server.address() as AddressInfo;
-  return Object.assign(state, {
-    url: `smtp://127.0.0.1:${port}`,
-    close: () => {
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      // smtp-server waits for its clients to leave; the pools under test keep theirs open.
-      for (const socket of sockets) socket.destroy();
-      return closed;
-    },
-  });
+  return Object.defineProperty(server, 'timeouts', { get: () => timeouts, enumerable: true }) as IdleServer;
 }
+
+/** The envelope recipient of each message the server accepted, in order. */
+const acceptedTo = (server: IdleServer) => server.accepted.map((m) => m.to);
 
 /** Waits (polling) until the server's idle timeout has passed since its last message. */
 const stayIdle = (server: IdleServer) => eventually(() => Date.now() - server.lastAcceptedAt > IDLE_MS + 200, { timeoutMs: IDLE_MS * 5, what: 'the idle period' });
@@ -102,7 +51,7 @@ describe('SMTP pool after an idle period', () => {
     await stayIdle(server);
     await expect(pool.send({ from: 'a@shop.example', to: ['two@example.com'] }, raw)).resolves.toMatchObject({ response: expect.stringMatching(/^250/) });
     expect(server.timeouts).toBe(1);
-    expect(server.accepted).toEqual(['one@example.com', 'two@example.com']);
+    expect(acceptedTo(server)).toEqual(['one@example.com', 'two@example.com']);
   });
 
   it('closes its idle connections after idleTimeoutMs, before the server times them out', async () => {
@@ -137,7 +86,7 @@ describeEachStore('sends after an idle period', (kind) => {
       // Every message went out at its first attempt: none paid for the idle connection.
       const [attempts] = await h.database.db.query<{ max: number }>('SELECT max(attempts)::int AS max FROM send_ledger WHERE delivery_id = $1', [second]);
       expect(attempts!.max).toBe(1);
-      expect(server.accepted.filter((to) => to.startsWith('idle2-'))).toHaveLength(20);
+      expect(acceptedTo(server).filter((to) => to.startsWith('idle2-'))).toHaveLength(20);
     } finally {
       await h.close();
     }

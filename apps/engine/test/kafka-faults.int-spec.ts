@@ -3,17 +3,33 @@
 // server on loopback. Each case ends with every recipient settled once in the ledger, duplicates
 // at the SMTP server no more than what a killed process had in flight, and in ClickHouse
 // count() = count(DISTINCT event_id) = the expected number of events.
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { KafkaBus } from '@herald/bus';
-import { type CaptureSink, startCaptureSink } from '@herald/capture-sink';
 import { dlqTopic, TOPICS } from '@herald/contracts';
-import { createTestDatabase, describeOnStore, storesUnderTest, type TestDatabase } from '@herald/testing';
-import { kafkaAvailable, startPrivateKafka, startTestKafka, type TestKafka } from '../../../packages/bus/test/kafka-broker.js';
-import { call, kpiEventCounts, ledgerStatuses, type Platform, startPlatform, startSend, stopPlatform, until } from './platform.js';
+import {
+  type CaptureSink,
+  call,
+  createTestDatabase,
+  describeOnStore,
+  eventually,
+  holdFor,
+  kafkaAvailable,
+  kpiEventCounts,
+  ledgerStatuses,
+  messageLinks,
+  type Platform,
+  Platforms,
+  runHerald,
+  startPrivateKafka,
+  startSend,
+  startTestKafka,
+  startTestSink,
+  stopPlatform,
+  storesUnderTest,
+  type TestDatabase,
+  type TestKafka,
+  tempDir,
+  waitForDeliveryState,
+} from '@herald/testing';
 
 const RECIPIENTS = 20_000;
 /**
@@ -22,7 +38,6 @@ const RECIPIENTS = 20_000;
  * KAFKA_SESSION_TIMEOUT (default 10 s) and a rebalance.
  */
 const TAKEOVER_BOUND_MS = 15_000;
-const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 
 /** Progress on stdout with the seconds since the test began: where a slow or stuck case spent its time shows in CI's output. */
 let began = Date.now();
@@ -42,7 +57,7 @@ describeOnStore(
     let database: TestDatabase;
     let sink: CaptureSink;
     let env: Record<string, string>;
-    const platforms: Platform[] = [];
+    const platforms = new Platforms();
 
     beforeAll(async () => {
       kafka = await startTestKafka();
@@ -52,9 +67,9 @@ describeOnStore(
     beforeEach(async () => {
       began = Date.now();
       database = await createTestDatabase('postgres');
-      sink = await startCaptureSink({ store: 'memory' });
+      sink = await startTestSink();
       env = {
-        HERALD_HOME: mkdtempSync(join(tmpdir(), 'herald-kafka-fault-')),
+        HERALD_HOME: tempDir('kafka-fault'),
         PORT: '0',
         SMTP_URL: sink.url,
         DATABASE_URL: database.url!,
@@ -70,10 +85,7 @@ describeOnStore(
     });
 
     afterEach(async () => {
-      for (const p of platforms.splice(0)) {
-        if (p.child.exitCode === null) p.child.kill('SIGKILL');
-        await p.exited;
-      }
+      await platforms.end('SIGKILL');
       for (const pid of enginePidsStarted.splice(0)) {
         try {
           process.kill(pid, 'SIGKILL');
@@ -89,15 +101,14 @@ describeOnStore(
     async function start(extra: Record<string, string> = {}) {
       // PORT 0: the gateway and each engine process take a free port. (Fixed ports collided:
       // PORT + 1 was taken by another connection, or by an engine of a killed parent.)
-      const p = await startPlatform({ ...env, ...extra }, 'start', ['--engines', '2']);
-      platforms.push(p);
+      const p = await platforms.start({ ...env, ...extra }, 'start', ['--engines', '2']);
       progress('herald start --engines 2 is up');
       enginePidsStarted.push(...enginePids(p));
       return p;
     }
 
     async function finishAndCheck(p: Platform, id: string, maxDuplicates: number) {
-      await until(async () => (await call(p, 'GET', `/v1/deliveries/${id}`)).body.state === 'finished', 200_000, 'the send to finish').catch(async (error) => {
+      await waitForDeliveryState(p, id, 'finished', 200_000).catch(async (error) => {
         // What is left, and what the platform said besides routine info lines.
         const unsettled = await database.db.query(
           `SELECT status, engine_id, last_error, count(*)::int AS n FROM send_ledger WHERE delivery_id = $1 AND status <> 'sent' GROUP BY 1, 2, 3`,
@@ -114,7 +125,7 @@ describeOnStore(
       expect(ids.size).toBe(RECIPIENTS);
       const duplicates = sink.count() - RECIPIENTS;
       expect(duplicates).toBeLessThanOrEqual(maxDuplicates);
-      await until(async () => (await call(p, 'GET', `/v1/deliveries/${id}/deployment`)).body.kpis.sent >= RECIPIENTS, 60_000, 'the KPIs');
+      await eventually(async () => (await call(p, 'GET', `/v1/deliveries/${id}/deployment`)).body.kpis.sent >= RECIPIENTS, { timeoutMs: 60_000, what: 'the KPIs' });
       progress('KPIs caught up');
       // Stop the platform gracefully, then count in ClickHouse itself.
       expect(await stopPlatform(p, 'SIGTERM')).toBe(0);
@@ -129,7 +140,7 @@ describeOnStore(
       const pids = enginePids(p);
       expect(pids).toHaveLength(2);
       // Both engines are registered and consume partitions of herald.send-batches.
-      await until(async () => (await call(p, 'GET', '/v1/ops/engines')).body.items?.length === 2, 30_000, 'two live engines');
+      await eventually(async () => (await call(p, 'GET', '/v1/ops/engines')).body.items?.length === 2, { timeoutMs: 30_000, what: 'two live engines' });
       const engines = (await call(p, 'GET', '/v1/ops/engines')).body;
       expect(engines.items.map((e: { pid: number }) => e.pid).sort()).toEqual([...pids].sort());
       // Each engine process serves its figures for Prometheus on its own port.
@@ -137,9 +148,9 @@ describeOnStore(
       expect(metricsUrls).toHaveLength(2);
       for (const url of metricsUrls) expect(await (await fetch(url)).text()).toMatch(/^herald_engine_threads 1$/m);
       const id = await startSend(p, { prefix: 'k2-', count: RECIPIENTS });
-      await until(() => sink.count() >= RECIPIENTS * 0.4, 180_000, '40% of the send');
+      await eventually(() => sink.count() >= RECIPIENTS * 0.4, { timeoutMs: 180_000, what: '40% of the send' });
       // Both have sent part of it (each reports its count in its heartbeat, every 2 s).
-      await until(async () => (await call(p, 'GET', '/v1/ops/engines')).body.items.every((e: { messages: number }) => e.messages > 0), 30_000, 'both engines sending');
+      await eventually(async () => (await call(p, 'GET', '/v1/ops/engines')).body.items.every((e: { messages: number }) => e.messages > 0), { timeoutMs: 30_000, what: 'both engines sending' });
       process.kill(pids[0]!, 'SIGKILL');
       const killedAt = Date.now();
       // The survivor takes the dead one's partitions over once the broker drops it from the group
@@ -147,8 +158,8 @@ describeOnStore(
       const survivorPartitions = async () =>
         (await call(p, 'GET', '/v1/ops/engines')).body.items.find((e: { pid: number }) => e.pid === pids[1])?.partitions?.length ?? 0;
       const [partitionsAfter, requeuedAfter] = await Promise.all([
-        until(async () => (await survivorPartitions()) === 32, 60_000, 'the survivor to own every partition').then(() => Date.now() - killedAt),
-        until(() => p.logs.join('').includes('engine requeued the work of dead engines'), 60_000, 'the dead engine to be reaped').then(() => Date.now() - killedAt),
+        eventually(async () => (await survivorPartitions()) === 32, { timeoutMs: 60_000, what: 'the survivor to own every partition' }).then(() => Date.now() - killedAt),
+        eventually(() => p.logs.join('').includes('engine requeued the work of dead engines'), { timeoutMs: 60_000, what: 'the dead engine to be reaped' }).then(() => Date.now() - killedAt),
       ]);
       const reaped = JSON.parse(p.logs.join('').split('\n').find((line) => line.includes('engine requeued the work of dead engines'))!);
       const duplicates = await finishAndCheck(p, id, reaped.inFlight);
@@ -173,10 +184,10 @@ describeOnStore(
       try {
         const p = await start({ KAFKA_BROKERS: own.brokers.join(',') });
         const id = await startSend(p, { prefix: 'kb-', count: RECIPIENTS });
-        await until(() => sink.count() >= RECIPIENTS * 0.3, 180_000, '30% of the send');
+        await eventually(() => sink.count() >= RECIPIENTS * 0.3, { timeoutMs: 180_000, what: '30% of the send' });
         own.kill();
         const atDeath = sink.count();
-        await new Promise((resolve) => setTimeout(resolve, 30_000));
+        await holdFor(30_000, 'the outage under test: the broker stays down 30 s while the platform runs');
         const duringOutage = sink.count() - atDeath;
         await own.restart();
         // Nothing died but the broker: batches redelivered after it came back are claimed once.
@@ -190,7 +201,7 @@ describeOnStore(
     it('SIGTERM every process mid-send, restart: zero duplicates', async () => {
       const first = await start();
       const id = await startSend(first, { prefix: 'st-', count: RECIPIENTS });
-      await until(() => sink.count() >= RECIPIENTS * 0.4, 180_000, '40% of the send');
+      await eventually(() => sink.count() >= RECIPIENTS * 0.4, { timeoutMs: 180_000, what: '40% of the send' });
       progress(`SIGTERM at ${sink.count()}`);
       expect(await stopPlatform(first, 'SIGTERM')).toBe(0);
       progress(`stopped at ${sink.count()}`);
@@ -202,7 +213,7 @@ describeOnStore(
     it('kill -9 the gateway and its KPI consumer mid-send, restart: no event lost or counted twice', async () => {
       const first = await start();
       const id = await startSend(first, { prefix: 'kc-', count: RECIPIENTS });
-      await until(() => sink.count() >= RECIPIENTS * 0.5, 180_000, 'half of the send');
+      await eventually(() => sink.count() >= RECIPIENTS * 0.5, { timeoutMs: 180_000, what: 'half of the send' });
       progress(`kill -9 of the gateway at ${sink.count()}`);
       first.child.kill('SIGKILL');
       await first.exited;
@@ -214,7 +225,7 @@ describeOnStore(
 
     it('a poison event and a poison batch go to the DLQ with their reason; the partitions keep flowing', async () => {
       // A sink that keeps the messages: the engine processes' links must point at the gateway.
-      const kept = await startCaptureSink({ dir: mkdtempSync(join(tmpdir(), 'herald-kafka-mail-')) });
+      const kept = await startTestSink({ files: true });
       const p = await start({ SMTP_URL: kept.url });
       const bus = new KafkaBus({ brokers: kafka.brokers, topicPrefix: env.KAFKA_TOPIC_PREFIX });
       const dead: { topic: string; value: { reason: string } }[] = [];
@@ -224,24 +235,19 @@ describeOnStore(
       await bus.publish(TOPICS.messageEvents, [{ key: 'x', value: { type: 'exploded' } }]);
       await bus.publish(TOPICS.sendBatches, [{ key: 'bad-batch', value: { batchId: 'bad-batch', recipients: 'none' } }]);
       const id = await startSend(p, { prefix: 'pz-', count: 2_000 });
-      await until(async () => (await call(p, 'GET', `/v1/deliveries/${id}`)).body.state === 'finished', 120_000, 'the send after the poison');
-      await until(() => dead.length >= 2, 30_000, 'both poison messages in their DLQ');
+      await waitForDeliveryState(p, id, 'finished', 120_000);
+      await eventually(() => dead.length >= 2, { timeoutMs: 30_000, what: 'both poison messages in their DLQ' });
       expect(dead.map((d) => d.topic).sort()).toEqual([dlqTopic(TOPICS.messageEvents), dlqTopic(TOPICS.sendBatches)].sort());
       expect(dead.every((d) => d.value.reason.length > 0)).toBe(true);
-      await until(async () => (await call(p, 'GET', `/v1/deliveries/${id}/deployment`)).body.kpis.sent === 2_000, 30_000, 'the KPIs after the poison');
-      const raw = readFileSync(kept.messages()[0]!.file!, 'utf8').replace(/=\r\n/g, '');
-      const pixel = /http:\/\/[^/"]+\/t\/o\/[\w.-]+/.exec(raw)![0];
+      await eventually(async () => (await call(p, 'GET', `/v1/deliveries/${id}/deployment`)).body.kpis.sent === 2_000, { timeoutMs: 30_000, what: 'the KPIs after the poison' });
+      const { pixel } = messageLinks(kept.messages()[0]!.file!);
       expect(pixel.startsWith(`${p.url}/t/o/`)).toBe(true);
       expect((await fetch(pixel)).status).toBe(200);
       await kept.close();
       // herald dlq replay puts a DLQ's messages back on their topic (still poison: back to the DLQ).
-      const replay = spawnSync(process.execPath, [join(ROOT, 'apps/cli/bin/herald.js'), 'dlq', 'replay', TOPICS.messageEvents], {
-        env: { PATH: process.env.PATH, ...env },
-        encoding: 'utf8',
-        timeout: 60_000,
-      });
+      const replay = await runHerald(['dlq', 'replay', TOPICS.messageEvents], env, 60_000);
       expect(replay.stdout).toContain(`replayed 1 message(s) from ${dlqTopic(TOPICS.messageEvents)} to ${TOPICS.messageEvents}`);
-      await until(() => dead.filter((d) => d.topic === dlqTopic(TOPICS.messageEvents)).length === 2, 30_000, 'the replayed poison back in the DLQ');
+      await eventually(() => dead.filter((d) => d.topic === dlqTopic(TOPICS.messageEvents)).length === 2, { timeoutMs: 30_000, what: 'the replayed poison back in the DLQ' });
       await bus.close();
     }, 300_000);
   },

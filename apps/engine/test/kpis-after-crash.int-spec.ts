@@ -6,11 +6,21 @@
 // part and its views' parts leaves (rare at a random kill, so made certain here). After the send,
 // real links are opened and clicked, the platform is killed again at once, and after the restart
 // Compute stats counts them exactly.
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { type CaptureSink, startCaptureSink } from '@herald/capture-sink';
-import { call, freePort, hit, ledgerStatuses, onKpiStore, type Platform, startPlatform, startSend, trackingLinks, until } from './platform.js';
+import {
+  type CaptureSink,
+  call,
+  eventually,
+  hit,
+  ledgerStatuses,
+  messageLinks,
+  onKpiStore,
+  type Platform,
+  Platforms,
+  platformEnv,
+  startSend,
+  startTestSink,
+  waitForDeliveryState,
+} from '@herald/testing';
 
 const RECIPIENTS = 10_000;
 /** Addresses kk<n>@ with n % 50 = 7 answer 550 at RCPT: 2% hard bounces. */
@@ -19,32 +29,18 @@ const HARD_BOUNCES = { match: '/^kk(\\d*[05])?7@/', code: 550, message: '5.1.1 u
 describe('KPIs after kill -9 of herald start', () => {
   let sink: CaptureSink;
   let env: Record<string, string>;
-  const platforms: Platform[] = [];
+  const platforms = new Platforms();
 
   beforeAll(async () => {
-    sink = await startCaptureSink({ dir: mkdtempSync(join(tmpdir(), 'herald-kpi-crash-mail-')), rules: [HARD_BOUNCES] });
-    env = {
-      HERALD_HOME: mkdtempSync(join(tmpdir(), 'herald-kpi-crash-')),
-      PORT: String(await freePort()),
-      SMTP_URL: sink.url,
-      LOG_LEVEL: 'info',
-      ENGINE_THREADS: '2',
-      ENGINE_BATCH_SIZE: '200',
-    };
+    sink = await startTestSink({ files: true, rules: [HARD_BOUNCES] });
+    env = await platformEnv('kpi-crash', { SMTP_URL: sink.url, LOG_LEVEL: 'info', ENGINE_THREADS: '2', ENGINE_BATCH_SIZE: '200' });
   });
   afterAll(async () => {
-    for (const p of platforms) {
-      if (p.child.exitCode === null) p.child.kill('SIGKILL');
-      await p.exited;
-    }
+    await platforms.end('SIGKILL');
     await sink.close();
   });
 
-  async function start(): Promise<Platform> {
-    const p = await startPlatform(env);
-    platforms.push(p);
-    return p;
-  }
+  const start = (): Promise<Platform> => platforms.start(env);
 
   async function kill(p: Platform): Promise<void> {
     p.child.kill('SIGKILL');
@@ -53,10 +49,13 @@ describe('KPIs after kill -9 of herald start', () => {
 
   /** The counters of the Deployment block equal the sending logs (polled: the counters follow within seconds). */
   async function expectCountersMatchLedger(p: Platform, id: string, what: string): Promise<Record<string, number>> {
-    await until(async () => {
-      const statuses = await ledgerStatuses(p, id);
-      return !statuses.queued && !statuses.sending;
-    }, 60_000, 'the batches in hand to settle');
+    await eventually(
+      async () => {
+        const statuses = await ledgerStatuses(p, id);
+        return !statuses.queued && !statuses.sending;
+      },
+      { timeoutMs: 60_000, what: 'the batches in hand to settle' },
+    );
     const ledger = await ledgerStatuses(p, id);
     const errors = (ledger.bounced ?? 0) + (ledger.failed ?? 0) + (ledger.in_doubt ?? 0);
     const expected = { sent: (ledger.sent ?? 0) + errors, delivered: ledger.sent ?? 0, bouncesAndErrors: errors };
@@ -66,7 +65,7 @@ describe('KPIs after kill -9 of herald start', () => {
       return { sent: kpis.sent, delivered: kpis.delivered, bouncesAndErrors: kpis.bouncesAndErrors };
     };
     // On a timeout the assertion below shows the difference.
-    await until(async () => JSON.stringify(await counters()) === JSON.stringify(expected), 20_000, what).catch(() => undefined);
+    await eventually(async () => JSON.stringify(await counters()) === JSON.stringify(expected), { timeoutMs: 20_000, what }).catch(() => undefined);
     expect({ what, ...(await counters()) }).toEqual({ what, ...expected });
     process.stdout.write(`${what}: ledger ${JSON.stringify(ledger)}, Deployment ${JSON.stringify(expected)}\n`);
     return kpis;
@@ -89,7 +88,7 @@ describe('KPIs after kill -9 of herald start', () => {
     let p = await start();
     const id = await startSend(p, { prefix: 'kk', count: RECIPIENTS });
     for (const share of [0.2, 0.5, 0.8]) {
-      await until(() => sink.count() >= RECIPIENTS * share, 180_000, `${share * 100}% of the send`);
+      await eventually(() => sink.count() >= RECIPIENTS * share, { timeoutMs: 180_000, what: `${share * 100}% of the send` });
       await kill(p);
       if (share === 0.5) await dropNewestCountersPart(id);
       p = await start();
@@ -98,7 +97,7 @@ describe('KPIs after kill -9 of herald start', () => {
       await expectCountersMatchLedger(p, id, `after a kill at ${sink.count()} received`);
       expect((await call(p, 'POST', `/v1/deliveries/${id}/resume`)).status).toBe(200);
     }
-    await until(async () => (await call(p, 'GET', `/v1/deliveries/${id}`)).body.state === 'finished', 180_000, 'the send to finish');
+    await waitForDeliveryState(p, id, 'finished', 180_000);
     const final = await ledgerStatuses(p, id);
     expect(final).toEqual({ sent: RECIPIENTS * 0.98, bounced: RECIPIENTS * 0.02 });
     await expectCountersMatchLedger(p, id, 'at the end of the send');
@@ -106,7 +105,7 @@ describe('KPIs after kill -9 of herald start', () => {
     // 40 messages opened (pixel), 15 of them clicked, 5 others clicked without a pixel hit; the
     // platform is killed right after the last hit, before its KPI consumer's next flush.
     const delivered = new Map(sink.messages().map((m) => [m.to[0]!, m.file!]));
-    const links = [...delivered.values()].slice(0, 45).map(trackingLinks);
+    const links = [...delivered.values()].slice(0, 45).map(messageLinks);
     for (const link of links.slice(0, 40)) expect((await hit(link.pixel)).status).toBe(200);
     for (const link of [...links.slice(0, 15), ...links.slice(40, 45)]) expect((await hit(link.click)).status).toBe(302);
     await kill(p);
@@ -123,7 +122,7 @@ describe('KPIs after kill -9 of herald start', () => {
       clickRate: 20 / final.sent!,
     });
     await expectCountersMatchLedger(p, id, 'after the opens, a kill and Compute stats');
-    const repairs = platforms.flatMap((platform) => platform.logs.join('').split('\n').filter((line) => line.includes('repaired KPIs')));
+    const repairs = platforms.all.flatMap((platform) => platform.logs.join('').split('\n').filter((line) => line.includes('repaired KPIs')));
     process.stdout.write(`KPI repairs at start: ${repairs.length}${repairs.length > 0 ? `\n${repairs.join('\n')}` : ''}\n`);
   });
 });

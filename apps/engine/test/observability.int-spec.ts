@@ -1,33 +1,36 @@
 // What an operator sees of running `herald` processes (real processes, a real SMTP server on
 // loopback): the gateway's /metrics, an engine's /health/ready and GET /v1/ops/engines.
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { type CaptureSink, startCaptureSink } from '@herald/capture-sink';
-import { createTestDatabase, describeOnStore, storesUnderTest, type TestDatabase } from '@herald/testing';
+import {
+  type CaptureSink,
+  call,
+  createTestDatabase,
+  describeOnStore,
+  eventually,
+  freePort,
+  kafkaAvailable,
+  metricSample,
+  metricsBase,
+  type Platform,
+  Platforms,
+  platformEnv,
+  startPlatform,
+  startPrivateKafka,
+  startSend,
+  startTestSink,
+  storesUnderTest,
+  type TestDatabase,
+  tempDir,
+  waitForDeliveryState,
+} from '@herald/testing';
 import pg from 'pg';
-import { kafkaAvailable, startPrivateKafka } from '../../../packages/bus/test/kafka-broker.js';
-import { call, freePort, type Platform, startPlatform, startSend, until } from './platform.js';
-
-/** The value of one sample of a Prometheus text exposition (`name{labels}` as printed), or undefined. */
-export function sample(metrics: string, series: string): number | undefined {
-  const line = metrics.split('\n').find((l) => l.startsWith(`${series} `));
-  return line === undefined ? undefined : Number(line.slice(series.length + 1));
-}
 
 describe('herald start: the gateway /metrics', () => {
   let sink: CaptureSink;
   let platform: Platform;
 
   beforeAll(async () => {
-    sink = await startCaptureSink({ store: 'memory' });
-    platform = await startPlatform({
-      HERALD_HOME: mkdtempSync(join(tmpdir(), 'herald-metrics-')),
-      PORT: String(await freePort()),
-      SMTP_URL: sink.url,
-      LOG_LEVEL: 'warn',
-      ENGINE_THREADS: '1',
-    });
+    sink = await startTestSink();
+    platform = await startPlatform(await platformEnv('metrics', { SMTP_URL: sink.url, LOG_LEVEL: 'warn', ENGINE_THREADS: '1' }));
   });
   afterAll(async () => {
     if (platform.child.exitCode === null) platform.child.kill('SIGTERM');
@@ -37,31 +40,28 @@ describe('herald start: the gateway /metrics', () => {
 
   it('counts what the outbox relay published, per topic', async () => {
     const id = await startSend(platform, { prefix: 'om-', count: 40 });
-    await until(async () => (await call(platform, 'GET', `/v1/deliveries/${id}`)).body.state === 'finished', 60_000, 'the send to finish');
+    await waitForDeliveryState(platform, id, 'finished', 60_000);
     const metrics = async () => (await fetch(`${platform.url}/metrics`)).text();
     // Two message events per recipient sent (sent, delivered), and the DeliveryStarted command.
-    await until(async () => sample(await metrics(), 'herald_outbox_published_total{topic="herald.message-events"}') === 80, 10_000, 'the events counted');
-    expect(sample(await metrics(), 'herald_outbox_published_total{topic="herald.delivery-commands"}')).toBeGreaterThanOrEqual(1);
+    await eventually(async () => metricSample(await metrics(), 'herald_outbox_published_total{topic="herald.message-events"}') === 80, { what: 'the events counted' });
+    expect(metricSample(await metrics(), 'herald_outbox_published_total{topic="herald.delivery-commands"}')).toBeGreaterThanOrEqual(1);
   });
 
   it("includes the in-process engine's figures, named as on an engine process's /metrics", async () => {
     const id = await startSend(platform, { prefix: 'em-', count: 30 });
-    await until(async () => (await call(platform, 'GET', `/v1/deliveries/${id}`)).body.state === 'finished', 60_000, 'the send to finish');
+    await waitForDeliveryState(platform, id, 'finished', 60_000);
     const metrics = async () => (await fetch(`${platform.url}/metrics`)).text();
-    expect(sample(await metrics(), 'herald_engine_threads')).toBe(1);
+    expect(metricSample(await metrics(), 'herald_engine_threads')).toBe(1);
     // The figures come with the engine's heartbeat (every 2 s).
-    await until(async () => (sample(await metrics(), 'herald_engine_messages') ?? 0) >= 30, 10_000, 'the engine messages counted');
+    await eventually(async () => (metricSample(await metrics(), 'herald_engine_messages') ?? 0) >= 30, { what: 'the engine messages counted' });
     for (const name of ['herald_engine_batches', 'herald_engine_in_flight_batches', 'herald_engine_limit_share']) {
-      expect(sample(await metrics(), name)).toBeDefined();
+      expect(metricSample(await metrics(), name)).toBeDefined();
     }
   });
 });
 
-/** The /health and /metrics address an engine process printed. */
-const engineUrl = (p: Platform) => /Health, metrics:\s+(\S+)\/health\/ready/.exec(p.stdout())![1]!;
-
 async function ready(p: Platform): Promise<{ status: number; body: { status: string; reason?: string } }> {
-  const response = await fetch(`${engineUrl(p)}/health/ready`);
+  const response = await fetch(`${metricsBase(p)}/health/ready`);
   return { status: response.status, body: (await response.json()) as { status: string; reason?: string } };
 }
 
@@ -69,23 +69,16 @@ describeOnStore('postgres', 'herald gateway and herald engine processes on Postg
   let sink: CaptureSink;
   let database: TestDatabase;
   let env: Record<string, string>;
-  const platforms: Platform[] = [];
-  const start = async (command: string, extra: Record<string, string> = {}) => {
-    const p = await startPlatform({ ...env, PORT: String(await freePort()), ...extra }, command);
-    platforms.push(p);
-    return p;
-  };
+  const platforms = new Platforms();
+  const start = async (command: string, extra: Record<string, string> = {}) => platforms.start({ ...env, PORT: String(await freePort()), ...extra }, command);
 
   beforeEach(async () => {
-    sink = await startCaptureSink({ store: 'memory' });
+    sink = await startTestSink();
     database = await createTestDatabase('postgres');
-    env = { HERALD_HOME: mkdtempSync(join(tmpdir(), 'herald-obs-')), DATABASE_URL: database.url!, SMTP_URL: sink.url, LOG_LEVEL: 'warn', ENGINE_THREADS: '1' };
+    env = { HERALD_HOME: tempDir('obs'), DATABASE_URL: database.url!, SMTP_URL: sink.url, LOG_LEVEL: 'warn', ENGINE_THREADS: '1' };
   });
   afterEach(async () => {
-    for (const p of platforms.splice(0)) {
-      if (p.child.exitCode === null) p.child.kill('SIGKILL');
-      await p.exited;
-    }
+    await platforms.end('SIGKILL');
     await sink.close();
     await database.drop();
   });
@@ -101,14 +94,14 @@ describeOnStore('postgres', 'herald gateway and herald engine processes on Postg
       // The store goes away: no new connection is accepted, and the open ones are cut.
       await admin.query(`ALTER DATABASE ${name} ALLOW_CONNECTIONS false`);
       await admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1', [name]);
-      await until(async () => (await ready(engine)).status === 503, 10_000, 'the engine to be unready');
+      await eventually(async () => (await ready(engine)).status === 503, { what: 'the engine to be unready' });
       const down = await ready(engine);
       expect(down.body.status).toBe('unavailable');
       // The first probe may see its connection cut; the next ones cannot connect.
       expect(down.body.reason).toMatch(/^store: /);
-      await until(async () => /not currently accepting connections/.test((await ready(engine)).body.reason ?? ''), 10_000, 'the refused connection as the reason');
+      await eventually(async () => /not currently accepting connections/.test((await ready(engine)).body.reason ?? ''), { what: 'the refused connection as the reason' });
       await admin.query(`ALTER DATABASE ${name} ALLOW_CONNECTIONS true`);
-      await until(async () => (await ready(engine)).status === 200, 10_000, 'the engine to be ready again');
+      await eventually(async () => (await ready(engine)).status === 200, { what: 'the engine to be ready again' });
     } finally {
       await admin.query(`ALTER DATABASE ${name} ALLOW_CONNECTIONS true`);
       await admin.end();
@@ -119,13 +112,13 @@ describeOnStore('postgres', 'herald gateway and herald engine processes on Postg
     const gateway = await start('gateway');
     const engine = await start('engine');
     const listed = async () => (await call(gateway, 'GET', '/v1/ops/engines')).body;
-    await until(async () => (await listed()).items?.some((e: { pid: number; status: string }) => e.pid === engine.child.pid && e.status === 'live'), 10_000, 'the engine listed live');
+    await eventually(async () => (await listed()).items?.some((e: { pid: number; status: string }) => e.pid === engine.child.pid && e.status === 'live'), { what: 'the engine listed live' });
     const body = await listed();
     expect(body).toMatchObject({ totals: { engines: 1, stale: 0 }, staleAfterMs: 5_000, requeueAfterMs: 15_000 });
     engine.child.kill('SIGKILL');
     const killedAt = Date.now();
     await engine.exited;
-    await until(async () => (await listed()).items.some((e: { pid: number; status: string }) => e.pid === engine.child.pid && e.status === 'stale'), 10_000, 'the engine listed stale');
+    await eventually(async () => (await listed()).items.some((e: { pid: number; status: string }) => e.pid === engine.child.pid && e.status === 'stale'), { what: 'the engine listed stale' });
     const staleAfter = Date.now() - killedAt;
     // The late bound (5 s) after its last heartbeat, which came before the kill; a margin for a
     // busy machine, and still far from the 15 s after which its work is requeued.
@@ -145,7 +138,7 @@ describeOnStore(
       const database = await createTestDatabase('postgres');
       const engine = await startPlatform(
         {
-          HERALD_HOME: mkdtempSync(join(tmpdir(), 'herald-obs-kafka-')),
+          HERALD_HOME: tempDir('obs-kafka'),
           PORT: String(await freePort()),
           DATABASE_URL: database.url!,
           KAFKA_BROKERS: kafka.brokers.join(','),
@@ -159,10 +152,10 @@ describeOnStore(
       try {
         expect((await ready(engine)).status).toBe(200);
         kafka.kill();
-        await until(async () => (await ready(engine)).status === 503, 15_000, 'the engine to be unready');
+        await eventually(async () => (await ready(engine)).status === 503, { timeoutMs: 15_000, what: 'the engine to be unready' });
         expect((await ready(engine)).body.reason).toMatch(/^bus: /);
         await kafka.restart();
-        await until(async () => (await ready(engine)).status === 200, 60_000, 'the engine to be ready again');
+        await eventually(async () => (await ready(engine)).status === 200, { timeoutMs: 60_000, what: 'the engine to be ready again' });
       } finally {
         if (engine.child.exitCode === null) engine.child.kill('SIGKILL');
         await engine.exited;

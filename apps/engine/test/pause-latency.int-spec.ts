@@ -9,27 +9,6 @@ import { type EngineHarness, startEngineHarness } from './engine-harness.js';
 const BOUND_MS = 1000;
 const AUDIENCE = 6000;
 
-/** What arrived at the sink for this audience after `since` (ms), and how late the last one was. */
-function arrivalsAfter(h: EngineHarness, prefix: string, since: number): { count: number; lastMs: number } {
-  const late = h.sink
-    .messages()
-    .filter((m) => m.to[0]!.startsWith(prefix))
-    .map((m) => Date.parse(m.receivedAt) - since)
-    .filter((ms) => ms > 0);
-  return { count: late.length, lastMs: Math.max(0, ...late) };
-}
-
-/** Waits until no engine holds a recipient of the delivery (everything in hand settled or released). */
-async function settled(h: EngineHarness, id: string): Promise<void> {
-  await eventually(
-    async () => {
-      const ledger = await h.ledger(id);
-      return (ledger.queued ?? 0) + (ledger.sending ?? 0) === 0;
-    },
-    { timeoutMs: 30_000, what: 'the engines to put down the delivery' },
-  );
-}
-
 /**
  * Starts a send, waits until it is well under way, then POSTs `action`; once the engines have put
  * the delivery down, checks that no message arrived later than the bound after the API answered.
@@ -40,8 +19,8 @@ async function interrupt(h: EngineHarness, id: string, prefix: string, action: '
   const answer = await h.api('POST', `/v1/deliveries/${id}/${action}`);
   const answeredAt = Date.now();
   expect(answer.status).toBe(200);
-  await settled(h, id);
-  expect(arrivalsAfter(h, prefix, answeredAt).lastMs).toBeLessThanOrEqual(BOUND_MS);
+  await h.waitUntilPutDown(id);
+  expect(h.arrivalsAfter(prefix, answeredAt).lastMs).toBeLessThanOrEqual(BOUND_MS);
 }
 
 describeEachStore('pause and stop latency', (kind) => {

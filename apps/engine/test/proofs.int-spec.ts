@@ -2,8 +2,8 @@
 // the pixel answers, the unsubscribe link changes no one; no message event is recorded. Through
 // the API, the engine and a real SMTP server on loopback, on PGlite and PostgreSQL.
 import { readFileSync } from 'node:fs';
+import { deliveryBody } from '@herald/gateway/testing';
 import { describeEachStore, eventually } from '@herald/testing';
-import { deliveryBody } from '../../gateway/test/harness.js';
 import { type EngineHarness, startEngineHarness } from './engine-harness.js';
 
 describeEachStore('proof links', (kind) => {

@@ -2,33 +2,31 @@
 // processes, PostgreSQL and Kafka), each with its own HERALD_HOME and no PUBLIC_URL or secret
 // in its environment, as on separate hosts. The links of every engine's messages work: they
 // point at the gateway and are signed with the secret it verifies, both from the store.
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { type CaptureSink, startCaptureSink } from '@herald/capture-sink';
-import { createTestDatabase, describeOnStore, storesUnderTest, type TestDatabase } from '@herald/testing';
-import { kafkaAvailable, startTestKafka, type TestKafka } from '../../../packages/bus/test/kafka-broker.js';
-import { call, freePort, type Platform, runUntilExit, startPlatform, startSend, until } from './platform.js';
+import {
+  type CaptureSink,
+  call,
+  createTestDatabase,
+  describeOnStore,
+  eventually,
+  freePort,
+  kafkaAvailable,
+  messageLinks,
+  metricSample,
+  metricsBase,
+  type Platform,
+  Platforms,
+  runUntilExit,
+  startSend,
+  startTestKafka,
+  startTestSink,
+  storesUnderTest,
+  type TestDatabase,
+  type TestKafka,
+  tempDir,
+  waitForDeliveryState,
+} from '@herald/testing';
 
 const BROWSER = { 'user-agent': 'Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0' };
-
-const home = (name: string) => mkdtempSync(join(tmpdir(), `herald-${name}-`));
-
-/** The open pixel, the click link and the List-Unsubscribe link of a captured message. */
-function linksOf(file: string): { open: string; click: string; unsubscribe: string } {
-  // Quoted-printable: soft line breaks and '=' encoded.
-  const raw = readFileSync(file, 'utf8').replace(/=\r?\n/g, '').replace(/=3D/g, '=');
-  const find = (pattern: RegExp, what: string) => {
-    const match = pattern.exec(raw);
-    if (!match) throw new Error(`no ${what} in ${file}`);
-    return match[1]!;
-  };
-  return {
-    open: find(/(https?:\/\/[^\s"<>]+\/t\/o\/[\w.-]+)/, 'open pixel'),
-    click: find(/(https?:\/\/[^\s"<>]+\/t\/c\/[\w.-]+)/, 'click link'),
-    unsubscribe: find(/^List-Unsubscribe:.*<(https?:\/\/[^>]+\/u\/[\w.-]+)>/m, 'List-Unsubscribe link'),
-  };
-}
 
 const available = storesUnderTest().includes('postgres') && kafkaAvailable();
 
@@ -41,12 +39,12 @@ describeOnStore(
     let sink: CaptureSink;
     let env: Record<string, string>;
     let gateway: Platform;
-    const platforms: Platform[] = [];
+    const platforms = new Platforms();
 
     beforeAll(async () => {
       kafka = await startTestKafka();
       database = await createTestDatabase('postgres');
-      sink = await startCaptureSink({ dir: home('settings-mail') });
+      sink = await startTestSink({ files: true });
       // Nothing that names the public URL or a secret: each process finds them in the store.
       env = {
         DATABASE_URL: database.url!,
@@ -57,14 +55,10 @@ describeOnStore(
         ENGINE_THREADS: '1',
         ENGINE_BATCH_SIZE: '20',
       };
-      gateway = await startPlatform({ ...env, HERALD_HOME: home('settings-gateway'), PORT: String(await freePort()) }, 'gateway');
-      platforms.push(gateway);
+      gateway = await platforms.start({ ...env, HERALD_HOME: tempDir('settings-gateway'), PORT: String(await freePort()) }, 'gateway');
     });
     afterAll(async () => {
-      for (const p of platforms) {
-        if (p.child.exitCode === null) p.child.kill('SIGTERM');
-        await p.exited;
-      }
+      await platforms.end('SIGTERM');
       await sink?.close();
       await database?.drop();
       await kafka?.stop();
@@ -72,24 +66,25 @@ describeOnStore(
 
     it("a send through two engines: every engine's open, click and unsubscribe links work and are recorded", async () => {
       for (const name of ['engine-a', 'engine-b']) {
-        platforms.push(await startPlatform({ ...env, HERALD_HOME: home(`settings-${name}`), PORT: String(await freePort()) }, 'engine'));
+        await platforms.start({ ...env, HERALD_HOME: tempDir(`settings-${name}`), PORT: String(await freePort()) }, 'engine');
       }
       const engines = async () => (await call(gateway, 'GET', '/v1/ops/engines')).body.items as { id: string; pid: number; partitions: number[] | null }[];
-      await until(async () => (await engines()).filter((e) => (e.partitions?.length ?? 0) > 0).length === 2, 60_000, 'both engines consuming send batches');
+      await eventually(async () => (await engines()).filter((e) => (e.partitions?.length ?? 0) > 0).length === 2, {
+        timeoutMs: 60_000,
+        what: 'both engines consuming send batches',
+      });
 
       const id = await startSend(gateway, { prefix: 'ss-', count: 400 });
-      await until(async () => (await call(gateway, 'GET', `/v1/deliveries/${id}`)).body.state === 'finished', 120_000, 'the send to finish');
+      await waitForDeliveryState(gateway, id, 'finished', 120_000);
       // Whichever process's outbox relay published them, the relays' counters add up to every event (sent, delivered).
       const published = async () => {
         let total = 0;
-        for (const p of platforms) {
-          const base = /Health, metrics:\s+(\S+)\/health\/ready/.exec(p.stdout())?.[1] ?? p.url;
-          const line = (await (await fetch(`${base}/metrics`)).text()).split('\n').find((l) => l.startsWith('herald_outbox_published_total{topic="herald.message-events"} '));
-          total += Number(line?.split(' ')[1] ?? 0);
+        for (const p of platforms.all) {
+          total += metricSample(await (await fetch(`${metricsBase(p)}/metrics`)).text(), 'herald_outbox_published_total{topic="herald.message-events"}') ?? 0;
         }
         return total;
       };
-      await until(async () => (await published()) === 800, 30_000, 'the relays to count 800 events');
+      await eventually(async () => (await published()) === 800, { timeoutMs: 30_000, what: 'the relays to count 800 events' });
       // One message sent by each engine (the ledger keeps who sent it).
       const byEngine = await database.db.query<{ engine_id: string; profile_id: string; message_id: string }>(
         `SELECT DISTINCT ON (engine_id) engine_id, profile_id, message_id FROM send_ledger
@@ -98,14 +93,14 @@ describeOnStore(
       );
       expect(byEngine).toHaveLength(2);
       const enginePids = new Map((await engines()).map((e) => [e.id, e.pid]));
-      expect(new Set(byEngine.map((row) => enginePids.get(row.engine_id)))).toEqual(new Set(platforms.slice(1).map((p) => p.child.pid)));
+      expect(new Set(byEngine.map((row) => enginePids.get(row.engine_id)))).toEqual(new Set(platforms.all.slice(1).map((p) => p.child.pid)));
 
       for (const row of byEngine) {
         const captured = sink.messages().find((m) => m.messageId?.replace(/[<>]/g, '') === row.message_id.replace(/[<>]/g, ''));
         expect(captured?.file).toBeDefined();
-        const links = linksOf(captured!.file!);
+        const links = messageLinks(captured!.file!);
         for (const link of Object.values(links)) expect(link.startsWith(`${gateway.url}/`)).toBe(true);
-        expect((await fetch(links.open, { headers: BROWSER })).status).toBe(200);
+        expect((await fetch(links.pixel, { headers: BROWSER })).status).toBe(200);
         const click = await fetch(links.click, { headers: BROWSER, redirect: 'manual' });
         expect({ status: click.status, location: click.headers.get('location') }).toEqual({ status: 302, location: 'https://shop.example/x' });
         expect((await fetch(links.unsubscribe, { headers: BROWSER })).status).toBe(200);
@@ -118,18 +113,17 @@ describeOnStore(
         expect((await call(gateway, 'GET', `/v1/profiles/${row.profile_id}`)).body.status).toBe('unsubscribed');
       }
       // Recorded: the opens and clicks of both messages are in the delivery's KPIs.
-      await until(
+      await eventually(
         async () => {
           const { kpis } = (await call(gateway, 'POST', `/v1/deliveries/${id}/compute-stats`)).body;
           return kpis?.opens === 2 && kpis?.clicks === 2;
         },
-        60_000,
-        'the opens and clicks counted',
+        { timeoutMs: 60_000, what: 'the opens and clicks counted' },
       );
     });
 
     it('herald token, run with its own HERALD_HOME, signs with the platform secret the gateway verifies', async () => {
-      const result = await runUntilExit(['token', '--user', 'ops', '--roles', 'delivery:view'], { ...env, HERALD_HOME: home('settings-token') });
+      const result = await runUntilExit(['token', '--user', 'ops', '--roles', 'delivery:view'], { ...env, HERALD_HOME: tempDir('settings-token') });
       expect(result.code).toBe(0);
       const me = await fetch(`${gateway.url}/v1/me`, { headers: { authorization: `Bearer ${result.stdout.trim()}` } });
       expect(me.status).toBe(200);
@@ -138,7 +132,7 @@ describeOnStore(
     it('an engine given another HERALD_TRACKING_SECRET than the platform refuses to start, naming the variable', async () => {
       const result = await runUntilExit(['engine'], {
         ...env,
-        HERALD_HOME: home('settings-other'),
+        HERALD_HOME: tempDir('settings-other'),
         PORT: String(await freePort()),
         HERALD_TRACKING_SECRET: 'another-tracking-secret-0123456789abcdef',
       });
@@ -150,7 +144,7 @@ describeOnStore(
     it('an engine on a store no gateway ever used, without PUBLIC_URL, refuses to start', async () => {
       const fresh = await createTestDatabase('postgres');
       try {
-        const result = await runUntilExit(['engine'], { DATABASE_URL: fresh.url!, HERALD_HOME: home('settings-lone'), PORT: String(await freePort()), SMTP_URL: sink.url });
+        const result = await runUntilExit(['engine'], { DATABASE_URL: fresh.url!, HERALD_HOME: tempDir('settings-lone'), PORT: String(await freePort()), SMTP_URL: sink.url });
         expect({ code: result.code, up: result.up }).toEqual({ code: 2, up: false });
         expect(result.stderr).toContain('start a gateway first (it records its URL in the control-plane store) or set PUBLIC_URL');
       } finally {

@@ -1,8 +1,8 @@
 // The sms channel against a real HTTP provider on loopback that breaks its contract: every
 // answer that does not match it is a per-message error with the raw answer in the sending logs,
 // never a stuck run. And a channel no engine can send is refused at Confirm send.
-import { describeEachStore } from '@herald/testing';
-import { type EngineHarness, type SmsProvider, startEngineHarness, startSmsProvider } from './engine-harness.js';
+import { describeEachStore, type SmsProvider, startSmsProvider } from '@herald/testing';
+import { type EngineHarness, startEngineHarness } from './engine-harness.js';
 
 /** How the provider answers a batch of {id, to, text}: HTTP 200 with this body. */
 type Answer = (messages: { id: string }[]) => string;

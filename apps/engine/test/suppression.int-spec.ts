@@ -5,13 +5,24 @@
 // log and the Deployment block show them excluded at send time, neither sent nor pending.
 // `herald start` as a process (its KPIs in chDB) on PGlite and on PostgreSQL, a real SMTP server
 // on loopback, everything over HTTP.
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { type CaptureSink, startCaptureSink } from '@herald/capture-sink';
+import { readFileSync } from 'node:fs';
 import { signWebhook } from '@herald/gateway';
-import { createTestDatabase, describeEachStore, type TestDatabase } from '@herald/testing';
-import { call, freePort, kpiEventCounts, ledgerStatuses, type Platform, startPlatform, stopPlatform, until } from './platform.js';
+import {
+  type CaptureSink,
+  call,
+  createTestDatabase,
+  describeEachStore,
+  eventually,
+  kpiEventCounts,
+  ledgerStatuses,
+  type Platform,
+  platformEnv,
+  startPlatform,
+  startTestSink,
+  stopPlatform,
+  type TestDatabase,
+  waitForDeliveryState,
+} from '@herald/testing';
 
 const WEBHOOK_SECRET = 'suppression-webhook-secret-0123456789abcdef';
 const COUNT = 6;
@@ -23,17 +34,16 @@ describeEachStore('suppression at send time', (kind) => {
   let home: string;
 
   beforeAll(async () => {
-    sink = await startCaptureSink({ dir: mkdtempSync(join(tmpdir(), 'herald-suppression-mail-')) });
+    sink = await startTestSink({ files: true });
     if (kind === 'postgres') database = await createTestDatabase('postgres');
-    home = mkdtempSync(join(tmpdir(), 'herald-suppression-'));
-    platform = await startPlatform({
-      HERALD_HOME: home,
-      PORT: String(await freePort()),
+    const env = await platformEnv('suppression', {
       SMTP_URL: sink.url,
       LOG_LEVEL: 'warn',
       HERALD_WEBHOOK_SECRET: WEBHOOK_SECRET,
       ...(database ? { DATABASE_URL: database.url! } : {}),
     });
+    home = env.HERALD_HOME!;
+    platform = await startPlatform(env);
   });
   afterAll(async () => {
     if (platform?.child.exitCode === null) await stopPlatform(platform, 'SIGTERM');
@@ -72,7 +82,7 @@ describeEachStore('suppression at send time', (kind) => {
     const confirm = await call(platform, 'POST', `/v1/deliveries/${id}/confirmations`);
     expect(confirm.status).toBe(201);
     expect((await call(platform, 'POST', `/v1/deliveries/${id}/confirmations/${confirm.body.confirmationId}/ok`)).status).toBe(202);
-    await until(async () => (await call(platform, 'GET', `/v1/deliveries/${id}`)).body.state === 'finished', 60_000, `delivery ${id} to finish`);
+    await waitForDeliveryState(platform, id, 'finished', 60_000);
     return confirm.body.summary;
   }
 
@@ -136,7 +146,7 @@ describeEachStore('suppression at send time', (kind) => {
     expect((await call(platform, 'GET', `/v1/profiles/${profile(0)}/history`)).body.items.map((m: { deliveryId: string }) => m.deliveryId)).toEqual([earlier]);
 
     // Deployment: neither sent nor pending; the KPIs count the three sent only.
-    await until(async () => (await call(platform, 'GET', `/v1/deliveries/${id}/deployment`)).body.kpis.sent === 3, 10_000, 'the KPIs to count the messages sent');
+    await eventually(async () => (await call(platform, 'GET', `/v1/deliveries/${id}/deployment`)).body.kpis.sent === 3, { what: 'the KPIs to count the messages sent' });
     const deployment = (await call(platform, 'POST', `/v1/deliveries/${id}/compute-stats`)).body;
     expect(deployment.progress).toEqual({ toSend: COUNT, sent: 3, excludedAtSend: 3, pending: 0, stopped: 0 });
     expect(deployment.kpis).toMatchObject({ toSend: COUNT, sent: 3, delivered: 3, deliveredRate: 1, bouncesAndErrors: 0 });

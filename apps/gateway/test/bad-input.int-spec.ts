@@ -1,6 +1,6 @@
 // Bad input gets a clear 4xx with a stable code and changes nothing.
 import { describeEachStore } from '@herald/testing';
-import { approvedDelivery, deliveryBody, type Harness, seedAudience, startHarness } from './harness.js';
+import { approvedDelivery, deliveryBody, type Harness, seedAudience, startHarness, startHarnessWithAudience } from './harness.js';
 
 describeEachStore('bad input', (kind) => {
   describe('gateway', () => {
@@ -8,8 +8,7 @@ describeEachStore('bad input', (kind) => {
     let audienceId: string;
 
     beforeAll(async () => {
-      h = await startHarness(kind, { BODY_LIMIT_BYTES: '65536' });
-      audienceId = await seedAudience(h, 3);
+      ({ h, audienceId } = await startHarnessWithAudience(kind, 3, { BODY_LIMIT_BYTES: '65536' }));
     });
     afterAll(async () => h?.close());
 

@@ -1,6 +1,6 @@
 // The two-step confirmation through HTTP, on PGlite and on PostgreSQL.
 import { describeEachStore } from '@herald/testing';
-import { approvedDelivery, type Harness, seedAudience, startedCommands, startHarness } from './harness.js';
+import { approvedDelivery, type Harness, startedCommands, startHarnessWithAudience } from './harness.js';
 
 describeEachStore('two-step confirmation', (kind) => {
   describe('flow', () => {
@@ -8,8 +8,7 @@ describeEachStore('two-step confirmation', (kind) => {
     let audienceId: string;
 
     beforeAll(async () => {
-      h = await startHarness(kind);
-      audienceId = await seedAudience(h, 20);
+      ({ h, audienceId } = await startHarnessWithAudience(kind, 20));
     });
     afterAll(async () => h?.close());
 

@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import { ENGINE_ACTOR } from '@herald/control-plane';
 import { describeEachStore } from '@herald/testing';
-import { approvedDelivery, deliveryBody, type Harness, seedAudience, startedCommands, startHarness } from './harness.js';
+import { approvedDelivery, deliveryBody, type Harness, startedCommands, startHarnessWithAudience } from './harness.js';
 
 const ACTIONS = ['edit', 'prepare', 'approve', 'confirm', 'ok', 'pause', 'resume', 'stop'] as const;
 type Action = (typeof ACTIONS)[number];
@@ -14,8 +14,7 @@ describeEachStore('delivery answers', (kind) => {
   let audienceId: string;
 
   beforeAll(async () => {
-    h = await startHarness(kind);
-    audienceId = await seedAudience(h, 4);
+    ({ h, audienceId } = await startHarnessWithAudience(kind, 4));
   });
   afterAll(async () => h?.close());
 

@@ -1,5 +1,7 @@
 // A real gateway over a real store (PGlite or PostgreSQL) and the in-process bus, on a free
-// loopback port, with a manual clock. Tests talk to it over HTTP with fetch.
+// loopback port, with a manual clock. Tests talk to it over HTTP with fetch. Other workspaces'
+// tests import it as @herald/gateway/testing (this package's "exports"; jest.config.js maps it):
+// it starts the gateway app, so it cannot be part of @herald/testing, which imports no app.
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,9 +10,9 @@ import { loadConfig } from '@herald/config';
 import { TOPICS } from '@herald/contracts';
 import { ManualClock, resolvePlatformSettings } from '@herald/control-plane';
 import type { KpiStore } from '@herald/kpi-store';
-import { createTestDatabase, eventually, type StoreKind, type TestDatabase } from '@herald/testing';
+import { createTestDatabase, type StoreKind, type TestDatabase } from '@herald/testing';
 import { pino } from 'pino';
-import { type Gateway, startGateway } from '../src/index.js';
+import { type Gateway, startGateway } from '@herald/gateway';
 
 export const ALL_ROLES = ['delivery:prepare', 'delivery:approve', 'delivery:start', 'delivery:view'];
 
@@ -99,6 +101,17 @@ export async function startHarness(kind: StoreKind, env: Record<string, string> 
   return harness;
 }
 
+/** startHarness, then seedAudience: how most suites begin (the two seed requests are alice's). */
+export async function startHarnessWithAudience(
+  kind: StoreKind,
+  count: number,
+  env: Record<string, string> = {},
+  options: { relay?: boolean } = {},
+): Promise<{ h: Harness; audienceId: string }> {
+  const h = await startHarness(kind, env, options);
+  return { h, audienceId: await seedAudience(h, count) };
+}
+
 /** Imports `count` profiles p0001.. with valid emails and puts them in a new audience. */
 export async function seedAudience(h: Harness, count: number, prefix = 'p'): Promise<string> {
   const profiles = Array.from({ length: count }, (_, i) => ({
@@ -144,4 +157,3 @@ export async function startedCommands(h: Harness, deliveryId: string): Promise<n
   return h.commands.filter((m) => (m.value as { type: string; deliveryId: string }).type === 'DeliveryStarted' && (m.value as { deliveryId: string }).deliveryId === deliveryId).length;
 }
 
-export { eventually };

@@ -4,8 +4,8 @@
 import { type DeliveredMessage, InProcessBus } from '@herald/bus';
 import { TOPICS, type DeliveryCommand } from '@herald/contracts';
 import { CommandDeduplicator, type Database, OutboxRelay, OutboxRepository, systemClock } from '@herald/control-plane';
-import { eventually, describeEachStore } from '@herald/testing';
-import { approvedDelivery, type Harness, seedAudience, startHarness } from './harness.js';
+import { describeEachStore, eventually } from '@herald/testing';
+import { approvedDelivery, type Harness, startHarnessWithAudience } from './harness.js';
 
 describeEachStore('outbox', (kind) => {
   describe('relay', () => {
@@ -14,8 +14,7 @@ describeEachStore('outbox', (kind) => {
 
     beforeAll(async () => {
       // NOTE: this gateway runs no relay of its own: the test plays the relay's life and death.
-      h = await startHarness(kind, {}, { relay: false });
-      audienceId = await seedAudience(h, 4);
+      ({ h, audienceId } = await startHarnessWithAudience(kind, 4, {}, { relay: false }));
     });
     afterAll(async () => h?.close());
 
@@ -110,8 +109,17 @@ describeEachStore('outbox', (kind) => {
       await stopped;
       expect(publishes).toBe(1);
       // A command committed after the stop stays in the outbox: the loop did not start again.
+      // Proof that the stopped loop had its chances: a second relay looping on the same outbox at
+      // the same interval, on a bus that refuses every publish, finds the command still there
+      // again and again (each attempt fails, so it takes nothing away from the stopped one).
       await okDelivery();
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      const refusing = new InProcessBus();
+      await refusing.close();
+      let found = 0;
+      const witness = new OutboxRelay(h.database.db, refusing, systemClock, () => found++);
+      witness.start(1);
+      await eventually(() => found >= 5 || publishes > 1, { what: 'a looping relay to find the command in the outbox five times' });
+      await witness.stop();
       expect(publishes).toBe(1);
       await bus.close();
     });

@@ -1,7 +1,7 @@
 // Scheduled and recurring deliveries, driven by a manual clock and explicit scheduler ticks.
 import { ENGINE_ACTOR } from '@herald/control-plane';
 import { describeEachStore, eventually } from '@herald/testing';
-import { approvedDelivery, type Harness, seedAudience, startedCommands, startHarness } from './harness.js';
+import { approvedDelivery, type Harness, startedCommands, startHarnessWithAudience } from './harness.js';
 
 describeEachStore('scheduling', (kind) => {
   describe('scheduler', () => {
@@ -9,8 +9,7 @@ describeEachStore('scheduling', (kind) => {
     let audienceId: string;
 
     beforeAll(async () => {
-      h = await startHarness(kind);
-      audienceId = await seedAudience(h, 5);
+      ({ h, audienceId } = await startHarnessWithAudience(kind, 5));
     });
     afterAll(async () => h?.close());
 
@@ -257,8 +256,7 @@ describeEachStore('scheduling', (kind) => {
     let audienceId: string;
 
     beforeAll(async () => {
-      h = await startHarness(kind, { RECURRENCE_MAX_PENDING: '2' });
-      audienceId = await seedAudience(h, 3);
+      ({ h, audienceId } = await startHarnessWithAudience(kind, 3, { RECURRENCE_MAX_PENDING: '2' }));
     });
     afterAll(async () => h?.close());
 

@@ -2,15 +2,15 @@
 // process and Jest may run several files in one process: every in-process chDB test of the repo
 // lives in THIS file, on one chDB connection opened once (end-to-end tests run herald as a child).
 import { randomUUID } from 'node:crypto';
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InProcessBus } from '@herald/bus';
 import { type MessageEvent, TOPICS } from '@herald/contracts';
+import { deliveryBody, seedAudience, startHarness } from '@herald/gateway/testing';
 import { type ClientConnection, chdbConnection, type KpiStore, openKpiStore, splitSql } from '@herald/kpi-store';
+import { eventually, tempDir } from '@herald/testing';
 import { pino } from 'pino';
-import { deliveryBody, seedAudience, startHarness } from '../../gateway/test/harness.js';
 import { KpiConsumer } from './kpi-consumer.js';
 import { recoverPublishedEvents, repairAfterRestart } from './recovery.js';
 
@@ -143,14 +143,14 @@ async function migrateAsBefore(client: KpiStore['client'], migrationsDir: string
 const migrationSteps: { upTo002: string[]; all: string[] } = { upTo002: [], all: [] };
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'herald-kpi-'));
+  dir = tempDir('kpi');
   connection = chdbConnection(dir);
   // The store's history: migration 001 by the runner of an older release, with events in it (so
   // 002's backfills are exercised on real rows); 002 by this runner from a folder that stops
   // there (an older release's); then everything this release has.
   const migrations = fileURLToPath(new URL('../../../packages/kpi-store/migrations/', import.meta.url));
-  const only001 = mkdtempSync(join(tmpdir(), 'herald-kpi-001-'));
-  const upTo002 = mkdtempSync(join(tmpdir(), 'herald-kpi-002-'));
+  const only001 = tempDir('kpi-001');
+  const upTo002 = tempDir('kpi-002');
   mkdirSync(only001, { recursive: true });
   copyFileSync(join(migrations, '001_events.sql'), join(only001, '001_events.sql'));
   for (const file of ['001_events.sql', '002_bounces_series_history.sql']) copyFileSync(join(migrations, file), join(upTo002, file));
@@ -462,14 +462,14 @@ describe('KpiStore on chDB', () => {
     control.failing = true;
     const events = Array.from({ length: 5_000 }, (_, i) => ev(D7, i % 2 ? 'delivered' : 'sent', `f${Math.floor(i / 2)}`));
     await bus.publish(TOPICS.messageEvents, events.map((e) => ({ key: e.deliveryId + e.messageId, value: e })));
-    const deadline = Date.now() + 10_000;
-    while (control.failedInserts < 5 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    // On a timeout the assertion below says how many failed.
+    await eventually(() => control.failedInserts >= 5, { timeoutMs: 10_000, intervalMs: 10, what: 'five failed inserts' }).catch(() => undefined);
     expect(control.failedInserts).toBeGreaterThanOrEqual(5);
     expect((await store.deliveryCounters(D7)).sentEvents).toBe(0);
     // Bounded: one bus batch per partition in hand, the rest still on the bus.
     expect(consumer.stats.buffered).toBeLessThanOrEqual(4 * 500);
     control.failing = false;
-    while (consumer.stats.inserted < 5_000 && Date.now() < deadline + 10_000) await new Promise((r) => setTimeout(r, 10));
+    await eventually(() => consumer.stats.inserted >= 5_000, { timeoutMs: 20_000, intervalMs: 10, what: 'the 5,000 events inserted' }).catch(() => undefined);
     await consumer.stop();
     const c = await store.deliveryCounters(D7);
     expect([c.sentEvents, c.delivered]).toEqual([2_500, 2_500]);

@@ -1,5 +1,6 @@
 import { InProcessBus, partitionFor } from '@herald/bus';
 import { dlqTopic, type MessageEvent, TOPICS } from '@herald/contracts';
+import { eventually, holdFor } from '@herald/testing';
 import { pino } from 'pino';
 import { type EventSink, KpiConsumer } from './kpi-consumer.js';
 
@@ -31,13 +32,8 @@ const event = (i: number): MessageEvent => ({
   occurredAt: '2026-12-01T00:00:00.000Z',
 });
 
-async function until(predicate: () => boolean, timeoutMs = 5_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error('timed out');
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
+/** How long a wait may take here: the bus and the store are in-process. */
+const within = (what: string) => ({ timeoutMs: 5_000, intervalMs: 5, what });
 
 const fast = { maxWaitMs: 10, retryDelayMs: 5 };
 
@@ -50,11 +46,11 @@ describe('KpiConsumer', () => {
     // 100 events on each of the 4 partitions (keys chosen by partition): one bus batch each, none behind.
     const keys = [0, 1, 2, 3].map((p) => Array.from({ length: 1000 }, (_, i) => `k${i}`).find((k) => partitionFor(k, 4) === p)!);
     await bus.publish(TOPICS.messageEvents, Array.from({ length: 400 }, (_, i) => ({ key: keys[i % 4]!, value: event(i) })));
-    await until(() => consumer.stats.inserted === 400);
+    await eventually(() => consumer.stats.inserted === 400, within('the 400 events inserted'));
     expect(store.inserts.map((b) => b.events.length)).toEqual([400]);
     // A few more wait for the size or the time limit.
     await bus.publish(TOPICS.messageEvents, Array.from({ length: 10 }, (_, i) => ({ key: keys[0]!, value: event(400 + i) })));
-    await until(() => consumer.stats.buffered === 10);
+    await eventually(() => consumer.stats.buffered === 10, within('the 10 more events buffered'));
     expect(store.inserts).toHaveLength(1);
     await consumer.stop();
     expect(consumer.stats.inserted).toBe(410);
@@ -68,7 +64,7 @@ describe('KpiConsumer', () => {
     await bus.publish(TOPICS.messageEvents, Array.from({ length: 250 }, (_, i) => ({ key: 'd', value: event(i) })));
     await consumer.start();
     // Batches of 100 and 100 have more behind them: inserted at once; the last 50 wait (caught up).
-    await until(() => consumer.stats.inserted === 200);
+    await eventually(() => consumer.stats.inserted === 200, within('200 events inserted'));
     expect(store.inserts.map((b) => b.events.length)).toEqual([100, 100]);
     expect(consumer.stats.buffered).toBe(50);
     await consumer.stop();
@@ -82,7 +78,7 @@ describe('KpiConsumer', () => {
     await consumer.start();
     const started = Date.now();
     await bus.publish(TOPICS.messageEvents, Array.from({ length: 10 }, (_, i) => ({ key: `d${i}`, value: event(i) })));
-    await until(() => consumer.stats.inserted === 10);
+    await eventually(() => consumer.stats.inserted === 10, within('the 10 events inserted'));
     expect(Date.now() - started).toBeGreaterThanOrEqual(140);
     expect(store.inserts).toHaveLength(1);
     await consumer.stop();
@@ -116,13 +112,13 @@ describe('KpiConsumer', () => {
     const consumer = new KpiConsumer(bus, store, pino({ level: 'silent' }), { maxWaitMs: 5, retryDelayMs: 5, maxRetryDelayMs: 20, fetchSize: 50 });
     await consumer.start();
     await bus.publish(TOPICS.messageEvents, Array.from({ length: 1_000 }, (_, i) => ({ key: `d${i}`, value: event(i) })));
-    await until(() => consumer.stats.failures >= 10);
+    await eventually(() => consumer.stats.failures >= 10, within('ten failed inserts'));
     // One bus batch per partition in hand, no more: memory stays bounded while the store is down.
     expect(consumer.stats.buffered).toBeLessThanOrEqual(2 * 50);
     expect(tokens.size).toBe(1);
     expect(bus.lag(TOPICS.messageEvents, 'kpi-consumer')).toBe(1_000);
     store.failures = 0;
-    await until(() => consumer.stats.inserted === 1_000);
+    await eventually(() => consumer.stats.inserted === 1_000, within('the 1,000 events inserted'));
     expect(bus.lag(TOPICS.messageEvents, 'kpi-consumer')).toBe(0);
     expect(new Set(store.inserts.flatMap((b) => b.events.map((e) => e.eventId))).size).toBe(1_000);
     await consumer.stop();
@@ -135,7 +131,7 @@ describe('KpiConsumer', () => {
     const consumer = new KpiConsumer(bus, store, pino({ level: 'silent' }), fast);
     await consumer.start();
     await bus.publish(TOPICS.messageEvents, Array.from({ length: 100 }, (_, i) => ({ key: 'd', value: event(i) })));
-    await until(() => consumer.stats.inserted === 100);
+    await eventually(() => consumer.stats.inserted === 100, within('100 events inserted'));
     expect(consumer.stats.failures).toBe(3);
     expect(store.inserts.flatMap((b) => b.events.map((e) => e.eventId))).toHaveLength(100);
     expect(bus.lag(TOPICS.messageEvents, 'kpi-consumer')).toBe(0);
@@ -151,7 +147,7 @@ describe('KpiConsumer', () => {
     const consumer = new KpiConsumer(bus, store, pino({ level: 'silent' }), { ...fast, fetchSize: 60 });
     await consumer.start();
     await bus.publish(TOPICS.messageEvents, Array.from({ length: 300 }, (_, i) => ({ key: 'd', value: event(i) })));
-    await until(() => bus.lag(TOPICS.messageEvents, 'kpi-consumer') === 0 && consumer.stats.buffered === 0);
+    await eventually(() => bus.lag(TOPICS.messageEvents, 'kpi-consumer') === 0 && consumer.stats.buffered === 0, within('the bus drained and the buffer flushed'));
     expect(consumer.stats.redelivered).toBe(100);
     expect(consumer.stats.inserted).toBe(200);
     expect(store.inserts.slice(1).flatMap((b) => b.events.map((e) => e.eventId))).toEqual(Array.from({ length: 200 }, (_, i) => event(i + 100).eventId));
@@ -177,7 +173,7 @@ describe('KpiConsumer', () => {
     const consumer = new KpiConsumer(bus, store, pino({ level: 'silent' }), fast);
     await consumer.start();
     await bus.publish(TOPICS.messageEvents, [{ key: 'd', value: event(1) }]);
-    await until(() => order.length === 1);
+    await eventually(() => order.length === 1, within('the first insert started'));
     let releaseWork!: () => void;
     const work = consumer.betweenFlushes(async () => {
       order.push('work started');
@@ -187,21 +183,23 @@ describe('KpiConsumer', () => {
       order.push('work done');
       return 'result';
     });
-    await new Promise((resolve) => setTimeout(resolve, 30));
+    // Nothing marks "the work is held": time for it to start, were it not held, is the check.
+    await holdFor(30, 'the work must not start while the insert is in progress');
     expect(order).toEqual(['insert 1 started']);
     releaseInsert();
-    await until(() => order.includes('work started'));
+    await eventually(() => order.includes('work started'), within('the work started'));
     // A flush due while the work runs waits for it.
     await bus.publish(TOPICS.messageEvents, [{ key: 'd', value: event(2) }, { key: 'd', value: event(3) }]);
-    await until(() => consumer.stats.buffered === 2);
-    await new Promise((resolve) => setTimeout(resolve, 30));
+    await eventually(() => consumer.stats.buffered === 2, within('two events buffered'));
+    // The flush comes due by time (maxWaitMs, 10 ms): letting that time pass is the scenario.
+    await holdFor(30, 'the flush comes due meanwhile, and must wait for the work');
     expect(order).toEqual(['insert 1 started', 'insert 1 done', 'work started']);
     releaseWork();
     expect(await work).toBe('result');
-    await until(() => order.length === 5);
+    await eventually(() => order.length === 5, within('the second insert started'));
     expect(order.slice(3)).toEqual(['work done', 'insert 2 started']);
     releaseInsert();
-    await until(() => consumer.stats.inserted === 3);
+    await eventually(() => consumer.stats.inserted === 3, within('the three events inserted'));
     await consumer.stop();
     await bus.close();
   });
@@ -212,9 +210,9 @@ describe('KpiConsumer', () => {
     const consumer = new KpiConsumer(bus, store, pino({ level: 'silent' }), fast);
     await consumer.start();
     await bus.publish(TOPICS.messageEvents, [1, 2, 3].map((i) => ({ key: 'd', value: event(i) })));
-    await until(() => store.inserts.length === 1);
+    await eventually(() => store.inserts.length === 1, within('the first insert'));
     await bus.publish(TOPICS.messageEvents, [1, 2, 3].map((i) => ({ key: 'd', value: event(i) })));
-    await until(() => store.inserts.length === 2);
+    await eventually(() => store.inserts.length === 2, within('the second insert'));
     expect(store.inserts[0]!.token).toBe(store.inserts[1]!.token);
     await consumer.stop();
     await bus.close();
@@ -232,7 +230,7 @@ describe('KpiConsumer', () => {
       { key: 'd', value: { type: 'exploded' } },
       { key: 'd', value: event(2) },
     ]);
-    await until(() => consumer.stats.inserted === 2 && dead.length === 1);
+    await eventually(() => consumer.stats.inserted === 2 && dead.length === 1, within('two events inserted and one dead-lettered'));
     expect(dead[0]).toMatchObject({ value: { type: 'exploded' }, reason: expect.stringContaining('eventId') });
     await consumer.stop();
     await bus.close();

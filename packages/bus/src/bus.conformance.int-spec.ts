@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { dlqTopic } from '@herald/contracts';
 import kafkajs from 'kafkajs';
-import { kafkaAvailable, startTestKafka, type TestKafka } from '../test/kafka-broker.js';
+import { eventually, gate, holdFor, kafkaAvailable, startTestKafka, type TestKafka } from '@herald/testing-base';
 import type { Bus, DeliveredMessage, OutgoingMessage, Subscription } from './bus.js';
 import { InProcessBus } from './in-process-bus.js';
 import { KafkaBus } from './kafka-bus.js';
@@ -27,23 +27,6 @@ interface Adapter {
   sessionTimeoutMs: number;
 }
 
-/** Polls `predicate` until it holds, or fails once `timeoutMs` has passed. */
-async function until(predicate: () => boolean | Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await predicate())) {
-    if (Date.now() > deadline) throw new Error(`${what}: not reached within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
-
-/** A promise that stays pending until its `release` is called. */
-function gate(): { promise: Promise<void>; release: () => void } {
-  let release!: () => void;
-  const promise = new Promise<void>((resolve) => {
-    release = resolve;
-  });
-  return { promise, release };
-}
 
 const inProcess: Adapter = {
   name: 'InProcessBus',
@@ -84,12 +67,13 @@ const kafka: Adapter = {
     }),
   sessionTimeoutMs: KAFKA_SESSION_TIMEOUT_MS,
   lag: (bus, topic, group) => (bus as KafkaBus).lag(topic, group),
-  settled: (bus, topic, group, members) =>
-    until(() => {
+  settled: async (bus, topic, group, members) => {
+    await eventually(() => {
       const mine = (bus as KafkaBus).assignments().filter((a) => a.topic === topic && a.group === group);
       const owned = mine.flatMap((a) => a.partitions);
       return mine.length === members && mine.every((a) => a.partitions.length > 0) && owned.length === PARTITIONS && new Set(owned).size === PARTITIONS;
-    }, `${members} members of ${group} sharing ${PARTITIONS} partitions`),
+    }, { timeoutMs: 30_000, what: `${members} members of ${group} sharing ${PARTITIONS} partitions` });
+  },
   brokerTopics: async () => {
     const admin = new kafkajs.Kafka({ brokers: broker!.brokers, logLevel: kafkajs.logLevel.ERROR }).admin();
     await admin.connect();
@@ -160,7 +144,7 @@ for (const adapter of [inProcess, kafka]) {
           handler: async (messages, info) => void infos.push({ first: messages[0]!.value as number, count: messages.length, behind: info.behind }),
         }),
       );
-      await until(() => infos.reduce((sum, i) => sum + i.count, 0) === 10, 'all ten messages');
+      await eventually(() => infos.reduce((sum, i) => sum + i.count, 0) === 10, { timeoutMs: 30_000, what: 'all ten messages' });
       // Every batch knows the rest of the ten is behind it; the last one is caught up.
       for (const info of infos) expect(info.behind).toBe(10 - info.first - info.count);
       expect(infos.at(-1)!.behind).toBe(0);
@@ -177,7 +161,7 @@ for (const adapter of [inProcess, kafka]) {
         for (let seq = round * 2; seq < round * 2 + 2; seq++) for (const key of keys) messages.push({ key, value: { key, seq } });
         await bus.publish(topic, messages);
       }
-      await until(() => received.length === keys.length * 6, 'all 60 messages received');
+      await eventually(() => received.length === keys.length * 6, { timeoutMs: 30_000, what: 'all 60 messages received' });
 
       for (const key of keys) {
         const mine = received.filter((m) => m.key === key);
@@ -187,7 +171,7 @@ for (const adapter of [inProcess, kafka]) {
         expect(offsets).toEqual([...offsets].sort((a, b) => a - b));
         for (const m of mine) expect(m.topic).toBe(topic);
       }
-      await until(async () => (await adapter.lag(bus, topic, 'g')) === 0, 'lag 0');
+      await eventually(async () => (await adapter.lag(bus, topic, 'g')) === 0, { timeoutMs: 30_000, what: 'lag 0' });
     });
 
     it('shares the partitions among the consumers of one group, each message handled by exactly one', async () => {
@@ -198,10 +182,7 @@ for (const adapter of [inProcess, kafka]) {
       await adapter.settled(bus, topic, 'workers', 2);
       const total = 300;
       await bus.publish(topic, range(0, total).map((i) => ({ key: `k-${i}`, value: i })));
-      await until(
-        async () => a.received.length + b.received.length >= total && (await adapter.lag(bus, topic, 'workers')) === 0,
-        'every message handled and committed',
-      );
+      await eventually(async () => a.received.length + b.received.length >= total && (await adapter.lag(bus, topic, 'workers')) === 0, { timeoutMs: 30_000, what: 'every message handled and committed' });
 
       expect(a.received.length).toBeGreaterThan(0);
       expect(b.received.length).toBeGreaterThan(0);
@@ -219,10 +200,7 @@ for (const adapter of [inProcess, kafka]) {
       const analytics = await collect(bus, topic, 'analytics');
       const total = 60;
       await bus.publish(topic, range(0, total).map((i) => ({ key: `k-${i % 7}`, value: i })));
-      await until(
-        async () => (await adapter.lag(bus, topic, 'billing')) === 0 && (await adapter.lag(bus, topic, 'analytics')) === 0,
-        'both groups caught up',
-      );
+      await eventually(async () => (await adapter.lag(bus, topic, 'billing')) === 0 && (await adapter.lag(bus, topic, 'analytics')) === 0, { timeoutMs: 30_000, what: 'both groups caught up' });
       expect(numbers(billing.received)).toEqual(range(0, total));
       expect(numbers(analytics.received)).toEqual(range(0, total));
     });
@@ -254,16 +232,16 @@ for (const adapter of [inProcess, kafka]) {
         { key: 'a', value: 'third' },
         ...others,
       ]);
-      await until(() => attempts.length >= 3, 'three attempts at the failing batch');
+      await eventually(() => attempts.length >= 3, { timeoutMs: 30_000, what: 'three attempts at the failing batch' });
       const failingPartition = attempts[0]![0]!.partition;
       const elsewhere = others.filter((o) => !attempts[0]!.some((m) => m.value === o.value)).map((o) => o.value);
       // The other partitions were handled meanwhile.
-      await until(() => elsewhere.every((v) => received.some((m) => m.value === v)), 'other partitions handled while one fails');
+      await eventually(() => elsewhere.every((v) => received.some((m) => m.value === v)), { timeoutMs: 30_000, what: 'other partitions handled while one fails' });
       expect(received.some((m) => m.partition === failingPartition)).toBe(false);
       expect(await adapter.lag(bus, topic, 'flaky')).toBe(attempts[0]!.length);
 
       failing = false;
-      await until(async () => (await adapter.lag(bus, topic, 'flaky')) === 0, 'lag 0 once the handler succeeds');
+      await eventually(async () => (await adapter.lag(bus, topic, 'flaky')) === 0, { timeoutMs: 30_000, what: 'lag 0 once the handler succeeds' });
       for (const attempt of attempts) {
         expect(attempt.map((m) => m.offset)).toEqual(attempts[0]!.map((m) => m.offset));
         expect(values(attempt)).toEqual(values(attempts[0]!));
@@ -276,10 +254,10 @@ for (const adapter of [inProcess, kafka]) {
       // Committed: not delivered again; later messages start after it.
       const settledAttempts = attempts.length;
       await bus.publish(topic, [{ key: 'a', value: 'fourth' }]);
-      await until(() => attempts.length === settledAttempts + 1, 'the next message');
+      await eventually(() => attempts.length === settledAttempts + 1, { timeoutMs: 30_000, what: 'the next message' });
       expect(values(attempts[settledAttempts]!)).toEqual(['fourth']);
       expect(attempts[settledAttempts]![0]!.offset).toBe(attempts[0]!.length);
-      await until(async () => (await adapter.lag(bus, topic, 'flaky')) === 0, 'lag 0');
+      await eventually(async () => (await adapter.lag(bus, topic, 'flaky')) === 0, { timeoutMs: 30_000, what: 'lag 0' });
     });
 
     it('caps batches at maxBatchSize, in offset order', async () => {
@@ -287,7 +265,7 @@ for (const adapter of [inProcess, kafka]) {
       const topic = fresh('batches');
       const { received, batches } = await collect(bus, topic, 'g', { maxBatchSize: 7 });
       await bus.publish(topic, range(0, 30).map((i) => ({ key: 'same', value: i })));
-      await until(() => received.length === 30, '30 messages');
+      await eventually(() => received.length === 30, { timeoutMs: 30_000, what: '30 messages' });
       for (const batch of batches) expect(batch.length).toBeLessThanOrEqual(7);
       expect(values(received)).toEqual(range(0, 30));
       expect(received.map((m) => m.offset)).toEqual(range(0, 30));
@@ -303,7 +281,7 @@ for (const adapter of [inProcess, kafka]) {
       subscriptions.push(
         await bus.subscribe({ topic, group: 'g', maxBatchSize: 3000, maxFetchBytes: 8 * 1024 * 1024, handler: async (messages) => void batches.push(messages.length) }),
       );
-      await until(() => batches.reduce((sum, n) => sum + n, 0) === 3000, 'the 3,000 messages');
+      await eventually(() => batches.reduce((sum, n) => sum + n, 0) === 3000, { timeoutMs: 30_000, what: 'the 3,000 messages' });
       expect(batches).toEqual([3000]);
     });
 
@@ -315,10 +293,7 @@ for (const adapter of [inProcess, kafka]) {
       await adapter.settled(bus, topic, 'workers', 2);
       const keys = range(0, 40).map((i) => `k-${i}`);
       await bus.publish(topic, keys.map((key) => ({ key, value: { key, round: 1 } })));
-      await until(
-        async () => a.received.length + b.received.length === keys.length && (await adapter.lag(bus, topic, 'workers')) === 0,
-        'round 1 handled',
-      );
+      await eventually(async () => a.received.length + b.received.length === keys.length && (await adapter.lag(bus, topic, 'workers')) === 0, { timeoutMs: 30_000, what: 'round 1 handled' });
       const partitionsOfA = new Set(a.received.map((m) => m.partition));
       expect(partitionsOfA.size).toBeGreaterThan(0);
 
@@ -326,10 +301,7 @@ for (const adapter of [inProcess, kafka]) {
       const seenByA = a.received.length;
       const seenByB = b.received.length;
       await bus.publish(topic, keys.map((key) => ({ key, value: { key, round: 2 } })));
-      await until(
-        async () => b.received.length === seenByB + keys.length && (await adapter.lag(bus, topic, 'workers')) === 0,
-        'round 2 handled by the remaining member',
-      );
+      await eventually(async () => b.received.length === seenByB + keys.length && (await adapter.lag(bus, topic, 'workers')) === 0, { timeoutMs: 30_000, what: 'round 2 handled by the remaining member' });
       expect(a.received).toHaveLength(seenByA);
       const round2 = b.received.slice(seenByB);
       expect(round2.map((m) => (m.value as { key: string }).key).sort()).toEqual([...keys].sort());
@@ -352,9 +324,16 @@ for (const adapter of [inProcess, kafka]) {
         },
       });
       await bus.publish(topic, range(1, 6).map((i) => ({ key: 'k', value: i })));
-      await until(() => first.length === 1, 'the first batch in hand');
-      const closing = subscription.close();
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      await eventually(() => first.length === 1, { timeoutMs: 30_000, what: 'the first batch in hand' });
+      let closed = false;
+      const closing = subscription.close().then(() => {
+        closed = true;
+      });
+      // The batch is released while close() is under way, waiting for it: close() has begun (it
+      // stops the subscription before it returns), and it has not finished once the event loop
+      // has run everything else that was ready.
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(closed).toBe(false);
       blocked.release();
       await closing;
       expect(numbers(first.flat())).toEqual([1, 2, 3, 4, 5]);
@@ -364,7 +343,7 @@ for (const adapter of [inProcess, kafka]) {
       await bus.publish(topic, range(6, 11).map((i) => ({ key: 'k', value: i })));
       expect(await adapter.lag(bus, topic, 'resumer')).toBe(5);
       const reopened = await collect(bus, topic, 'resumer');
-      await until(async () => reopened.received.length >= 5 && (await adapter.lag(bus, topic, 'resumer')) === 0, 'the new messages');
+      await eventually(async () => reopened.received.length >= 5 && (await adapter.lag(bus, topic, 'resumer')) === 0, { timeoutMs: 30_000, what: 'the new messages' });
       expect(values(reopened.received)).toEqual([6, 7, 8, 9, 10]);
       expect(reopened.received[0]!.offset).toBe(5);
     });
@@ -378,14 +357,14 @@ for (const adapter of [inProcess, kafka]) {
         group: 'slow',
         handler: async (messages) => {
           calls.push(messages);
-          if (calls.length === 1) await new Promise((resolve) => setTimeout(resolve, adapter.sessionTimeoutMs + 1_500));
+          if (calls.length === 1) await holdFor(adapter.sessionTimeoutMs + 1_500, 'the scenario: a handler that runs longer than the session timeout');
         },
       });
       subscriptions.push(subscription);
       await bus.publish(topic, range(0, 3).map((i) => ({ key: 'k', value: i })));
-      await until(async () => calls.length >= 1 && (await adapter.lag(bus, topic, 'slow')) === 0, 'the slow batch committed', 60_000);
+      await eventually(async () => calls.length >= 1 && (await adapter.lag(bus, topic, 'slow')) === 0, { timeoutMs: 60_000, what: 'the slow batch committed' });
       await bus.publish(topic, [{ key: 'k', value: 3 }]);
-      await until(async () => (await adapter.lag(bus, topic, 'slow')) === 0 && calls.flat().length >= 4, 'the next message');
+      await eventually(async () => (await adapter.lag(bus, topic, 'slow')) === 0 && calls.flat().length >= 4, { timeoutMs: 30_000, what: 'the next message' });
       expect(values(calls.flat())).toEqual([0, 1, 2, 3]);
     }, 90_000);
 
@@ -395,7 +374,7 @@ for (const adapter of [inProcess, kafka]) {
       const dlq = dlqTopic(topic);
       const { received } = await collect(bus, dlq, 'dlq-reader');
       await bus.publish(dlq, [{ key: 'k', value: { reason: 'schema: missing field id', original: { bad: true } } }]);
-      await until(() => received.length === 1, 'the dead letter');
+      await eventually(() => received.length === 1, { timeoutMs: 30_000, what: 'the dead letter' });
       expect(received[0]!.topic).toBe(`${topic}.dlq`);
       expect(received[0]!.value).toEqual({ reason: 'schema: missing field id', original: { bad: true } });
       if (adapter.brokerTopics) {

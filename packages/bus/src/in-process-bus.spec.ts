@@ -1,25 +1,10 @@
+import { eventually, gate } from '@herald/testing-base';
 import type { DeliveredMessage, OutgoingMessage, Subscription } from './bus.js';
 import { InProcessBus, type InProcessBusOptions, partitionFor } from './in-process-bus.js';
 
-/** Polls `predicate` until it holds, or fails once `timeoutMs` has passed. */
-async function until(predicate: () => boolean, timeoutMs = 2_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 2));
-  }
-}
-
-/** A promise that stays pending until its `release` is called. */
-function gate(): { promise: Promise<void>; release: () => void } {
-  let release!: () => void;
-  const promise = new Promise<void>((resolve) => {
-    release = resolve;
-  });
-  return { promise, release };
-}
-
 const TOPIC = 'events';
+/** How long a wait may take here: everything is in-process. */
+const within = (what: string) => ({ timeoutMs: 2_000, what });
 
 describe('InProcessBus', () => {
   const buses: InProcessBus[] = [];
@@ -87,7 +72,7 @@ describe('InProcessBus', () => {
       }
       await bus.publish(TOPIC, messages);
     }
-    await until(() => received.length === keys.length * perKey);
+    await eventually(() => received.length === keys.length * perKey, within('every message of every key'));
 
     for (const key of keys) {
       const mine = received.filter((m) => m.key === key);
@@ -109,7 +94,7 @@ describe('InProcessBus', () => {
       TOPIC,
       Array.from({ length: total }, (_, i) => ({ key: `k-${i}`, value: i })),
     );
-    await until(() => a.received.length + b.received.length >= total && bus.lag(TOPIC, 'workers') === 0);
+    await eventually(() => a.received.length + b.received.length >= total && bus.lag(TOPIC, 'workers') === 0, within('all 300 messages handled and committed'));
 
     expect(a.received.length).toBeGreaterThan(0);
     expect(b.received.length).toBeGreaterThan(0);
@@ -131,7 +116,7 @@ describe('InProcessBus', () => {
       TOPIC,
       Array.from({ length: total }, (_, i) => ({ key: `k-${i % 7}`, value: i })),
     );
-    await until(() => bus.lag(TOPIC, 'billing') === 0 && bus.lag(TOPIC, 'analytics') === 0);
+    await eventually(() => bus.lag(TOPIC, 'billing') === 0 && bus.lag(TOPIC, 'analytics') === 0, within('both groups caught up'));
 
     const expected = Array.from({ length: total }, (_, i) => i);
     for (const { received } of [billing, analytics]) {
@@ -163,11 +148,11 @@ describe('InProcessBus', () => {
       { key: 'a', value: 'second' },
       { key: 'a', value: 'third' },
     ]);
-    await until(() => attempts.length >= 3);
+    await eventually(() => attempts.length >= 3, within('three attempts at the failing batch'));
     expect(bus.lag(TOPIC, 'flaky')).toBe(3);
 
     failing = false;
-    await until(() => bus.lag(TOPIC, 'flaky') === 0);
+    await eventually(() => bus.lag(TOPIC, 'flaky') === 0, within('the batch committed once the handler succeeds'));
     const settled = attempts.length;
 
     for (const attempt of attempts) {
@@ -185,7 +170,7 @@ describe('InProcessBus', () => {
 
     // Once committed, the batch is not delivered again; later messages start after it.
     await bus.publish(TOPIC, [{ key: 'a', value: 'fourth' }]);
-    await until(() => bus.lag(TOPIC, 'flaky') === 0 && attempts.length === settled + 1);
+    await eventually(() => bus.lag(TOPIC, 'flaky') === 0 && attempts.length === settled + 1, within('the next message, once'));
     expect(attempts[settled]?.offsets).toEqual([3]);
     expect(attempts[settled]?.values).toEqual(['fourth']);
   });
@@ -216,20 +201,20 @@ describe('InProcessBus', () => {
 
     const expectedLag = [10, 7, 4, 1];
     for (const [step, lag] of expectedLag.entries()) {
-      await until(() => gates.length === step + 1);
+      await eventually(() => gates.length === step + 1, within('the handler called with the next batch'));
       // The handler is running: nothing of this batch is committed yet.
       expect(bus.lag(TOPIC, 'slow')).toBe(lag);
       gates[step]!.release();
     }
-    await until(() => bus.lag(TOPIC, 'slow') === 0);
+    await eventually(() => bus.lag(TOPIC, 'slow') === 0, within('every batch committed'));
     expect(sizes).toEqual([3, 3, 3, 1]);
     expect(bus.lag(TOPIC, 'slow')).toBe(0);
 
     await bus.publish(TOPIC, [{ key: 'k', value: 10 }]);
-    await until(() => gates.length === 5);
+    await eventually(() => gates.length === 5, within('the handler called with the new message'));
     expect(bus.lag(TOPIC, 'slow')).toBe(1);
     gates[4]!.release();
-    await until(() => bus.lag(TOPIC, 'slow') === 0);
+    await eventually(() => bus.lag(TOPIC, 'slow') === 0, within('the new message committed'));
   });
 
   it('keeps the messages a slow group has not read while a fast group catches up', async () => {
@@ -252,12 +237,12 @@ describe('InProcessBus', () => {
       TOPIC,
       Array.from({ length: 8 }, (_, i) => ({ key: 'k', value: i })),
     );
-    await until(() => bus.lag(TOPIC, 'fast') === 0);
+    await eventually(() => bus.lag(TOPIC, 'fast') === 0, within('the fast group caught up'));
     expect(fast.received.map((m) => m.value)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
     expect(bus.lag(TOPIC, 'slow')).toBe(8);
 
     blocked.release();
-    await until(() => bus.lag(TOPIC, 'slow') === 0);
+    await eventually(() => bus.lag(TOPIC, 'slow') === 0, within('the slow group caught up once released'));
     expect(slowReceived).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
   });
 
@@ -269,14 +254,14 @@ describe('InProcessBus', () => {
       TOPIC,
       Array.from({ length: 10 }, (_, i) => ({ key: `k-${i}`, value: i })),
     );
-    await until(() => bus.lag(TOPIC, 'first') === 0 && bus.lag(TOPIC, 'second') === 0);
+    await eventually(() => bus.lag(TOPIC, 'first') === 0 && bus.lag(TOPIC, 'second') === 0, within('both groups caught up'));
     expect(first.received).toHaveLength(10);
     expect(second.received).toHaveLength(10);
     // A group that never subscribed counts the retained messages: none are left.
     expect(bus.lag(TOPIC, 'late')).toBe(0);
     const late = await collect(bus, 'late');
     await bus.publish(TOPIC, [{ key: 'k-0', value: 10 }]);
-    await until(() => late.received.length === 1 && first.received.length === 11);
+    await eventually(() => late.received.length === 1 && first.received.length === 11, within('the late group and the first group to get the new message'));
     expect(late.received.map((m) => m.value)).toEqual([10]);
     // Offsets keep counting from the start of the partition, whatever was dropped.
     expect(late.received[0]?.offset).toBe(first.received[10]?.offset);
@@ -296,7 +281,7 @@ describe('InProcessBus', () => {
       TOPIC,
       keys.map((key) => ({ key, value: { key, round: 1 } })),
     );
-    await until(() => a.received.length + b.received.length === keys.length && bus.lag(TOPIC, 'workers') === 0);
+    await eventually(() => a.received.length + b.received.length === keys.length && bus.lag(TOPIC, 'workers') === 0, within('round 1 handled and committed'));
     const partitionsOfA = new Set(a.received.map((m) => m.partition));
     expect(partitionsOfA.size).toBeGreaterThan(0);
 
@@ -308,7 +293,7 @@ describe('InProcessBus', () => {
       TOPIC,
       keys.map((key) => ({ key, value: { key, round: 2 } })),
     );
-    await until(() => b.received.length === seenByB + keys.length && bus.lag(TOPIC, 'workers') === 0);
+    await eventually(() => b.received.length === seenByB + keys.length && bus.lag(TOPIC, 'workers') === 0, within('round 2 handled by the remaining member'));
 
     expect(a.received).toHaveLength(seenByA);
     const round2 = b.received.slice(seenByB);
@@ -327,7 +312,7 @@ describe('InProcessBus', () => {
     value.nested.count = 99;
     value.tags.push('b');
 
-    await until(() => received.length === 1);
+    await eventually(() => received.length === 1, within('the message delivered'));
     expect(received[0]?.value).toEqual({ name: 'Ada', nested: { count: 1 }, tags: ['a'] });
     expect(received[0]?.value).not.toBe(value);
   });
@@ -340,7 +325,7 @@ describe('InProcessBus', () => {
       TOPIC,
       Array.from({ length: 30 }, (_, i) => ({ key: 'same', value: i })),
     );
-    await until(() => received.length === 30);
+    await eventually(() => received.length === 30, within('30 messages'));
 
     expect(batches.map((batch) => batch.length)).toEqual([7, 7, 7, 7, 2]);
     for (const batch of batches) expect(batch.length).toBeLessThanOrEqual(7);
@@ -373,7 +358,7 @@ describe('InProcessBus regressions', () => {
       { key: 'k', value: 2 },
     ]);
     const closing = a.close(); // B takes the partition while A still handles [1, 2]
-    await until(() => seenByB.length === 2);
+    await eventually(() => seenByB.length === 2, within('B to get the messages A had in hand'));
     release();
     await closing;
     expect(bus.lag('t', 'g')).toBe(0);
@@ -381,7 +366,7 @@ describe('InProcessBus regressions', () => {
       { key: 'k', value: 3 },
       { key: 'k', value: 4 },
     ]);
-    await until(() => seenByB.length === 4);
+    await eventually(() => seenByB.length === 4, within('B to get the next messages'));
     expect(seenByB).toEqual([1, 2, 3, 4]);
     await b.close();
     await bus.close();
@@ -403,7 +388,7 @@ describe('InProcessBus regressions', () => {
     });
     const audit = await bus.subscribe({ topic: 't', group: 'audit', handler: async (batch) => void seenByAudit.push(batch[0]!.value) });
     await bus.publish('t', [{ key: 'k', value: { amount: 1 } }]);
-    await until(() => seenByMutator.length === 2 && seenByAudit.length === 1);
+    await eventually(() => seenByMutator.length === 2 && seenByAudit.length === 1, within('both groups to get the message'));
     expect(seenByMutator).toEqual([{ amount: 1 }, { amount: 1 }]);
     expect(seenByAudit).toEqual([{ amount: 1 }]);
     await mutator.close();
@@ -430,7 +415,7 @@ describe('InProcessBus retention', () => {
     await bus.publish('t', [1, 2, 3, 4, 5].map((value) => ({ key: 'k', value })));
     const seen: unknown[] = [];
     const sub = await bus.subscribe({ topic: 't', group: 'late', handler: async (batch) => void seen.push(...batch.map((m) => m.value)) });
-    await until(() => seen.length === 3);
+    await eventually(() => seen.length === 3, within('the three retained messages'));
     expect(seen).toEqual([3, 4, 5]);
     await sub.close();
     await bus.close();

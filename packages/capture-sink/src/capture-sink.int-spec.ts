@@ -2,17 +2,9 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { eventually } from '@herald/testing-base';
 import nodemailer from 'nodemailer';
 import { type CaptureSink, type CaptureSinkOptions, startCaptureSink } from './capture-sink.js';
-
-/** Polls `predicate` until it holds, or fails once `timeoutMs` has passed. */
-async function until(predicate: () => boolean | Promise<boolean>, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await predicate())) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 /** The error a promise rejects with (fails the test if it resolves). */
 async function failure(promise: Promise<unknown>): Promise<Error & Record<string, unknown>> {
@@ -285,24 +277,27 @@ describe('capture sink over loopback SMTP', () => {
 
     await writeFile(rulesFile, JSON.stringify([{ match: 'late@example.test', code: 554, message: 'edited' }]));
     let lastError: (Error & Record<string, unknown>) | undefined;
-    await until(async () => {
-      lastError = await send().then(
-        () => undefined,
-        (error: Error & Record<string, unknown>) => error,
-      );
-      return lastError !== undefined;
-    });
+    await eventually(
+      async () => {
+        lastError = await send().then(
+          () => undefined,
+          (error: Error & Record<string, unknown>) => error,
+        );
+        return lastError !== undefined;
+      },
+      { timeoutMs: 5_000, what: 'the edited rule to refuse the message' },
+    );
     expect(lastError).toMatchObject({ responseCode: 554, response: '554 edited' });
 
     // A broken edit is reported and the last good rules stay in force.
     await writeFile(rulesFile, '[{"match": "late@example.test", "code": ');
-    await until(() => errors.length > 0);
+    await eventually(() => errors.length > 0, { timeoutMs: 5_000, what: 'the broken rules file reported' });
     expect(errors[0]!.message).toMatch(/not JSON/);
     await expect(send()).rejects.toMatchObject({ responseCode: 554 });
 
     // Deleting the file withdraws its rules.
     await rm(rulesFile);
-    await until(async () => (await send().then(() => true, () => false)) === true);
+    await eventually(async () => (await send().then(() => true, () => false)) === true, { timeoutMs: 5_000, what: 'the message accepted once the file is gone' });
   }, 20_000);
 
   it('refuses to start on an invalid rules file', async () => {

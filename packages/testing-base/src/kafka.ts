@@ -3,11 +3,12 @@
 // Where neither is possible the Kafka suites are reported as skipped, loudly; with
 // HERALD_REQUIRE_KAFKA=1 (set by .ci/run) that fails the run instead.
 import { execFile, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { homedir, tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort, tempDir } from './ports.js';
+import { eventually } from './wait.js';
 
 const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const START = join(REPO_ROOT, 'infra/kafka/start.sh');
@@ -62,18 +63,6 @@ export function kafkaAvailable(): boolean {
   return false;
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
-}
-
 function run(script: string, args: string[], env: NodeJS.ProcessEnv): Promise<string> {
   return new Promise((resolve, reject) => {
     execFile('bash', [script, ...args], { env, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
@@ -106,7 +95,7 @@ export async function startPrivateKafka(): Promise<PrivateKafka> {
     ...process.env,
     HERALD_KAFKA_PORT: String(port),
     HERALD_KAFKA_CONTROLLER_PORT: String(controllerPort),
-    HERALD_KAFKA_DIR: mkdtempSync(join(tmpdir(), 'herald-test-kafka-')),
+    HERALD_KAFKA_DIR: tempDir('test-kafka'),
   };
   const bootstrap = await run(START, [], env);
   const pid = () => Number(readFileSync(join(env.HERALD_KAFKA_DIR, 'kafka.pid'), 'utf8').trim());
@@ -121,8 +110,8 @@ export async function startPrivateKafka(): Promise<PrivateKafka> {
     restart: async () => {
       // start.sh takes a broker whose process is still there for a running one: wait until the
       // killed one is gone (a restart right after the kill would otherwise start nothing).
-      const deadline = Date.now() + 30_000;
-      while (killed !== undefined && isAlive(killed) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+      const pid = killed;
+      if (pid !== undefined) await eventually(() => !isAlive(pid), { timeoutMs: 30_000, intervalMs: 50, what: `the killed broker (pid ${pid}) to be gone` });
       killed = undefined;
       await run(START, [], env);
     },
