@@ -18,7 +18,7 @@ Commands:
 ${commandList()}
 
 Environment: HERALD_HOME (default ./.herald), PORT (8080), DATABASE_URL (PostgreSQL; PGlite when unset),
-HERALD_JWT_SECRET, CONFIRMATION_TTL (10m), SCHEDULE_STALENESS (1h). See README.md for all of them.
+HERALD_JWT_SECRET, CONFIRMATION_TTL (10m), SCHEDULE_STALENESS (1h). See docs/configuration.md for all of them.
 Roles: ${(await gatewayModule()).ROLES.join(', ')}`;
 
 export async function run(argv: string[]): Promise<number> {

@@ -63,7 +63,7 @@ export class UsageError extends Error {
 
 export function commandUsage(name: CommandName): string {
   const spec = COMMANDS[name];
-  return `Usage: herald ${spec.synopsis}\n\n${spec.summary}\n\nEnvironment: see \`herald help\` and README.md.`;
+  return `Usage: herald ${spec.synopsis}\n\n${spec.summary}\n\nEnvironment: see \`herald help\` and docs/configuration.md.`;
 }
 
 export function commandList(): string {

@@ -33,8 +33,8 @@ import {
 
 const RECIPIENTS = 20_000;
 /**
- * After kill -9 of one of two engines, sending never stops longer than this (the README's
- * bound): the survivor keeps sending, and has the dead one's partitions within
+ * After kill -9 of one of two engines, sending never stops longer than this (the bound
+ * docs/operations.md states): the survivor keeps sending, and has the dead one's partitions within
  * KAFKA_SESSION_TIMEOUT (default 10 s) and a rebalance.
  */
 const TAKEOVER_BOUND_MS = 15_000;

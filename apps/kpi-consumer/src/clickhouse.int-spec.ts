@@ -598,9 +598,9 @@ describe('KpiStore on chDB', () => {
     expect(await repairAfterRestart(store, since, silent)).toMatchObject({ counters: [], hours: 0, profileEvents: 0 });
   });
 
-  it("runs the README's BI queries as written", async () => {
-    const readme = readFileSync(fileURLToPath(new URL('../../../README.md', import.meta.url)), 'utf8');
-    const section = readme.slice(readme.indexOf('## For BI tools'));
+  it("runs the BI guide's queries as written (docs/bi.md)", async () => {
+    const guide = readFileSync(fileURLToPath(new URL('../../../docs/bi.md', import.meta.url)), 'utf8');
+    const section = guide.slice(guide.indexOf('## Queries'));
     const sql = /```sql\n([\s\S]*?)```/.exec(section)![1]!;
     const queries = splitSql(sql).map((q) => q.replaceAll("'…'", `'${D1}'`).replaceAll("'ada'", "'p-m4'"));
     expect(queries).toHaveLength(4);

@@ -37,68 +37,121 @@ const optionalDuration = (min: number, max: number) =>
 const optionalUrl = z.url().optional();
 const positiveInt = (fallback: number) => z.coerce.number().int().positive().default(fallback);
 
+/**
+ * What a setting's documentation says besides its description: what leaving it unset means,
+ * where the schema's own default does not say it (no default, or one computed where the process runs).
+ * Rendered into docs/configuration.md (see docs.ts).
+ */
+declare module 'zod' {
+  interface GlobalMeta {
+    whenUnset?: string;
+  }
+}
+
+const secret = () => z.string().min(32, 'must be at least 32 characters').optional();
+
+// NOTE: each setting's description is data (.describe / .meta), not a comment: `npm run
+// docs:config` renders them, with the defaults, into docs/configuration.md, and a unit test fails
+// when that file is not what they render now.
 export const environmentSchema = z.object({
-  HERALD_HOME: z.string().min(1).default('./.herald'),
-  PORT: z.coerce.number().int().min(0).max(65535).default(8080),
-  HOST: z.string().min(1).default('127.0.0.1'),
-  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  DATABASE_URL: optionalUrl,
-  /**
-   * HS256 key of bearer tokens (default: the platform's, generated once). Like every secret
-   * below, resolved by resolvePlatformSettings: the control-plane store keeps the platform's
-   * (on PostgreSQL; the files of HERALD_HOME on the embedded store), and a process given a
-   * value that differs from it refuses to start.
-   */
-  HERALD_JWT_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
-  HERALD_JWKS_URL: optionalUrl,
-  /**
-   * The base of the links in messages (tracking, unsubscribe). A gateway records it (else its
-   * own address) in the store at start, and engine processes read it from there; an engine
-   * with neither refuses to start.
-   */
-  PUBLIC_URL: optionalUrl,
-  CONFIRMATION_TTL: duration('10m'),
-  SCHEDULE_STALENESS: duration('1h'),
-  SCHEDULER_INTERVAL: duration('1s'),
-  /**
-   * Runs of a recurring delivery that may wait for their confirmation at once; past it, the
-   * oldest waiting run expires (stopped, EXPIRED_UNCONFIRMED).
-   */
-  RECURRENCE_MAX_PENDING: z.coerce.number().int().min(1).max(1000).default(5),
-  OUTBOX_RELAY_INTERVAL: duration('200ms'),
-  /** How long published outbox rows are kept (then deleted by the relay, once a minute). */
-  OUTBOX_RETENTION: duration('7d'),
-  /**
-   * Requests per minute each API client (one bearer token, or one address without a token) may
-   * make to /v1/; 0 turns the limit off.
-   */
-  API_RATE_LIMIT: z.coerce.number().int().min(0).default(60_000),
-  BODY_LIMIT_BYTES: positiveInt(1024 * 1024),
-  IMPORT_BODY_LIMIT_BYTES: positiveInt(512 * 1024 * 1024),
-  SMTP_URL: optionalUrl,
-  /** Per-connection SMTP timeout (greeting, commands, and the answer after DATA). */
-  SMTP_TIMEOUT: duration('30s'),
-  /**
-   * An SMTP connection unused this long is closed by Herald, before the server's own idle
-   * timeout (about a minute for smtp-server and Postfix) ends it with a 421.
-   */
-  SMTP_IDLE_TIMEOUT: duration('30s'),
-  HTTP_PROVIDER_URL: optionalUrl,
-  /** HMAC key of tracking and unsubscribe links (default: the platform's, generated once; see HERALD_JWT_SECRET). */
-  HERALD_TRACKING_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
-  /** Key of the bounce webhook's HMAC signature (default: the platform's, generated once; see HERALD_JWT_SECRET). */
-  HERALD_WEBHOOK_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
-  /** Consecutive soft bounces (webhook, or retries given up) that quarantine an address. */
-  QUARANTINE_SOFT_BOUNCES: z.coerce.number().int().min(1).max(1000).default(5),
-  /** Quiet period after which the soft-bounce count starts again. */
-  QUARANTINE_SOFT_RESET: duration('10d'),
-  ENGINE_THREADS: z.coerce.number().int().min(1).max(256).default(availableParallelism()),
-  ENGINE_BATCH_SIZE: z.coerce.number().int().min(1).max(1000).default(500),
-  /** V8 old-generation limit of each engine worker thread, in MiB. */
-  ENGINE_WORKER_HEAP_MB: z.coerce.number().int().min(32).max(8192).default(96),
-  /** SMTP connections each worker thread keeps open. */
-  ENGINE_SMTP_CONNECTIONS: z.coerce.number().int().min(1).max(100).default(10),
-  /** Receiving-domain limits, e.g. "gmail.com=200/s,yahoo.com=3000/m". */
+  HERALD_HOME: z
+    .string()
+    .min(1)
+    .default('./.herald')
+    .describe('Where the embedded defaults keep their data: the PGlite database, captured mail, chDB, and (on the embedded store) the generated secrets.'),
+  PORT: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(65535)
+    .default(8080)
+    .describe("The gateway's port (an engine process serves its health and metrics on it); 0: any free port."),
+  HOST: z.string().min(1).default('127.0.0.1').describe('The address it binds (`0.0.0.0` to expose it).'),
+  LOG_LEVEL: z
+    .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+    .default('info')
+    .describe('pino log level (`fatal`, `error`, `warn`, `info`, `debug`, `trace` or `silent`); logs go to stderr as JSON lines.'),
+  DATABASE_URL: optionalUrl
+    .describe('The PostgreSQL control-plane store, e.g. `postgres://herald@db:5432/herald`.')
+    .meta({ whenUnset: 'PGlite under `HERALD_HOME` (one process)' }),
+  HERALD_JWT_SECRET: secret()
+    .describe(
+      'HS256 key of bearer tokens (at least 32 characters). Like every secret, resolved once per process: the control-plane store keeps the platform\'s (on PostgreSQL; the files of `HERALD_HOME` on the embedded store), and a process given a value that differs from it refuses to start.',
+    )
+    .meta({ whenUnset: "the platform's, generated once" }),
+  HERALD_JWKS_URL: optionalUrl.describe("Verify RS256/ES256 bearer tokens of your identity provider through its JWKS instead of Herald's HS256 key."),
+  PUBLIC_URL: optionalUrl
+    .describe(
+      'The base of the links in messages (tracking, unsubscribe). A gateway records it (else its own address) in the store at start, and engine processes read it from there; an engine with neither refuses to start.',
+    )
+    .meta({ whenUnset: "the gateway's own `http://HOST:PORT`" }),
+  CONFIRMATION_TTL: duration('10m').describe('How long a *Confirm send* stays valid for its *OK*.'),
+  SCHEDULE_STALENESS: duration('1h').describe('How late a schedule may be found (the platform was down) before the delivery is paused (`STALE_SCHEDULE`) instead of sent.'),
+  SCHEDULER_INTERVAL: duration('1s').describe("The scheduler's tick."),
+  RECURRENCE_MAX_PENDING: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(1000)
+    .default(5)
+    .describe('Runs of a recurring delivery that may wait for their confirmation at once; past it, the oldest waiting run expires (`stopped`, `EXPIRED_UNCONFIRMED`).'),
+  OUTBOX_RELAY_INTERVAL: duration('200ms').describe('How often the outbox relay looks for rows to publish.'),
+  OUTBOX_RETENTION: duration('7d').describe('How long published outbox rows are kept (for the KPI recovery and audits); the relay deletes older ones once a minute.'),
+  API_RATE_LIMIT: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .default(60_000)
+    .describe('Requests per minute each API client (one bearer token, or one address without a token) may make to `/v1/`; `0` turns the limit off.'),
+  BODY_LIMIT_BYTES: positiveInt(1024 * 1024).describe('Largest JSON request body (imports excepted).'),
+  IMPORT_BODY_LIMIT_BYTES: positiveInt(512 * 1024 * 1024).describe('Largest profile import body (streamed).'),
+  SMTP_URL: optionalUrl
+    .describe(
+      'The SMTP relay the engines send through, e.g. `smtp://user:pass@mta:587` (`smtps://` for implicit TLS; STARTTLS is used when offered; nodemailer\'s query options, e.g. `?requireTLS=true`, or `?tls.rejectUnauthorized=false` for a relay with a self-signed certificate).',
+    )
+    .meta({ whenUnset: '`herald start` runs the SMTP capture sink' }),
+  SMTP_TIMEOUT: duration('30s').describe('Per-connection SMTP timeout (connection, greeting, commands, and the answer after DATA).'),
+  SMTP_IDLE_TIMEOUT: duration('30s').describe(
+    "An SMTP connection unused this long is closed by Herald (QUIT), before the server's own idle timeout (about a minute for smtp-server and Postfix) ends it with a 421.",
+  ),
+  HTTP_PROVIDER_URL: optionalUrl.describe("The sms provider's batch endpoint; with no engine that has one, *Confirm send* of an sms delivery answers `409 CHANNEL_NOT_CONFIGURED`."),
+  HERALD_TRACKING_SECRET: secret()
+    .describe('HMAC key of tracking and unsubscribe links (at least 32 characters; resolved like `HERALD_JWT_SECRET`).')
+    .meta({ whenUnset: "the platform's, generated once" }),
+  HERALD_WEBHOOK_SECRET: secret()
+    .describe("HMAC key of the bounce webhook's signature (at least 32 characters; resolved like `HERALD_JWT_SECRET`).")
+    .meta({ whenUnset: "the platform's, generated once" }),
+  QUARANTINE_SOFT_BOUNCES: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(1000)
+    .default(5)
+    .describe('Soft bounces in a row (webhook reports, or retries given up) that quarantine an address.'),
+  QUARANTINE_SOFT_RESET: duration('10d').describe('A quiet period after which the soft-bounce count starts again.'),
+  ENGINE_THREADS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(256)
+    .default(availableParallelism())
+    .describe("Worker threads of each engine's Piscina pool.")
+    .meta({ whenUnset: 'the core count' }),
+  ENGINE_BATCH_SIZE: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(1000)
+    .default(500)
+    .describe("Recipients per send batch (a throttled delivery's batches hold about one second of its rate)."),
+  ENGINE_WORKER_HEAP_MB: z.coerce
+    .number()
+    .int()
+    .min(32)
+    .max(8192)
+    .default(96)
+    .describe('V8 old-generation limit of each engine worker thread, in MiB (a batch needs a few MiB).'),
+  ENGINE_SMTP_CONNECTIONS: z.coerce.number().int().min(1).max(100).default(10).describe('SMTP connections each worker thread keeps open.'),
   ENGINE_DOMAIN_LIMITS: z
     .string()
     .default('')
@@ -109,42 +162,72 @@ export const environmentSchema = z.object({
         return z.NEVER;
       }
       return limits;
-    }),
-  /** How long soft-bounced messages keep being retried (the delivery's validity period). */
-  ENGINE_VALIDITY: duration('3.5d'),
-  /** First retry delay after a soft bounce; doubles at each attempt. */
-  ENGINE_RETRY_DELAY: duration('10m'),
-  /**
-   * Share of the audience sent before the circuit breaker judges the rates (at least
-   * ENGINE_BREAKER_MIN_SAMPLE recipients): the engine hands out no more until it has judged them.
-   */
-  ENGINE_BREAKER_FIRST_WAVE: z.coerce.number().min(0).max(1).default(0.01),
-  ENGINE_BREAKER_HARD_BOUNCE_RATE: z.coerce.number().min(0).max(1).default(0.2),
-  ENGINE_BREAKER_DOMAIN_4XX_RATE: z.coerce.number().min(0).max(1).default(0.5),
-  /** Messages (in the run, or to one receiving domain) a circuit-breaker rate needs before it can pause a run. */
-  ENGINE_BREAKER_MIN_SAMPLE: z.coerce.number().int().min(1).max(1_000_000).default(50),
-  DKIM_DOMAIN: z.string().optional(),
-  DKIM_SELECTOR: z.string().optional(),
-  /** PEM text, or a path to a PEM file. */
-  DKIM_PRIVATE_KEY: z.string().optional(),
-  /** Comma-separated host:port list: every role uses Kafka instead of the in-process bus. */
-  KAFKA_BROKERS: z.string().optional(),
-  /** Prefix of every topic (and consumer group) name, to separate environments on one cluster. */
-  KAFKA_TOPIC_PREFIX: z.string().regex(/^[A-Za-z0-9._-]*$/, 'letters, digits, . _ - only').optional(),
-  KAFKA_CLIENT_ID: z.string().optional(),
-  /** Partitions of herald.send-batches when Herald creates it: the most engine processes that can share the sends. */
-  KAFKA_SEND_BATCH_PARTITIONS: z.coerce.number().int().min(1).max(10_000).optional(),
-  /** Partitions of the other topics when Herald creates them. */
-  KAFKA_PARTITIONS: z.coerce.number().int().min(1).max(10_000).optional(),
-  KAFKA_REPLICATION_FACTOR: z.coerce.number().int().min(1).max(16).optional(),
-  /**
-   * How long the broker waits for a consumer's heartbeat before it gives that process's
-   * partitions to the others (default 10s; heartbeats every fifth of it): how soon the engines
-   * left take over the send batches of one that died. Within the broker's
-   * group.min.session.timeout.ms (6s by default) and group.max.session.timeout.ms.
-   */
-  KAFKA_SESSION_TIMEOUT: optionalDuration(1_000, 30 * 60_000),
-  CLICKHOUSE_URL: optionalUrl,
+    })
+    .describe('Per receiving domain limits, e.g. `gmail.com=200/s,yahoo.com=3000/m` (per second, minute or hour), shared by the live engines.')
+    .meta({ whenUnset: 'no limit' }),
+  ENGINE_VALIDITY: duration('3.5d').describe("How long soft-bounced messages keep being retried (the delivery's validity period); then they fail as soft bounces."),
+  ENGINE_RETRY_DELAY: duration('10m').describe('First retry delay after a soft bounce; it doubles at each attempt.'),
+  ENGINE_BREAKER_FIRST_WAVE: z.coerce
+    .number()
+    .min(0)
+    .max(1)
+    .default(0.01)
+    .describe(
+      'Share of the audience sent before the circuit breaker judges the rates (at least `ENGINE_BREAKER_MIN_SAMPLE` recipients): the engines hand out no more until it has judged them.',
+    ),
+  ENGINE_BREAKER_HARD_BOUNCE_RATE: z.coerce.number().min(0).max(1).default(0.2).describe("Hard-bounce rate of a run's messages above which the circuit breaker pauses it."),
+  ENGINE_BREAKER_DOMAIN_4XX_RATE: z.coerce
+    .number()
+    .min(0)
+    .max(1)
+    .default(0.5)
+    .describe("Share of one receiving domain's messages answered 4xx (or of the run's messages the SMTP server did not answer at all) above which the circuit breaker pauses the run."),
+  ENGINE_BREAKER_MIN_SAMPLE: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(1_000_000)
+    .default(50)
+    .describe('Messages (in the run, or to one receiving domain) a circuit-breaker rate needs before it can pause a run.'),
+  DKIM_DOMAIN: z.string().optional().describe('DKIM signing domain (`d=`); signing needs all three `DKIM_` settings.'),
+  DKIM_SELECTOR: z.string().optional().describe('DKIM selector (`s=`).'),
+  DKIM_PRIVATE_KEY: z.string().optional().describe('The DKIM private key: PEM text, or a path to a PEM file.'),
+  KAFKA_BROKERS: z
+    .string()
+    .optional()
+    .describe('Comma-separated `host:port` list: every role uses Apache Kafka instead of the in-process bus.')
+    .meta({ whenUnset: 'the in-process bus' }),
+  KAFKA_TOPIC_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]*$/, 'letters, digits, . _ - only')
+    .optional()
+    .describe('Prefix of every topic and consumer group name (letters, digits, `.`, `_`, `-`), to separate environments on one cluster.'),
+  KAFKA_CLIENT_ID: z.string().optional().describe('The kafkajs client id.').meta({ whenUnset: '`herald`' }),
+  KAFKA_SEND_BATCH_PARTITIONS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(10_000)
+    .optional()
+    .describe('Partitions of `herald.send-batches` when Herald creates it: the most engine processes that can share the sends.')
+    .meta({ whenUnset: '`32`' }),
+  KAFKA_PARTITIONS: z.coerce.number().int().min(1).max(10_000).optional().describe('Partitions of the other topics when Herald creates them.').meta({ whenUnset: '`12`' }),
+  KAFKA_REPLICATION_FACTOR: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(16)
+    .optional()
+    .describe('Replication factor of the topics Herald creates (3 on a production cluster).')
+    .meta({ whenUnset: '`1`' }),
+  KAFKA_SESSION_TIMEOUT: optionalDuration(1_000, 30 * 60_000)
+    .describe(
+      "How long the broker waits for a consumer's heartbeat before it gives that process's partitions to the others (each heartbeats every fifth of it): how soon the engines left take over the send batches of one that died. Within the broker's `group.min.session.timeout.ms` (6 s by default) and `group.max.session.timeout.ms`.",
+    )
+    .meta({ whenUnset: '`10s`' }),
+  CLICKHOUSE_URL: optionalUrl
+    .describe('The ClickHouse server of the KPIs, e.g. `http://clickhouse:8123`; set it (the same server) for every gateway when several run on one control-plane store.')
+    .meta({ whenUnset: 'chDB under `HERALD_HOME/clickhouse` (one gateway per control-plane store)' }),
 });
 
 export type HeraldConfig = z.infer<typeof environmentSchema>;

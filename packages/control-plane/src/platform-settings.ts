@@ -218,7 +218,7 @@ async function resolveSecret(store: SettingsStore, spec: SecretSpec, config: Pla
       throw new PlatformSettingsError(
         `${spec.variable} differs from the secret this platform signs ${spec.what} with (kept in ${where}): ` +
           `every process must use the same one. Unset ${spec.variable} to use the platform's, or, to change it, ` +
-          `set the new value for every process and delete the stored one (README: "Shared settings").`,
+          `set the new value for every process and delete the stored one (docs/operations.md, "Shared settings and secrets").`,
       );
     }
     return explicit;
