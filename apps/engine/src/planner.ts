@@ -7,6 +7,7 @@
 // the pool first), by a scan of the sending runs every DISCOVER_INTERVAL_MS (runs started on
 // another bus, or whose command was lost), and at start, after requeueing what dead engines held.
 import { setTimeout as sleep } from 'node:timers/promises';
+import { type MessageResult, ok, retry } from '@herald/bus';
 import { type DeliveryCommand, type SendBatch, TOPICS } from '@herald/contracts';
 import {
   AuditRepository,
@@ -97,19 +98,38 @@ export class Planner {
     for (const run of await this.sendingRuns()) this.plan(run);
   }
 
-  async onCommands(commands: DeliveryCommand[]): Promise<void> {
-    const { runs, cancellations, breaker } = this.parts;
+  /**
+   * Applies the delivery commands (the bus checked them against their contract), in order: a
+   * result for each. One that fails asks for a retry, and so do those after it (order per
+   * delivery): the bus delivers them again, and past the retry budget puts the failing one in
+   * the DLQ (the discovery scan still finds a run whose start was lost).
+   */
+  async onCommands(commands: DeliveryCommand[]): Promise<MessageResult[]> {
+    const results: MessageResult[] = [];
     for (const command of commands) {
-      const key = runKey(command.deliveryId, command.occurrence);
-      // Paused or stopped: the worker threads start nothing more of this run, first of all.
-      if (command.type === 'DeliveryPaused' || command.type === 'DeliveryStopped') cancellations.cancel(key);
-      await this.dedupe.once(command.commandId, async () => undefined);
-      runs.forget(command.deliveryId, command.occurrence);
-      if (command.type === 'DeliveryStarted' || command.type === 'DeliveryResumed') {
-        this.plan({ deliveryId: command.deliveryId, occurrence: command.occurrence });
-      } else if (command.type === 'DeliveryStopped') {
-        breaker.forget(key);
+      try {
+        await this.apply(command);
+        results.push(ok());
+      } catch (error) {
+        const reason = error instanceof Error ? error.message : String(error);
+        results.push(retry(reason), ...commands.slice(results.length + 1).map(() => retry('after a command that failed')));
+        break;
       }
+    }
+    return results;
+  }
+
+  private async apply(command: DeliveryCommand): Promise<void> {
+    const { runs, cancellations, breaker } = this.parts;
+    const key = runKey(command.deliveryId, command.occurrence);
+    // Paused or stopped: the worker threads start nothing more of this run, first of all.
+    if (command.type === 'DeliveryPaused' || command.type === 'DeliveryStopped') cancellations.cancel(key);
+    await this.dedupe.once(command.commandId, async () => undefined);
+    runs.forget(command.deliveryId, command.occurrence);
+    if (command.type === 'DeliveryStarted' || command.type === 'DeliveryResumed') {
+      this.plan({ deliveryId: command.deliveryId, occurrence: command.occurrence });
+    } else if (command.type === 'DeliveryStopped') {
+      breaker.forget(key);
     }
   }
 
