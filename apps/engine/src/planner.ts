@@ -122,9 +122,15 @@ export class Planner {
   private async apply(command: DeliveryCommand): Promise<void> {
     const { runs, cancellations, breaker } = this.parts;
     const key = runKey(command.deliveryId, command.occurrence);
-    // Paused or stopped: the worker threads start nothing more of this run, first of all.
+    // Paused or stopped: the worker threads start nothing more of this run, first of all (a
+    // repeated pause or stop sets flags a first one set already).
     if (command.type === 'DeliveryPaused' || command.type === 'DeliveryStopped') cancellations.cancel(key);
-    await this.dedupe.once(command.commandId, async () => undefined);
+    // Applied once per command id across the engines (a relay that died before marking a command
+    // publishes it again; the bus delivers at least once).
+    if (!(await this.dedupe.once(command.commandId, async () => undefined))) {
+      this.options.logger.info({ commandId: command.commandId, type: command.type, deliveryId: command.deliveryId, occurrence: command.occurrence }, 'repeated delivery command skipped');
+      return;
+    }
     runs.forget(command.deliveryId, command.occurrence);
     if (command.type === 'DeliveryStarted' || command.type === 'DeliveryResumed') {
       this.plan({ deliveryId: command.deliveryId, occurrence: command.occurrence });
@@ -145,6 +151,7 @@ export class Planner {
   private plan(run: RunRef): void {
     const key = runKey(run.deliveryId, run.occurrence);
     if (this.planners.has(key) || this.parts.stopping()) return;
+    this.options.logger.info({ ...run }, 'planning run');
     const planner = this.planRun(run)
       .catch((error) => this.options.logger.error({ err: error, ...run }, 'planner failed'))
       .finally(() => this.planners.delete(key));
