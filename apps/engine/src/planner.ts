@@ -122,8 +122,10 @@ export class Planner {
   private async apply(command: DeliveryCommand): Promise<void> {
     const { runs, cancellations, breaker } = this.parts;
     const key = runKey(command.deliveryId, command.occurrence);
-    // Paused or stopped: the worker threads start nothing more of this run, first of all (a
-    // repeated pause or stop sets flags a first one set already).
+    // Paused or stopped: the worker threads start nothing more of this run, first of all, before
+    // the dedupe write. A repeated pause or stop sets the flags again: nothing changes while the
+    // run is still paused or stopped; after a resume, the tasks in hand stop early and their
+    // recipients not yet attempted go back to the ledger, to be sent with the rest.
     if (command.type === 'DeliveryPaused' || command.type === 'DeliveryStopped') cancellations.cancel(key);
     // Applied once per command id across the engines (a relay that died before marking a command
     // publishes it again; the bus delivers at least once).
