@@ -4,7 +4,7 @@
 //    50,000 rows or 1 s) into herald.message_events, against the ceiling measured in the same
 //    run: the same rows inserted straight into the same table in the same batch size (50,000),
 //    with no bus and no consumer. ratio = pipeline / ceiling. The bus is the in-process one (12
-//    partitions, publishes of 10,000 events), or with `--bus kafka` a KafkaBus on a local broker
+//    partitions, publishes of 10,000 events), or with `--bus kafka` the Kafka bus on a local broker
 //    (publishes of KAFKA_PUBLISH_CHUNK events, KAFKA_PUBLISH_IN_FLIGHT of them in flight: see
 //    publishToKafka).
 // 2. Visibility through the API: `herald start` (on Kafka with `--bus kafka`) sends a delivery,
@@ -29,7 +29,7 @@ import { createHmac } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
-import { InProcessBus, KafkaBus } from '@herald/bus';
+import { busFromEnv } from '@herald/bus';
 import { TOPICS } from '@herald/contracts';
 import { KpiConsumer } from '@herald/kpi-consumer';
 import { openKpiStore } from '@herald/kpi-store';
@@ -84,7 +84,7 @@ async function throughput(store, kafka) {
 
   // The pipeline: bus + KPI consumer with its defaults (50,000 rows or 1 s per flush).
   const events = makeEvents(randomUUID(), EVENTS);
-  const bus = kafka ? new KafkaBus({ brokers: kafka.brokers, topicPrefix: kafka.env('ingest').KAFKA_TOPIC_PREFIX }) : new InProcessBus({ partitions: 12 });
+  const bus = kafka ? busFromEnv({ KAFKA_BROKERS: kafka.brokers.join(','), KAFKA_TOPIC_PREFIX: kafka.env('ingest').KAFKA_TOPIC_PREFIX }) : busFromEnv({}, { inProcess: { partitions: 12 } });
   const consumer = new KpiConsumer(bus, store, pino({ level: 'warn' }), { maxRows: BATCH });
   await consumer.start(); // on Kafka: the topic exists and the consumer has joined its group
   const cpuBefore = { bench: process.cpuUsage(), broker: kafka?.pid ? processCpuSeconds(kafka.pid) : null };
@@ -284,7 +284,7 @@ try {
       kafka: {
         broker: kafka.startedHere ? 'single node (KRaft, loopback) started by infra/kafka/start.sh for this run' : 'KAFKA_BROKERS',
         brokerStartSeconds: kafka.startSeconds,
-        client: 'KafkaBus defaults (kafkajs, idempotent producer, acks -1); herald.message-events created with 12 partitions',
+        client: 'the Kafka bus of busFromEnv (kafkajs, idempotent producer, acks -1); herald.message-events created with 12 partitions',
       },
     }),
     loadAverageAtStart,

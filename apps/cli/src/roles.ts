@@ -14,7 +14,7 @@
 // the stores close.
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { type Bus, busFromEnv } from '@herald/bus';
+import { type Bus, busFromEnv, type ConsumerIncident } from '@herald/bus';
 import type { HeraldConfig } from '@herald/config';
 import { type CaptureSink, startCaptureSink } from '@herald/capture-sink';
 import { TOPICS } from '@herald/contracts';
@@ -68,7 +68,7 @@ export function composeRole(config: HeraldConfig, role: Role, options: RoleOptio
   const bus = add(
     part(
       'bus',
-      (): Bus => busFromEnv(config, { onHandlerError: (error, topic, group) => logger.warn({ err: error, topic, group }, 'consumer failed; will retry') }),
+      (): Bus => busFromEnv(config, { onIncident: (incident) => logIncident(logger, incident) }),
       (bus) => bus.close(),
     ),
   );
@@ -276,3 +276,9 @@ async function openMigratedKpiStore(config: HeraldConfig, home: string): Promise
 }
 
 function noop(): void {}
+
+/** A message the bus retries, dead-letters or drops: a warning (a drop, which a handler chose: info). */
+function logIncident(logger: Logger, { error, outcome, reason, ...incident }: ConsumerIncident): void {
+  const what = outcome === 'retry' ? 'consumer failed; will retry' : outcome === 'dlq' ? 'message(s) sent to the DLQ' : 'message(s) dropped';
+  logger[outcome === 'drop' ? 'info' : 'warn']({ ...(error === undefined ? {} : { err: error }), ...incident, reason }, what);
+}

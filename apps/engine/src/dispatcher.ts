@@ -6,7 +6,8 @@
 // message events in one transaction and lets the circuit breaker observe them.
 // A batch for a run no longer sending, or arriving while the engine stops, is released unsent.
 import { randomUUID } from 'node:crypto';
-import { dlqTopic, type SendBatch, sendBatchSchema, TOPICS } from '@herald/contracts';
+import { ok, type MessageResult } from '@herald/bus';
+import { type SendBatch, TOPICS } from '@herald/contracts';
 import { DEFAULT_SOFT_BOUNCE_RULE, ENGINE_ACTOR, OutboxRepository, ProfilesRepository, type RunRef, SendQueueRepository } from '@herald/control-plane';
 import { classify, type ClassifiedOutcome, eventsFor, excludedEvent, PROVIDER_ANSWER_INVALID, type Throttles } from '@herald/sending';
 import type { Piscina } from 'piscina';
@@ -41,22 +42,20 @@ export class Dispatcher {
     },
   ) {}
 
-  async onSendBatches(values: unknown[]): Promise<void> {
-    for (const value of values) {
-      const parsed = sendBatchSchema.safeParse(value);
-      if (!parsed.success) {
-        const reason = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
-        this.options.logger.error({ reason }, 'malformed SendBatch sent to the DLQ');
-        const key = String((value as { batchId?: unknown } | null)?.batchId ?? 'poison');
-        await this.options.bus.publish(dlqTopic(TOPICS.sendBatches), [{ key, value: { reason, key, value } }]);
-        continue;
-      }
+  /**
+   * Dispatches each batch (the bus checked it against the SendBatch contract). A failure throws:
+   * the bus delivers the batch again, and past its retry budget puts it in the DLQ; recipients
+   * of it still queued then go back to pending once queued too long (registry.ts).
+   */
+  async onSendBatches(batches: SendBatch[]): Promise<MessageResult> {
+    for (const batch of batches) {
       try {
-        await this.dispatch(parsed.data);
+        await this.dispatch(batch);
       } finally {
         this.parts.inFlight.done();
       }
     }
+    return ok();
   }
 
   /** Claims the batch's recipients, sends them through the pool, settles outcomes and events. */

@@ -19,7 +19,7 @@
 // enforces 1/N of every throughput limit (per delivery and per domain).
 import { randomUUID } from 'node:crypto';
 import type { Subscription } from '@herald/bus';
-import { type DeliveryCommand, TOPICS } from '@herald/contracts';
+import { deliveryCommandSchema, sendBatchSchema, TOPICS } from '@herald/contracts';
 import { Throttles } from '@herald/sending';
 import { Piscina } from 'piscina';
 import { Dispatcher } from './dispatcher.js';
@@ -109,8 +109,9 @@ export class Engine {
     this.planner.startDiscovery();
     this.cancellations.startWatching();
     this.subscriptions.push(
-      await bus.subscribe({ topic: TOPICS.deliveryCommands, group: 'engine-planner', handler: (batch) => this.planner.onCommands(batch.map((m) => m.value as DeliveryCommand)) }),
-      await bus.subscribe({ topic: TOPICS.sendBatches, group: 'engine-dispatchers', maxBatchSize: 1, handler: (batch) => this.dispatcher.onSendBatches(batch.map((m) => m.value)) }),
+      // The bus checks each message against its contract: a malformed one goes to the topic's DLQ.
+      await bus.subscribe({ topic: TOPICS.deliveryCommands, group: 'engine-planner', schema: deliveryCommandSchema, handler: (batch) => this.planner.onCommands(batch.map((m) => m.value)) }),
+      await bus.subscribe({ topic: TOPICS.sendBatches, group: 'engine-dispatchers', schema: sendBatchSchema, maxBatchSize: 1, handler: (batch) => this.dispatcher.onSendBatches(batch.map((m) => m.value)) }),
     );
   }
 

@@ -7,6 +7,7 @@
 // the pool first), by a scan of the sending runs every DISCOVER_INTERVAL_MS (runs started on
 // another bus, or whose command was lost), and at start, after requeueing what dead engines held.
 import { setTimeout as sleep } from 'node:timers/promises';
+import { type MessageResult, ok, retry } from '@herald/bus';
 import { type DeliveryCommand, type SendBatch, TOPICS } from '@herald/contracts';
 import {
   AuditRepository,
@@ -97,19 +98,46 @@ export class Planner {
     for (const run of await this.sendingRuns()) this.plan(run);
   }
 
-  async onCommands(commands: DeliveryCommand[]): Promise<void> {
-    const { runs, cancellations, breaker } = this.parts;
+  /**
+   * Applies the delivery commands (the bus checked them against their contract), in order: a
+   * result for each. One that fails asks for a retry, and so do those after it (order per
+   * delivery): the bus delivers them again, and past the retry budget puts the failing one in
+   * the DLQ (the discovery scan still finds a run whose start was lost).
+   */
+  async onCommands(commands: DeliveryCommand[]): Promise<MessageResult[]> {
+    const results: MessageResult[] = [];
     for (const command of commands) {
-      const key = runKey(command.deliveryId, command.occurrence);
-      // Paused or stopped: the worker threads start nothing more of this run, first of all.
-      if (command.type === 'DeliveryPaused' || command.type === 'DeliveryStopped') cancellations.cancel(key);
-      await this.dedupe.once(command.commandId, async () => undefined);
-      runs.forget(command.deliveryId, command.occurrence);
-      if (command.type === 'DeliveryStarted' || command.type === 'DeliveryResumed') {
-        this.plan({ deliveryId: command.deliveryId, occurrence: command.occurrence });
-      } else if (command.type === 'DeliveryStopped') {
-        breaker.forget(key);
+      try {
+        await this.apply(command);
+        results.push(ok());
+      } catch (error) {
+        const reason = error instanceof Error ? error.message : String(error);
+        results.push(retry(reason), ...commands.slice(results.length + 1).map(() => retry('after a command that failed')));
+        break;
       }
+    }
+    return results;
+  }
+
+  private async apply(command: DeliveryCommand): Promise<void> {
+    const { runs, cancellations, breaker } = this.parts;
+    const key = runKey(command.deliveryId, command.occurrence);
+    // Paused or stopped: the worker threads start nothing more of this run, first of all, before
+    // the dedupe write. A repeated pause or stop sets the flags again: nothing changes while the
+    // run is still paused or stopped; after a resume, the tasks in hand stop early and their
+    // recipients not yet attempted go back to the ledger, to be sent with the rest.
+    if (command.type === 'DeliveryPaused' || command.type === 'DeliveryStopped') cancellations.cancel(key);
+    // Applied once per command id across the engines (a relay that died before marking a command
+    // publishes it again; the bus delivers at least once).
+    if (!(await this.dedupe.once(command.commandId, async () => undefined))) {
+      this.options.logger.info({ commandId: command.commandId, type: command.type, deliveryId: command.deliveryId, occurrence: command.occurrence }, 'repeated delivery command skipped');
+      return;
+    }
+    runs.forget(command.deliveryId, command.occurrence);
+    if (command.type === 'DeliveryStarted' || command.type === 'DeliveryResumed') {
+      this.plan({ deliveryId: command.deliveryId, occurrence: command.occurrence });
+    } else if (command.type === 'DeliveryStopped') {
+      breaker.forget(key);
     }
   }
 
@@ -125,6 +153,7 @@ export class Planner {
   private plan(run: RunRef): void {
     const key = runKey(run.deliveryId, run.occurrence);
     if (this.planners.has(key) || this.parts.stopping()) return;
+    this.options.logger.info({ ...run }, 'planning run');
     const planner = this.planRun(run)
       .catch((error) => this.options.logger.error({ err: error, ...run }, 'planner failed'))
       .finally(() => this.planners.delete(key));

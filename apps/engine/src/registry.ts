@@ -106,8 +106,8 @@ export class EngineRegistry {
     // NOTE: idle intervals say nothing of the rate: they leave the average as it was.
     const measured = stats.messages === this.lastBeat.messages ? this.report.measuredPerSecond : this.report.measuredPerSecond > 0 ? 0.7 * this.report.measuredPerSecond + 0.3 * perSecond : perSecond;
     this.lastBeat = { at: now, messages: stats.messages, count: this.lastBeat.count + 1 };
-    const kafka = bus as Partial<{ assignments(): { topic: string; partitions: number[] }[]; lag(topic: string, group: string): number | Promise<number> }>;
-    const assignments = kafka.assignments?.().filter((a) => a.topic === TOPICS.sendBatches);
+    // On the in-process bus this process's dispatchers own every partition: reported as null.
+    const assignments = bus.sharedAcrossProcesses ? bus.assignments(TOPICS.sendBatches) : [];
     const live = await this.instances.live(db, ENGINE_STALE_MS, clock.now());
     const share = 1 / Math.max(1, live.length);
     throttles.setShare(share);
@@ -119,13 +119,13 @@ export class EngineRegistry {
       messagesPerSecond: Math.round(perSecond),
       measuredPerSecond: Math.round(measured * 10) / 10,
       inFlightBatches: this.parts.inFlight.size,
-      partitions: assignments && assignments.length > 0 ? assignments.flatMap((a) => a.partitions).sort((a, b) => a - b) : null,
+      partitions: assignments.length > 0 ? assignments.flatMap((a) => a.partitions).sort((a, b) => a - b) : null,
       lag: this.report.lag,
       share,
     };
     // The bus's lag is read after the heartbeat and for the next one, within a second: a broker
     // that does not answer must not stop this engine from heartbeating (it would be declared dead).
-    void withTimeout(kafka.lag?.(TOPICS.sendBatches, 'engine-dispatchers'), 1000).then((lag) => {
+    void withTimeout(bus.lag(TOPICS.sendBatches, 'engine-dispatchers'), 1000).then((lag) => {
       if (lag !== undefined) this.report.lag = lag;
     });
     if (!(await this.instances.heartbeat(db, this.instanceId, { ...this.report }, clock.now()))) {

@@ -13,6 +13,8 @@ import {
   startTestSink,
   type TestSmtpServer,
 } from '@herald/testing';
+import { TOPICS } from '@herald/contracts';
+import { pino } from 'pino';
 import { type EngineHarness, startEngineHarness } from './engine-harness.js';
 
 describeEachStore('send engine', (kind) => {
@@ -194,6 +196,30 @@ describeEachStore('send engine', (kind) => {
       await h.waitForState(id, 'finished');
       expect(await h.ledger(id)).toEqual({ sent: 30, bounced: 1 });
       expect(received.filter((m) => m.text === 'Hi Sam, 20% off today')).toHaveLength(31);
+    });
+  });
+
+  describe('delivery commands', () => {
+    let h: EngineHarness;
+    const logs: { msg: string; deliveryId?: string }[] = [];
+    beforeAll(async () => {
+      const logger = pino({ level: 'info' }, { write: (line: string) => void logs.push(JSON.parse(line)) });
+      h = await startEngineHarness(kind, { engine: { logger } });
+    });
+    afterAll(async () => h?.close());
+
+    it('skips a repeated command: the same DeliveryStarted published twice starts one planner and one send', async () => {
+      const id = await h.deliveryFor(20, {}, 'dup-');
+      await h.confirmAndOk(id);
+      await h.waitForState(id, 'finished');
+      const started = h.commands.find((m) => m.value.deliveryId === id && m.value.type === 'DeliveryStarted')!;
+      // Published again, as a relay that died before marking it would.
+      await h.bus.publish(TOPICS.deliveryCommands, [{ key: id, value: started.value }]);
+      await eventually(async () => (await h.bus.lag(TOPICS.deliveryCommands, 'engine-planner')) === 0, { what: 'the engine to take the repeated command' });
+      expect(logs.filter((l) => l.msg === 'planning run' && l.deliveryId === id)).toHaveLength(1);
+      expect(logs.filter((l) => l.msg === 'repeated delivery command skipped' && l.deliveryId === id)).toHaveLength(1);
+      expect(h.sink.messages().filter((m) => m.to[0]!.startsWith('dup-'))).toHaveLength(20);
+      expect(await h.ledger(id)).toEqual({ sent: 20 });
     });
   });
 

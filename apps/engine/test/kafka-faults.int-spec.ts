@@ -3,8 +3,8 @@
 // server on loopback. Each case ends with every recipient settled once in the ledger, duplicates
 // at the SMTP server no more than what a killed process had in flight, and in ClickHouse
 // count() = count(DISTINCT event_id) = the expected number of events.
-import { KafkaBus } from '@herald/bus';
-import { dlqTopic, TOPICS } from '@herald/contracts';
+import { busFromEnv } from '@herald/bus';
+import { deadLetterSchema, dlqTopic, TOPICS } from '@herald/contracts';
 import {
   type CaptureSink,
   call,
@@ -227,10 +227,10 @@ describeOnStore(
       // A sink that keeps the messages: the engine processes' links must point at the gateway.
       const kept = await startTestSink({ files: true });
       const p = await start({ SMTP_URL: kept.url });
-      const bus = new KafkaBus({ brokers: kafka.brokers, topicPrefix: env.KAFKA_TOPIC_PREFIX });
+      const bus = busFromEnv(env);
       const dead: { topic: string; value: { reason: string } }[] = [];
       for (const topic of [dlqTopic(TOPICS.messageEvents), dlqTopic(TOPICS.sendBatches)]) {
-        await bus.subscribe({ topic, group: 'test-dlq', handler: async (batch) => void dead.push(...batch.map((m) => ({ topic, value: m.value as { reason: string } }))) });
+        await bus.subscribe({ topic, group: 'test-dlq', schema: deadLetterSchema, handler: async (batch) => void dead.push(...batch.map((m) => ({ topic, value: m.value }))) });
       }
       await bus.publish(TOPICS.messageEvents, [{ key: 'x', value: { type: 'exploded' } }]);
       await bus.publish(TOPICS.sendBatches, [{ key: 'bad-batch', value: { batchId: 'bad-batch', recipients: 'none' } }]);

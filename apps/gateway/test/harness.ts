@@ -5,9 +5,9 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type DeliveredMessage, InProcessBus } from '@herald/bus';
+import { type Bus, busFromEnv, type DeliveredMessage } from '@herald/bus';
 import { loadConfig } from '@herald/config';
-import { TOPICS } from '@herald/contracts';
+import { type DeliveryCommand, deliveryCommandSchema, TOPICS } from '@herald/contracts';
 import { ManualClock, resolvePlatformSettings } from '@herald/control-plane';
 import type { KpiStore } from '@herald/kpi-store';
 import { createTestDatabase, type StoreKind, type TestDatabase } from '@herald/testing';
@@ -19,10 +19,10 @@ export const ALL_ROLES = ['delivery:prepare', 'delivery:approve', 'delivery:star
 export interface Harness {
   gateway: Gateway;
   database: TestDatabase;
-  bus: InProcessBus;
+  bus: Bus;
   clock: ManualClock;
   /** Every command the bus delivered on herald.delivery-commands. */
-  commands: DeliveredMessage[];
+  commands: DeliveredMessage<DeliveryCommand>[];
   token(user: string, roles?: string[]): Promise<string>;
   api(method: string, path: string, options?: { token?: string; body?: unknown; raw?: string; contentType?: string }): Promise<ApiResponse>;
   close(): Promise<void>;
@@ -38,7 +38,8 @@ export interface ApiResponse {
 export async function startHarness(kind: StoreKind, env: Record<string, string> = {}, options: { relay?: boolean; kpi?: KpiStore } = {}): Promise<Harness> {
   const database = await createTestDatabase(kind);
   const clock = new ManualClock(new Date('2026-12-01T08:00:00Z'));
-  const bus = new InProcessBus({ retryBackoffMs: 10 });
+  // The in-process bus (an environment without KAFKA_BROKERS).
+  const bus = busFromEnv({}, { inProcess: { retryBackoffMs: 10 } });
   const config = loadConfig({
     HERALD_HOME: mkdtempSync(join(tmpdir(), 'herald-test-')),
     PORT: '0',
@@ -57,8 +58,8 @@ export async function startHarness(kind: StoreKind, env: Record<string, string> 
     kpi: options.kpi,
     settings: await resolvePlatformSettings(config, database.db),
   });
-  const commands: DeliveredMessage[] = [];
-  await bus.subscribe({ topic: TOPICS.deliveryCommands, group: 'test-observer', handler: async (batch) => void commands.push(...batch) });
+  const commands: DeliveredMessage<DeliveryCommand>[] = [];
+  await bus.subscribe({ topic: TOPICS.deliveryCommands, group: 'test-observer', schema: deliveryCommandSchema, handler: async (batch) => void commands.push(...batch) });
   const tokens = new Map<string, string>();
   const harness: Harness = {
     gateway,

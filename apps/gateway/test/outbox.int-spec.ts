@@ -1,10 +1,11 @@
 // The outbox: OK commits the state change and the command together; a relay that died before
 // publishing publishes on restart; a relay that died after publishing but before marking
 // publishes again, and consumers dedupe by command id.
-import { type DeliveredMessage, InProcessBus } from '@herald/bus';
-import { TOPICS, type DeliveryCommand } from '@herald/contracts';
+import { busFromEnv, type DeliveredMessage } from '@herald/bus';
+import { type DeliveryCommand, deliveryCommandSchema, TOPICS } from '@herald/contracts';
 import { CommandDeduplicator, type Database, OutboxRelay, OutboxRepository, systemClock } from '@herald/control-plane';
 import { describeEachStore, eventually } from '@herald/testing';
+import { z } from 'zod';
 import { approvedDelivery, type Harness, startHarnessWithAudience } from './harness.js';
 
 describeEachStore('outbox', (kind) => {
@@ -32,17 +33,18 @@ describeEachStore('outbox', (kind) => {
       expect(h.commands).toHaveLength(0);
 
       // A consumer that applies commands once, in its own transaction.
-      const bus = new InProcessBus({ retryBackoffMs: 5 });
+      const bus = busFromEnv({}, { inProcess: { retryBackoffMs: 5 } });
       const dedupe = new CommandDeduplicator(h.database.db, 'test-engine');
-      const seen: DeliveredMessage[] = [];
+      const seen: DeliveredMessage<DeliveryCommand>[] = [];
       let applied = 0;
       await bus.subscribe({
         topic: TOPICS.deliveryCommands,
         group: 'engine',
+        schema: deliveryCommandSchema,
         handler: async (batch) => {
           for (const message of batch) {
             seen.push(message);
-            const command = message.value as DeliveryCommand;
+            const command = message.value;
             await dedupe.once(command.commandId, async () => {
               applied++;
             });
@@ -69,7 +71,7 @@ describeEachStore('outbox', (kind) => {
       const id = await approvedDelivery(h, audienceId);
       const confirm = await h.api('POST', `/v1/deliveries/${id}/confirmations`);
       await h.api('POST', `/v1/deliveries/${id}/confirmations/${confirm.body.confirmationId}/ok`);
-      const bus = new InProcessBus();
+      const bus = busFromEnv({});
       await bus.close(); // a bus that refuses every publish
       const failing = new OutboxRelay(h.database.db, bus, systemClock);
       await expect(failing.drain()).rejects.toThrow('bus is closed');
@@ -91,7 +93,7 @@ describeEachStore('outbox', (kind) => {
       };
       await okDelivery();
       // A bus whose publishes wait at a gate: stop() is called while the loop's drain is in hand.
-      const bus = new InProcessBus();
+      const bus = busFromEnv({});
       const publish = bus.publish.bind(bus);
       let publishes = 0;
       let open!: () => void;
@@ -113,7 +115,7 @@ describeEachStore('outbox', (kind) => {
       // the same interval, on a bus that refuses every publish, finds the command still there
       // again and again (each attempt fails, so it takes nothing away from the stopped one).
       await okDelivery();
-      const refusing = new InProcessBus();
+      const refusing = busFromEnv({});
       await refusing.close();
       let found = 0;
       const witness = new OutboxRelay(h.database.db, refusing, systemClock, () => found++);
@@ -127,7 +129,7 @@ describeEachStore('outbox', (kind) => {
     it('publishes a fanout row as one message per element, in order, and reads it back message by message', async () => {
       const db = h.database.db;
       const topic = `test.fanout.${Date.now()}`;
-      const scratch = new InProcessBus();
+      const scratch = busFromEnv({});
       await new OutboxRelay(db, scratch, systemClock).drain(); // what earlier tests left
       await scratch.close();
       const outbox = new OutboxRepository();
@@ -141,9 +143,9 @@ describeEachStore('outbox', (kind) => {
       expect((await outbox.unpublished(db, 500, 3)).map((r) => r.fanout)).toEqual([false, true]);
       expect(await outbox.unpublished(db, 500, 1)).toHaveLength(1);
 
-      const bus = new InProcessBus({ partitions: 1 });
-      const received: DeliveredMessage[] = [];
-      await bus.subscribe({ topic, group: 'observer', handler: async (batch) => void received.push(...batch) });
+      const bus = busFromEnv({}, { inProcess: { partitions: 1 } });
+      const received: DeliveredMessage<{ n: number }>[] = [];
+      await bus.subscribe({ topic, group: 'observer', schema: z.strictObject({ n: z.number() }), handler: async (batch) => void received.push(...batch) });
       const since = new Date(Date.now() - 1000);
       expect(await new OutboxRelay(db, bus, systemClock).drain()).toBe(3);
       await eventually(() => received.length === 7, { what: 'seven messages' });
@@ -166,7 +168,7 @@ describeEachStore('outbox', (kind) => {
       const db = h.database.db;
       const topic = `test.prune.${Date.now()}`;
       const outbox = new OutboxRepository();
-      const relay = new OutboxRelay(db, new InProcessBus(), systemClock);
+      const relay = new OutboxRelay(db, busFromEnv({}), systemClock);
       const add = (n: number) => db.transaction((tx) => outbox.enqueue(tx, { commandId: crypto.randomUUID(), topic, key: 'k', payload: { n } }));
       const ids = async () => (await db.query<{ id: string }>('SELECT id FROM outbox WHERE topic = $1 ORDER BY id', [topic])).map((r) => Number(r.id));
       await add(1);

@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { InProcessBus } from '@herald/bus';
+import { busFromEnv } from '@herald/bus';
 import { type MessageEvent, TOPICS } from '@herald/contracts';
 import { deliveryBody, seedAudience, startHarness } from '@herald/gateway/testing';
 import { type ClientConnection, chdbConnection, type KpiStore, openKpiStore, splitSql } from '@herald/kpi-store';
@@ -456,7 +456,7 @@ describe('KpiStore on chDB', () => {
   it('backs off while the ClickHouse connection fails, then catches up with nothing lost or doubled', async () => {
     const { connection: flaky, control } = flakyConnection(connection);
     const flakyStore = openKpiStore({ connection: flaky });
-    const bus = new InProcessBus({ partitions: 4 });
+    const bus = busFromEnv({}, { inProcess: { partitions: 4 } }); // the in-process bus (no KAFKA_BROKERS)
     const consumer = new KpiConsumer(bus, flakyStore, silent, { maxWaitMs: 20, retryDelayMs: 10, maxRetryDelayMs: 100, fetchSize: 500 });
     await consumer.start();
     control.failing = true;

@@ -1,5 +1,5 @@
-import { InProcessBus, partitionFor } from '@herald/bus';
-import { dlqTopic, type MessageEvent, TOPICS } from '@herald/contracts';
+import { busFromEnv, type InProcessBusOptions, partitionFor } from '@herald/bus';
+import { type DeadLetter, deadLetterSchema, dlqTopic, type MessageEvent, TOPICS } from '@herald/contracts';
 import { eventually, holdFor } from '@herald/testing';
 import { pino } from 'pino';
 import { type EventSink, KpiConsumer } from './kpi-consumer.js';
@@ -37,9 +37,12 @@ const within = (what: string) => ({ timeoutMs: 5_000, intervalMs: 5, what });
 
 const fast = { maxWaitMs: 10, retryDelayMs: 5 };
 
+/** The in-process bus (an environment without KAFKA_BROKERS). */
+const inProcessBus = (options: InProcessBusOptions) => busFromEnv({}, { inProcess: options });
+
 describe('KpiConsumer', () => {
   it('flushes by size: one insert per maxRows events gathered across partitions and bus batches', async () => {
-    const bus = new InProcessBus({ partitions: 4 });
+    const bus = inProcessBus({ partitions: 4 });
     const store = new FlakyStore(0);
     const consumer = new KpiConsumer(bus, store, pino({ level: 'silent' }), { maxRows: 400, maxWaitMs: 60_000, fetchSize: 100 });
     await consumer.start();
@@ -58,7 +61,7 @@ describe('KpiConsumer', () => {
   });
 
   it('flushes a backlog at once: a batch with more behind it does not wait for the time limit', async () => {
-    const bus = new InProcessBus({ partitions: 1 });
+    const bus = inProcessBus({ partitions: 1 });
     const store = new FlakyStore(0);
     const consumer = new KpiConsumer(bus, store, pino({ level: 'silent' }), { maxRows: 50_000, maxWaitMs: 60_000, fetchSize: 100 });
     await bus.publish(TOPICS.messageEvents, Array.from({ length: 250 }, (_, i) => ({ key: 'd', value: event(i) })));
@@ -72,7 +75,7 @@ describe('KpiConsumer', () => {
   });
 
   it('flushes by time: a few events are inserted after maxWaitMs, in one insert', async () => {
-    const bus = new InProcessBus({ partitions: 4 });
+    const bus = inProcessBus({ partitions: 4 });
     const store = new FlakyStore(0);
     const consumer = new KpiConsumer(bus, store, pino({ level: 'silent' }), { maxWaitMs: 150 });
     await consumer.start();
@@ -86,7 +89,7 @@ describe('KpiConsumer', () => {
   });
 
   it('catches up on demand: inserts what it holds and what the bus has for it, without waiting for the time limit', async () => {
-    const bus = new InProcessBus({ partitions: 4 });
+    const bus = inProcessBus({ partitions: 4 });
     const store = new FlakyStore(0);
     const consumer = new KpiConsumer(bus, store, pino({ level: 'silent' }), { maxWaitMs: 60_000 });
     await consumer.start();
@@ -95,13 +98,13 @@ describe('KpiConsumer', () => {
     expect(await consumer.catchUp()).toBe(true);
     expect(Date.now() - started).toBeLessThan(1_000);
     expect(consumer.stats.inserted).toBe(10);
-    expect(bus.lag(TOPICS.messageEvents, 'kpi-consumer')).toBe(0);
+    expect(await bus.lag(TOPICS.messageEvents, 'kpi-consumer')).toBe(0);
     await consumer.stop();
     await bus.close();
   });
 
   it('while the store fails, retries the same flush with the same token and takes nothing more from the bus', async () => {
-    const bus = new InProcessBus({ partitions: 2, retryBackoffMs: 5 });
+    const bus = inProcessBus({ partitions: 2, retryBackoffMs: 5 });
     const store = new FlakyStore(Number.POSITIVE_INFINITY);
     const tokens = new Set<string | undefined>();
     const insert = store.insertEvents.bind(store);
@@ -116,17 +119,17 @@ describe('KpiConsumer', () => {
     // One bus batch per partition in hand, no more: memory stays bounded while the store is down.
     expect(consumer.stats.buffered).toBeLessThanOrEqual(2 * 50);
     expect(tokens.size).toBe(1);
-    expect(bus.lag(TOPICS.messageEvents, 'kpi-consumer')).toBe(1_000);
+    expect(await bus.lag(TOPICS.messageEvents, 'kpi-consumer')).toBe(1_000);
     store.failures = 0;
     await eventually(() => consumer.stats.inserted === 1_000, within('the 1,000 events inserted'));
-    expect(bus.lag(TOPICS.messageEvents, 'kpi-consumer')).toBe(0);
+    expect(await bus.lag(TOPICS.messageEvents, 'kpi-consumer')).toBe(0);
     expect(new Set(store.inserts.flatMap((b) => b.events.map((e) => e.eventId))).size).toBe(1_000);
     await consumer.stop();
     await bus.close();
   });
 
   it('backs off while the store fails, then inserts everything once, acknowledged after the insert', async () => {
-    const bus = new InProcessBus({ partitions: 1, retryBackoffMs: 5 });
+    const bus = inProcessBus({ partitions: 1, retryBackoffMs: 5 });
     const store = new FlakyStore(3);
     const consumer = new KpiConsumer(bus, store, pino({ level: 'silent' }), fast);
     await consumer.start();
@@ -134,20 +137,20 @@ describe('KpiConsumer', () => {
     await eventually(() => consumer.stats.inserted === 100, within('100 events inserted'));
     expect(consumer.stats.failures).toBe(3);
     expect(store.inserts.flatMap((b) => b.events.map((e) => e.eventId))).toHaveLength(100);
-    expect(bus.lag(TOPICS.messageEvents, 'kpi-consumer')).toBe(0);
+    expect(await bus.lag(TOPICS.messageEvents, 'kpi-consumer')).toBe(0);
     await consumer.stop();
     await bus.close();
   });
 
   it('drops what a previous consumer inserted but never acknowledged, and checks the store only until new events come', async () => {
-    const bus = new InProcessBus({ partitions: 1 });
+    const bus = inProcessBus({ partitions: 1 });
     const store = new FlakyStore(0);
     // The previous consumer inserted events 0..99 and died before its offsets moved.
     await store.insertEvents(Array.from({ length: 100 }, (_, i) => event(i)), {});
     const consumer = new KpiConsumer(bus, store, pino({ level: 'silent' }), { ...fast, fetchSize: 60 });
     await consumer.start();
     await bus.publish(TOPICS.messageEvents, Array.from({ length: 300 }, (_, i) => ({ key: 'd', value: event(i) })));
-    await eventually(() => bus.lag(TOPICS.messageEvents, 'kpi-consumer') === 0 && consumer.stats.buffered === 0, within('the bus drained and the buffer flushed'));
+    await eventually(async () => (await bus.lag(TOPICS.messageEvents, 'kpi-consumer')) === 0 && consumer.stats.buffered === 0, within('the bus drained and the buffer flushed'));
     expect(consumer.stats.redelivered).toBe(100);
     expect(consumer.stats.inserted).toBe(200);
     expect(store.inserts.slice(1).flatMap((b) => b.events.map((e) => e.eventId))).toEqual(Array.from({ length: 200 }, (_, i) => event(i + 100).eventId));
@@ -158,7 +161,7 @@ describe('KpiConsumer', () => {
   });
 
   it('runs work between flushes: never while an insert is in progress, and holds the next flush until it is done', async () => {
-    const bus = new InProcessBus({ partitions: 1 });
+    const bus = inProcessBus({ partitions: 1 });
     const order: string[] = [];
     let releaseInsert!: () => void;
     const store: EventSink = {
@@ -205,7 +208,7 @@ describe('KpiConsumer', () => {
   });
 
   it('gives the same batch the same deduplication token', async () => {
-    const bus = new InProcessBus({ partitions: 1 });
+    const bus = inProcessBus({ partitions: 1 });
     const store = new FlakyStore(0);
     const consumer = new KpiConsumer(bus, store, pino({ level: 'silent' }), fast);
     await consumer.start();
@@ -219,10 +222,10 @@ describe('KpiConsumer', () => {
   });
 
   it('sends poison events to the DLQ with the reason, and the good ones still land', async () => {
-    const bus = new InProcessBus({ partitions: 1 });
+    const bus = inProcessBus({ partitions: 1 });
     const store = new FlakyStore(0);
-    const dead: unknown[] = [];
-    await bus.subscribe({ topic: dlqTopic(TOPICS.messageEvents), group: 'ops', handler: async (batch) => void dead.push(...batch.map((m) => m.value)) });
+    const dead: DeadLetter[] = [];
+    await bus.subscribe({ topic: dlqTopic(TOPICS.messageEvents), group: 'ops', schema: deadLetterSchema, handler: async (batch) => void dead.push(...batch.map((m) => m.value)) });
     const consumer = new KpiConsumer(bus, store, pino({ level: 'silent' }), fast);
     await consumer.start();
     await bus.publish(TOPICS.messageEvents, [

@@ -4,11 +4,11 @@
 // is acknowledged (its handler resolves) only after the flush holding it was acknowledged by the
 // store. While the store fails, the same flush is retried with the same token after a growing
 // backoff, and the handlers stay pending: the bus hands out nothing more, so memory stays bounded
-// (at most one bus batch, fetchSize events, per partition) and nothing is lost. Poison events go
-// to the DLQ.
+// (at most one bus batch, fetchSize events, per partition) and nothing is lost. The bus checks
+// each event against its contract: a poison event goes to the DLQ, never here.
 import { createHash } from 'node:crypto';
-import type { Bus, DeliveredMessage, Subscription } from '@herald/bus';
-import { dlqTopic, type MessageEvent, messageEventSchema, TOPICS } from '@herald/contracts';
+import { type Bus, type DeliveredMessage, type MessageResult, ok, type Subscription } from '@herald/bus';
+import { type MessageEvent, messageEventSchema, TOPICS } from '@herald/contracts';
 import type { Logger } from 'pino';
 
 const GROUP = 'kpi-consumer';
@@ -46,7 +46,6 @@ export interface KpiConsumerStats {
   inserted: number;
   flushes: number;
   failures: number;
-  poison: number;
   /** Redelivered events dropped because the store already had them. */
   redelivered: number;
   /** Events waiting in the buffer or in the flush being retried. */
@@ -67,7 +66,7 @@ export function dedupTokenOf(events: readonly MessageEvent[]): string {
 
 export class KpiConsumer {
   private subscription?: Subscription;
-  readonly stats: KpiConsumerStats = { inserted: 0, flushes: 0, failures: 0, poison: 0, redelivered: 0, buffered: 0 };
+  readonly stats: KpiConsumerStats = { inserted: 0, flushes: 0, failures: 0, redelivered: 0, buffered: 0 };
   private readonly maxRows: number;
   private readonly maxWaitMs: number;
   private readonly fetchSize: number;
@@ -107,6 +106,7 @@ export class KpiConsumer {
     this.subscription = await this.bus.subscribe({
       topic: TOPICS.messageEvents,
       group: GROUP,
+      schema: messageEventSchema,
       maxBatchSize: this.fetchSize,
       maxFetchBytes: this.fetchBytes,
       handler: (batch, info) => this.handle(batch, info.behind),
@@ -124,15 +124,14 @@ export class KpiConsumer {
 
   /**
    * Inserts now what is buffered and what the bus holds for this consumer, and resolves once the
-   * bus has nothing left for it (when the bus can tell its lag) or after `timeoutMs`. Returns
-   * whether it caught up. Compute stats calls it so that an open recorded a moment ago counts.
+   * bus has nothing left for it (its lag is 0) or after `timeoutMs`. Returns whether it caught
+   * up. Compute stats calls it so that an open recorded a moment ago counts.
    */
   async catchUp(timeoutMs = 10_000): Promise<boolean> {
-    const lagOf = (this.bus as Partial<{ lag(topic: string, group: string): number | Promise<number> }>).lag?.bind(this.bus);
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       await this.flushNow().catch(() => undefined);
-      const lag = lagOf ? await lagOf(TOPICS.messageEvents, GROUP) : 0;
+      const lag = await this.bus.lag(TOPICS.messageEvents, GROUP);
       if (lag === 0 && this.stats.buffered === 0) return true;
       if (Date.now() > deadline) return false;
       await new Promise((resolve) => setTimeout(resolve, 5));
@@ -154,25 +153,11 @@ export class KpiConsumer {
     return run;
   }
 
-  private async handle(batch: DeliveredMessage[], behind = 0): Promise<void> {
-    const events: MessageEvent[] = [];
-    const poison: { key: string; value: unknown; reason: string }[] = [];
-    for (const message of batch) {
-      const parsed = messageEventSchema.safeParse(message.value);
-      if (parsed.success) events.push(parsed.data);
-      else poison.push({ key: message.key, value: message.value, reason: parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') });
-    }
-    if (poison.length > 0) {
-      // With its key, so `herald dlq replay` puts a repaired event back on its partition.
-      await this.bus.publish(
-        dlqTopic(TOPICS.messageEvents),
-        poison.map((p) => ({ key: p.key, value: { reason: p.reason, key: p.key, value: p.value } })),
-      );
-      this.stats.poison += poison.length;
-      this.logger.warn({ count: poison.length, reason: poison[0]!.reason }, 'poison message events sent to the DLQ');
-    }
+  /** Resolves ok once the flush holding the batch's events was acknowledged by the store. */
+  private async handle(batch: DeliveredMessage<MessageEvent>[], behind = 0): Promise<MessageResult> {
+    const events = batch.map((message) => message.value);
     const fresh = await this.dropRedelivered(batch, events);
-    if (fresh.length === 0) return;
+    if (fresh.length === 0) return ok();
     if (this.stopping) throw new Error('the KPI consumer is stopping; the batch will be delivered again');
     const acknowledged = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
     this.buffer.push(...fresh);
@@ -181,7 +166,8 @@ export class KpiConsumer {
     // trickle, and waiting would only hold the partition).
     if (this.buffer.length >= this.maxRows || behind > 0) void this.flushNow();
     else this.scheduleFlush(fresh);
-    return acknowledged;
+    await acknowledged;
+    return ok();
   }
 
   /**
@@ -190,7 +176,7 @@ export class KpiConsumer {
    * the events the store already has are dropped. The partition is checked batch by batch until
    * a batch brings something new — past that point nothing was inserted before.
    */
-  private async dropRedelivered(batch: DeliveredMessage[], events: MessageEvent[]): Promise<MessageEvent[]> {
+  private async dropRedelivered(batch: DeliveredMessage<MessageEvent>[], events: MessageEvent[]): Promise<MessageEvent[]> {
     const first = batch[0]!;
     const last = batch[batch.length - 1]!;
     const partition = `${first.topic}:${first.partition}`;

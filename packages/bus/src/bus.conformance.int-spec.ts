@@ -2,10 +2,11 @@
 // (a real broker: KAFKA_BROKERS, else one started by infra/kafka/start.sh). Each case uses its
 // own topic and group; the Kafka run uses its own topic prefix, so runs never see each other.
 import { randomBytes } from 'node:crypto';
-import { dlqTopic } from '@herald/contracts';
+import { type DeadLetter, deadLetterSchema, dlqTopic } from '@herald/contracts';
 import kafkajs from 'kafkajs';
 import { eventually, gate, holdFor, kafkaAvailable, startTestKafka, type TestKafka } from '@herald/testing-base';
-import type { Bus, DeliveredMessage, OutgoingMessage, Subscription } from './bus.js';
+import { z } from 'zod';
+import { type Bus, type ConsumerIncident, type DeliveredMessage, dlq, drop, ok, type OutgoingMessage, retry, type Subscription } from './bus.js';
 import { InProcessBus } from './in-process-bus.js';
 import { KafkaBus } from './kafka-bus.js';
 
@@ -16,11 +17,8 @@ interface Adapter {
   available: () => boolean;
   start(): Promise<void>;
   stop(): Promise<void>;
-  /** A bus whose topics have PARTITIONS partitions. */
-  create(): Bus;
-  lag(bus: Bus, topic: string, group: string): Promise<number>;
-  /** Resolves once `members` subscriptions of `group` on `topic` own every partition between them. */
-  settled(bus: Bus, topic: string, group: string, members: number): Promise<void>;
+  /** A bus whose topics have PARTITIONS partitions; `incidents` collects what it reports. */
+  create(incidents: ConsumerIncident[]): Bus;
   /** The topic names on the broker, where there is one. */
   brokerTopics?(bus: Bus): Promise<string[]>;
   /** How long a consumer may go silent before its group drops it (0: never). */
@@ -33,9 +31,7 @@ const inProcess: Adapter = {
   available: () => true,
   start: async () => undefined,
   stop: async () => undefined,
-  create: () => new InProcessBus({ partitions: PARTITIONS, retryBackoffMs: 50 }),
-  lag: async (bus, topic, group) => (bus as InProcessBus).lag(topic, group),
-  settled: async () => undefined,
+  create: (incidents) => new InProcessBus({ partitions: PARTITIONS, retryBackoffMs: 50, maxRetryBackoffMs: 200, onIncident: (i) => incidents.push(i) }),
   sessionTimeoutMs: 0,
 };
 
@@ -52,28 +48,21 @@ const kafka: Adapter = {
   stop: async () => {
     await broker?.stop();
   },
-  create: () =>
+  create: (incidents) =>
     new KafkaBus({
       brokers: broker!.brokers,
       clientId: 'herald-conformance',
       topicPrefix: kafkaPrefix,
       defaultPartitions: PARTITIONS,
       retryBackoffMs: 50,
+      maxRetryBackoffMs: 200,
       logLevel: 'error',
-      onHandlerError: () => undefined,
+      onIncident: (i) => incidents.push(i),
       // Rebalances are what makes a Kafka suite slow: members learn of one at their next
       // heartbeat, and an idle fetch waits maxWaitTimeInMs before the heartbeat is sent.
       consumer: { sessionTimeout: KAFKA_SESSION_TIMEOUT_MS, heartbeatInterval: 300, rebalanceTimeout: 10_000, maxWaitTimeInMs: 100 },
     }),
   sessionTimeoutMs: KAFKA_SESSION_TIMEOUT_MS,
-  lag: (bus, topic, group) => (bus as KafkaBus).lag(topic, group),
-  settled: async (bus, topic, group, members) => {
-    await eventually(() => {
-      const mine = (bus as KafkaBus).assignments().filter((a) => a.topic === topic && a.group === group);
-      const owned = mine.flatMap((a) => a.partitions);
-      return mine.length === members && mine.every((a) => a.partitions.length > 0) && owned.length === PARTITIONS && new Set(owned).size === PARTITIONS;
-    }, { timeoutMs: 30_000, what: `${members} members of ${group} sharing ${PARTITIONS} partitions` });
-  },
   brokerTopics: async () => {
     const admin = new kafkajs.Kafka({ brokers: broker!.brokers, logLevel: kafkajs.logLevel.ERROR }).admin();
     await admin.connect();
@@ -89,6 +78,8 @@ for (const adapter of [inProcess, kafka]) {
   (adapter.available() ? describe : describe.skip)(`Bus conformance: ${adapter.name}`, () => {
     const buses: Bus[] = [];
     const subscriptions: Subscription[] = [];
+    /** What the bus of the running case reported (retries, dead letters, drops). */
+    let incidents: ConsumerIncident[] = [];
     let counter = 0;
     const fresh = (what: string) => `${what}-${++counter}`;
 
@@ -100,9 +91,19 @@ for (const adapter of [inProcess, kafka]) {
     });
 
     const newBus = (): Bus => {
-      const bus = adapter.create();
+      incidents = [];
+      const bus = adapter.create(incidents);
       buses.push(bus);
       return bus;
+    };
+
+    /** Resolves once `members` subscriptions of `group` on `topic` own every partition between them (the port's assignments). */
+    const settled = async (bus: Bus, topic: string, group: string, members: number) => {
+      await eventually(() => {
+        const mine = bus.assignments(topic).filter((a) => a.group === group);
+        const owned = mine.flatMap((a) => a.partitions);
+        return mine.length === members && mine.every((a) => a.partitions.length > 0) && owned.length === PARTITIONS && new Set(owned).size === PARTITIONS;
+      }, { timeoutMs: 30_000, what: `${members} members of ${group} sharing ${PARTITIONS} partitions` });
     };
 
     /** Subscribes with a handler that records every delivered message (and batch). */
@@ -110,13 +111,14 @@ for (const adapter of [inProcess, kafka]) {
       bus: Bus,
       topic: string,
       group: string,
-      options: { maxBatchSize?: number } = {},
+      options: { maxBatchSize?: number; schema?: z.ZodType } = {},
     ): Promise<{ received: DeliveredMessage[]; batches: DeliveredMessage[][]; subscription: Subscription }> => {
       const received: DeliveredMessage[] = [];
       const batches: DeliveredMessage[][] = [];
       const subscription = await bus.subscribe({
         topic,
         group,
+        schema: options.schema ?? z.unknown(),
         maxBatchSize: options.maxBatchSize,
         handler: async (messages) => {
           batches.push(messages);
@@ -140,6 +142,7 @@ for (const adapter of [inProcess, kafka]) {
         await bus.subscribe({
           topic,
           group: 'g',
+          schema: z.unknown(),
           maxBatchSize: 4,
           handler: async (messages, info) => void infos.push({ first: messages[0]!.value as number, count: messages.length, behind: info.behind }),
         }),
@@ -171,7 +174,7 @@ for (const adapter of [inProcess, kafka]) {
         expect(offsets).toEqual([...offsets].sort((a, b) => a - b));
         for (const m of mine) expect(m.topic).toBe(topic);
       }
-      await eventually(async () => (await adapter.lag(bus, topic, 'g')) === 0, { timeoutMs: 30_000, what: 'lag 0' });
+      await eventually(async () => (await bus.lag(topic, 'g')) === 0, { timeoutMs: 30_000, what: 'lag 0' });
     });
 
     it('shares the partitions among the consumers of one group, each message handled by exactly one', async () => {
@@ -179,10 +182,10 @@ for (const adapter of [inProcess, kafka]) {
       const topic = fresh('sharing');
       const a = await collect(bus, topic, 'workers');
       const b = await collect(bus, topic, 'workers');
-      await adapter.settled(bus, topic, 'workers', 2);
+      await settled(bus, topic, 'workers', 2);
       const total = 300;
       await bus.publish(topic, range(0, total).map((i) => ({ key: `k-${i}`, value: i })));
-      await eventually(async () => a.received.length + b.received.length >= total && (await adapter.lag(bus, topic, 'workers')) === 0, { timeoutMs: 30_000, what: 'every message handled and committed' });
+      await eventually(async () => a.received.length + b.received.length >= total && (await bus.lag(topic, 'workers')) === 0, { timeoutMs: 30_000, what: 'every message handled and committed' });
 
       expect(a.received.length).toBeGreaterThan(0);
       expect(b.received.length).toBeGreaterThan(0);
@@ -200,7 +203,7 @@ for (const adapter of [inProcess, kafka]) {
       const analytics = await collect(bus, topic, 'analytics');
       const total = 60;
       await bus.publish(topic, range(0, total).map((i) => ({ key: `k-${i % 7}`, value: i })));
-      await eventually(async () => (await adapter.lag(bus, topic, 'billing')) === 0 && (await adapter.lag(bus, topic, 'analytics')) === 0, { timeoutMs: 30_000, what: 'both groups caught up' });
+      await eventually(async () => (await bus.lag(topic, 'billing')) === 0 && (await bus.lag(topic, 'analytics')) === 0, { timeoutMs: 30_000, what: 'both groups caught up' });
       expect(numbers(billing.received)).toEqual(range(0, total));
       expect(numbers(analytics.received)).toEqual(range(0, total));
     });
@@ -214,6 +217,9 @@ for (const adapter of [inProcess, kafka]) {
       const subscription = await bus.subscribe({
         topic,
         group: 'flaky',
+        schema: z.unknown(),
+        // Enough to outlast the case: the budget is another case's subject.
+        retryBudget: 1_000,
         handler: async (messages) => {
           if (messages.some((m) => m.key === 'a')) {
             attempts.push(messages);
@@ -238,10 +244,10 @@ for (const adapter of [inProcess, kafka]) {
       // The other partitions were handled meanwhile.
       await eventually(() => elsewhere.every((v) => received.some((m) => m.value === v)), { timeoutMs: 30_000, what: 'other partitions handled while one fails' });
       expect(received.some((m) => m.partition === failingPartition)).toBe(false);
-      expect(await adapter.lag(bus, topic, 'flaky')).toBe(attempts[0]!.length);
+      expect(await bus.lag(topic, 'flaky')).toBe(attempts[0]!.length);
 
       failing = false;
-      await eventually(async () => (await adapter.lag(bus, topic, 'flaky')) === 0, { timeoutMs: 30_000, what: 'lag 0 once the handler succeeds' });
+      await eventually(async () => (await bus.lag(topic, 'flaky')) === 0, { timeoutMs: 30_000, what: 'lag 0 once the handler succeeds' });
       for (const attempt of attempts) {
         expect(attempt.map((m) => m.offset)).toEqual(attempts[0]!.map((m) => m.offset));
         expect(values(attempt)).toEqual(values(attempts[0]!));
@@ -257,7 +263,7 @@ for (const adapter of [inProcess, kafka]) {
       await eventually(() => attempts.length === settledAttempts + 1, { timeoutMs: 30_000, what: 'the next message' });
       expect(values(attempts[settledAttempts]!)).toEqual(['fourth']);
       expect(attempts[settledAttempts]![0]!.offset).toBe(attempts[0]!.length);
-      await eventually(async () => (await adapter.lag(bus, topic, 'flaky')) === 0, { timeoutMs: 30_000, what: 'lag 0' });
+      await eventually(async () => (await bus.lag(topic, 'flaky')) === 0, { timeoutMs: 30_000, what: 'lag 0' });
     });
 
     it('caps batches at maxBatchSize, in offset order', async () => {
@@ -279,7 +285,7 @@ for (const adapter of [inProcess, kafka]) {
       await bus.publish(topic, range(0, 3000).map((i) => ({ key: 'same', value: { i, padding } })));
       const batches: number[] = [];
       subscriptions.push(
-        await bus.subscribe({ topic, group: 'g', maxBatchSize: 3000, maxFetchBytes: 8 * 1024 * 1024, handler: async (messages) => void batches.push(messages.length) }),
+        await bus.subscribe({ topic, group: 'g', schema: z.unknown(), maxBatchSize: 3000, maxFetchBytes: 8 * 1024 * 1024, handler: async (messages) => void batches.push(messages.length) }),
       );
       await eventually(() => batches.reduce((sum, n) => sum + n, 0) === 3000, { timeoutMs: 30_000, what: 'the 3,000 messages' });
       expect(batches).toEqual([3000]);
@@ -290,10 +296,10 @@ for (const adapter of [inProcess, kafka]) {
       const topic = fresh('handover');
       const a = await collect(bus, topic, 'workers');
       const b = await collect(bus, topic, 'workers');
-      await adapter.settled(bus, topic, 'workers', 2);
+      await settled(bus, topic, 'workers', 2);
       const keys = range(0, 40).map((i) => `k-${i}`);
       await bus.publish(topic, keys.map((key) => ({ key, value: { key, round: 1 } })));
-      await eventually(async () => a.received.length + b.received.length === keys.length && (await adapter.lag(bus, topic, 'workers')) === 0, { timeoutMs: 30_000, what: 'round 1 handled' });
+      await eventually(async () => a.received.length + b.received.length === keys.length && (await bus.lag(topic, 'workers')) === 0, { timeoutMs: 30_000, what: 'round 1 handled' });
       const partitionsOfA = new Set(a.received.map((m) => m.partition));
       expect(partitionsOfA.size).toBeGreaterThan(0);
 
@@ -301,7 +307,7 @@ for (const adapter of [inProcess, kafka]) {
       const seenByA = a.received.length;
       const seenByB = b.received.length;
       await bus.publish(topic, keys.map((key) => ({ key, value: { key, round: 2 } })));
-      await eventually(async () => b.received.length === seenByB + keys.length && (await adapter.lag(bus, topic, 'workers')) === 0, { timeoutMs: 30_000, what: 'round 2 handled by the remaining member' });
+      await eventually(async () => b.received.length === seenByB + keys.length && (await bus.lag(topic, 'workers')) === 0, { timeoutMs: 30_000, what: 'round 2 handled by the remaining member' });
       expect(a.received).toHaveLength(seenByA);
       const round2 = b.received.slice(seenByB);
       expect(round2.map((m) => (m.value as { key: string }).key).sort()).toEqual([...keys].sort());
@@ -318,6 +324,7 @@ for (const adapter of [inProcess, kafka]) {
       const subscription = await bus.subscribe({
         topic,
         group: 'resumer',
+        schema: z.unknown(),
         handler: async (messages) => {
           first.push(messages);
           if (first.length === 1) await blocked.promise;
@@ -337,13 +344,13 @@ for (const adapter of [inProcess, kafka]) {
       blocked.release();
       await closing;
       expect(numbers(first.flat())).toEqual([1, 2, 3, 4, 5]);
-      expect(await adapter.lag(bus, topic, 'resumer')).toBe(0);
+      expect(await bus.lag(topic, 'resumer')).toBe(0);
 
       // Published while nobody consumes; the group's committed offsets are where it resumes.
       await bus.publish(topic, range(6, 11).map((i) => ({ key: 'k', value: i })));
-      expect(await adapter.lag(bus, topic, 'resumer')).toBe(5);
+      expect(await bus.lag(topic, 'resumer')).toBe(5);
       const reopened = await collect(bus, topic, 'resumer');
-      await eventually(async () => reopened.received.length >= 5 && (await adapter.lag(bus, topic, 'resumer')) === 0, { timeoutMs: 30_000, what: 'the new messages' });
+      await eventually(async () => reopened.received.length >= 5 && (await bus.lag(topic, 'resumer')) === 0, { timeoutMs: 30_000, what: 'the new messages' });
       expect(values(reopened.received)).toEqual([6, 7, 8, 9, 10]);
       expect(reopened.received[0]!.offset).toBe(5);
     });
@@ -355,6 +362,7 @@ for (const adapter of [inProcess, kafka]) {
       const subscription = await bus.subscribe({
         topic,
         group: 'slow',
+        schema: z.unknown(),
         handler: async (messages) => {
           calls.push(messages);
           if (calls.length === 1) await holdFor(adapter.sessionTimeoutMs + 1_500, 'the scenario: a handler that runs longer than the session timeout');
@@ -362,10 +370,143 @@ for (const adapter of [inProcess, kafka]) {
       });
       subscriptions.push(subscription);
       await bus.publish(topic, range(0, 3).map((i) => ({ key: 'k', value: i })));
-      await eventually(async () => calls.length >= 1 && (await adapter.lag(bus, topic, 'slow')) === 0, { timeoutMs: 60_000, what: 'the slow batch committed' });
+      await eventually(async () => calls.length >= 1 && (await bus.lag(topic, 'slow')) === 0, { timeoutMs: 60_000, what: 'the slow batch committed' });
       await bus.publish(topic, [{ key: 'k', value: 3 }]);
-      await eventually(async () => (await adapter.lag(bus, topic, 'slow')) === 0 && calls.flat().length >= 4, { timeoutMs: 30_000, what: 'the next message' });
+      await eventually(async () => (await bus.lag(topic, 'slow')) === 0 && calls.flat().length >= 4, { timeoutMs: 30_000, what: 'the next message' });
       expect(values(calls.flat())).toEqual([0, 1, 2, 3]);
+    }, 90_000);
+
+    /** Collects the dead letters of `topic` (its `<topic>.dlq`), checked against their contract. */
+    const deadLetters = async (bus: Bus, topic: string): Promise<DeadLetter[]> => {
+      const letters: DeadLetter[] = [];
+      subscriptions.push(
+        await bus.subscribe({ topic: dlqTopic(topic), group: 'dlq-reader', schema: deadLetterSchema, handler: async (messages) => void letters.push(...messages.map((m) => m.value)) }),
+      );
+      return letters;
+    };
+
+    it('hands the handler only what matches the contract; the rest goes to the DLQ with the reason and its key, and the partition moves on', async () => {
+      const bus = newBus();
+      const topic = fresh('contract');
+      const letters = await deadLetters(bus, topic);
+      const { received } = await collect(bus, topic, 'strict', { schema: z.strictObject({ n: z.number() }) });
+      await bus.publish(topic, [
+        { key: 'k', value: { n: 1 } },
+        { key: 'k', value: { bad: true } },
+        { key: 'k', value: { n: 2 } },
+        { key: 'k', value: 'not an object' },
+        { key: 'k', value: { n: 3 } },
+      ]);
+      await eventually(async () => received.length === 3 && letters.length === 2 && (await bus.lag(topic, 'strict')) === 0, { timeoutMs: 30_000, what: 'three handled, two dead-lettered, all committed' });
+      expect(values(received)).toEqual([{ n: 1 }, { n: 2 }, { n: 3 }]);
+      expect(letters.map((l) => [l.key, l.value, l.offset, l.topic, l.group, l.attempts])).toEqual([
+        ['k', { bad: true }, 1, topic, 'strict', 0],
+        ['k', 'not an object', 3, topic, 'strict', 0],
+      ]);
+      expect(letters[0]!.reason).toContain(`does not match the contract of ${topic}`);
+      expect(letters[0]!.reason).toContain('n:');
+      expect(letters[0]!.partition).toBe(received[0]!.partition);
+      expect(await bus.dlqCount(topic)).toBe(2);
+      expect(incidents.filter((i) => i.outcome === 'dlq').reduce((sum, i) => sum + i.messages, 0)).toBe(2);
+    });
+
+    it('gives up on a message whose handler always throws after the retry budget: it goes to the DLQ with the last reason, and the partition moves on', async () => {
+      const bus = newBus();
+      const topic = fresh('always-fails');
+      const letters = await deadLetters(bus, topic);
+      const deliveries: string[] = [];
+      subscriptions.push(
+        await bus.subscribe({
+          topic,
+          group: 'g',
+          schema: z.string(),
+          maxBatchSize: 1,
+          retryBudget: 3,
+          handler: async ([message]) => {
+            deliveries.push(message!.value);
+            if (message!.value === 'poison') throw new Error('cannot handle poison');
+          },
+        }),
+      );
+      await bus.publish(topic, ['before', 'poison', 'after'].map((value) => ({ key: 'k', value })));
+      await eventually(async () => letters.length === 1 && deliveries.includes('after') && (await bus.lag(topic, 'g')) === 0, { timeoutMs: 30_000, what: 'the poison dead-lettered and the next message handled' });
+      // Delivered once, then again for each of the budget's 3 retries; the others once.
+      expect(deliveries).toEqual(['before', 'poison', 'poison', 'poison', 'poison', 'after']);
+      expect(letters[0]).toMatchObject({ key: 'k', value: 'poison', offset: 1, attempts: 4, reason: 'cannot handle poison (gave up after 4 deliveries)' });
+      expect(incidents.filter((i) => i.outcome === 'retry').map((i) => [i.reason, i.attempts, (i.error as Error).message])).toEqual(
+        [1, 2, 3].map((attempts) => ['cannot handle poison', attempts, 'cannot handle poison']),
+      );
+      expect(await bus.dlqCount(topic)).toBe(1);
+    });
+
+    it('settles each message as its result says: the first retry cuts the batch, dlq and drop are committed, a retry past its budget is a dead letter', async () => {
+      const bus = newBus();
+      const topic = fresh('results');
+      const letters = await deadLetters(bus, topic);
+      const batches: string[][] = [];
+      subscriptions.push(
+        await bus.subscribe({
+          topic,
+          group: 'g',
+          schema: z.string(),
+          retryBudget: 2,
+          handler: async (messages) => {
+            batches.push(messages.map((m) => m.value));
+            return messages.map((m) =>
+              m.value === 'poison' ? retry('not yet') : m.value === 'bad' ? dlq('unusable') : m.value === 'noise' ? drop('not wanted') : ok(),
+            );
+          },
+        }),
+      );
+      await bus.publish(topic, ['a', 'bad', 'noise', 'poison', 'b'].map((value) => ({ key: 'k', value })));
+      await eventually(async () => letters.length === 2 && (await bus.lag(topic, 'g')) === 0, { timeoutMs: 30_000, what: 'both dead letters, all committed' });
+      // What came before the retry was settled once; the retried message came again with what followed it.
+      expect(batches).toEqual([
+        ['a', 'bad', 'noise', 'poison', 'b'],
+        ['poison', 'b'],
+        ['poison', 'b'],
+      ]);
+      expect(letters.map((l) => [l.value, l.reason, l.attempts])).toEqual([
+        ['bad', 'unusable', 1],
+        ['poison', 'not yet (gave up after 3 deliveries)', 3],
+      ]);
+      expect(incidents.filter((i) => i.outcome === 'drop').map((i) => [i.reason, i.messages])).toEqual([['not wanted', 1]]);
+    });
+
+    it('tells lag, assignments and the DLQ count through the port', async () => {
+      const bus = newBus();
+      const topic = fresh('figures');
+      expect(bus.assignments(topic)).toEqual([]);
+      expect(await bus.dlqCount(topic)).toBe(0);
+      await bus.publish(topic, range(0, 8).map((i) => ({ key: `k-${i}`, value: i })));
+      expect(await bus.lag(topic, 'g')).toBe(8);
+      const { received } = await collect(bus, topic, 'g', { schema: z.number() });
+      // One subscription of its group: every partition is its own.
+      await eventually(() => bus.assignments(topic).flatMap((a) => a.partitions).length === PARTITIONS, { timeoutMs: 30_000, what: 'the partitions assigned' });
+      expect(bus.assignments(topic)).toEqual([{ topic, group: 'g', partitions: range(0, PARTITIONS) }]);
+      await eventually(async () => received.length === 8 && (await bus.lag(topic, 'g')) === 0, { timeoutMs: 30_000, what: 'lag 0' });
+      expect(await bus.dlqCount(topic)).toBe(0);
+      await expect(bus.ping()).resolves.toBeUndefined();
+    });
+
+    it('replays the dead letters to their topic under their key (Kafka), or says the in-process bus keeps none after its process', async () => {
+      const bus = newBus();
+      const topic = fresh('replay');
+      const strict = await collect(bus, topic, 'strict', { schema: z.number() });
+      await bus.publish(topic, [1, 'two', 3, 'four'].map((value) => ({ key: 'k', value })));
+      await eventually(async () => (await bus.dlqCount(topic)) === 2 && (await bus.lag(topic, 'strict')) === 0, { timeoutMs: 30_000, what: 'two dead letters' });
+      await strict.subscription.close();
+      if (!bus.sharedAcrossProcesses) {
+        await expect(bus.replayDlq(topic)).rejects.toThrow('the in-process bus keeps nothing after its process');
+        return;
+      }
+      expect(await bus.replayDlq(topic, { limit: 1 })).toBe(1);
+      expect(await bus.replayDlq(topic)).toBe(1);
+      expect(await bus.replayDlq(topic)).toBe(0);
+      const lenient = await collect(bus, topic, 'lenient', { schema: z.union([z.number(), z.string()]) });
+      await eventually(() => lenient.received.length === 6, { timeoutMs: 30_000, what: 'the four messages and the two replayed' });
+      expect(lenient.received.map((m) => [m.key, m.value])).toEqual([1, 'two', 3, 'four', 'two', 'four'].map((value) => ['k', value]));
+      expect(await bus.dlqCount(topic)).toBe(2);
     }, 90_000);
 
     it('names the dead-letter topic with dlqTopic, under the prefix on the broker', async () => {

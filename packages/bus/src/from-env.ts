@@ -1,6 +1,7 @@
 // Picks the bus from the environment: Kafka when KAFKA_BROKERS names brokers, else the embedded
 // in-process bus. Every role calls this, so setting KAFKA_BROKERS switches them all at once.
 import { TOPICS } from '@herald/contracts';
+import type { Bus, IncidentListener } from './bus.js';
 import { InProcessBus, type InProcessBusOptions } from './in-process-bus.js';
 import { KafkaBus, type KafkaBusOptions } from './kafka-bus.js';
 
@@ -37,12 +38,12 @@ export function consumerTimeouts(sessionTimeoutMs: number): { sessionTimeout: nu
 }
 
 export interface BusFromEnvOptions {
-  /** Called each time a handler throws, on either bus (its batch is redelivered). */
-  onHandlerError?: (error: unknown, topic: string, group: string) => void;
+  /** Told of each retry, dead letter and drop, on either bus (default: a JSON line on stderr). */
+  onIncident?: IncidentListener;
   /** Options of the in-process bus, when that is the one chosen. */
-  inProcess?: Omit<InProcessBusOptions, 'onHandlerError'>;
+  inProcess?: Omit<InProcessBusOptions, 'onIncident'>;
   /** Options of the Kafka bus, when that is the one chosen; brokers, prefix and client id come from the environment. */
-  kafka?: Omit<KafkaBusOptions, 'brokers' | 'onHandlerError'>;
+  kafka?: Omit<KafkaBusOptions, 'brokers' | 'onIncident'>;
 }
 
 /** The brokers named by KAFKA_BROKERS, or [] when it is unset or blank. */
@@ -53,9 +54,10 @@ export function kafkaBrokersFromEnv(env: BusEnv): string[] {
     .filter((broker) => broker.length > 0);
 }
 
-export function busFromEnv(env: BusEnv, options: BusFromEnvOptions = {}): InProcessBus | KafkaBus {
+/** The bus the environment names: its callers see the port only, whichever adapter it is. */
+export function busFromEnv(env: BusEnv, options: BusFromEnvOptions = {}): Bus {
   const brokers = kafkaBrokersFromEnv(env);
-  if (brokers.length === 0) return new InProcessBus({ ...options.inProcess, onHandlerError: options.onHandlerError });
+  if (brokers.length === 0) return new InProcessBus({ ...options.inProcess, onIncident: options.onIncident });
   return new KafkaBus({
     ...options.kafka,
     consumer: { ...options.kafka?.consumer, ...consumerTimeouts(env.KAFKA_SESSION_TIMEOUT ?? options.kafka?.consumer?.sessionTimeout ?? DEFAULT_SESSION_TIMEOUT_MS) },
@@ -65,6 +67,6 @@ export function busFromEnv(env: BusEnv, options: BusFromEnvOptions = {}): InProc
     brokers,
     topicPrefix: env.KAFKA_TOPIC_PREFIX ?? options.kafka?.topicPrefix,
     clientId: env.KAFKA_CLIENT_ID ?? options.kafka?.clientId,
-    onHandlerError: options.onHandlerError,
+    onIncident: options.onIncident,
   });
 }

@@ -1,5 +1,7 @@
+import { type DeadLetter, deadLetterSchema, dlqTopic } from '@herald/contracts';
 import { eventually, gate } from '@herald/testing-base';
-import type { DeliveredMessage, OutgoingMessage, Subscription } from './bus.js';
+import { z } from 'zod';
+import { type ConsumerIncident, type DeliveredMessage, ok, type OutgoingMessage, retry, type Subscription } from './bus.js';
 import { InProcessBus, type InProcessBusOptions, partitionFor } from './in-process-bus.js';
 
 const TOPIC = 'events';
@@ -26,6 +28,7 @@ describe('InProcessBus', () => {
     const subscription = await bus.subscribe({
       topic: TOPIC,
       group,
+      schema: z.unknown(),
       maxBatchSize: options.maxBatchSize,
       handler: async (messages) => {
         options.batches?.push(messages);
@@ -72,7 +75,8 @@ describe('InProcessBus', () => {
       }
       await bus.publish(TOPIC, messages);
     }
-    await eventually(() => received.length === keys.length * perKey, within('every message of every key'));
+    // Committed once the handler has resolved: a moment after it saw the last message.
+    await eventually(async () => received.length === keys.length * perKey && (await bus.lag(TOPIC, 'g')) === 0, within('every message of every key, committed'));
 
     for (const key of keys) {
       const mine = received.filter((m) => m.key === key);
@@ -82,7 +86,7 @@ describe('InProcessBus', () => {
       expect(offsets).toEqual([...offsets].sort((a, b) => a - b));
       for (const m of mine) expect(m.topic).toBe(TOPIC);
     }
-    expect(bus.lag(TOPIC, 'g')).toBe(0);
+    expect(await bus.lag(TOPIC, 'g')).toBe(0);
   });
 
   it('shares partitions among the consumers of one group, each message seen exactly once', async () => {
@@ -94,7 +98,7 @@ describe('InProcessBus', () => {
       TOPIC,
       Array.from({ length: total }, (_, i) => ({ key: `k-${i}`, value: i })),
     );
-    await eventually(() => a.received.length + b.received.length >= total && bus.lag(TOPIC, 'workers') === 0, within('all 300 messages handled and committed'));
+    await eventually(async () => a.received.length + b.received.length >= total && (await bus.lag(TOPIC, 'workers')) === 0, within('all 300 messages handled and committed'));
 
     expect(a.received.length).toBeGreaterThan(0);
     expect(b.received.length).toBeGreaterThan(0);
@@ -116,7 +120,7 @@ describe('InProcessBus', () => {
       TOPIC,
       Array.from({ length: total }, (_, i) => ({ key: `k-${i % 7}`, value: i })),
     );
-    await eventually(() => bus.lag(TOPIC, 'billing') === 0 && bus.lag(TOPIC, 'analytics') === 0, within('both groups caught up'));
+    await eventually(async () => (await bus.lag(TOPIC, 'billing')) === 0 && (await bus.lag(TOPIC, 'analytics')) === 0, within('both groups caught up'));
 
     const expected = Array.from({ length: total }, (_, i) => i);
     for (const { received } of [billing, analytics]) {
@@ -126,17 +130,18 @@ describe('InProcessBus', () => {
 
   it('redelivers the same batch while the handler throws, and advances the offset only after success', async () => {
     const errors: { error: unknown; topic: string; group: string }[] = [];
-    const bus = newBus({ partitions: 1, onHandlerError: (error, topic, group) => errors.push({ error, topic, group }) });
+    const bus = newBus({ partitions: 1, onIncident: ({ error, topic, group }) => errors.push({ error, topic, group }) });
     const attempts: { offsets: number[]; values: unknown[]; lag: number }[] = [];
     let failing = true;
     const subscription = await bus.subscribe({
       topic: TOPIC,
       group: 'flaky',
+      schema: z.unknown(),
       handler: async (messages) => {
         attempts.push({
           offsets: messages.map((m) => m.offset),
           values: messages.map((m) => m.value),
-          lag: bus.lag(TOPIC, 'flaky'),
+          lag: await bus.lag(TOPIC, 'flaky'),
         });
         if (failing) throw new Error('downstream unavailable');
       },
@@ -149,10 +154,10 @@ describe('InProcessBus', () => {
       { key: 'a', value: 'third' },
     ]);
     await eventually(() => attempts.length >= 3, within('three attempts at the failing batch'));
-    expect(bus.lag(TOPIC, 'flaky')).toBe(3);
+    expect(await bus.lag(TOPIC, 'flaky')).toBe(3);
 
     failing = false;
-    await eventually(() => bus.lag(TOPIC, 'flaky') === 0, within('the batch committed once the handler succeeds'));
+    await eventually(async () => (await bus.lag(TOPIC, 'flaky')) === 0, within('the batch committed once the handler succeeds'));
     const settled = attempts.length;
 
     for (const attempt of attempts) {
@@ -170,7 +175,7 @@ describe('InProcessBus', () => {
 
     // Once committed, the batch is not delivered again; later messages start after it.
     await bus.publish(TOPIC, [{ key: 'a', value: 'fourth' }]);
-    await eventually(() => bus.lag(TOPIC, 'flaky') === 0 && attempts.length === settled + 1, within('the next message, once'));
+    await eventually(async () => (await bus.lag(TOPIC, 'flaky')) === 0 && attempts.length === settled + 1, within('the next message, once'));
     expect(attempts[settled]?.offsets).toEqual([3]);
     expect(attempts[settled]?.values).toEqual(['fourth']);
   });
@@ -182,13 +187,14 @@ describe('InProcessBus', () => {
       Array.from({ length: 10 }, (_, i) => ({ key: 'k', value: i })),
     );
     // A group that has not subscribed yet would read every retained message.
-    expect(bus.lag(TOPIC, 'slow')).toBe(10);
+    expect(await bus.lag(TOPIC, 'slow')).toBe(10);
 
     const gates: ReturnType<typeof gate>[] = [];
     const sizes: number[] = [];
     const subscription = await bus.subscribe({
       topic: TOPIC,
       group: 'slow',
+      schema: z.unknown(),
       maxBatchSize: 3,
       handler: async (messages) => {
         sizes.push(messages.length);
@@ -203,18 +209,18 @@ describe('InProcessBus', () => {
     for (const [step, lag] of expectedLag.entries()) {
       await eventually(() => gates.length === step + 1, within('the handler called with the next batch'));
       // The handler is running: nothing of this batch is committed yet.
-      expect(bus.lag(TOPIC, 'slow')).toBe(lag);
+      expect(await bus.lag(TOPIC, 'slow')).toBe(lag);
       gates[step]!.release();
     }
-    await eventually(() => bus.lag(TOPIC, 'slow') === 0, within('every batch committed'));
+    await eventually(async () => (await bus.lag(TOPIC, 'slow')) === 0, within('every batch committed'));
     expect(sizes).toEqual([3, 3, 3, 1]);
-    expect(bus.lag(TOPIC, 'slow')).toBe(0);
+    expect(await bus.lag(TOPIC, 'slow')).toBe(0);
 
     await bus.publish(TOPIC, [{ key: 'k', value: 10 }]);
     await eventually(() => gates.length === 5, within('the handler called with the new message'));
-    expect(bus.lag(TOPIC, 'slow')).toBe(1);
+    expect(await bus.lag(TOPIC, 'slow')).toBe(1);
     gates[4]!.release();
-    await eventually(() => bus.lag(TOPIC, 'slow') === 0, within('the new message committed'));
+    await eventually(async () => (await bus.lag(TOPIC, 'slow')) === 0, within('the new message committed'));
   });
 
   it('keeps the messages a slow group has not read while a fast group catches up', async () => {
@@ -224,6 +230,7 @@ describe('InProcessBus', () => {
     const slow = await bus.subscribe({
       topic: TOPIC,
       group: 'slow',
+      schema: z.unknown(),
       maxBatchSize: 2,
       handler: async (messages) => {
         await blocked.promise;
@@ -237,12 +244,12 @@ describe('InProcessBus', () => {
       TOPIC,
       Array.from({ length: 8 }, (_, i) => ({ key: 'k', value: i })),
     );
-    await eventually(() => bus.lag(TOPIC, 'fast') === 0, within('the fast group caught up'));
+    await eventually(async () => (await bus.lag(TOPIC, 'fast')) === 0, within('the fast group caught up'));
     expect(fast.received.map((m) => m.value)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
-    expect(bus.lag(TOPIC, 'slow')).toBe(8);
+    expect(await bus.lag(TOPIC, 'slow')).toBe(8);
 
     blocked.release();
-    await eventually(() => bus.lag(TOPIC, 'slow') === 0, within('the slow group caught up once released'));
+    await eventually(async () => (await bus.lag(TOPIC, 'slow')) === 0, within('the slow group caught up once released'));
     expect(slowReceived).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
   });
 
@@ -254,11 +261,11 @@ describe('InProcessBus', () => {
       TOPIC,
       Array.from({ length: 10 }, (_, i) => ({ key: `k-${i}`, value: i })),
     );
-    await eventually(() => bus.lag(TOPIC, 'first') === 0 && bus.lag(TOPIC, 'second') === 0, within('both groups caught up'));
+    await eventually(async () => (await bus.lag(TOPIC, 'first')) === 0 && (await bus.lag(TOPIC, 'second')) === 0, within('both groups caught up'));
     expect(first.received).toHaveLength(10);
     expect(second.received).toHaveLength(10);
     // A group that never subscribed counts the retained messages: none are left.
-    expect(bus.lag(TOPIC, 'late')).toBe(0);
+    expect(await bus.lag(TOPIC, 'late')).toBe(0);
     const late = await collect(bus, 'late');
     await bus.publish(TOPIC, [{ key: 'k-0', value: 10 }]);
     await eventually(() => late.received.length === 1 && first.received.length === 11, within('the late group and the first group to get the new message'));
@@ -281,7 +288,7 @@ describe('InProcessBus', () => {
       TOPIC,
       keys.map((key) => ({ key, value: { key, round: 1 } })),
     );
-    await eventually(() => a.received.length + b.received.length === keys.length && bus.lag(TOPIC, 'workers') === 0, within('round 1 handled and committed'));
+    await eventually(async () => a.received.length + b.received.length === keys.length && (await bus.lag(TOPIC, 'workers')) === 0, within('round 1 handled and committed'));
     const partitionsOfA = new Set(a.received.map((m) => m.partition));
     expect(partitionsOfA.size).toBeGreaterThan(0);
 
@@ -293,7 +300,7 @@ describe('InProcessBus', () => {
       TOPIC,
       keys.map((key) => ({ key, value: { key, round: 2 } })),
     );
-    await eventually(() => b.received.length === seenByB + keys.length && bus.lag(TOPIC, 'workers') === 0, within('round 2 handled by the remaining member'));
+    await eventually(async () => b.received.length === seenByB + keys.length && (await bus.lag(TOPIC, 'workers')) === 0, within('round 2 handled by the remaining member'));
 
     expect(a.received).toHaveLength(seenByA);
     const round2 = b.received.slice(seenByB);
@@ -339,7 +346,7 @@ describe('InProcessBus', () => {
     await bus.close();
     await expect(bus.publish(TOPIC, [{ key: 'k', value: 1 }])).rejects.toThrow('bus is closed');
     expect(received).toHaveLength(0);
-    expect(bus.lag(TOPIC, 'g')).toBe(0);
+    expect(await bus.lag(TOPIC, 'g')).toBe(0);
   });
 });
 
@@ -351,8 +358,8 @@ describe('InProcessBus regressions', () => {
       release = resolve;
     });
     const seenByB: unknown[] = [];
-    const a = await bus.subscribe({ topic: 't', group: 'g', handler: async () => blocked });
-    const b = await bus.subscribe({ topic: 't', group: 'g', handler: async (batch) => void seenByB.push(...batch.map((m) => m.value)) });
+    const a = await bus.subscribe({ topic: 't', group: 'g', schema: z.unknown(), handler: async () => void (await blocked) });
+    const b = await bus.subscribe({ topic: 't', group: 'g', schema: z.unknown(), handler: async (batch) => void seenByB.push(...batch.map((m) => m.value)) });
     await bus.publish('t', [
       { key: 'k', value: 1 },
       { key: 'k', value: 2 },
@@ -361,7 +368,7 @@ describe('InProcessBus regressions', () => {
     await eventually(() => seenByB.length === 2, within('B to get the messages A had in hand'));
     release();
     await closing;
-    expect(bus.lag('t', 'g')).toBe(0);
+    expect(await bus.lag('t', 'g')).toBe(0);
     await bus.publish('t', [
       { key: 'k', value: 3 },
       { key: 'k', value: 4 },
@@ -373,12 +380,13 @@ describe('InProcessBus regressions', () => {
   });
 
   it('gives every group and every retry its own copy of a value', async () => {
-    const bus = new InProcessBus({ partitions: 1, retryBackoffMs: 5 });
+    const bus = new InProcessBus({ partitions: 1, retryBackoffMs: 5, onIncident: () => undefined });
     const seenByAudit: unknown[] = [];
     const seenByMutator: unknown[] = [];
     const mutator = await bus.subscribe({
       topic: 't',
       group: 'mutator',
+      schema: z.unknown(),
       handler: async (batch) => {
         const value = batch[0]!.value as { amount: number };
         seenByMutator.push({ ...value });
@@ -386,7 +394,7 @@ describe('InProcessBus regressions', () => {
         if (seenByMutator.length === 1) throw new Error('transient');
       },
     });
-    const audit = await bus.subscribe({ topic: 't', group: 'audit', handler: async (batch) => void seenByAudit.push(batch[0]!.value) });
+    const audit = await bus.subscribe({ topic: 't', group: 'audit', schema: z.unknown(), handler: async (batch) => void seenByAudit.push(batch[0]!.value) });
     await bus.publish('t', [{ key: 'k', value: { amount: 1 } }]);
     await eventually(() => seenByMutator.length === 2 && seenByAudit.length === 1, within('both groups to get the message'));
     expect(seenByMutator).toEqual([{ amount: 1 }, { amount: 1 }]);
@@ -404,7 +412,7 @@ describe('InProcessBus regressions', () => {
         { key: 'k', value: undefined },
       ]),
     ).rejects.toThrow(TypeError);
-    expect(bus.lag('t', 'nobody')).toBe(0);
+    expect(await bus.lag('t', 'nobody')).toBe(0);
     await bus.close();
   });
 });
@@ -414,10 +422,86 @@ describe('InProcessBus retention', () => {
     const bus = new InProcessBus({ partitions: 1, retainUnconsumed: 3 });
     await bus.publish('t', [1, 2, 3, 4, 5].map((value) => ({ key: 'k', value })));
     const seen: unknown[] = [];
-    const sub = await bus.subscribe({ topic: 't', group: 'late', handler: async (batch) => void seen.push(...batch.map((m) => m.value)) });
+    const sub = await bus.subscribe({ topic: 't', group: 'late', schema: z.unknown(), handler: async (batch) => void seen.push(...batch.map((m) => m.value)) });
     await eventually(() => seen.length === 3, within('the three retained messages'));
     expect(seen).toEqual([3, 4, 5]);
     await sub.close();
+    await bus.close();
+  });
+});
+
+describe('InProcessBus results, retries and dead letters', () => {
+  const deadLettersOf = async (bus: InProcessBus, topic: string) => {
+    const letters: DeadLetter[] = [];
+    await bus.subscribe({ topic: dlqTopic(topic), group: 'dlq', schema: deadLetterSchema, handler: async (batch) => void letters.push(...batch.map((m) => m.value)) });
+    return letters;
+  };
+
+  it('gives up on the whole batch of a batch-wide retry past its budget, each message with the reason', async () => {
+    const incidents: ConsumerIncident[] = [];
+    const bus = new InProcessBus({ partitions: 1, retryBackoffMs: 1, onIncident: (i) => incidents.push(i) });
+    const letters = await deadLettersOf(bus, 't');
+    let calls = 0;
+    await bus.subscribe({
+      topic: 't',
+      group: 'g',
+      schema: z.number(),
+      retryBudget: 2,
+      handler: async () => {
+        calls++;
+        return retry('store unavailable');
+      },
+    });
+    await bus.publish('t', [1, 2, 3].map((value) => ({ key: 'k', value })));
+    await eventually(async () => letters.length === 3 && (await bus.lag('t', 'g')) === 0, within('the batch dead-lettered'));
+    expect(calls).toBe(3);
+    expect(letters.map((l) => [l.value, l.attempts, l.reason])).toEqual([1, 2, 3].map((value) => [value, 3, 'store unavailable (gave up after 3 deliveries)']));
+    // The backoff doubles from retryBackoffMs for each retry of the same message.
+    expect(incidents.filter((i) => i.outcome === 'retry').map((i) => i.retryInMs)).toEqual([1, 2]);
+    await bus.close();
+  });
+
+  it('dead-letters at the first retry with a budget of 0, and refuses a budget that is not a whole number', async () => {
+    const bus = new InProcessBus({ partitions: 1, onIncident: () => undefined });
+    const letters = await deadLettersOf(bus, 't');
+    await bus.subscribe({ topic: 't', group: 'g', schema: z.number(), retryBudget: 0, handler: async () => retry('no') });
+    await bus.publish('t', [{ key: 'k', value: 1 }]);
+    await eventually(() => letters.length === 1, within('the dead letter'));
+    expect(letters[0]).toMatchObject({ value: 1, attempts: 1, reason: 'no (gave up after 1 delivery)' });
+    await expect(bus.subscribe({ topic: 't', group: 'h', schema: z.number(), retryBudget: -1, handler: async () => undefined })).rejects.toThrow(RangeError);
+    await bus.close();
+  });
+
+  it('retries the batch of a handler that answers a result per message but not one for each', async () => {
+    const incidents: ConsumerIncident[] = [];
+    const bus = new InProcessBus({ partitions: 1, retryBackoffMs: 1, onIncident: (i) => incidents.push(i) });
+    let calls = 0;
+    await bus.subscribe({ topic: 't', group: 'g', schema: z.number(), handler: async () => (++calls === 1 ? [ok()] : undefined) });
+    await bus.publish('t', [1, 2].map((value) => ({ key: 'k', value })));
+    await eventually(async () => (await bus.lag('t', 'g')) === 0, within('the batch committed on its second delivery'));
+    expect(calls).toBe(2);
+    expect(incidents[0]).toMatchObject({ outcome: 'retry', messages: 2, attempts: 1 });
+    expect(incidents[0]!.reason).toContain('answered 1 results for 2 messages');
+    await bus.close();
+  });
+
+  it('commits nothing of a batch whose dead letters could not be published, and delivers it again', async () => {
+    const bus = new InProcessBus({ partitions: 1, retryBackoffMs: 1, onIncident: () => undefined });
+    const publish = bus.publish.bind(bus);
+    let refuse = true;
+    bus.publish = async (topic, messages) => {
+      if (topic === dlqTopic('t') && refuse) throw new Error('DLQ unavailable');
+      return publish(topic, messages);
+    };
+    const letters = await deadLettersOf(bus, 't');
+    const seen: number[] = [];
+    await bus.subscribe({ topic: 't', group: 'g', schema: z.number(), handler: async (batch) => void seen.push(...batch.map((m) => m.value)) });
+    await bus.publish('t', [{ key: 'k', value: 1 }, { key: 'k', value: 'not a number' }]);
+    await eventually(() => seen.length >= 2, within('the batch delivered twice'));
+    expect(await bus.lag('t', 'g')).toBe(2);
+    refuse = false;
+    await eventually(async () => letters.length === 1 && (await bus.lag('t', 'g')) === 0, within('the dead letter published and the batch committed'));
+    expect(letters[0]).toMatchObject({ value: 'not a number', attempts: 0 });
     await bus.close();
   });
 });

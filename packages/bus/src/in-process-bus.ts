@@ -1,9 +1,12 @@
 // The embedded bus: topics split into partitions by key hash, consumer groups with their own
-// offsets, batches handed to handlers, at-least-once (a failing handler sees its batch again
-// after a backoff). It lives in one process: durability across restarts comes from the outbox
-// and the ledger, not from the bus.
+// offsets, batches handed to handlers through the port's consumption rules (consumption.ts:
+// contract check, results, retries with backoff and budget, dead letters on `<topic>.dlq` of
+// this bus). It lives in one process: durability across restarts comes from the outbox and the
+// ledger, not from the bus.
 import { createHash } from 'node:crypto';
-import type { Bus, DeliveredMessage, OutgoingMessage, SubscribeOptions, Subscription } from './bus.js';
+import { dlqTopic } from '@herald/contracts';
+import type { Assignment, Bus, DeliveredMessage, OutgoingMessage, SubscribeOptions, Subscription } from './bus.js';
+import { type ConsumerRetryOptions, Consumption } from './consumption.js';
 
 interface Partition {
   /** Offset of messages[0]: consumed messages are trimmed from the front. */
@@ -13,7 +16,8 @@ interface Partition {
 }
 
 interface Consumer {
-  options: SubscribeOptions;
+  options: SubscribeOptions<unknown>;
+  consumption: Consumption<unknown>;
   partitions: number[];
   busy: Set<number>;
   /** Partitions waiting out a retry backoff: a publish does not cut the wait short. */
@@ -26,15 +30,13 @@ interface Group {
   consumers: Consumer[];
 }
 
-export interface InProcessBusOptions {
+export interface InProcessBusOptions extends ConsumerRetryOptions {
   partitions?: number;
   /**
    * Messages kept per partition of a topic no group consumes yet (a consumer that subscribes
    * late still sees them). Default 10,000: a topic nobody reads cannot grow without bound.
    */
   retainUnconsumed?: number;
-  retryBackoffMs?: number;
-  onHandlerError?: (error: unknown, topic: string, group: string) => void;
 }
 
 export function partitionFor(key: string, partitions: number): number {
@@ -46,12 +48,10 @@ export class InProcessBus implements Bus {
   private readonly topics = new Map<string, Partition[]>();
   private readonly groups = new Map<string, Group>();
   private readonly partitionCount: number;
-  private readonly retryBackoffMs: number;
   private closed = false;
 
   constructor(private readonly options: InProcessBusOptions = {}) {
     this.partitionCount = options.partitions ?? 12;
-    this.retryBackoffMs = options.retryBackoffMs ?? 500;
   }
 
   async publish(topic: string, messages: OutgoingMessage[]): Promise<void> {
@@ -70,14 +70,17 @@ export class InProcessBus implements Bus {
     }
   }
 
-  async subscribe(options: SubscribeOptions): Promise<Subscription> {
+  async subscribe<T>(typed: SubscribeOptions<T>): Promise<Subscription> {
+    if (this.closed) throw new Error('bus is closed');
+    const consumption = Consumption.of(typed, this, this.options);
+    const { options } = consumption;
     const groupKey = `${options.topic}\u0000${options.group}`;
     let group = this.groups.get(groupKey);
     if (!group) {
       group = { offsets: new Map([[options.topic, this.topic(options.topic).map((p) => p.base)]]), consumers: [] };
       this.groups.set(groupKey, group);
     }
-    const consumer: Consumer = { options, partitions: [], busy: new Set(), retryTimers: new Map(), closed: false };
+    const consumer: Consumer = { options, consumption, partitions: [], busy: new Set(), retryTimers: new Map(), closed: false };
     group.consumers.push(consumer);
     this.rebalance(options.topic, group);
     return {
@@ -101,11 +104,36 @@ export class InProcessBus implements Bus {
     }
   }
 
-  /** Messages not yet consumed by `group` on `topic` (its lag). */
-  lag(topic: string, group: string): number {
+  /** Nothing to reach: the bus is this process. */
+  async ping(): Promise<void> {}
+
+  async lag(topic: string, group: string): Promise<number> {
     const partitions = this.topic(topic);
     const offsets = this.groups.get(`${topic}\u0000${group}`)?.offsets.get(topic);
     return partitions.reduce((sum, p, i) => sum + p.base + p.messages.length - (offsets?.[i] ?? p.base), 0);
+  }
+
+  assignments(topic: string): Assignment[] {
+    const owned: Assignment[] = [];
+    for (const [key, group] of this.groups) {
+      if (!key.startsWith(`${topic}\u0000`)) continue;
+      for (const consumer of group.consumers) {
+        if (!consumer.closed) owned.push({ topic, group: consumer.options.group, partitions: [...consumer.partitions] });
+      }
+    }
+    return owned;
+  }
+
+  /** Every dead letter written since the process started: the end offsets of `<topic>.dlq`, which consuming does not lower. */
+  async dlqCount(topic: string): Promise<number> {
+    return (this.topics.get(dlqTopic(topic)) ?? []).reduce((sum, p) => sum + p.base + p.messages.length, 0);
+  }
+
+  async replayDlq(topic: string): Promise<number> {
+    throw new Error(
+      `the in-process bus keeps nothing after its process, so there are no dead letters of ${topic} to replay from another one; ` +
+        'dead letters are replayed from Kafka (set KAFKA_BROKERS)',
+    );
   }
 
   private hasGroup(topic: string): boolean {
@@ -168,24 +196,24 @@ export class InProcessBus implements Bus {
           key: m.key,
           value: JSON.parse(m.json) as unknown,
         }));
-        try {
-          const behind = partition.messages.length - (first - partition.base) - slice.length;
-          await consumer.options.handler(batch, { behind });
-        } catch (error) {
-          this.options.onHandlerError?.(error, topic, consumer.options.group);
+        const behind = partition.messages.length - (first - partition.base) - slice.length;
+        const { settled, retryInMs } = await consumer.consumption.consume(batch, { behind });
+        // NOTE: the commit is absolute and never moves backwards: if the partition changed owner
+        // while this batch ran, the new owner may have handled (and committed) it too.
+        offsets[partitionIndex] = Math.max(offsets[partitionIndex]!, first + settled);
+        this.trim(topic, partitionIndex);
+        if (retryInMs !== undefined) {
+          // The rest of the batch waits out its backoff; a publish does not cut the wait short.
+          if (consumer.closed || this.closed) return;
           consumer.retryTimers.set(
             partitionIndex,
             setTimeout(() => {
               consumer.retryTimers.delete(partitionIndex);
               this.pump(topic, group, consumer);
-            }, this.retryBackoffMs),
+            }, retryInMs),
           );
           return;
         }
-        // NOTE: the commit is absolute and never moves backwards: if the partition changed owner
-        // while this batch ran, the new owner may have handled (and committed) it too.
-        offsets[partitionIndex] = Math.max(offsets[partitionIndex]!, first + slice.length);
-        this.trim(topic, partitionIndex);
       }
     } finally {
       consumer.busy.delete(partitionIndex);

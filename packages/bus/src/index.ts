@@ -1,5 +1,7 @@
-// The bus port, its embedded in-process adapter and its Kafka adapter (production).
+// The bus port, and busFromEnv, which picks its adapter (in-process, or Kafka in production).
+// The adapters' classes stay inside this package: every other one holds a Bus.
 export * from './bus.js';
+export { type ConsumerRetryOptions, DEFAULT_MAX_RETRY_BACKOFF_MS, DEFAULT_RETRY_BACKOFF_MS } from './consumption.js';
 export * from './from-env.js';
-export * from './in-process-bus.js';
-export * from './kafka-bus.js';
+export { type InProcessBusOptions, partitionFor } from './in-process-bus.js';
+export { DEFAULT_TOPIC_PARTITIONS, HERALD_TOPICS, type KafkaBusOptions, type KafkaConsumerSettings } from './kafka-bus.js';

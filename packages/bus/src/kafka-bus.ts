@@ -1,12 +1,15 @@
 // The production bus: the Bus port on Apache Kafka through kafkajs. Same contract as the
 // in-process bus: messages with one key keep their order (one partition per key), consumers of
 // a group share the partitions, each group sees every message, and delivery is at-least-once:
-// an offset is committed only after the handler resolved for its messages, and a handler that
-// throws sees its batch again after a pause.
+// an offset is committed only once the handler's results settled its messages (consumption.ts:
+// contract check, results, retries, dead letters), and a retry pauses the partition for its
+// backoff and delivers the rest of the batch again.
+import { setTimeout as sleep } from 'node:timers/promises';
 import { TOPICS, dlqTopic } from '@herald/contracts';
 import kafkajs from 'kafkajs';
-import type { Admin, Consumer, EachBatchPayload, KafkaMessage, LogEntry, Producer, logLevel as LogLevel } from 'kafkajs';
-import type { Bus, DeliveredMessage, OutgoingMessage, SubscribeOptions, Subscription } from './bus.js';
+import type { Admin, Consumer, ConsumerConfig, EachBatchPayload, KafkaMessage, LogEntry, Producer, logLevel as LogLevel } from 'kafkajs';
+import type { Assignment, Bus, DeliveredMessage, OutgoingMessage, SubscribeOptions, Subscription } from './bus.js';
+import { type ConsumerRetryOptions, Consumption } from './consumption.js';
 
 const { Kafka, Partitioners, logLevel } = kafkajs;
 
@@ -29,7 +32,7 @@ export interface KafkaConsumerSettings {
   maxBytesPerPartition?: number;
 }
 
-export interface KafkaBusOptions {
+export interface KafkaBusOptions extends ConsumerRetryOptions {
   /** Bootstrap brokers, `host:port`. */
   brokers: string[];
   /** kafkajs client id, seen in the broker's logs and quotas (default 'herald'). */
@@ -51,10 +54,6 @@ export interface KafkaBusOptions {
    * partitionsConsumedConcurrently): partitions progress independently. Default 4.
    */
   maxBatchesInFlight?: number;
-  /** How long a partition whose handler threw is paused before its batch is redelivered (default 500 ms). */
-  retryBackoffMs?: number;
-  /** Called each time a handler throws (its batch is redelivered). Default: a line on stderr. */
-  onHandlerError?: (error: unknown, topic: string, group: string) => void;
   /**
    * Retries of a failed send before publish() rejects (default 10: about two minutes with
    * kafkajs's exponential backoff capped at 30 s, enough to ride out a broker restart).
@@ -65,19 +64,11 @@ export interface KafkaBusOptions {
   logLevel?: 'nothing' | 'error' | 'warn' | 'info' | 'debug';
 }
 
-/** Partitions one subscription of this process owns right now (from its last group join). */
-export interface KafkaAssignment {
-  topic: string;
-  group: string;
-  memberId: string;
-  partitions: number[];
-}
-
 interface ConsumerState {
   topic: string;
   group: string;
   consumer: Consumer;
-  memberId: string;
+  /** Partitions this subscription owns right now (from its last group join). */
   partitions: number[];
   retryTimers: Set<NodeJS.Timeout>;
   closing?: Promise<void>;
@@ -228,30 +219,15 @@ export class KafkaBus implements Bus {
     }
   }
 
-  async subscribe(options: SubscribeOptions): Promise<Subscription> {
+  async subscribe<T>(typed: SubscribeOptions<T>): Promise<Subscription> {
     if (this.closed) throw new Error('bus is closed');
+    const consumption = Consumption.of(typed, this, this.options);
+    const { options } = consumption;
     await this.ensureTopics([options.topic]);
-    const settings = this.options.consumer ?? {};
-    const consumer = this.kafka.consumer({
-      groupId: this.physicalGroup(options.topic, options.group),
-      sessionTimeout: this.consumerTimeouts.sessionTimeout,
-      heartbeatInterval: this.heartbeatInterval,
-      rebalanceTimeout: settings.rebalanceTimeout ?? 60_000,
-      maxWaitTimeInMs: settings.maxWaitTimeInMs ?? 1_000,
-      ...fetchSizes(options.maxFetchBytes ?? settings.maxBytesPerPartition),
-      allowAutoTopicCreation: false,
-    });
-    const state: ConsumerState = {
-      topic: options.topic,
-      group: options.group,
-      consumer,
-      memberId: '',
-      partitions: [],
-      retryTimers: new Set(),
-    };
+    const consumer = this.newConsumer(options.topic, options.group, { ...fetchSizes(options.maxFetchBytes ?? this.options.consumer?.maxBytesPerPartition) });
+    const state: ConsumerState = { topic: options.topic, group: options.group, consumer, partitions: [], retryTimers: new Set() };
     const physical = this.physicalTopic(options.topic);
     consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
-      state.memberId = payload.memberId;
       state.partitions = [...(payload.memberAssignment[physical] ?? [])].sort((a, b) => a - b);
     });
     const forget = () => {
@@ -268,13 +244,13 @@ export class KafkaBus implements Bus {
       await consumer.subscribe({ topics: [physical], fromBeginning: true });
       this.consumers.add(state);
       await consumer.run({
-        // Offsets are resolved by eachBatch below only once the handler resolved for them, and
-        // committed right after each chunk (autoCommitThreshold 1) and at the end of each batch.
+        // Offsets are resolved by eachBatch below only once the handler's results settled them,
+        // and committed right after each chunk (autoCommitThreshold 1) and at the end of each batch.
         autoCommit: true,
         autoCommitThreshold: 1,
         eachBatchAutoResolve: false,
         partitionsConsumedConcurrently: this.options.maxBatchesInFlight ?? 4,
-        eachBatch: (payload) => this.handleBatch(state, options, payload),
+        eachBatch: (payload) => this.handleBatch(state, options, consumption, payload),
       });
     } catch (error) {
       this.consumers.delete(state);
@@ -310,11 +286,82 @@ export class KafkaBus implements Bus {
     return new Map(ends.map((p) => [p.partition, Number(p.high)]));
   }
 
+  /** Committed offset (or the oldest retained, for a group that never committed) to the end, over all partitions. */
+  lag(topic: string, group: string): Promise<number> {
+    return this.lagUntil(topic, group);
+  }
+
+  /** Partitions the subscriptions of this process own on `topic` right now (from their last group join). */
+  assignments(topic: string): Assignment[] {
+    return [...this.consumers]
+      .filter((state) => state.topic === topic)
+      .map((state) => ({ topic: state.topic, group: state.group, partitions: [...state.partitions] }));
+  }
+
+  /** The dead letters the broker retains on `<topic>.dlq` (0 while that topic does not exist). */
+  async dlqCount(topic: string): Promise<number> {
+    const dlq = dlqTopic(topic);
+    if (!(await this.exists(dlq))) return 0;
+    const offsets = await (await this.admin()).fetchTopicOffsets(this.physicalTopic(dlq));
+    return offsets.reduce((sum, p) => sum + Number(p.high) - Number(p.low), 0);
+  }
+
+  /**
+   * Replays what `<topic>.dlq` holds now, as consumer group `dlq-replay`: each dead letter's
+   * original value is published to `topic` under its original key, then its offset committed, one
+   * at a time; a partition is paused (not acknowledged) at the end offset it had when the replay
+   * began, or once `limit` messages are replayed, so what arrives meanwhile waits for the next
+   * replay. A message of the DLQ that is not a dead letter is replayed as it is.
+   */
+  async replayDlq(topic: string, options: { limit?: number } = {}): Promise<number> {
+    if (this.closed) throw new Error('bus is closed');
+    const limit = options.limit ?? Number.POSITIVE_INFINITY;
+    const dlq = dlqTopic(topic);
+    const group = 'dlq-replay';
+    await this.ensureTopics([topic, dlq]);
+    const ends = await this.endOffsets(dlq);
+    if (limit <= 0 || (await this.lagUntil(dlq, group, ends)) === 0) return 0;
+    let replayed = 0;
+    const consumer = this.newConsumer(dlq, group, {});
+    await consumer.connect();
+    try {
+      await consumer.subscribe({ topics: [this.physicalTopic(dlq)], fromBeginning: true });
+      await consumer.run({
+        autoCommit: true,
+        autoCommitThreshold: 1,
+        eachBatchAutoResolve: false,
+        // One partition at a time: the limit is never overshot.
+        partitionsConsumedConcurrently: 1,
+        eachBatch: async ({ batch, resolveOffset, commitOffsetsIfNecessary, heartbeat, pause, isRunning, isStale }) => {
+          for (const message of batch.messages) {
+            if (!isRunning() || isStale()) return;
+            if (Number(message.offset) >= (ends.get(batch.partition) ?? 0) || replayed >= limit) {
+              pause();
+              return;
+            }
+            const entry = decode(message) as { key?: unknown; value?: unknown } | null;
+            const letter = typeof entry === 'object' && entry !== null && 'value' in entry;
+            const key = letter && typeof entry.key === 'string' ? entry.key : (message.key?.toString('utf8') ?? '');
+            await this.publish(topic, [{ key, value: letter ? entry.value : entry }]);
+            replayed++;
+            resolveOffset(message.offset);
+            await commitOffsetsIfNecessary();
+            await heartbeat();
+          }
+        },
+      });
+      while (replayed < limit && (await this.lagUntil(dlq, group, ends)) > 0) await sleep(250);
+    } finally {
+      await consumer.disconnect();
+    }
+    return replayed;
+  }
+
   /**
    * Messages of `topic` not yet committed by `group`: committed offset (or the oldest retained)
    * to the end, over all partitions; with `until`, only up to those end offsets (per partition).
    */
-  async lag(topic: string, group: string, until?: Map<number, number>): Promise<number> {
+  private async lagUntil(topic: string, group: string, until?: Map<number, number>): Promise<number> {
     const admin = await this.admin();
     const physical = this.physicalTopic(topic);
     const [ends, committed] = await Promise.all([
@@ -335,17 +382,27 @@ export class KafkaBus implements Bus {
     return lag;
   }
 
-  /** Partitions the subscriptions of this process own right now, one entry per subscription. */
-  assignments(): KafkaAssignment[] {
-    return [...this.consumers].map((state) => ({
-      topic: state.topic,
-      group: state.group,
-      memberId: state.memberId,
-      partitions: [...state.partitions],
-    }));
+  /** Whether `topic` (name without prefix) exists on the broker; a topic this bus made sure of is not asked about again. */
+  private async exists(topic: string): Promise<boolean> {
+    if (this.topicsReady.has(topic)) return true;
+    return (await (await this.admin()).listTopics()).includes(this.physicalTopic(topic));
   }
 
-  private async handleBatch(state: ConsumerState, options: SubscribeOptions, payload: EachBatchPayload): Promise<void> {
+  /** A kafkajs consumer in the port's group `group` of `topic`, with this bus's timeouts. */
+  private newConsumer(topic: string, group: string, fetch: Pick<ConsumerConfig, 'maxBytesPerPartition' | 'maxBytes'>): Consumer {
+    const settings = this.options.consumer ?? {};
+    return this.kafka.consumer({
+      groupId: this.physicalGroup(topic, group),
+      sessionTimeout: this.consumerTimeouts.sessionTimeout,
+      heartbeatInterval: this.heartbeatInterval,
+      rebalanceTimeout: settings.rebalanceTimeout ?? 60_000,
+      maxWaitTimeInMs: settings.maxWaitTimeInMs ?? 1_000,
+      ...fetch,
+      allowAutoTopicCreation: false,
+    });
+  }
+
+  private async handleBatch(state: ConsumerState, options: SubscribeOptions<unknown>, consumption: Consumption<unknown>, payload: EachBatchPayload): Promise<void> {
     const { batch, resolveOffset, heartbeat, commitOffsetsIfNecessary, isRunning, isStale, pause } = payload;
     const maxBatch = options.maxBatchSize ?? 500;
     for (let start = 0; start < batch.messages.length; start += maxBatch) {
@@ -363,27 +420,32 @@ export class KafkaBus implements Bus {
       // Heartbeats while the handler runs too, so that a slow chunk (a send batch under a low
       // throughput limit) does not cost the partitions: kafkajs only heartbeats between calls.
       const beating = setInterval(() => void heartbeat().catch(() => undefined), this.heartbeatInterval);
+      let settlement: { settled: number; retryInMs?: number };
       try {
         // The partition's end when this batch was fetched, after this chunk's last message.
         const behind = Math.max(0, Number(batch.highWatermark) - Number(chunk[chunk.length - 1]!.offset) - 1);
-        await options.handler(delivered, { behind });
-      } catch (error) {
-        (this.options.onHandlerError ?? logHandlerError)(error, options.topic, options.group);
-        // Not resolved: pause the partition, and fetch again from this chunk's first offset once
-        // the pause is over. The other partitions keep flowing.
-        const resume = pause();
-        state.consumer.seek({ topic: batch.topic, partition: batch.partition, offset: chunk[0]!.offset });
-        const timer = setTimeout(() => {
-          state.retryTimers.delete(timer);
-          resume();
-        }, this.options.retryBackoffMs ?? 500);
-        state.retryTimers.add(timer);
-        return;
+        settlement = await consumption.consume(delivered, { behind });
       } finally {
         clearInterval(beating);
       }
-      resolveOffset(chunk[chunk.length - 1]!.offset);
-      await commitOffsetsIfNecessary();
+      if (settlement.settled > 0) {
+        resolveOffset(chunk[settlement.settled - 1]!.offset);
+        await commitOffsetsIfNecessary();
+      }
+      if (settlement.retryInMs !== undefined) {
+        // Closing: the next owner of the partition fetches the rest from the committed offset.
+        if (state.closing) return;
+        // Pause the partition, and fetch again from the first message not settled once the
+        // backoff is over. The other partitions keep flowing.
+        const resume = pause();
+        state.consumer.seek({ topic: batch.topic, partition: batch.partition, offset: chunk[settlement.settled]!.offset });
+        const timer = setTimeout(() => {
+          state.retryTimers.delete(timer);
+          resume();
+        }, settlement.retryInMs);
+        state.retryTimers.add(timer);
+        return;
+      }
       await heartbeat();
     }
   }
@@ -460,11 +522,6 @@ export class KafkaBus implements Bus {
     });
     return ready;
   }
-}
-
-function logHandlerError(error: unknown, topic: string, group: string): void {
-  const reason = error instanceof Error ? error.message : String(error);
-  process.stderr.write(`${JSON.stringify({ level: 'warn', logger: 'kafka-bus', topic, group, msg: `handler failed; batch will be redelivered: ${reason}` })}\n`);
 }
 
 /** Under the broker's default message.max.bytes (1 MiB), with room for record overheads. */
