@@ -18,7 +18,11 @@ export class ControlPlane {
   readonly scheduler: SchedulerService;
   readonly bounces: BouncesService;
 
-  constructor(db: Database, clock: Clock, settings: ControlPlaneSettings) {
+  constructor(
+    readonly db: Database,
+    clock: Clock,
+    settings: ControlPlaneSettings,
+  ) {
     this.context = new ControlPlaneContext(db, clock, settings);
     this.profiles = new ProfilesService(this.context);
     this.audiences = new AudiencesService(this.context);
@@ -26,9 +30,5 @@ export class ControlPlane {
     this.confirmations = new ConfirmationsService(this.context);
     this.scheduler = new SchedulerService(this.context, this.deliveries);
     this.bounces = new BouncesService(this.context, settings.softBounces);
-  }
-
-  get db(): Database {
-    return this.context.db;
   }
 }

@@ -18,6 +18,7 @@ export * from './services/audiences.service.js';
 export * from './services/bounces.service.js';
 export * from './services/confirmations.service.js';
 export * from './services/context.js';
+export * from './services/transitions.js';
 export * from './services/deliveries.service.js';
 export * from './services/outbox-relay.js';
 export * from './services/profiles.service.js';

@@ -89,7 +89,10 @@ function toOccurrence(r: Row): Occurrence {
 
 const json = (value: unknown) => (value === null || value === undefined ? null : JSON.stringify(value));
 
-/** Columns a service may change; `version` is bumped by every update. */
+/**
+ * Columns an edit or a lifecycle step may change besides the state; `version` is bumped by every
+ * write. The state and its reason are written only by {@link DeliveriesRepository.transition}.
+ */
 export interface DeliveryChanges {
   name?: string;
   channel?: Channel;
@@ -98,14 +101,21 @@ export interface DeliveryChanges {
   schedule?: Schedule | null;
   recurrence?: Recurrence | null;
   throughput?: { perHour: number } | null;
-  state?: DeliveryState;
-  stateReason?: string | null;
   preparation?: Preparation | null;
   contentHash?: string | null;
   nextRunAt?: Date | null;
   startedAt?: Date | null;
   occurrenceCount?: number;
   finishedAt?: Date | null;
+}
+
+/** A state change as the transition primitive writes it (services/transitions.ts). */
+export interface DeliveryTransition {
+  from: DeliveryState;
+  to: DeliveryState;
+  /** The new stateReason; undefined leaves it as it is. */
+  reason?: string | null;
+  changes: DeliveryChanges;
 }
 
 const COLUMNS: Record<keyof DeliveryChanges, [string, (v: never) => unknown]> = {
@@ -116,8 +126,6 @@ const COLUMNS: Record<keyof DeliveryChanges, [string, (v: never) => unknown]> = 
   schedule: ['schedule', json],
   recurrence: ['recurrence', json],
   throughput: ['throughput', json],
-  state: ['state', (v) => v],
-  stateReason: ['state_reason', (v) => v],
   preparation: ['preparation', json],
   contentHash: ['content_hash', (v) => v],
   nextRunAt: ['next_run_at', (v) => v],
@@ -125,6 +133,18 @@ const COLUMNS: Record<keyof DeliveryChanges, [string, (v: never) => unknown]> = 
   occurrenceCount: ['occurrence_count', (v) => v],
   finishedAt: ['finished_at', (v) => v],
 };
+
+/** SET clauses for `changes` (parameters appended to `params`). */
+function setsOf(changes: DeliveryChanges, params: unknown[]): string[] {
+  const sets: string[] = [];
+  for (const [key, value] of Object.entries(changes)) {
+    if (value === undefined) continue;
+    const [column, encode] = COLUMNS[key as keyof DeliveryChanges];
+    params.push(encode(value as never));
+    sets.push(`${column} = $${params.length}`);
+  }
+  return sets;
+}
 
 export class DeliveriesRepository {
   async insert(tx: Queryable, d: Omit<Delivery, 'version' | 'createdAt' | 'updatedAt' | 'startedAt' | 'finishedAt' | 'occurrenceCount'>, at: Date) {
@@ -169,20 +189,33 @@ export class DeliveriesRepository {
     return rows.map(toDelivery);
   }
 
+  /** Writes `changes` (never the state: see transition). */
   async update(tx: Queryable, id: string, changes: DeliveryChanges, at: Date): Promise<Delivery> {
-    const sets: string[] = [];
     const params: unknown[] = [id, at];
-    for (const [key, value] of Object.entries(changes)) {
-      if (value === undefined) continue;
-      const [column, encode] = COLUMNS[key as keyof DeliveryChanges];
-      params.push(encode(value as never));
-      sets.push(`${column} = $${params.length}`);
-    }
+    const sets = setsOf(changes, params);
     const [row] = await tx.query<Row>(
       `UPDATE deliveries SET ${[...sets, 'version = version + 1', 'updated_at = $2'].join(', ')} WHERE id = $1 RETURNING *`,
       params,
     );
     return toDelivery(row!);
+  }
+
+  /**
+   * Moves the delivery from `from` to `to` with its other changes: the only write of the state
+   * column (the transition primitive's). Undefined when the delivery is not in `from` (nothing written).
+   */
+  async transition(tx: Queryable, id: string, move: DeliveryTransition, at: Date): Promise<Delivery | undefined> {
+    const params: unknown[] = [id, at, move.from, move.to];
+    const sets = ['state = $4', ...setsOf(move.changes, params)];
+    if (move.reason !== undefined) {
+      params.push(move.reason);
+      sets.push(`state_reason = $${params.length}`);
+    }
+    const [row] = await tx.query<Row>(
+      `UPDATE deliveries SET ${[...sets, 'version = version + 1', 'updated_at = $2'].join(', ')} WHERE id = $1 AND state = $3 RETURNING *`,
+      params,
+    );
+    return row && toDelivery(row);
   }
 
   /** What decides the actions of each delivery besides its state (see lifecycle.ts), as of `now`. */
@@ -252,13 +285,23 @@ export class DeliveriesRepository {
     return rows.map(toOccurrence);
   }
 
-  async setOccurrenceState(tx: Queryable, deliveryId: string, n: number, state: OccurrenceState, reason: string | null, at: Date) {
+  /**
+   * Moves a run from `from` to `to` with its reason: the only write of a run's state column (the
+   * transition primitive's). Undefined when the run is not in `from` (nothing written).
+   */
+  async transitionOccurrence(
+    tx: Queryable,
+    deliveryId: string,
+    n: number,
+    move: { from: OccurrenceState; to: OccurrenceState; reason: string | null },
+    at: Date,
+  ): Promise<Occurrence | undefined> {
     const [row] = await tx.query<Row>(
-      `UPDATE delivery_occurrences SET state = $3, state_reason = $4, version = version + 1, updated_at = $5
-        WHERE delivery_id = $1 AND n = $2 RETURNING *`,
-      [deliveryId, n, state, reason, at],
+      `UPDATE delivery_occurrences SET state = $4, state_reason = $5, version = version + 1, updated_at = $6
+        WHERE delivery_id = $1 AND n = $2 AND state = $3 RETURNING *`,
+      [deliveryId, n, move.from, move.to, move.reason, at],
     );
-    return toOccurrence(row!);
+    return row && toOccurrence(row);
   }
 
   /** The runs waiting for a confirmation beyond the `keep` newest: the ones to expire, oldest first. */
@@ -270,13 +313,12 @@ export class DeliveriesRepository {
     return rows.map((r) => r.n).reverse();
   }
 
-  /** Stops the runs still waiting for a confirmation (the recurring delivery was edited or stopped). */
-  async stopWaitingOccurrences(tx: Queryable, deliveryId: string, reason: string, at: Date): Promise<number[]> {
-    const rows = await tx.query<{ n: number }>(
-      `UPDATE delivery_occurrences SET state = 'stopped', state_reason = $2, version = version + 1, updated_at = $3
-        WHERE delivery_id = $1 AND state = 'pending_confirmation' RETURNING n`,
-      [deliveryId, reason, at],
+  /** The runs being sent now: every delivery and occurrence in state `sending`. */
+  async sendingRuns(db: Queryable): Promise<{ deliveryId: string; occurrence: number }[]> {
+    const rows = await db.query<{ delivery_id: string; occurrence: number }>(
+      `SELECT id AS delivery_id, 0 AS occurrence FROM deliveries WHERE state = 'sending'
+       UNION ALL SELECT delivery_id, n FROM delivery_occurrences WHERE state = 'sending'`,
     );
-    return rows.map((r) => r.n);
+    return rows.map((r) => ({ deliveryId: r.delivery_id, occurrence: r.occurrence }));
   }
 }
