@@ -5,6 +5,7 @@ import { AuditRepository } from './audit.repository.js';
 import { ConfirmationsRepository } from './confirmations.repository.js';
 import { DeliveriesRepository } from './deliveries.repository.js';
 import { EngineInstancesRepository } from './engine-instances.repository.js';
+import { HealthRepository } from './health.repository.js';
 import { LedgerRepository } from './ledger.repository.js';
 import { OutboxRepository } from './outbox.repository.js';
 import { ProfilesRepository } from './profiles.repository.js';
@@ -20,6 +21,7 @@ export interface Repositories {
   ledger: LedgerRepository;
   sendQueue: SendQueueRepository;
   engines: EngineInstancesRepository;
+  health: HealthRepository;
 }
 
 /** The repositories over SQL (PGlite or PostgreSQL). */
@@ -34,5 +36,6 @@ export function sqlRepositories(): Repositories {
     ledger: new LedgerRepository(),
     sendQueue: new SendQueueRepository(),
     engines: new EngineInstancesRepository(),
+    health: new HealthRepository(),
   };
 }

@@ -1,6 +1,7 @@
 // The send ledger and the exclusion log: the recipients frozen at preparation.
 import type { Queryable } from '../database.js';
 import type { Channel } from '../schemas.js';
+import type { ProfileStatus } from './profiles.repository.js';
 import type { SendTimeExclusionReason } from './send-queue.repository.js';
 
 export const EXCLUSION_REASONS = ['quarantined', 'unsubscribed', 'denylisted', 'invalid_address', 'duplicate_address'] as const;
@@ -25,6 +26,19 @@ export interface ExclusionRecord {
   stage: 'preparation' | 'send';
   /** Null for exclusions logged before this was recorded. */
   excludedAt: string | null;
+}
+
+/** A sent message as a bounce or complaint report finds it. */
+export interface SentMessage {
+  messageId: string;
+  deliveryId: string;
+  occurrence: number;
+  profileId: string;
+  /** Its status in the sending logs. */
+  status: string;
+  complainedAt: Date | null;
+  channel: Channel;
+  profileStatus: ProfileStatus;
 }
 
 export interface LedgerEntry {
@@ -151,6 +165,60 @@ export class LedgerRepository {
       lastError: (r.last_error as string | null) ?? null,
       updatedAt: (r.updated_at as Date).toISOString(),
     }));
+  }
+
+  /** The message Herald sent a recipient of a run (its Message-ID when it has one), or undefined when the ledger has no such recipient. */
+  async sentMessage(db: Queryable, recipient: { deliveryId: string; occurrence: number; profileId: string }): Promise<{ messageId: string | null; channel: Channel } | undefined> {
+    const [row] = await db.query<{ message_id: string | null; channel: Channel }>(
+      `SELECT l.message_id, d.channel FROM send_ledger l JOIN deliveries d ON d.id = l.delivery_id
+        WHERE l.delivery_id = $1 AND l.occurrence = $2 AND l.profile_id = $3`,
+      [recipient.deliveryId, recipient.occurrence, recipient.profileId],
+    );
+    return row && { messageId: row.message_id, channel: row.channel };
+  }
+
+  /** The message with this Message-ID, locked until the transaction ends, with its profile's status; undefined when Herald sent none. */
+  async messageForUpdate(tx: Queryable, messageId: string): Promise<SentMessage | undefined> {
+    const [row] = await tx.query<{
+      delivery_id: string;
+      occurrence: number;
+      profile_id: string;
+      status: string;
+      complained_at: Date | null;
+      channel: Channel;
+      profile_status: ProfileStatus;
+    }>(
+      `SELECT l.delivery_id, l.occurrence, l.profile_id, l.status, l.complained_at, d.channel, p.status AS profile_status
+         FROM send_ledger l JOIN deliveries d ON d.id = l.delivery_id JOIN profiles p ON p.id = l.profile_id
+        WHERE l.message_id = $1
+        FOR UPDATE OF l`,
+      [messageId],
+    );
+    return (
+      row && {
+        messageId,
+        deliveryId: row.delivery_id,
+        occurrence: row.occurrence,
+        profileId: row.profile_id,
+        status: row.status,
+        complainedAt: row.complained_at,
+        channel: row.channel,
+        profileStatus: row.profile_status,
+      }
+    );
+  }
+
+  async markComplained(tx: Queryable, messageId: string, at: Date): Promise<void> {
+    await tx.query('UPDATE send_ledger SET complained_at = $2 WHERE message_id = $1', [messageId, at]);
+  }
+
+  /** A message the MTA accepted bounced later: `bounced`, with the bounce type and the reason (when given). */
+  async markBounced(tx: Queryable, messageId: string, bounce: { type: string; reason: string | null }, at: Date): Promise<void> {
+    await tx.query(
+      `UPDATE send_ledger SET status = 'bounced', bounce_type = $2, last_error = coalesce($3, last_error), updated_at = $4
+        WHERE message_id = $1`,
+      [messageId, bounce.type, bounce.reason, at],
+    );
   }
 
   /** Sets each recipient's send_after for a recipient-time-zone schedule; returns the earliest. */

@@ -60,6 +60,9 @@ export class ControlPlaneContext {
   get engines() {
     return this.repositories.engines;
   }
+  get health() {
+    return this.repositories.health;
+  }
 }
 
 /** A stable hash of JSON-like data (keys sorted), for content and summary hashes. */

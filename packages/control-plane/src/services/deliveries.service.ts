@@ -3,7 +3,6 @@
 // transition primitive (transitions.ts): checked against the lifecycle table, audited, and with
 // the commands the engine must see in the outbox of the same transaction.
 import { randomUUID } from 'node:crypto';
-import { extractLinks } from '@herald/channels';
 import { DomainError, notFound } from '../errors.js';
 import {
   assertAction,
@@ -43,7 +42,11 @@ export function scheduledInstant(schedule: Schedule | null): Date | null {
 }
 
 export class DeliveriesService {
-  constructor(private readonly ctx: ControlPlaneContext) {}
+  constructor(
+    private readonly ctx: ControlPlaneContext,
+    /** The links of an HTML content (the channels' renderer knows them): a click token points to one by index. */
+    private readonly extractLinks: (html: string) => string[],
+  ) {}
 
   async create(input: CreateDeliveryInput, actor: Actor): Promise<Delivery> {
     await this.validate(this.ctx.db, input);
@@ -106,6 +109,11 @@ export class DeliveriesService {
     const runs = await this.ctx.deliveries.listOccurrences(this.ctx.db, id);
     const awaitingOk = await this.ctx.deliveries.occurrencesAwaitingOk(this.ctx.db, id, this.ctx.clock.now());
     return runs.map((run) => ({ ...run, actions: availableOccurrenceActions(run.state, { liveConfirmation: awaitingOk.has(run.n) }) }));
+  }
+
+  /** The runs of a recurring delivery as they are, newest first (none for a one-off delivery). */
+  async runs(id: string): Promise<Occurrence[]> {
+    return this.ctx.deliveries.listOccurrences(this.ctx.db, id);
   }
 
   /**
@@ -205,7 +213,7 @@ export class DeliveriesService {
           channel: delivery.channel,
         });
         // The links a click token may point to, fixed with the content.
-        await this.ctx.sendQueue.saveLinks(tx, id, delivery.channel === 'email' && delivery.content.html ? extractLinks(delivery.content.html) : []);
+        await this.ctx.sendQueue.saveLinks(tx, id, delivery.channel === 'email' && delivery.content.html ? this.extractLinks(delivery.content.html) : []);
         const preparation = { ...frozen, preparedAt: this.ctx.clock.now().toISOString() };
         return this.ctx.transitions.delivery(tx, delivery, 'ready', {
           actor,
