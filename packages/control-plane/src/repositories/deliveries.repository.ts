@@ -146,8 +146,48 @@ function setsOf(changes: DeliveryChanges, params: unknown[]): string[] {
   return sets;
 }
 
-export class DeliveriesRepository {
-  async insert(tx: Queryable, d: Omit<Delivery, 'version' | 'createdAt' | 'updatedAt' | 'startedAt' | 'finishedAt' | 'occurrenceCount'>, at: Date) {
+export interface DeliveriesRepository {
+  insert(tx: Queryable, d: Omit<Delivery, 'version' | 'createdAt' | 'updatedAt' | 'startedAt' | 'finishedAt' | 'occurrenceCount'>, at: Date): Promise<void>;
+  /** One delivery; `lock` takes a row lock until the transaction ends (serializes concurrent OKs). */
+  get(db: Queryable, id: string, lock?: boolean): Promise<Delivery | undefined>;
+  list(db: Queryable, options: { limit: number; state?: string; before?: { createdAt: string; id: string } }): Promise<Delivery[]>;
+  /** Writes `changes` (never the state: see transition). */
+  update(tx: Queryable, id: string, changes: DeliveryChanges, at: Date): Promise<Delivery>;
+  /**
+   * Moves the delivery from `from` to `to` with its other changes: the only write of the state
+   * column (the transition primitive's). Undefined when the delivery is not in `from` (nothing written).
+   */
+  transition(tx: Queryable, id: string, move: DeliveryTransition, at: Date): Promise<Delivery | undefined>;
+  /** What decides the actions of each delivery besides its state (see lifecycle.ts), as of `now`. */
+  actionFacts(db: Queryable, ids: string[], now: Date): Promise<Map<string, ActionFacts>>;
+  /** Deliveries waiting for OK whose confirmations have all expired (or one of them, when `id` is given). */
+  awaitingExpiredOk(db: Queryable, now: Date, limit: number, id?: string): Promise<string[]>;
+  /** The runs of a delivery with a live confirmation waiting for its OK. */
+  occurrencesAwaitingOk(db: Queryable, deliveryId: string, now: Date): Promise<Set<number>>;
+  /** Scheduled deliveries whose time has come, oldest first. */
+  due(db: Queryable, now: Date, limit: number): Promise<Delivery[]>;
+  insertOccurrence(tx: Queryable, o: { deliveryId: string; n: number; state: OccurrenceState; scheduledFor: Date; preparation: Preparation }, at: Date): Promise<void>;
+  getOccurrence(db: Queryable, deliveryId: string, n: number, lock?: boolean): Promise<Occurrence | undefined>;
+  listOccurrences(db: Queryable, deliveryId: string): Promise<Occurrence[]>;
+  /**
+   * Moves a run from `from` to `to` with its reason: the only write of a run's state column (the
+   * transition primitive's). Undefined when the run is not in `from` (nothing written).
+   */
+  transitionOccurrence(
+    tx: Queryable,
+    deliveryId: string,
+    n: number,
+    move: { from: OccurrenceState; to: OccurrenceState; reason: string | null },
+    at: Date,
+  ): Promise<Occurrence | undefined>;
+  /** The runs waiting for a confirmation beyond the `keep` newest: the ones to expire, oldest first. */
+  waitingBeyond(db: Queryable, deliveryId: string, keep: number): Promise<number[]>;
+  /** The runs being sent now: every delivery and occurrence in state `sending`. */
+  sendingRuns(db: Queryable): Promise<{ deliveryId: string; occurrence: number }[]>;
+}
+
+export class SqlDeliveriesRepository implements DeliveriesRepository {
+  async insert(tx: Queryable, d: Omit<Delivery, 'version' | 'createdAt' | 'updatedAt' | 'startedAt' | 'finishedAt' | 'occurrenceCount'>, at: Date): Promise<void> {
     await tx.query(
       `INSERT INTO deliveries (id, name, channel, audience_id, content, schedule, recurrence, throughput, state, state_reason,
                                preparation, content_hash, next_run_at, created_by, created_at, updated_at)
@@ -172,13 +212,12 @@ export class DeliveriesRepository {
     );
   }
 
-  /** One delivery; `lock` takes a row lock until the transaction ends (serializes concurrent OKs). */
   async get(db: Queryable, id: string, lock = false): Promise<Delivery | undefined> {
     const [row] = await db.query<Row>(`SELECT * FROM deliveries WHERE id = $1${lock ? ' FOR UPDATE' : ''}`, [id]);
     return row && toDelivery(row);
   }
 
-  async list(db: Queryable, options: { limit: number; state?: string; before?: { createdAt: string; id: string } }) {
+  async list(db: Queryable, options: { limit: number; state?: string; before?: { createdAt: string; id: string } }): Promise<Delivery[]> {
     const rows = await db.query<Row>(
       `SELECT * FROM deliveries
         WHERE ($1::text IS NULL OR state = $1)
@@ -189,7 +228,6 @@ export class DeliveriesRepository {
     return rows.map(toDelivery);
   }
 
-  /** Writes `changes` (never the state: see transition). */
   async update(tx: Queryable, id: string, changes: DeliveryChanges, at: Date): Promise<Delivery> {
     const params: unknown[] = [id, at];
     const sets = setsOf(changes, params);
@@ -200,10 +238,6 @@ export class DeliveriesRepository {
     return toDelivery(row!);
   }
 
-  /**
-   * Moves the delivery from `from` to `to` with its other changes: the only write of the state
-   * column (the transition primitive's). Undefined when the delivery is not in `from` (nothing written).
-   */
   async transition(tx: Queryable, id: string, move: DeliveryTransition, at: Date): Promise<Delivery | undefined> {
     const params: unknown[] = [id, at, move.from, move.to];
     const sets = ['state = $4', ...setsOf(move.changes, params)];
@@ -218,7 +252,6 @@ export class DeliveriesRepository {
     return row && toDelivery(row);
   }
 
-  /** What decides the actions of each delivery besides its state (see lifecycle.ts), as of `now`. */
   async actionFacts(db: Queryable, ids: string[], now: Date): Promise<Map<string, ActionFacts>> {
     if (ids.length === 0) return new Map();
     const rows = await db.query<{ id: string; live_confirmation: boolean; paused_runs: boolean }>(
@@ -232,7 +265,6 @@ export class DeliveriesRepository {
     return new Map(rows.map((r) => [r.id, { liveConfirmation: r.live_confirmation, pausedRuns: r.paused_runs }]));
   }
 
-  /** Deliveries waiting for OK whose confirmations have all expired (or one of them, when `id` is given). */
   async awaitingExpiredOk(db: Queryable, now: Date, limit: number, id?: string): Promise<string[]> {
     const rows = await db.query<{ id: string }>(
       `SELECT d.id FROM deliveries d
@@ -245,7 +277,6 @@ export class DeliveriesRepository {
     return rows.map((r) => r.id);
   }
 
-  /** The runs of a delivery with a live confirmation waiting for its OK. */
   async occurrencesAwaitingOk(db: Queryable, deliveryId: string, now: Date): Promise<Set<number>> {
     const rows = await db.query<{ occurrence: number }>(
       `SELECT DISTINCT occurrence FROM confirmations
@@ -255,7 +286,6 @@ export class DeliveriesRepository {
     return new Set(rows.map((r) => r.occurrence));
   }
 
-  /** Scheduled deliveries whose time has come, oldest first. */
   async due(db: Queryable, now: Date, limit: number): Promise<Delivery[]> {
     const rows = await db.query<Row>(
       `SELECT * FROM deliveries WHERE state = 'scheduled' AND next_run_at <= $1 ORDER BY next_run_at LIMIT $2`,
@@ -264,7 +294,7 @@ export class DeliveriesRepository {
     return rows.map(toDelivery);
   }
 
-  async insertOccurrence(tx: Queryable, o: { deliveryId: string; n: number; state: OccurrenceState; scheduledFor: Date; preparation: Preparation }, at: Date) {
+  async insertOccurrence(tx: Queryable, o: { deliveryId: string; n: number; state: OccurrenceState; scheduledFor: Date; preparation: Preparation }, at: Date): Promise<void> {
     await tx.query(
       `INSERT INTO delivery_occurrences (delivery_id, n, state, scheduled_for, preparation, created_at, updated_at)
        VALUES ($1, $2, $3, $4, $5, $6, $6)`,
@@ -285,10 +315,6 @@ export class DeliveriesRepository {
     return rows.map(toOccurrence);
   }
 
-  /**
-   * Moves a run from `from` to `to` with its reason: the only write of a run's state column (the
-   * transition primitive's). Undefined when the run is not in `from` (nothing written).
-   */
   async transitionOccurrence(
     tx: Queryable,
     deliveryId: string,
@@ -304,7 +330,6 @@ export class DeliveriesRepository {
     return row && toOccurrence(row);
   }
 
-  /** The runs waiting for a confirmation beyond the `keep` newest: the ones to expire, oldest first. */
   async waitingBeyond(db: Queryable, deliveryId: string, keep: number): Promise<number[]> {
     const rows = await db.query<{ n: number }>(
       `SELECT n FROM delivery_occurrences WHERE delivery_id = $1 AND state = 'pending_confirmation' ORDER BY n DESC OFFSET $2`,
@@ -313,7 +338,6 @@ export class DeliveriesRepository {
     return rows.map((r) => r.n).reverse();
   }
 
-  /** The runs being sent now: every delivery and occurrence in state `sending`. */
   async sendingRuns(db: Queryable): Promise<{ deliveryId: string; occurrence: number }[]> {
     const rows = await db.query<{ delivery_id: string; occurrence: number }>(
       `SELECT id AS delivery_id, 0 AS occurrence FROM deliveries WHERE state = 'sending'

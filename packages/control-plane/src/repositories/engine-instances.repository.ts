@@ -47,7 +47,25 @@ function fromRow(r: EngineInstanceRow): EngineInstance {
   };
 }
 
-export class EngineInstancesRepository {
+export interface EngineInstancesRepository {
+  register(db: Queryable, instance: Omit<EngineInstance, 'heartbeatAt' | 'stats'>, at: Date): Promise<void>;
+  /** Returns false when the row is gone (another engine declared this one dead). */
+  heartbeat(db: Queryable, id: string, stats: Record<string, unknown>, at: Date): Promise<boolean>;
+  deregister(db: Queryable, id: string): Promise<void>;
+  /** Every registered engine, live or not (not yet reaped), oldest first, with its heartbeat's age at `now`. */
+  all(db: Queryable, now: Date): Promise<(EngineInstance & { heartbeatAgeMs: number })[]>;
+  /** Engines that heartbeat within `staleAfterMs`, oldest first. */
+  live(db: Queryable, staleAfterMs: number, now: Date): Promise<EngineInstance[]>;
+  /**
+   * Requeues the rows held by engines dead for `staleAfterMs` (and by no engine at all, when
+   * `orphans` is set: rows written before engines had ids, or by an engine that died before it
+   * registered), then forgets those engines. One engine reaps at a time (row locks, held until
+   * the caller's transaction `tx` ends).
+   */
+  reapDead(tx: Queryable, selfId: string, staleAfterMs: number, now: Date, orphans: boolean): Promise<ReapResult>;
+}
+
+export class SqlEngineInstancesRepository implements EngineInstancesRepository {
   async register(db: Queryable, instance: Omit<EngineInstance, 'heartbeatAt' | 'stats'>, at: Date): Promise<void> {
     await db.query(
       `INSERT INTO engine_instances (id, host, pid, started_at, heartbeat_at, channels) VALUES ($1, $2, $3, $4, $4, $5)
@@ -56,7 +74,6 @@ export class EngineInstancesRepository {
     );
   }
 
-  /** Returns false when the row is gone (another engine declared this one dead). */
   async heartbeat(db: Queryable, id: string, stats: Record<string, unknown>, at: Date): Promise<boolean> {
     const rows = await db.query('UPDATE engine_instances SET heartbeat_at = $2, stats = $3 WHERE id = $1 RETURNING 1', [id, at, JSON.stringify(stats)]);
     return rows.length > 0;
@@ -66,13 +83,11 @@ export class EngineInstancesRepository {
     await db.query('DELETE FROM engine_instances WHERE id = $1', [id]);
   }
 
-  /** Every registered engine, live or not (not yet reaped), oldest first, with its heartbeat's age at `now`. */
   async all(db: Queryable, now: Date): Promise<(EngineInstance & { heartbeatAgeMs: number })[]> {
     const rows = await db.query<EngineInstanceRow>('SELECT * FROM engine_instances ORDER BY started_at, id');
     return rows.map((r) => ({ ...fromRow(r), heartbeatAgeMs: Math.max(0, now.getTime() - r.heartbeat_at.getTime()) }));
   }
 
-  /** Engines that heartbeat within `staleAfterMs`, oldest first. */
   async live(db: Queryable, staleAfterMs: number, now: Date): Promise<EngineInstance[]> {
     const rows = await db.query<EngineInstanceRow>(
       `SELECT * FROM engine_instances WHERE heartbeat_at >= $1::timestamptz - make_interval(secs => $2::double precision / 1000)
@@ -82,12 +97,6 @@ export class EngineInstancesRepository {
     return rows.map(fromRow);
   }
 
-  /**
-   * Requeues the rows held by engines dead for `staleAfterMs` (and by no engine at all, when
-   * `orphans` is set: rows written before engines had ids, or by an engine that died before it
-   * registered), then forgets those engines. One engine reaps at a time (row locks, held until
-   * the caller's transaction `tx` ends).
-   */
   async reapDead(tx: Queryable, selfId: string, staleAfterMs: number, now: Date, orphans: boolean): Promise<ReapResult> {
     const dead = await tx.query<{ id: string }>(
       `SELECT id FROM engine_instances

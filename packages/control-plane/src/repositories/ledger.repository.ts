@@ -58,12 +58,38 @@ export interface LedgerEntry {
   updatedAt: string;
 }
 
-export class LedgerRepository {
+export interface LedgerRepository {
   /**
-   * Freezes the audience of a delivery run into the ledger and the exclusion log, in SQL:
+   * Freezes the audience of a delivery run into the ledger and the exclusion log:
    * status exclusions first, then invalid addresses, then duplicates among what is left
    * (the smallest profile id keeps the address).
    */
+  freeze(
+    tx: Queryable,
+    run: { deliveryId: string; occurrence: number; audienceId: string; filter: Record<string, unknown> | null; channel: Channel },
+  ): Promise<FrozenRecipients>;
+  discard(tx: Queryable, deliveryId: string, occurrence: number): Promise<void>;
+  exclusions(db: Queryable, deliveryId: string, occurrence: number, page: { limit: number; after?: string }): Promise<ExclusionRecord[]>;
+  /**
+   * Recipients of a run's frozen ledger who are excluded as of now, by reason: those whose
+   * profile is suppressed now (the engine will not send them) and those already excluded at send.
+   */
+  excludedNow(db: Queryable, deliveryId: string, occurrence: number): Promise<Partial<Record<SendTimeExclusionReason, number>>>;
+  entries(db: Queryable, deliveryId: string, occurrence: number, page: { limit: number; after?: string }): Promise<LedgerEntry[]>;
+  /** The message Herald sent a recipient of a run (its Message-ID when it has one), or undefined when the ledger has no such recipient. */
+  sentMessage(db: Queryable, recipient: { deliveryId: string; occurrence: number; profileId: string }): Promise<{ messageId: string | null; channel: Channel } | undefined>;
+  /** The message with this Message-ID, locked until the transaction ends, with its profile's status; undefined when Herald sent none. */
+  messageForUpdate(tx: Queryable, messageId: string): Promise<SentMessage | undefined>;
+  markComplained(tx: Queryable, messageId: string, at: Date): Promise<void>;
+  /** A message the MTA accepted bounced later: `bounced`, with the bounce type and the reason (when given). */
+  markBounced(tx: Queryable, messageId: string, bounce: { type: string; reason: string | null }, at: Date): Promise<void>;
+  /** Sets each recipient's send_after for a recipient-time-zone schedule; returns the earliest. */
+  assignLocalSendTimes(tx: Queryable, t: LocalSendTimes): Promise<Date | null>;
+  /** The first and last local send instants a recipient-time-zone schedule gives the frozen recipients, and how many are already past. */
+  localSendWindow(db: Queryable, t: LocalSendTimes): Promise<{ first: Date; last: Date; past: number } | null>;
+}
+
+export class SqlLedgerRepository implements LedgerRepository {
   async freeze(
     tx: Queryable,
     run: { deliveryId: string; occurrence: number; audienceId: string; filter: Record<string, unknown> | null; channel: Channel },
@@ -131,10 +157,6 @@ export class LedgerRepository {
     }));
   }
 
-  /**
-   * Recipients of a run's frozen ledger who are excluded as of now, by reason: those whose
-   * profile is suppressed now (the engine will not send them) and those already excluded at send.
-   */
   async excludedNow(db: Queryable, deliveryId: string, occurrence: number): Promise<Partial<Record<SendTimeExclusionReason, number>>> {
     const rows = await db.query<{ reason: SendTimeExclusionReason; n: number }>(
       `SELECT reason, count(*)::int AS n FROM (
@@ -167,7 +189,6 @@ export class LedgerRepository {
     }));
   }
 
-  /** The message Herald sent a recipient of a run (its Message-ID when it has one), or undefined when the ledger has no such recipient. */
   async sentMessage(db: Queryable, recipient: { deliveryId: string; occurrence: number; profileId: string }): Promise<{ messageId: string | null; channel: Channel } | undefined> {
     const [row] = await db.query<{ message_id: string | null; channel: Channel }>(
       `SELECT l.message_id, d.channel FROM send_ledger l JOIN deliveries d ON d.id = l.delivery_id
@@ -177,7 +198,6 @@ export class LedgerRepository {
     return row && { messageId: row.message_id, channel: row.channel };
   }
 
-  /** The message with this Message-ID, locked until the transaction ends, with its profile's status; undefined when Herald sent none. */
   async messageForUpdate(tx: Queryable, messageId: string): Promise<SentMessage | undefined> {
     const [row] = await tx.query<{
       delivery_id: string;
@@ -212,7 +232,6 @@ export class LedgerRepository {
     await tx.query('UPDATE send_ledger SET complained_at = $2 WHERE message_id = $1', [messageId, at]);
   }
 
-  /** A message the MTA accepted bounced later: `bounced`, with the bounce type and the reason (when given). */
   async markBounced(tx: Queryable, messageId: string, bounce: { type: string; reason: string | null }, at: Date): Promise<void> {
     await tx.query(
       `UPDATE send_ledger SET status = 'bounced', bounce_type = $2, last_error = coalesce($3, last_error), updated_at = $4
@@ -221,7 +240,6 @@ export class LedgerRepository {
     );
   }
 
-  /** Sets each recipient's send_after for a recipient-time-zone schedule; returns the earliest. */
   async assignLocalSendTimes(tx: Queryable, t: LocalSendTimes): Promise<Date | null> {
     const [row] = await tx.query<{ first: Date | null }>(
       `WITH ${LOCAL_SEND_INSTANTS},
@@ -235,7 +253,6 @@ export class LedgerRepository {
     return row?.first ?? null;
   }
 
-  /** The first and last local send instants a recipient-time-zone schedule gives the frozen recipients, and how many are already past. */
   async localSendWindow(db: Queryable, t: LocalSendTimes): Promise<{ first: Date; last: Date; past: number } | null> {
     const [row] = await db.query<{ first: Date | null; last: Date | null; past: number }>(
       `WITH ${LOCAL_SEND_INSTANTS}

@@ -1,11 +1,11 @@
 // The outbox's reads for the relay over a real store (PGlite and PostgreSQL). The relay's
 // publishing, death and restart, and its pruning are apps/gateway's outbox.int-spec.
 import { createTestDatabase, describeEachStore, type TestDatabase } from '@herald/testing';
-import { OutboxRepository } from '../repositories/outbox.repository.js';
+import { SqlOutboxRepository } from '../repositories/outbox.repository.js';
 
 describeEachStore('outbox', (kind) => {
   let database: TestDatabase;
-  const outbox = new OutboxRepository();
+  const outbox = new SqlOutboxRepository();
 
   beforeAll(async () => {
     database = await createTestDatabase(kind);

@@ -6,7 +6,7 @@
 import type { Bus, OutgoingMessage } from '@herald/bus';
 import type { Clock } from '../clock.js';
 import type { Database, Queryable } from '../database.js';
-import { messagesOf, type OutboxCursor, OutboxRepository } from '../repositories/outbox.repository.js';
+import { messagesOf, type OutboxCursor, SqlOutboxRepository } from '../repositories/outbox.repository.js';
 
 /**
  * The Prometheus counter of what relays publish, declared the same way by every process that
@@ -24,7 +24,7 @@ const PRUNE_CHUNK = 5_000;
 const PRUNE_MAX_ROWS = 100_000;
 
 export class OutboxRelay {
-  private readonly outbox = new OutboxRepository();
+  private readonly outbox = new SqlOutboxRepository();
   private timer?: NodeJS.Timeout;
   private running?: Promise<number>;
   private next?: Promise<number>;
@@ -137,7 +137,7 @@ export class OutboxRelay {
 
 /** The messages of one topic the relay published, read back in order (the message events: the KPI consumer's recovery after a restart). */
 export class PublishedMessages {
-  private readonly outbox = new OutboxRepository();
+  private readonly outbox = new SqlOutboxRepository();
 
   constructor(
     private readonly db: Queryable,
