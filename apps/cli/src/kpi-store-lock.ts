@@ -29,8 +29,8 @@ export async function holdKpiStoreLock(db: Database, config: HeraldConfig, logge
         'Stop it, and set CLICKHOUSE_URL (the same ClickHouse server) for every gateway.',
     );
   }
-  const holders = await db.query<{ mode: string }>("SELECT mode FROM pg_locks WHERE locktype = 'advisory' AND objid::bigint = $1 AND granted", [KPI_STORE_LOCK]);
-  if (holders.length > 0 && holders.every((h) => h.mode === 'ShareLock')) {
+  const holders = await db.advisoryLockModes(KPI_STORE_LOCK);
+  if (holders.length > 0 && holders.every((mode) => mode === 'shared')) {
     throw new StartRefusedError(
       'gateways with CLICKHOUSE_URL run on this control-plane store: this one, on the embedded KPI store (chDB), would count part of the message events in its own chDB, splitting the KPIs. ' +
         'Set CLICKHOUSE_URL here too.',

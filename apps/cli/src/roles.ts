@@ -17,8 +17,9 @@ import { join, resolve } from 'node:path';
 import { type Bus, busFromEnv, type ConsumerIncident } from '@herald/bus';
 import type { HeraldConfig } from '@herald/config';
 import { type CaptureSink, startCaptureSink } from '@herald/capture-sink';
+import { extractLinks } from '@herald/channels';
 import { TOPICS } from '@herald/contracts';
-import { ControlPlane, OutboxRelay, OutboxRepository, resolvePlatformSettings, systemClock } from '@herald/control-plane';
+import { ControlPlane, OutboxRelay, PublishedMessages, resolvePlatformSettings, systemClock } from '@herald/control-plane';
 import { type Engine, type EngineServer, engineFromConfig, outboxPublishedCounter, registerEngineMetrics, startEngineServer } from '@herald/engine';
 import type { Gateway } from '@herald/gateway';
 import { KpiConsumer, recoverPublishedEvents, repairAfterRestart } from '@herald/kpi-consumer';
@@ -90,12 +91,7 @@ export function composeRole(config: HeraldConfig, role: Role, options: RoleOptio
       part('KPI recovery', async () => {
         // The in-process bus dies with the process: events it held are read back from the outbox
         // (with Kafka the broker kept them, and this finds none missing).
-        const outbox = new OutboxRepository();
-        const recovery = await recoverPublishedEvents(
-          kpiStore.value,
-          { publishedSince: (since, after, limit) => outbox.publishedSince(store.value, TOPICS.messageEvents, since, after, limit) },
-          logger,
-        );
+        const recovery = await recoverPublishedEvents(kpiStore.value, new PublishedMessages(store.value, TOPICS.messageEvents), logger);
         // A kill between an insert and its views' parts left counters short (or doubled): reconcile
         // the deliveries of the same window with their raw events, before this consumer inserts anything.
         await repairAfterRestart(kpiStore.value, recovery.since, logger);
@@ -162,12 +158,17 @@ export function composeRole(config: HeraldConfig, role: Role, options: RoleOptio
         async () => {
           const controlPlane =
             withGatewayHere?.value.controlPlane ??
-            new ControlPlane(store.value, systemClock, {
-              confirmationTtlMs: config.CONFIRMATION_TTL,
-              scheduleStalenessMs: config.SCHEDULE_STALENESS,
-              recurrenceMaxPending: config.RECURRENCE_MAX_PENDING,
-              softBounces: { threshold: config.QUARANTINE_SOFT_BOUNCES, resetAfterMs: config.QUARANTINE_SOFT_RESET },
-            });
+            new ControlPlane(
+              store.value,
+              systemClock,
+              {
+                confirmationTtlMs: config.CONFIRMATION_TTL,
+                scheduleStalenessMs: config.SCHEDULE_STALENESS,
+                recurrenceMaxPending: config.RECURRENCE_MAX_PENDING,
+                softBounces: { threshold: config.QUARANTINE_SOFT_BOUNCES, resetAfterMs: config.QUARANTINE_SOFT_RESET },
+              },
+              { extractLinks },
+            );
           const started = engineFromConfig(config, {
             bus: bus.value,
             controlPlane,

@@ -5,10 +5,9 @@
 // pool (with a cancellation flag for its run), then settles the outcomes, quarantines and
 // message events in one transaction and lets the circuit breaker observe them.
 // A batch for a run no longer sending, or arriving while the engine stops, is released unsent.
-import { randomUUID } from 'node:crypto';
 import { ok, type MessageResult } from '@herald/bus';
-import { type SendBatch, TOPICS } from '@herald/contracts';
-import { DEFAULT_SOFT_BOUNCE_RULE, ENGINE_ACTOR, OutboxRepository, ProfilesRepository, type RunRef, SendQueueRepository } from '@herald/control-plane';
+import type { SendBatch } from '@herald/contracts';
+import type { RunRef } from '@herald/control-plane';
 import { classify, type ClassifiedOutcome, eventsFor, excludedEvent, PROVIDER_ANSWER_INVALID, type Throttles } from '@herald/sending';
 import type { Piscina } from 'piscina';
 import type { EngineOptions } from './engine-options.js';
@@ -21,12 +20,8 @@ import { runKey, type RunStates } from './run-state.js';
 import type { SendTask, SendTaskResult } from './send-task.js';
 
 export class Dispatcher {
-  private readonly queue = new SendQueueRepository();
-  private readonly outbox = new OutboxRepository();
-  private readonly profiles = new ProfilesRepository();
-
   constructor(
-    private readonly options: Pick<EngineOptions, 'db' | 'bus' | 'clock' | 'logger' | 'controlPlane' | 'worker' | 'retry'>,
+    private readonly options: Pick<EngineOptions, 'bus' | 'clock' | 'logger' | 'controlPlane' | 'worker' | 'retry'>,
     /** This process's id on the ledger rows it claims. */
     private readonly instanceId: string,
     private readonly parts: {
@@ -61,20 +56,21 @@ export class Dispatcher {
   /** Claims the batch's recipients, sends them through the pool, settles outcomes and events. */
   private async dispatch(batch: SendBatch): Promise<void> {
     if (batch.proof) return this.parts.proofs.send(batch);
-    const { db, clock, logger } = this.options;
+    const { clock, logger } = this.options;
+    const { sending } = this.options.controlPlane;
     const { runs, throttles, stats, breaker } = this.parts;
     const run = { deliveryId: batch.deliveryId, occurrence: batch.occurrence };
     const ids = batch.recipients.map((r) => r.profileId);
     const info = await runs.get(run.deliveryId, run.occurrence);
     if (info?.state !== 'sending' || this.parts.stopping()) {
-      await this.queue.release(db, run, ids, clock.now());
+      await sending.release(run, ids, clock.now());
       return;
     }
     if (info.delivery.channel === 'sms' && !this.options.worker.httpProviderUrl) {
       // Nothing can be sent: say so once, in the run's state, rather than fail each message.
-      await this.queue.release(db, run, ids, clock.now());
+      await sending.release(run, ids, clock.now());
       const reason = 'CHANNEL_NOT_CONFIGURED: this engine cannot send sms: HTTP_PROVIDER_URL is not set (set it and restart the engine, then resume)';
-      if (await this.options.controlPlane.deliveries.pauseRun(run.deliveryId, run.occurrence, ENGINE_ACTOR, reason)) {
+      if (await sending.pause(run, reason)) {
         logger.warn({ ...run }, 'sms run paused: no sms provider configured');
         runs.forget(run.deliveryId, run.occurrence);
       }
@@ -83,15 +79,10 @@ export class Dispatcher {
     const delivery = info.delivery;
     // Suppression is checked again in the claim; the recipients it excludes are settled with
     // their 'excluded' events in the same transaction, so a crash cannot separate the two.
-    const { toSend: claimed, excluded } = await db.transaction(async (tx) => {
-      const claim = await this.queue.claim(tx, run, ids, clock.now(), this.instanceId);
-      if (claim.excluded.length > 0) {
-        const now = clock.now();
-        const events = claim.excluded.map((e) => excludedEvent(e, run, delivery.channel, now));
-        await this.outbox.enqueueFanout(tx, { commandId: randomUUID(), topic: TOPICS.messageEvents, key: run.deliveryId, payloads: events });
-      }
-      return claim;
-    });
+    const claimedAt = clock.now();
+    const { toSend: claimed, excluded } = await sending.claim(run, ids, claimedAt, this.instanceId, (suppressed) =>
+      suppressed.map((e) => excludedEvent(e, run, delivery.channel, claimedAt)),
+    );
     if (excluded.length > 0) logger.info({ ...run, excluded: excluded.length }, 'recipients suppressed since preparation were not sent');
     const recipients = batch.recipients.filter((r) => claimed.has(r.profileId));
     if (recipients.length === 0) return;
@@ -104,7 +95,7 @@ export class Dispatcher {
     // A recipient whose slot is past the horizon does not wait in a worker thread (it would hold
     // up the others): back to the ledger until its slot, no attempt spent.
     const later = recipients.flatMap((r, i) => (slots[i]!.later ? [{ profileId: r.profileId, dueAt: new Date(slots[i]!.requeueAt) }] : []));
-    if (later.length > 0) await this.queue.unclaim(db, run, later, clock.now());
+    if (later.length > 0) await sending.unclaim(run, later, clock.now());
     // The others, those due now first: a lane waits for a send time only behind earlier ones.
     const due = recipients
       .map((r, i) => ({ profileId: r.profileId, address: r.address, profile: r.profile ?? { id: r.profileId }, notBefore: slots[i]!.at, later: slots[i]!.later }))
@@ -130,17 +121,18 @@ export class Dispatcher {
       const counts = claimed.get(attempt.profileId) ?? { attempts: 1, firstAttemptAt: now };
       return { ...classify(attempt, counts.attempts, counts.firstAttemptAt, now, this.options.retry), address: attempt.address };
     });
-    await db.transaction(async (tx) => {
-      await this.queue.settle(tx, run, outcomes, now);
-      await this.queue.unclaim(tx, run, result.notAttempted.map((profileId) => ({ profileId })), now);
-      await this.profiles.quarantine(tx, outcomes.filter((o) => o.kind === 'hard').map((o) => o.profileId));
-      // A soft bounce given up after the validity period counts toward the soft-bounce quarantine.
-      const softBounced = outcomes.filter((o) => o.kind === 'soft_final').map((o) => o.profileId);
-      await this.profiles.recordSoftBounces(tx, softBounced, now, this.options.controlPlane.context.settings.softBounces ?? DEFAULT_SOFT_BOUNCE_RULE);
-      // One outbox row for the batch's events (the relay publishes them one by one, keyed by delivery).
-      const events = outcomes.flatMap((o) => eventsFor(o, run, delivery.channel, now));
-      await this.outbox.enqueueFanout(tx, { commandId: randomUUID(), topic: TOPICS.messageEvents, key: run.deliveryId, payloads: events });
-    });
+    await sending.settle(
+      run,
+      {
+        outcomes,
+        notAttempted: result.notAttempted,
+        hardBounced: outcomes.filter((o) => o.kind === 'hard').map((o) => o.profileId),
+        // A soft bounce given up after the validity period counts toward the soft-bounce quarantine.
+        softBouncedFinal: outcomes.filter((o) => o.kind === 'soft_final').map((o) => o.profileId),
+        events: outcomes.flatMap((o) => eventsFor(o, run, delivery.channel, now)),
+      },
+      now,
+    );
     stats.batches++;
     stats.messages += outcomes.length;
     await breaker.observe(run, info, outcomes);

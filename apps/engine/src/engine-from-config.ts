@@ -36,7 +36,6 @@ export function engineFromConfig(
   const channels = channelProviders({ smtpUrl: deps.smtpUrl, httpProviderUrl: config.HTTP_PROVIDER_URL }, { captureSink: !config.SMTP_URL });
   return new Engine({
     channels,
-    db: deps.controlPlane.db,
     bus: deps.bus,
     controlPlane: deps.controlPlane,
     clock: systemClock,

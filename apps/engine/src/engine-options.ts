@@ -1,14 +1,13 @@
-// What an engine is built from: its store, bus and control plane, its worker pool's size and
-// settings, and the send rules' settings (retries, breaker, per-domain limits).
+// What an engine is built from: its bus and control plane (the store is behind its services), its
+// worker pool's size and settings, and the send rules' settings (retries, breaker, per-domain limits).
 import type { Bus } from '@herald/bus';
 import type { DomainLimit } from '@herald/config';
-import type { ChannelProvider, Clock, ControlPlane, Database } from '@herald/control-plane';
+import type { ChannelProvider, Clock, ControlPlane } from '@herald/control-plane';
 import type { BreakerSettings, RetryPolicy } from '@herald/sending';
 import type { Logger } from 'pino';
 import type { WorkerSettings } from './send-task.js';
 
 export interface EngineOptions {
-  db: Database;
   bus: Bus;
   controlPlane: ControlPlane;
   clock: Clock;

@@ -52,7 +52,7 @@ export class Engine {
   readonly stats: EngineStats = { batches: 0, messages: 0 };
 
   constructor(private readonly options: EngineOptions) {
-    const runs = new RunStates(options.db);
+    const runs = new RunStates(options.controlPlane.sending);
     const throttles = new Throttles(options.domainLimits);
     // Batches that may be in the pool or waiting for it at once.
     const inFlight = new InFlightBatches(options.threads * 2);
@@ -128,13 +128,13 @@ export class Engine {
   }
 
   /**
-   * Whether this engine can reach its store and its bus now: each is asked (a `SELECT 1`, the
+   * Whether this engine can reach its store and its bus now: each is asked (the store's schema, the
    * broker's metadata) and given `timeoutMs` to answer. A check still unanswered is shared by
    * the next probes, so a dead store or broker never piles them up.
    */
   async readiness(timeoutMs = READINESS_TIMEOUT_MS): Promise<{ ready: true } | { ready: false; reason: string }> {
-    const { db, bus } = this.options;
-    this.storeCheck ??= db.query('SELECT 1').then(() => undefined).finally(() => (this.storeCheck = undefined));
+    const { controlPlane, bus } = this.options;
+    this.storeCheck ??= controlPlane.health.ping().finally(() => (this.storeCheck = undefined));
     this.busCheck ??= bus.ping?.().finally(() => (this.busCheck = undefined));
     const [store, broker] = await Promise.all([failureOf(this.storeCheck, timeoutMs), failureOf(this.busCheck, timeoutMs)]);
     if (store !== undefined) return { ready: false, reason: `store: ${store}` };

@@ -9,16 +9,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type MessageResult, ok, retry } from '@herald/bus';
 import { type DeliveryCommand, type SendBatch, TOPICS } from '@herald/contracts';
-import {
-  AuditRepository,
-  CommandDeduplicator,
-  ENGINE_ACTOR,
-  ENGINE_LATE_MS,
-  ENGINE_STALE_MS,
-  EngineInstancesRepository,
-  type RunRef,
-  SendQueueRepository,
-} from '@herald/control-plane';
+import type { CommandDeduplicator, RunRef } from '@herald/control-plane';
 import { batchSizeFor, breakerOutcomeOf, firstWaveSize, judge, Tally } from '@herald/sending';
 import type { EngineOptions } from './engine-options.js';
 import type { InFlightBatches } from './in-flight.js';
@@ -31,15 +22,12 @@ const DISCOVER_INTERVAL_MS = 1000;
 const PUBLISH_RETRY_MS = 1000;
 
 export class Planner {
-  private readonly queue = new SendQueueRepository();
-  private readonly audit = new AuditRepository();
-  private readonly instances = new EngineInstancesRepository();
   private readonly dedupe: CommandDeduplicator;
   private readonly planners = new Map<string, Promise<void>>();
   private discoverTimer?: NodeJS.Timeout;
 
   constructor(
-    private readonly options: Pick<EngineOptions, 'db' | 'bus' | 'clock' | 'logger' | 'controlPlane' | 'batchSize' | 'breaker'>,
+    private readonly options: Pick<EngineOptions, 'bus' | 'clock' | 'logger' | 'controlPlane' | 'batchSize' | 'breaker'>,
     /** This process's id on the ledger rows it queues. */
     private readonly instanceId: string,
     private readonly parts: {
@@ -52,7 +40,7 @@ export class Planner {
       stopping: () => boolean;
     },
   ) {
-    this.dedupe = new CommandDeduplicator(options.db, 'engine-planner');
+    this.dedupe = options.controlPlane.commandDeduplicator('engine-planner');
   }
 
   /** Whether this process's dispatchers take every batch its planners publish (the in-process bus). */
@@ -66,10 +54,9 @@ export class Planner {
    * then plan the sending runs again.
    */
   async recover(): Promise<void> {
-    const { db, clock, logger } = this.options;
-    const staleAfter = db.kind === 'pglite' ? 0 : ENGINE_STALE_MS;
-    const { inFlight, requeued, engines } = await this.instances.reapDead(db, this.instanceId, staleAfter, clock.now(), true);
-    const refs = await this.sendingRuns();
+    const { controlPlane, clock, logger } = this.options;
+    const { inFlight, requeued, engines } = await controlPlane.engines.reapAtStart(this.instanceId, clock.now());
+    const refs = await controlPlane.sending.sendingRuns();
     if (refs.length > 0 || requeued > 0) logger.info({ runs: refs.length, requeued, inFlight, deadEngines: engines.length }, 'engine recovered runs');
     for (const run of refs) this.plan(run);
   }
@@ -95,7 +82,7 @@ export class Planner {
   /** Plans every sending run not planned in this process yet. */
   async discover(): Promise<void> {
     if (this.parts.stopping()) return;
-    for (const run of await this.sendingRuns()) this.plan(run);
+    for (const run of await this.options.controlPlane.sending.sendingRuns()) this.plan(run);
   }
 
   /**
@@ -141,14 +128,6 @@ export class Planner {
     }
   }
 
-  private async sendingRuns(): Promise<RunRef[]> {
-    const runs = await this.options.db.query<{ delivery_id: string; occurrence: number }>(
-      `SELECT id AS delivery_id, 0 AS occurrence FROM deliveries WHERE state = 'sending'
-       UNION ALL SELECT delivery_id, n FROM delivery_occurrences WHERE state = 'sending'`,
-    );
-    return runs.map((r) => ({ deliveryId: r.delivery_id, occurrence: r.occurrence }));
-  }
-
   /** Starts the planner of a run unless it is already running in this process. */
   private plan(run: RunRef): void {
     const key = runKey(run.deliveryId, run.occurrence);
@@ -161,14 +140,15 @@ export class Planner {
   }
 
   private async planRun(run: RunRef): Promise<void> {
-    const { db, bus, clock } = this.options;
+    const { bus, clock } = this.options;
+    const { sending } = this.options.controlPlane;
     const { runs, inFlight } = this.parts;
     // The first read is fresh (a planner started by resume must not see the cached 'paused');
     // then the run's state is at most the cache's age old, as the dispatchers see it.
     let fresh = true;
     // Until the first wave is judged, no more than it is handed out. A run the breaker paused
     // and someone resumed was judged already: its first wave is not held again.
-    let waveJudged = await this.audit.pausedBy(db, run.deliveryId, run.occurrence, ENGINE_ACTOR.id);
+    let waveJudged = await sending.pausedByEngine(run);
     while (!this.parts.stopping()) {
       const info = await runs.get(run.deliveryId, run.occurrence, fresh);
       fresh = false;
@@ -185,19 +165,16 @@ export class Planner {
       // waiting on them stopped this engine sending while it had room.
       const window = inFlight.max * size * Math.max(1, Math.round(1 / this.parts.share()));
       const localFull = this.dispatchesAll && inFlight.full;
-      if (localFull || (await this.queue.inFlightCount(db, run, clock.now(), ENGINE_LATE_MS)) >= window) {
+      if (localFull || (await sending.inFlightCount(run, clock.now())) >= window) {
         await inFlight.waitForRoom();
         continue;
       }
       const wave = waveJudged ? undefined : firstWaveSize(info.toSend, this.options.breaker);
-      const recipients = await db.transaction(async (tx) => {
-        if (wave === undefined) return this.queue.queueNext(tx, run, size, clock.now(), this.instanceId);
-        // The planners of every engine count the wave one at a time.
-        await this.queue.lockRun(tx, run);
-        const handedOut = await this.queue.handedOutCount(tx, run);
-        if (handedOut < wave) return this.queue.queueNext(tx, run, Math.min(size, wave - handedOut), clock.now(), this.instanceId);
-        return handedOut > wave ? 'judged' : 'wave out';
-      });
+      // The planners of every engine count the first wave one at a time.
+      const recipients =
+        wave === undefined
+          ? await sending.queueNext(run, size, clock.now(), this.instanceId)
+          : await sending.queueFirstWave(run, { size, wave }, clock.now(), this.instanceId);
       if (recipients === 'judged') {
         waveJudged = true; // by another planner: it let more out
         continue;
@@ -212,13 +189,13 @@ export class Planner {
         continue;
       }
       if (recipients.length === 0) {
-        if (await this.queue.isSettled(db, run)) {
-          const finished = await this.options.controlPlane.deliveries.finish(run.deliveryId, run.occurrence, ENGINE_ACTOR);
+        if (await sending.isSettled(run)) {
+          const finished = await sending.finish(run);
           if (finished) this.options.logger.info({ ...run }, 'run finished');
           this.parts.breaker.forget(runKey(run.deliveryId, run.occurrence));
           return;
         }
-        const nextRetry = await this.queue.nextRetryAt(db, run);
+        const nextRetry = await sending.nextRetryAt(run);
         const wait = nextRetry ? Math.min(Math.max(nextRetry.getTime() - clock.now().getTime(), 10), 1000) : PLANNER_IDLE_MS;
         await sleep(wait);
         continue;
@@ -236,7 +213,7 @@ export class Planner {
         // The bus refused the batch (a broker down longer than the producer's retries): give
         // its recipients back, wait, and plan them again; nothing was sent.
         inFlight.done();
-        await this.queue.release(db, run, batch.recipients.map((r) => r.profileId), clock.now());
+        await sending.release(run, batch.recipients.map((r) => r.profileId), clock.now());
         this.options.logger.warn({ err: error, ...run, recipients: batch.recipients.length }, 'send batch not published; recipients released, retrying');
         await sleep(PUBLISH_RETRY_MS);
       }
@@ -248,13 +225,13 @@ export class Planner {
    * ledger: what every engine sent of it. A trip pauses the run before anything more goes out.
    */
   private async judgeFirstWave(run: RunRef, wave: number): Promise<boolean> {
-    const { db } = this.options;
+    const { sending } = this.options.controlPlane;
     const info = await this.parts.runs.get(run.deliveryId, run.occurrence, true);
     // Not sending any more (the loop sees it), or the breaker spoke already (a dispatcher).
-    if (info?.state !== 'sending' || (await this.audit.pausedBy(db, run.deliveryId, run.occurrence, ENGINE_ACTOR.id))) return true;
-    if ((await this.queue.inFlightCount(db, run, this.options.clock.now(), ENGINE_LATE_MS)) > 0) return false;
+    if (info?.state !== 'sending' || (await sending.pausedByEngine(run))) return true;
+    if ((await sending.inFlightCount(run, this.options.clock.now())) > 0) return false;
     const tally = new Tally();
-    for (const row of await this.queue.outcomesByDomain(db, run)) tally.add(breakerOutcomeOf(row), row.count);
+    for (const row of await sending.outcomesByDomain(run)) tally.add(breakerOutcomeOf(row), row.count);
     // Everything handed out is in: judge it even if some of it is no attempt (a status the
     // breaker does not count), rather than let the wave pass unjudged.
     const trip = judge(tally, this.options.breaker, Math.min(wave, tally.attempts));

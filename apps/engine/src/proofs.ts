@@ -3,17 +3,14 @@
 // they redirect even before the delivery is prepared, or after its content changed.
 import { extractLinks } from '@herald/channels';
 import type { SendBatch } from '@herald/contracts';
-import { SendQueueRepository } from '@herald/control-plane';
 import type { Piscina } from 'piscina';
 import type { EngineOptions } from './engine-options.js';
 import type { RunStates } from './run-state.js';
 import type { SendTask, SendTaskResult } from './send-task.js';
 
 export class ProofSender {
-  private readonly queue = new SendQueueRepository();
-
   constructor(
-    private readonly options: Pick<EngineOptions, 'db' | 'logger'>,
+    private readonly options: Pick<EngineOptions, 'controlPlane' | 'logger'>,
     private readonly runs: RunStates,
     private readonly pool: Piscina,
   ) {}
@@ -24,7 +21,7 @@ export class ProofSender {
     if (!info) return;
     const delivery = info.delivery;
     const proofId = batch.proof!.proofId;
-    await this.queue.saveProofLinks(this.options.db, { proofId, deliveryId: delivery.id }, delivery.content.html ? extractLinks(delivery.content.html) : []);
+    await this.options.controlPlane.tracking.saveProofLinks({ proofId, deliveryId: delivery.id }, delivery.content.html ? extractLinks(delivery.content.html) : []);
     const result = (await this.pool.run({
       deliveryId: batch.deliveryId,
       occurrence: batch.occurrence,

@@ -5,7 +5,7 @@
 // heartbeat stopped (then plans the sending runs again). Stopping, it deregisters.
 import { hostname } from 'node:os';
 import { TOPICS } from '@herald/contracts';
-import { ENGINE_HEARTBEAT_MS, ENGINE_STALE_MS, EngineInstancesRepository, SendQueueRepository } from '@herald/control-plane';
+import { ENGINE_HEARTBEAT_MS } from '@herald/control-plane';
 import type { Throttles } from '@herald/sending';
 import { channelProviders } from './channel-providers.js';
 import type { EngineOptions } from './engine-options.js';
@@ -42,15 +42,13 @@ export interface EngineReport {
 const QUEUED_STALE_MS = 120_000;
 
 export class EngineRegistry {
-  private readonly instances = new EngineInstancesRepository();
-  private readonly queue = new SendQueueRepository();
   private heartbeatTimer?: NodeJS.Timeout;
   private beating = false;
   private lastBeat = { at: Date.now(), messages: 0, count: 0 };
   report: EngineReport;
 
   constructor(
-    private readonly options: Pick<EngineOptions, 'db' | 'bus' | 'clock' | 'logger' | 'threads' | 'worker' | 'channels'>,
+    private readonly options: Pick<EngineOptions, 'controlPlane' | 'bus' | 'clock' | 'logger' | 'threads' | 'worker' | 'channels'>,
     /** This process's id in engine_instances and on the ledger rows it holds. */
     private readonly instanceId: string,
     private readonly parts: {
@@ -66,9 +64,9 @@ export class EngineRegistry {
 
   /** This process in engine_instances (again, after another engine declared it dead). */
   async register(): Promise<void> {
-    const { db, clock } = this.options;
+    const { controlPlane, clock } = this.options;
     const channels = this.options.channels ?? channelProviders(this.options.worker);
-    await this.instances.register(db, { id: this.instanceId, host: hostname(), pid: process.pid, startedAt: clock.now().toISOString(), channels }, clock.now());
+    await controlPlane.engines.register({ id: this.instanceId, host: hostname(), pid: process.pid, startedAt: clock.now().toISOString(), channels }, clock.now());
   }
 
   startHeartbeat(): void {
@@ -84,7 +82,7 @@ export class EngineRegistry {
 
   /** Everything in hand is settled or released: the others need not wait for this one to go stale. */
   async deregister(): Promise<void> {
-    await this.instances.deregister(this.options.db, this.instanceId);
+    await this.options.controlPlane.engines.deregister(this.instanceId);
   }
 
   /** Heartbeat with this engine's figures; adjust the limits' share; requeue the rows of dead engines. */
@@ -99,7 +97,7 @@ export class EngineRegistry {
   }
 
   private async beatOnce(): Promise<void> {
-    const { db, clock, bus } = this.options;
+    const { controlPlane, clock, bus } = this.options;
     const { stats, throttles } = this.parts;
     const now = Date.now();
     const perSecond = ((stats.messages - this.lastBeat.messages) * 1000) / Math.max(1, now - this.lastBeat.at);
@@ -108,7 +106,7 @@ export class EngineRegistry {
     this.lastBeat = { at: now, messages: stats.messages, count: this.lastBeat.count + 1 };
     // On the in-process bus this process's dispatchers own every partition: reported as null.
     const assignments = bus.sharedAcrossProcesses ? bus.assignments(TOPICS.sendBatches) : [];
-    const live = await this.instances.live(db, ENGINE_STALE_MS, clock.now());
+    const live = await controlPlane.engines.live(clock.now());
     const share = 1 / Math.max(1, live.length);
     throttles.setShare(share);
     throttles.prune(now);
@@ -128,16 +126,16 @@ export class EngineRegistry {
     void withTimeout(bus.lag(TOPICS.sendBatches, 'engine-dispatchers'), 1000).then((lag) => {
       if (lag !== undefined) this.report.lag = lag;
     });
-    if (!(await this.instances.heartbeat(db, this.instanceId, { ...this.report }, clock.now()))) {
+    if (!(await controlPlane.engines.heartbeat(this.instanceId, { ...this.report }, clock.now()))) {
       this.options.logger.warn({ instanceId: this.instanceId }, 'this engine was declared dead by another (a long pause?); registering again');
       await this.register();
     }
     if (this.lastBeat.count % 3 === 0) {
       // Safe at any time: a queued row is not being sent (claiming it is atomic), so at worst
       // an old batch that turns up later finds nothing to claim.
-      const stale = await this.queue.requeueStaleQueued(db, QUEUED_STALE_MS, clock.now());
+      const stale = await controlPlane.engines.requeueStaleQueued(QUEUED_STALE_MS, clock.now());
       if (stale > 0) this.options.logger.warn({ requeued: stale }, 'recipients queued too long without a dispatcher went back to pending');
-      const reaped = await this.instances.reapDead(db, this.instanceId, ENGINE_STALE_MS, clock.now());
+      const reaped = await controlPlane.engines.reapDead(this.instanceId, clock.now());
       if (reaped.engines.length > 0) {
         this.options.logger.warn({ ...reaped }, 'engine requeued the work of dead engines');
         await this.parts.discover();

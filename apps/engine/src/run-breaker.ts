@@ -2,17 +2,16 @@
 // (the rules: @herald/sending), and a trip pauses the run, unless it was resumed since or
 // nothing is left to hand out. The first wave, judged on the ledger for every engine, is the
 // planner's (planner.ts); it pauses through here too.
-import { ENGINE_ACTOR, type RunRef, SendQueueRepository } from '@herald/control-plane';
+import type { RunRef } from '@herald/control-plane';
 import { type BreakerOutcome, CircuitBreaker, type Trip } from '@herald/sending';
 import type { EngineOptions } from './engine-options.js';
 import { type RunInfo, runKey, type RunStates } from './run-state.js';
 
 export class RunBreaker {
-  private readonly queue = new SendQueueRepository();
   private readonly breaker: CircuitBreaker;
 
   constructor(
-    private readonly options: Pick<EngineOptions, 'db' | 'controlPlane' | 'logger' | 'breaker'>,
+    private readonly options: Pick<EngineOptions, 'controlPlane' | 'logger' | 'breaker'>,
     private readonly runs: RunStates,
   ) {
     this.breaker = new CircuitBreaker(options.breaker);
@@ -29,11 +28,12 @@ export class RunBreaker {
    * left to hand out (it finishes, or waits for its retries).
    */
   async pause(run: RunRef, epoch: number, trip: Trip): Promise<void> {
-    if (!(await this.queue.hasUnsent(this.options.db, run))) {
+    const { sending } = this.options.controlPlane;
+    if (!(await sending.hasUnsent(run))) {
       this.options.logger.debug({ ...run, reason: trip.reason }, 'circuit breaker tripped on a run with nothing left to send: not paused');
       return;
     }
-    const paused = await this.options.controlPlane.deliveries.pauseRun(run.deliveryId, run.occurrence, ENGINE_ACTOR, trip.reason, trip.details, epoch);
+    const paused = await sending.pause(run, trip.reason, trip.details, epoch);
     if (paused) {
       this.options.logger.warn({ ...run, reason: trip.reason }, 'circuit breaker paused the run');
       this.runs.forget(run.deliveryId, run.occurrence);

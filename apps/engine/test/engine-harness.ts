@@ -48,7 +48,6 @@ export async function startEngineHarness(
   // The engine and the scheduler run on real time; the gateway's clock is only for its own tests.
   const sink = await startTestSink({ rules: options.rules, files: true });
   const engineOptions = (): EngineOptions => ({
-    db: h.database.db,
     bus: h.bus,
     controlPlane: h.gateway.controlPlane,
     clock: systemClock,

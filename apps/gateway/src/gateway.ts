@@ -5,6 +5,7 @@ import { type DynamicModule, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import type { Bus } from '@herald/bus';
+import { extractLinks } from '@herald/channels';
 import type { HeraldConfig } from '@herald/config';
 import { type Clock, ControlPlane, type Database, OutboxRelay, type PlatformSettings, systemClock } from '@herald/control-plane';
 import type { KpiStore } from '@herald/kpi-store';
@@ -93,12 +94,17 @@ class GatewayModule {
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const { config, logger } = options;
   const clock = options.clock ?? systemClock;
-  const controlPlane = new ControlPlane(options.db, clock, {
-    confirmationTtlMs: config.CONFIRMATION_TTL,
-    scheduleStalenessMs: config.SCHEDULE_STALENESS,
-    recurrenceMaxPending: config.RECURRENCE_MAX_PENDING,
-    softBounces: { threshold: config.QUARANTINE_SOFT_BOUNCES, resetAfterMs: config.QUARANTINE_SOFT_RESET },
-  });
+  const controlPlane = new ControlPlane(
+    options.db,
+    clock,
+    {
+      confirmationTtlMs: config.CONFIRMATION_TTL,
+      scheduleStalenessMs: config.SCHEDULE_STALENESS,
+      recurrenceMaxPending: config.RECURRENCE_MAX_PENDING,
+      softBounces: { threshold: config.QUARANTINE_SOFT_BOUNCES, resetAfterMs: config.QUARANTINE_SOFT_RESET },
+    },
+    { extractLinks },
+  );
   const { settings } = options;
   const { secrets } = settings;
   const tokens = options.tokens ?? createTokenService({ secret: secrets.jwt, jwksUrl: config.HERALD_JWKS_URL });

@@ -81,7 +81,7 @@ describeEachStore('import and preparation', (kind) => {
         ['x6', 'unsubscribed'],
         ['x7', 'denylisted'],
       ]) {
-        await h.gateway.controlPlane.context.profiles.setStatus(h.database.db, id!, status as 'quarantined');
+        await h.database.db.query('UPDATE profiles SET status = $2 WHERE id = $1', [id, status]);
       }
       const audience = await h.api('POST', '/v1/audiences', { body: { name: 'mixed', profileIds: [...profiles.map((p) => p.id), 'ghost'] } });
       expect(audience.status).toBe(201);

@@ -3,7 +3,7 @@
 // publishes again, and consumers dedupe by command id.
 import { busFromEnv, type DeliveredMessage } from '@herald/bus';
 import { type DeliveryCommand, deliveryCommandSchema, TOPICS } from '@herald/contracts';
-import { CommandDeduplicator, type Database, OutboxRelay, OutboxRepository, systemClock } from '@herald/control-plane';
+import { type Database, OutboxRelay, PublishedMessages, type Queryable, systemClock } from '@herald/control-plane';
 import { describeEachStore, eventually } from '@herald/testing';
 import { z } from 'zod';
 import { approvedDelivery, type Harness, startHarnessWithAudience } from './harness.js';
@@ -34,7 +34,7 @@ describeEachStore('outbox', (kind) => {
 
       // A consumer that applies commands once, in its own transaction.
       const bus = busFromEnv({}, { inProcess: { retryBackoffMs: 5 } });
-      const dedupe = new CommandDeduplicator(h.database.db, 'test-engine');
+      const dedupe = h.gateway.controlPlane.commandDeduplicator('test-engine');
       const seen: DeliveredMessage<DeliveryCommand>[] = [];
       let applied = 0;
       await bus.subscribe({
@@ -132,16 +132,22 @@ describeEachStore('outbox', (kind) => {
       const scratch = busFromEnv({});
       await new OutboxRelay(db, scratch, systemClock).drain(); // what earlier tests left
       await scratch.close();
-      const outbox = new OutboxRepository();
-      const uuid = () => crypto.randomUUID();
+      // A command, a fanout row of five messages (as the engine writes a batch's events), a command.
+      // (How the relay's budget cuts between such rows: packages/control-plane's outbox-relay.int-spec.)
+      const insert = (tx: Queryable, payload: unknown, fanout = false) =>
+        tx.query('INSERT INTO outbox (command_id, topic, key, payload, fanout, messages) VALUES ($1, $2, $3, $4, $5, $6)', [
+          crypto.randomUUID(),
+          topic,
+          'k',
+          JSON.stringify(payload),
+          fanout,
+          Array.isArray(payload) ? payload.length : 1,
+        ]);
       await db.transaction(async (tx) => {
-        await outbox.enqueue(tx, { commandId: uuid(), topic, key: 'k', payload: { n: 0 } });
-        await outbox.enqueueFanout(tx, { commandId: uuid(), topic, key: 'k', payloads: [1, 2, 3, 4, 5].map((n) => ({ n })) });
-        await outbox.enqueue(tx, { commandId: uuid(), topic, key: 'k', payload: { n: 6 } });
+        await insert(tx, { n: 0 });
+        await insert(tx, [1, 2, 3, 4, 5].map((n) => ({ n })), true);
+        await insert(tx, { n: 6 });
       });
-      // The relay's budget cuts between rows, never inside one, and always takes the first.
-      expect((await outbox.unpublished(db, 500, 3)).map((r) => r.fanout)).toEqual([false, true]);
-      expect(await outbox.unpublished(db, 500, 1)).toHaveLength(1);
 
       const bus = busFromEnv({}, { inProcess: { partitions: 1 } });
       const received: DeliveredMessage<{ n: number }>[] = [];
@@ -153,10 +159,11 @@ describeEachStore('outbox', (kind) => {
       await bus.close();
 
       // Read back in pages of 2 messages: the pages end inside the fanout row and go on from there.
+      const published = new PublishedMessages(db, topic);
       const seen: number[] = [];
       let after: { id: number; idx: number } | null = null;
       for (;;) {
-        const page = await outbox.publishedSince(db, topic, since, after, 2);
+        const page = await published.publishedSince(since, after, 2);
         if (page.length === 0) break;
         seen.push(...page.map((m) => (m.payload as { n: number }).n));
         after = page[page.length - 1]!;
@@ -167,9 +174,9 @@ describeEachStore('outbox', (kind) => {
     it('prunes rows published longer ago than the retention, and never a row not published', async () => {
       const db = h.database.db;
       const topic = `test.prune.${Date.now()}`;
-      const outbox = new OutboxRepository();
       const relay = new OutboxRelay(db, busFromEnv({}), systemClock);
-      const add = (n: number) => db.transaction((tx) => outbox.enqueue(tx, { commandId: crypto.randomUUID(), topic, key: 'k', payload: { n } }));
+      const add = (n: number) =>
+        db.query('INSERT INTO outbox (command_id, topic, key, payload) VALUES ($1, $2, $3, $4)', [crypto.randomUUID(), topic, 'k', JSON.stringify({ n })]);
       const ids = async () => (await db.query<{ id: string }>('SELECT id FROM outbox WHERE topic = $1 ORDER BY id', [topic])).map((r) => Number(r.id));
       await add(1);
       await add(2);

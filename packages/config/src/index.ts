@@ -2,9 +2,9 @@
 // A bad environment fails with one error that lists every bad variable.
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
-import { formatDuration, parseDuration } from './duration.js';
+import { formatDuration, parseDuration } from '@herald/contracts';
 
-export { parseDuration, formatDuration } from './duration.js';
+export { parseDuration, formatDuration } from '@herald/contracts';
 
 const duration = (fallback: string) =>
   z

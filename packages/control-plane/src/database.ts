@@ -30,6 +30,8 @@ export interface Database extends Queryable {
    * taken again on a new one as soon as it can be.
    */
   holdAdvisoryLock(key: number, options: { shared: boolean; onLost?: (error: Error) => void }): Promise<HeldLock | undefined>;
+  /** The modes in which sessions hold the advisory lock `key` now (e.g. to say why it could not be taken). */
+  advisoryLockModes(key: number): Promise<('shared' | 'exclusive')[]>;
   close(): Promise<void>;
 }
 
@@ -147,6 +149,10 @@ class PostgresDatabase implements Database {
     };
   }
 
+  advisoryLockModes(key: number): Promise<('shared' | 'exclusive')[]> {
+    return advisoryLockModes(this, key);
+  }
+
   async close(): Promise<void> {
     await this.pool.end();
   }
@@ -188,9 +194,18 @@ class PgliteDatabase implements Database {
     };
   }
 
+  advisoryLockModes(key: number): Promise<('shared' | 'exclusive')[]> {
+    return advisoryLockModes(this, key);
+  }
+
   async close(): Promise<void> {
     await this.db.close();
   }
+}
+
+async function advisoryLockModes(db: Queryable, key: number): Promise<('shared' | 'exclusive')[]> {
+  const holders = await db.query<{ mode: string }>("SELECT mode FROM pg_locks WHERE locktype = 'advisory' AND objid::bigint = $1 AND granted", [key]);
+  return holders.map((h) => (h.mode === 'ShareLock' ? 'shared' : 'exclusive'));
 }
 
 export interface DatabaseOptions {

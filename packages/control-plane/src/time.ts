@@ -1,6 +1,6 @@
 // Calendar helpers: local wall-clock times in IANA zones, recurrence steps.
 import { CronExpressionParser } from 'cron-parser';
-import { parseDuration } from '@herald/config';
+import { parseDuration } from '@herald/contracts';
 
 // NOTE: building an Intl.DateTimeFormat costs ~40 µs; imports check one zone per row, so
 // answers are cached by name (the set of names a platform sees is small).

@@ -185,7 +185,7 @@ export class DeliveriesController {
   })
   async exclusions(@Param('id') id: string, @Query() page: z.infer<typeof pageQuery>) {
     await this.cp.deliveries.get(id);
-    const items = await this.cp.context.ledger.exclusions(this.cp.db, id, 0, page);
+    const items = await this.cp.logs.exclusions(id, page);
     return { items, next: items.length === page.limit ? items.at(-1)!.profileId : null };
   }
 
@@ -200,14 +200,14 @@ export class DeliveriesController {
   })
   async logs(@Param('id') id: string, @Query() page: z.infer<typeof pageQuery>) {
     await this.cp.deliveries.get(id);
-    const items = await this.cp.context.ledger.entries(this.cp.db, id, 0, page);
+    const items = await this.cp.logs.sendingLogs(id, page);
     return { items, next: items.length === page.limit ? items.at(-1)!.profileId : null };
   }
 
   @Route({ method: 'get', path: ':id/audit', summary: 'Audit log: every confirmation step and state change', role: 'delivery:view', params, tag: 'deliveries' })
   async audit(@Param('id') id: string) {
     await this.cp.deliveries.get(id);
-    return { items: await this.cp.context.audit.forDelivery(this.cp.db, id) };
+    return { items: await this.cp.logs.audit(id) };
   }
 
   private async present(delivery: Delivery) {

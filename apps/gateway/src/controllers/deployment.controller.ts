@@ -106,7 +106,7 @@ export class DeploymentController {
 
   private async build(id: string, occurrence: number | undefined) {
     const delivery = await this.cp.deliveries.get(id);
-    const runs = delivery.recurrence ? await this.cp.context.deliveries.listOccurrences(this.cp.db, id) : [];
+    const runs = delivery.recurrence ? await this.cp.deliveries.runs(id) : [];
     const exists = occurrence === undefined || (delivery.recurrence ? runs.some((r) => r.n === occurrence) : occurrence === 0);
     if (!exists) throw new DomainError('NOT_FOUND', `Occurrence ${occurrence} of delivery ${id} does not exist.`);
     const run = runs.find((r) => r.n === occurrence);
@@ -118,7 +118,7 @@ export class DeploymentController {
     const state = run?.state ?? delivery.state;
     const stateReason = run ? run.stateReason : delivery.stateReason;
     const [progress, block] = await Promise.all([
-      this.cp.context.sendQueue.progress(this.cp.db, { deliveryId: id, occurrence }),
+      this.cp.logs.progress(id, occurrence),
       this.kpisOf(id, occurrence, toSend),
     ]);
     const settled = progress.sent + progress.bounced + progress.failed + progress.in_doubt;

@@ -1,7 +1,7 @@
 // Operations: the engine processes sharing the store, as they last reported themselves, and
 // whether their heartbeat is on time.
 import { Controller, Inject, UseGuards } from '@nestjs/common';
-import { type ControlPlane, ENGINE_LATE_MS, ENGINE_STALE_MS, EngineInstancesRepository } from '@herald/control-plane';
+import { type ControlPlane, ENGINE_LATE_MS, ENGINE_STALE_MS } from '@herald/control-plane';
 import { AuthGuard } from '../auth/auth.guard.js';
 import { Route } from '../http/route.js';
 import { CONTROL_PLANE } from '../tokens.js';
@@ -9,8 +9,6 @@ import { CONTROL_PLANE } from '../tokens.js';
 @Controller('v1/ops')
 @UseGuards(AuthGuard)
 export class OpsController {
-  private readonly instances = new EngineInstancesRepository();
-
   constructor(@Inject(CONTROL_PLANE) private readonly cp: ControlPlane) {}
 
   /**
@@ -27,14 +25,8 @@ export class OpsController {
     tag: 'operations',
   })
   async engines() {
-    const now = this.cp.context.clock.now();
-    const engines = await this.instances.all(this.cp.db, now);
-    const items = engines.map(({ stats, heartbeatAgeMs, ...instance }) => ({
-      ...instance,
-      status: heartbeatAgeMs > ENGINE_LATE_MS ? ('stale' as const) : ('live' as const),
-      heartbeatAgeMs,
-      ...stats,
-    }));
+    const engines = await this.cp.engines.list(this.cp.clock.now());
+    const items = engines.map(({ stats, status, heartbeatAgeMs, ...instance }) => ({ ...instance, status, heartbeatAgeMs, ...stats }));
     const live = items.filter((e) => e.status === 'live');
     const total = (field: string) => live.reduce((sum, e) => sum + Number((e as Record<string, unknown>)[field] ?? 0), 0);
     return {

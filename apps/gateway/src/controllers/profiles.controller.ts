@@ -63,7 +63,7 @@ export class ProfilesController {
   async history(@Param('id') id: string, @Query() query: z.infer<typeof historyQuery>) {
     await this.cp.profiles.get(id);
     const [messages, engagement] = await Promise.all([
-      this.cp.context.sendQueue.historyOf(this.cp.db, id, query.limit),
+      this.cp.logs.profileHistory(id, query.limit),
       this.kpi ? this.kpi.engagementOf(id) : Promise.resolve(new Map()),
     ]);
     return {

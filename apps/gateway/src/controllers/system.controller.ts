@@ -55,11 +55,12 @@ export class SystemController {
     tag: 'operations',
   })
   async ready(@Res() reply: FastifyReply) {
+    const { health } = this.cp;
     try {
-      await this.cp.db.query('SELECT 1 FROM schema_migrations LIMIT 1');
-      return reply.send({ status: 'ok', store: this.cp.db.kind });
+      await health.ping();
+      return reply.send({ status: 'ok', store: health.store });
     } catch (error) {
-      return reply.status(503).send({ status: 'unavailable', store: this.cp.db.kind, reason: String(error) });
+      return reply.status(503).send({ status: 'unavailable', store: health.store, reason: String(error) });
     }
   }
 

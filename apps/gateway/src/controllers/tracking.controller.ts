@@ -4,11 +4,9 @@
 // unsubscribe (RFC 8058) is a POST; the GET shows a page with a button and changes nothing.
 // A proof's links (its tokens say so) answer the same and record nothing: its clicks resolve
 // against the links kept with the proof, and its unsubscribe link unsubscribes no one.
-import { randomUUID } from 'node:crypto';
 import { Controller, Header, Inject, Param, Req, Res, UseGuards } from '@nestjs/common';
 import { type TrackingPayload, verifyToken } from '@herald/channels';
-import { type MessageEvent, TOPICS } from '@herald/contracts';
-import { type ControlPlane, DomainError, type Queryable } from '@herald/control-plane';
+import { type ControlPlane, DomainError } from '@herald/control-plane';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AuthGuard } from '../auth/auth.guard.js';
 import { Route } from '../http/route.js';
@@ -40,7 +38,7 @@ export class TrackingController {
   })
   async open(@Param('token') token: string, @Req() request: FastifyRequest, @Res() reply: FastifyReply) {
     const payload = this.verify(token, 'open');
-    if (!payload.proof) await this.record(payload, 'opened', request);
+    if (!payload.proof) await this.cp.tracking.record(payload, 'opened', { machine: isMachine(request) });
     return reply.header('content-type', 'image/gif').header('cache-control', 'no-store, max-age=0').send(PIXEL);
   }
 
@@ -54,12 +52,9 @@ export class TrackingController {
   })
   async click(@Param('token') token: string, @Req() request: FastifyRequest, @Res() reply: FastifyReply) {
     const payload = this.verify(token, 'click');
-    const links = this.cp.context.sendQueue;
-    const url = payload.proof
-      ? await links.proofLink(this.cp.db, { proofId: payload.proof, deliveryId: payload.deliveryId }, payload.link ?? -1)
-      : await links.link(this.cp.db, payload.deliveryId, payload.link ?? -1);
+    const url = await this.cp.tracking.clickTarget(payload);
     if (!url) throw notFound();
-    if (!payload.proof) await this.record(payload, 'clicked', request, url);
+    if (!payload.proof) await this.cp.tracking.record(payload, 'clicked', { url, machine: isMachine(request) });
     return reply.header('cache-control', 'no-store').redirect(url, 302);
   }
 
@@ -83,10 +78,7 @@ export class TrackingController {
   async unsubscribe(@Param('token') token: string, @Req() request: FastifyRequest) {
     const payload = this.verify(token, 'unsubscribe');
     if (payload.proof) return { unsubscribed: false, proof: true };
-    await this.cp.db.transaction(async (tx) => {
-      await this.cp.context.profiles.setStatus(tx, payload.profileId, 'unsubscribed');
-      await this.recordIn(tx, payload, 'unsubscribed', request);
-    });
+    await this.cp.tracking.unsubscribe(payload, { machine: isMachine(request) });
     return { unsubscribed: true };
   }
 
@@ -95,33 +87,9 @@ export class TrackingController {
     if (payload?.kind !== kind) throw notFound();
     return payload;
   }
-
-  private async record(payload: TrackingPayload, type: MessageEvent['type'], request: FastifyRequest, url?: string) {
-    await this.cp.db.transaction((tx) => this.recordIn(tx, payload, type, request, url));
-  }
-
-  /** Writes the event to the outbox; the message must be one the engine sent. */
-  private async recordIn(tx: Queryable, payload: TrackingPayload, type: MessageEvent['type'], request: FastifyRequest, url?: string) {
-    const [row] = await tx.query<{ message_id: string | null; channel: 'email' | 'sms' }>(
-      `SELECT l.message_id, d.channel FROM send_ledger l JOIN deliveries d ON d.id = l.delivery_id
-        WHERE l.delivery_id = $1 AND l.occurrence = $2 AND l.profile_id = $3`,
-      [payload.deliveryId, payload.occurrence, payload.profileId],
-    );
-    if (!row) throw notFound();
-    const event: MessageEvent = {
-      eventId: randomUUID(),
-      type,
-      deliveryId: payload.deliveryId,
-      occurrence: payload.occurrence,
-      messageId: row.message_id ?? `${payload.deliveryId}.${payload.occurrence}.${payload.profileId}`,
-      profileId: payload.profileId,
-      channel: row.channel,
-      occurredAt: this.cp.context.clock.now().toISOString(),
-      ...(url ? { url } : {}),
-      machine: MACHINE_AGENTS.test(String(request.headers['user-agent'] ?? '')),
-    };
-    await this.cp.context.outbox.enqueue(tx, { commandId: event.eventId, topic: TOPICS.messageEvents, key: event.deliveryId, payload: event });
-  }
 }
+
+/** Whether the request came from a machine (a link scanner, a script) rather than a person. */
+const isMachine = (request: FastifyRequest) => MACHINE_AGENTS.test(String(request.headers['user-agent'] ?? ''));
 
 const notFound = () => new DomainError('NOT_FOUND', 'This link is not valid.');

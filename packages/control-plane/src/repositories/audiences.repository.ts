@@ -19,7 +19,15 @@ interface AudienceRow {
   size: number;
 }
 
-export class AudiencesRepository {
+export interface AudiencesRepository {
+  insert(db: Queryable, audience: { id: string; name: string; filter: Record<string, unknown> | null; createdBy: string }): Promise<void>;
+  /** Adds the members that exist and are not in yet; returns how many were added. */
+  addMembers(db: Queryable, audienceId: string, profileIds: string[]): Promise<number>;
+  get(db: Queryable, id: string): Promise<Audience | undefined>;
+  exists(db: Queryable, id: string): Promise<boolean>;
+}
+
+export class SqlAudiencesRepository implements AudiencesRepository {
   async insert(db: Queryable, audience: { id: string; name: string; filter: Record<string, unknown> | null; createdBy: string }): Promise<void> {
     await db.query('INSERT INTO audiences (id, name, filter, created_by) VALUES ($1, $2, $3, $4)', [
       audience.id,
@@ -29,7 +37,6 @@ export class AudiencesRepository {
     ]);
   }
 
-  /** Adds the members that exist and are not in yet; returns how many were added. */
   async addMembers(db: Queryable, audienceId: string, profileIds: string[]): Promise<number> {
     const [row] = await db.query<{ n: number }>(
       `WITH added AS (

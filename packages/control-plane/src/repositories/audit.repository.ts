@@ -18,7 +18,16 @@ export interface AuditRecord extends Omit<AuditEntry, 'at'> {
   at: string;
 }
 
-export class AuditRepository {
+export interface AuditRepository {
+  record(tx: Queryable, entry: AuditEntry): Promise<void>;
+  /** Whether `actor` (the engine's circuit breaker, say) ever paused this run. */
+  pausedBy(db: Queryable, deliveryId: string, occurrence: number, actor: string): Promise<boolean>;
+  /** The id of the entry that last moved the run into `state` (0 if none): it changes each time the run enters it again. */
+  lastEntryInto(db: Queryable, deliveryId: string, occurrence: number, state: string): Promise<number>;
+  forDelivery(db: Queryable, deliveryId: string): Promise<AuditRecord[]>;
+}
+
+export class SqlAuditRepository implements AuditRepository {
   async record(tx: Queryable, entry: AuditEntry): Promise<void> {
     await tx.query(
       `INSERT INTO audit_log (at, actor, delivery_id, occurrence, action, from_state, to_state, summary_hash, details)
@@ -37,7 +46,6 @@ export class AuditRepository {
     );
   }
 
-  /** Whether `actor` (the engine's circuit breaker, say) ever paused this run. */
   async pausedBy(db: Queryable, deliveryId: string, occurrence: number, actor: string): Promise<boolean> {
     const rows = await db.query(
       `SELECT 1 FROM audit_log WHERE delivery_id = $1 AND occurrence = $2 AND actor = $3 AND to_state = 'paused' LIMIT 1`,
@@ -46,7 +54,6 @@ export class AuditRepository {
     return rows.length > 0;
   }
 
-  /** The id of the entry that last moved the run into `state` (0 if none): it changes each time the run enters it again. */
   async lastEntryInto(db: Queryable, deliveryId: string, occurrence: number, state: string): Promise<number> {
     const [row] = await db.query<{ id: string | number | null }>(
       `SELECT max(id) AS id FROM audit_log WHERE delivery_id = $1 AND occurrence = $2 AND to_state = $3`,

@@ -67,7 +67,15 @@ const toConfirmation = (r: Row): Confirmation => ({
   createdAt: r.created_at as Date,
 });
 
-export class ConfirmationsRepository {
+export interface ConfirmationsRepository {
+  insert(tx: Queryable, c: Omit<Confirmation, 'status' | 'result'>): Promise<void>;
+  get(db: Queryable, id: string, lock?: boolean): Promise<Confirmation | undefined>;
+  accept(tx: Queryable, id: string, result: { state: string }, at: Date): Promise<void>;
+  /** Voids the pending confirmations of a delivery (or one occurrence of it); returns their ids. */
+  voidPending(tx: Queryable, deliveryId: string, occurrence?: number): Promise<string[]>;
+}
+
+export class SqlConfirmationsRepository implements ConfirmationsRepository {
   async insert(tx: Queryable, c: Omit<Confirmation, 'status' | 'result'>): Promise<void> {
     await tx.query(
       `INSERT INTO confirmations (id, delivery_id, occurrence, user_id, subject_version, summary, summary_hash, expires_at, created_at)
@@ -89,7 +97,6 @@ export class ConfirmationsRepository {
     ]);
   }
 
-  /** Voids the pending confirmations of a delivery (or one occurrence of it); returns their ids. */
   async voidPending(tx: Queryable, deliveryId: string, occurrence?: number): Promise<string[]> {
     const rows = await tx.query<{ id: string }>(
       `UPDATE confirmations SET status = 'void'

@@ -89,7 +89,10 @@ function toOccurrence(r: Row): Occurrence {
 
 const json = (value: unknown) => (value === null || value === undefined ? null : JSON.stringify(value));
 
-/** Columns a service may change; `version` is bumped by every update. */
+/**
+ * Columns an edit or a lifecycle step may change besides the state; `version` is bumped by every
+ * write. The state and its reason are written only by {@link DeliveriesRepository.transition}.
+ */
 export interface DeliveryChanges {
   name?: string;
   channel?: Channel;
@@ -98,14 +101,21 @@ export interface DeliveryChanges {
   schedule?: Schedule | null;
   recurrence?: Recurrence | null;
   throughput?: { perHour: number } | null;
-  state?: DeliveryState;
-  stateReason?: string | null;
   preparation?: Preparation | null;
   contentHash?: string | null;
   nextRunAt?: Date | null;
   startedAt?: Date | null;
   occurrenceCount?: number;
   finishedAt?: Date | null;
+}
+
+/** A state change as the transition primitive writes it (services/transitions.ts). */
+export interface DeliveryTransition {
+  from: DeliveryState;
+  to: DeliveryState;
+  /** The new stateReason; undefined leaves it as it is. */
+  reason?: string | null;
+  changes: DeliveryChanges;
 }
 
 const COLUMNS: Record<keyof DeliveryChanges, [string, (v: never) => unknown]> = {
@@ -116,8 +126,6 @@ const COLUMNS: Record<keyof DeliveryChanges, [string, (v: never) => unknown]> = 
   schedule: ['schedule', json],
   recurrence: ['recurrence', json],
   throughput: ['throughput', json],
-  state: ['state', (v) => v],
-  stateReason: ['state_reason', (v) => v],
   preparation: ['preparation', json],
   contentHash: ['content_hash', (v) => v],
   nextRunAt: ['next_run_at', (v) => v],
@@ -126,8 +134,60 @@ const COLUMNS: Record<keyof DeliveryChanges, [string, (v: never) => unknown]> = 
   finishedAt: ['finished_at', (v) => v],
 };
 
-export class DeliveriesRepository {
-  async insert(tx: Queryable, d: Omit<Delivery, 'version' | 'createdAt' | 'updatedAt' | 'startedAt' | 'finishedAt' | 'occurrenceCount'>, at: Date) {
+/** SET clauses for `changes` (parameters appended to `params`). */
+function setsOf(changes: DeliveryChanges, params: unknown[]): string[] {
+  const sets: string[] = [];
+  for (const [key, value] of Object.entries(changes)) {
+    if (value === undefined) continue;
+    const [column, encode] = COLUMNS[key as keyof DeliveryChanges];
+    params.push(encode(value as never));
+    sets.push(`${column} = $${params.length}`);
+  }
+  return sets;
+}
+
+export interface DeliveriesRepository {
+  insert(tx: Queryable, d: Omit<Delivery, 'version' | 'createdAt' | 'updatedAt' | 'startedAt' | 'finishedAt' | 'occurrenceCount'>, at: Date): Promise<void>;
+  /** One delivery; `lock` takes a row lock until the transaction ends (serializes concurrent OKs). */
+  get(db: Queryable, id: string, lock?: boolean): Promise<Delivery | undefined>;
+  list(db: Queryable, options: { limit: number; state?: string; before?: { createdAt: string; id: string } }): Promise<Delivery[]>;
+  /** Writes `changes` (never the state: see transition). */
+  update(tx: Queryable, id: string, changes: DeliveryChanges, at: Date): Promise<Delivery>;
+  /**
+   * Moves the delivery from `from` to `to` with its other changes: the only write of the state
+   * column (the transition primitive's). Undefined when the delivery is not in `from` (nothing written).
+   */
+  transition(tx: Queryable, id: string, move: DeliveryTransition, at: Date): Promise<Delivery | undefined>;
+  /** What decides the actions of each delivery besides its state (see lifecycle.ts), as of `now`. */
+  actionFacts(db: Queryable, ids: string[], now: Date): Promise<Map<string, ActionFacts>>;
+  /** Deliveries waiting for OK whose confirmations have all expired (or one of them, when `id` is given). */
+  awaitingExpiredOk(db: Queryable, now: Date, limit: number, id?: string): Promise<string[]>;
+  /** The runs of a delivery with a live confirmation waiting for its OK. */
+  occurrencesAwaitingOk(db: Queryable, deliveryId: string, now: Date): Promise<Set<number>>;
+  /** Scheduled deliveries whose time has come, oldest first. */
+  due(db: Queryable, now: Date, limit: number): Promise<Delivery[]>;
+  insertOccurrence(tx: Queryable, o: { deliveryId: string; n: number; state: OccurrenceState; scheduledFor: Date; preparation: Preparation }, at: Date): Promise<void>;
+  getOccurrence(db: Queryable, deliveryId: string, n: number, lock?: boolean): Promise<Occurrence | undefined>;
+  listOccurrences(db: Queryable, deliveryId: string): Promise<Occurrence[]>;
+  /**
+   * Moves a run from `from` to `to` with its reason: the only write of a run's state column (the
+   * transition primitive's). Undefined when the run is not in `from` (nothing written).
+   */
+  transitionOccurrence(
+    tx: Queryable,
+    deliveryId: string,
+    n: number,
+    move: { from: OccurrenceState; to: OccurrenceState; reason: string | null },
+    at: Date,
+  ): Promise<Occurrence | undefined>;
+  /** The runs waiting for a confirmation beyond the `keep` newest: the ones to expire, oldest first. */
+  waitingBeyond(db: Queryable, deliveryId: string, keep: number): Promise<number[]>;
+  /** The runs being sent now: every delivery and occurrence in state `sending`. */
+  sendingRuns(db: Queryable): Promise<{ deliveryId: string; occurrence: number }[]>;
+}
+
+export class SqlDeliveriesRepository implements DeliveriesRepository {
+  async insert(tx: Queryable, d: Omit<Delivery, 'version' | 'createdAt' | 'updatedAt' | 'startedAt' | 'finishedAt' | 'occurrenceCount'>, at: Date): Promise<void> {
     await tx.query(
       `INSERT INTO deliveries (id, name, channel, audience_id, content, schedule, recurrence, throughput, state, state_reason,
                                preparation, content_hash, next_run_at, created_by, created_at, updated_at)
@@ -152,13 +212,12 @@ export class DeliveriesRepository {
     );
   }
 
-  /** One delivery; `lock` takes a row lock until the transaction ends (serializes concurrent OKs). */
   async get(db: Queryable, id: string, lock = false): Promise<Delivery | undefined> {
     const [row] = await db.query<Row>(`SELECT * FROM deliveries WHERE id = $1${lock ? ' FOR UPDATE' : ''}`, [id]);
     return row && toDelivery(row);
   }
 
-  async list(db: Queryable, options: { limit: number; state?: string; before?: { createdAt: string; id: string } }) {
+  async list(db: Queryable, options: { limit: number; state?: string; before?: { createdAt: string; id: string } }): Promise<Delivery[]> {
     const rows = await db.query<Row>(
       `SELECT * FROM deliveries
         WHERE ($1::text IS NULL OR state = $1)
@@ -170,14 +229,8 @@ export class DeliveriesRepository {
   }
 
   async update(tx: Queryable, id: string, changes: DeliveryChanges, at: Date): Promise<Delivery> {
-    const sets: string[] = [];
     const params: unknown[] = [id, at];
-    for (const [key, value] of Object.entries(changes)) {
-      if (value === undefined) continue;
-      const [column, encode] = COLUMNS[key as keyof DeliveryChanges];
-      params.push(encode(value as never));
-      sets.push(`${column} = $${params.length}`);
-    }
+    const sets = setsOf(changes, params);
     const [row] = await tx.query<Row>(
       `UPDATE deliveries SET ${[...sets, 'version = version + 1', 'updated_at = $2'].join(', ')} WHERE id = $1 RETURNING *`,
       params,
@@ -185,7 +238,20 @@ export class DeliveriesRepository {
     return toDelivery(row!);
   }
 
-  /** What decides the actions of each delivery besides its state (see lifecycle.ts), as of `now`. */
+  async transition(tx: Queryable, id: string, move: DeliveryTransition, at: Date): Promise<Delivery | undefined> {
+    const params: unknown[] = [id, at, move.from, move.to];
+    const sets = ['state = $4', ...setsOf(move.changes, params)];
+    if (move.reason !== undefined) {
+      params.push(move.reason);
+      sets.push(`state_reason = $${params.length}`);
+    }
+    const [row] = await tx.query<Row>(
+      `UPDATE deliveries SET ${[...sets, 'version = version + 1', 'updated_at = $2'].join(', ')} WHERE id = $1 AND state = $3 RETURNING *`,
+      params,
+    );
+    return row && toDelivery(row);
+  }
+
   async actionFacts(db: Queryable, ids: string[], now: Date): Promise<Map<string, ActionFacts>> {
     if (ids.length === 0) return new Map();
     const rows = await db.query<{ id: string; live_confirmation: boolean; paused_runs: boolean }>(
@@ -199,7 +265,6 @@ export class DeliveriesRepository {
     return new Map(rows.map((r) => [r.id, { liveConfirmation: r.live_confirmation, pausedRuns: r.paused_runs }]));
   }
 
-  /** Deliveries waiting for OK whose confirmations have all expired (or one of them, when `id` is given). */
   async awaitingExpiredOk(db: Queryable, now: Date, limit: number, id?: string): Promise<string[]> {
     const rows = await db.query<{ id: string }>(
       `SELECT d.id FROM deliveries d
@@ -212,7 +277,6 @@ export class DeliveriesRepository {
     return rows.map((r) => r.id);
   }
 
-  /** The runs of a delivery with a live confirmation waiting for its OK. */
   async occurrencesAwaitingOk(db: Queryable, deliveryId: string, now: Date): Promise<Set<number>> {
     const rows = await db.query<{ occurrence: number }>(
       `SELECT DISTINCT occurrence FROM confirmations
@@ -222,7 +286,6 @@ export class DeliveriesRepository {
     return new Set(rows.map((r) => r.occurrence));
   }
 
-  /** Scheduled deliveries whose time has come, oldest first. */
   async due(db: Queryable, now: Date, limit: number): Promise<Delivery[]> {
     const rows = await db.query<Row>(
       `SELECT * FROM deliveries WHERE state = 'scheduled' AND next_run_at <= $1 ORDER BY next_run_at LIMIT $2`,
@@ -231,7 +294,7 @@ export class DeliveriesRepository {
     return rows.map(toDelivery);
   }
 
-  async insertOccurrence(tx: Queryable, o: { deliveryId: string; n: number; state: OccurrenceState; scheduledFor: Date; preparation: Preparation }, at: Date) {
+  async insertOccurrence(tx: Queryable, o: { deliveryId: string; n: number; state: OccurrenceState; scheduledFor: Date; preparation: Preparation }, at: Date): Promise<void> {
     await tx.query(
       `INSERT INTO delivery_occurrences (delivery_id, n, state, scheduled_for, preparation, created_at, updated_at)
        VALUES ($1, $2, $3, $4, $5, $6, $6)`,
@@ -252,16 +315,21 @@ export class DeliveriesRepository {
     return rows.map(toOccurrence);
   }
 
-  async setOccurrenceState(tx: Queryable, deliveryId: string, n: number, state: OccurrenceState, reason: string | null, at: Date) {
+  async transitionOccurrence(
+    tx: Queryable,
+    deliveryId: string,
+    n: number,
+    move: { from: OccurrenceState; to: OccurrenceState; reason: string | null },
+    at: Date,
+  ): Promise<Occurrence | undefined> {
     const [row] = await tx.query<Row>(
-      `UPDATE delivery_occurrences SET state = $3, state_reason = $4, version = version + 1, updated_at = $5
-        WHERE delivery_id = $1 AND n = $2 RETURNING *`,
-      [deliveryId, n, state, reason, at],
+      `UPDATE delivery_occurrences SET state = $4, state_reason = $5, version = version + 1, updated_at = $6
+        WHERE delivery_id = $1 AND n = $2 AND state = $3 RETURNING *`,
+      [deliveryId, n, move.from, move.to, move.reason, at],
     );
-    return toOccurrence(row!);
+    return row && toOccurrence(row);
   }
 
-  /** The runs waiting for a confirmation beyond the `keep` newest: the ones to expire, oldest first. */
   async waitingBeyond(db: Queryable, deliveryId: string, keep: number): Promise<number[]> {
     const rows = await db.query<{ n: number }>(
       `SELECT n FROM delivery_occurrences WHERE delivery_id = $1 AND state = 'pending_confirmation' ORDER BY n DESC OFFSET $2`,
@@ -270,13 +338,11 @@ export class DeliveriesRepository {
     return rows.map((r) => r.n).reverse();
   }
 
-  /** Stops the runs still waiting for a confirmation (the recurring delivery was edited or stopped). */
-  async stopWaitingOccurrences(tx: Queryable, deliveryId: string, reason: string, at: Date): Promise<number[]> {
-    const rows = await tx.query<{ n: number }>(
-      `UPDATE delivery_occurrences SET state = 'stopped', state_reason = $2, version = version + 1, updated_at = $3
-        WHERE delivery_id = $1 AND state = 'pending_confirmation' RETURNING n`,
-      [deliveryId, reason, at],
+  async sendingRuns(db: Queryable): Promise<{ deliveryId: string; occurrence: number }[]> {
+    const rows = await db.query<{ delivery_id: string; occurrence: number }>(
+      `SELECT id AS delivery_id, 0 AS occurrence FROM deliveries WHERE state = 'sending'
+       UNION ALL SELECT delivery_id, n FROM delivery_occurrences WHERE state = 'sending'`,
     );
-    return rows.map((r) => r.n);
+    return rows.map((r) => ({ deliveryId: r.delivery_id, occurrence: r.occurrence }));
   }
 }

@@ -1,6 +1,7 @@
 // The send ledger and the exclusion log: the recipients frozen at preparation.
 import type { Queryable } from '../database.js';
 import type { Channel } from '../schemas.js';
+import type { ProfileStatus } from './profiles.repository.js';
 import type { SendTimeExclusionReason } from './send-queue.repository.js';
 
 export const EXCLUSION_REASONS = ['quarantined', 'unsubscribed', 'denylisted', 'invalid_address', 'duplicate_address'] as const;
@@ -27,6 +28,19 @@ export interface ExclusionRecord {
   excludedAt: string | null;
 }
 
+/** A sent message as a bounce or complaint report finds it. */
+export interface SentMessage {
+  messageId: string;
+  deliveryId: string;
+  occurrence: number;
+  profileId: string;
+  /** Its status in the sending logs. */
+  status: string;
+  complainedAt: Date | null;
+  channel: Channel;
+  profileStatus: ProfileStatus;
+}
+
 export interface LedgerEntry {
   profileId: string;
   address: string;
@@ -44,12 +58,38 @@ export interface LedgerEntry {
   updatedAt: string;
 }
 
-export class LedgerRepository {
+export interface LedgerRepository {
   /**
-   * Freezes the audience of a delivery run into the ledger and the exclusion log, in SQL:
+   * Freezes the audience of a delivery run into the ledger and the exclusion log:
    * status exclusions first, then invalid addresses, then duplicates among what is left
    * (the smallest profile id keeps the address).
    */
+  freeze(
+    tx: Queryable,
+    run: { deliveryId: string; occurrence: number; audienceId: string; filter: Record<string, unknown> | null; channel: Channel },
+  ): Promise<FrozenRecipients>;
+  discard(tx: Queryable, deliveryId: string, occurrence: number): Promise<void>;
+  exclusions(db: Queryable, deliveryId: string, occurrence: number, page: { limit: number; after?: string }): Promise<ExclusionRecord[]>;
+  /**
+   * Recipients of a run's frozen ledger who are excluded as of now, by reason: those whose
+   * profile is suppressed now (the engine will not send them) and those already excluded at send.
+   */
+  excludedNow(db: Queryable, deliveryId: string, occurrence: number): Promise<Partial<Record<SendTimeExclusionReason, number>>>;
+  entries(db: Queryable, deliveryId: string, occurrence: number, page: { limit: number; after?: string }): Promise<LedgerEntry[]>;
+  /** The message Herald sent a recipient of a run (its Message-ID when it has one), or undefined when the ledger has no such recipient. */
+  sentMessage(db: Queryable, recipient: { deliveryId: string; occurrence: number; profileId: string }): Promise<{ messageId: string | null; channel: Channel } | undefined>;
+  /** The message with this Message-ID, locked until the transaction ends, with its profile's status; undefined when Herald sent none. */
+  messageForUpdate(tx: Queryable, messageId: string): Promise<SentMessage | undefined>;
+  markComplained(tx: Queryable, messageId: string, at: Date): Promise<void>;
+  /** A message the MTA accepted bounced later: `bounced`, with the bounce type and the reason (when given). */
+  markBounced(tx: Queryable, messageId: string, bounce: { type: string; reason: string | null }, at: Date): Promise<void>;
+  /** Sets each recipient's send_after for a recipient-time-zone schedule; returns the earliest. */
+  assignLocalSendTimes(tx: Queryable, t: LocalSendTimes): Promise<Date | null>;
+  /** The first and last local send instants a recipient-time-zone schedule gives the frozen recipients, and how many are already past. */
+  localSendWindow(db: Queryable, t: LocalSendTimes): Promise<{ first: Date; last: Date; past: number } | null>;
+}
+
+export class SqlLedgerRepository implements LedgerRepository {
   async freeze(
     tx: Queryable,
     run: { deliveryId: string; occurrence: number; audienceId: string; filter: Record<string, unknown> | null; channel: Channel },
@@ -117,10 +157,6 @@ export class LedgerRepository {
     }));
   }
 
-  /**
-   * Recipients of a run's frozen ledger who are excluded as of now, by reason: those whose
-   * profile is suppressed now (the engine will not send them) and those already excluded at send.
-   */
   async excludedNow(db: Queryable, deliveryId: string, occurrence: number): Promise<Partial<Record<SendTimeExclusionReason, number>>> {
     const rows = await db.query<{ reason: SendTimeExclusionReason; n: number }>(
       `SELECT reason, count(*)::int AS n FROM (
@@ -153,7 +189,57 @@ export class LedgerRepository {
     }));
   }
 
-  /** Sets each recipient's send_after for a recipient-time-zone schedule; returns the earliest. */
+  async sentMessage(db: Queryable, recipient: { deliveryId: string; occurrence: number; profileId: string }): Promise<{ messageId: string | null; channel: Channel } | undefined> {
+    const [row] = await db.query<{ message_id: string | null; channel: Channel }>(
+      `SELECT l.message_id, d.channel FROM send_ledger l JOIN deliveries d ON d.id = l.delivery_id
+        WHERE l.delivery_id = $1 AND l.occurrence = $2 AND l.profile_id = $3`,
+      [recipient.deliveryId, recipient.occurrence, recipient.profileId],
+    );
+    return row && { messageId: row.message_id, channel: row.channel };
+  }
+
+  async messageForUpdate(tx: Queryable, messageId: string): Promise<SentMessage | undefined> {
+    const [row] = await tx.query<{
+      delivery_id: string;
+      occurrence: number;
+      profile_id: string;
+      status: string;
+      complained_at: Date | null;
+      channel: Channel;
+      profile_status: ProfileStatus;
+    }>(
+      `SELECT l.delivery_id, l.occurrence, l.profile_id, l.status, l.complained_at, d.channel, p.status AS profile_status
+         FROM send_ledger l JOIN deliveries d ON d.id = l.delivery_id JOIN profiles p ON p.id = l.profile_id
+        WHERE l.message_id = $1
+        FOR UPDATE OF l`,
+      [messageId],
+    );
+    return (
+      row && {
+        messageId,
+        deliveryId: row.delivery_id,
+        occurrence: row.occurrence,
+        profileId: row.profile_id,
+        status: row.status,
+        complainedAt: row.complained_at,
+        channel: row.channel,
+        profileStatus: row.profile_status,
+      }
+    );
+  }
+
+  async markComplained(tx: Queryable, messageId: string, at: Date): Promise<void> {
+    await tx.query('UPDATE send_ledger SET complained_at = $2 WHERE message_id = $1', [messageId, at]);
+  }
+
+  async markBounced(tx: Queryable, messageId: string, bounce: { type: string; reason: string | null }, at: Date): Promise<void> {
+    await tx.query(
+      `UPDATE send_ledger SET status = 'bounced', bounce_type = $2, last_error = coalesce($3, last_error), updated_at = $4
+        WHERE message_id = $1`,
+      [messageId, bounce.type, bounce.reason, at],
+    );
+  }
+
   async assignLocalSendTimes(tx: Queryable, t: LocalSendTimes): Promise<Date | null> {
     const [row] = await tx.query<{ first: Date | null }>(
       `WITH ${LOCAL_SEND_INSTANTS},
@@ -167,7 +253,6 @@ export class LedgerRepository {
     return row?.first ?? null;
   }
 
-  /** The first and last local send instants a recipient-time-zone schedule gives the frozen recipients, and how many are already past. */
   async localSendWindow(db: Queryable, t: LocalSendTimes): Promise<{ first: Date; last: Date; past: number } | null> {
     const [row] = await db.query<{ first: Date | null; last: Date | null; past: number }>(
       `WITH ${LOCAL_SEND_INSTANTS}

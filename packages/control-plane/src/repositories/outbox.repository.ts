@@ -23,7 +23,39 @@ export function messagesOf(row: Pick<OutboxRow, 'key' | 'payload' | 'fanout'>): 
   return row.fanout ? (row.payload as unknown[]).map((value) => ({ key: row.key, value })) : [{ key: row.key, value: row.payload }];
 }
 
-export class OutboxRepository {
+export interface OutboxRepository {
+  enqueue(tx: Queryable, row: Omit<OutboxRow, 'id' | 'fanout'>): Promise<void>;
+  /**
+   * Many messages of one topic and key in one row (the engine's message events of a batch): the
+   * relay publishes each as its own bus message, in order. One row costs the store one tuple
+   * and one index entry per batch instead of per message.
+   */
+  enqueueFanout(tx: Queryable, row: { commandId: string; topic: string; key: string; payloads: unknown[] }): Promise<void>;
+  /**
+   * The oldest unpublished rows, at most `limit`, cut once they hold `maxMessages` bus messages
+   * (always at least one row).
+   */
+  unpublished(db: Queryable, limit: number, maxMessages?: number): Promise<OutboxRow[]>;
+  markPublished(db: Queryable, ids: number[], at: Date): Promise<void>;
+  /**
+   * Messages of `topic` published at or after `since`, in order, after the cursor `after`
+   * (keyset paging, `limit` messages a page; a fanout row's messages one by one). The relay
+   * publishes in id order, so they are the rows from the first one published since then: found
+   * by a binary search over ids (no index on published_at to maintain per row) for the first
+   * page; the next pages continue after the cursor.
+   */
+  publishedSince(db: Queryable, topic: string, since: Date, after: OutboxCursor | null, limit: number): Promise<(OutboxCursor & { payload: unknown })[]>;
+  /**
+   * Deletes up to `limit` rows published before `before`, oldest first; returns how many. The
+   * rows are found from the front of the table by id (the relay publishes in id order); a row
+   * not published, or published since, is never deleted.
+   */
+  prunePublished(db: Queryable, before: Date, limit: number): Promise<number>;
+  /** Records that `consumer` applied `commandId`; false when it already had (a redelivery). */
+  claimCommand(tx: Queryable, consumer: string, commandId: string): Promise<boolean>;
+}
+
+export class SqlOutboxRepository implements OutboxRepository {
   async enqueue(tx: Queryable, row: Omit<OutboxRow, 'id' | 'fanout'>): Promise<void> {
     await tx.query('INSERT INTO outbox (command_id, topic, key, payload) VALUES ($1, $2, $3, $4)', [
       row.commandId,
@@ -33,11 +65,6 @@ export class OutboxRepository {
     ]);
   }
 
-  /**
-   * Many messages of one topic and key in one row (the engine's message events of a batch): the
-   * relay publishes each as its own bus message, in order. One row costs the store one tuple
-   * and one index entry per batch instead of per message.
-   */
   async enqueueFanout(tx: Queryable, row: { commandId: string; topic: string; key: string; payloads: unknown[] }): Promise<void> {
     if (row.payloads.length === 0) return;
     await tx.query('INSERT INTO outbox (command_id, topic, key, payload, fanout, messages) VALUES ($1, $2, $3, $4, true, $5)', [
@@ -49,10 +76,6 @@ export class OutboxRepository {
     ]);
   }
 
-  /**
-   * The oldest unpublished rows, at most `limit`, cut once they hold `maxMessages` bus messages
-   * (always at least one row).
-   */
   async unpublished(db: Queryable, limit: number, maxMessages = 20_000): Promise<OutboxRow[]> {
     // NOTE: rows past the budget are filtered after the window sum, so their payloads are never read.
     const rows = await db.query<{ id: number; command_id: string; topic: string; key: string; payload: unknown; fanout: boolean }>(
@@ -69,13 +92,6 @@ export class OutboxRepository {
     await db.query('UPDATE outbox SET published_at = $2 WHERE id = ANY($1::bigint[])', [ids, at]);
   }
 
-  /**
-   * Messages of `topic` published at or after `since`, in order, after the cursor `after`
-   * (keyset paging, `limit` messages a page; a fanout row's messages one by one). The relay
-   * publishes in id order, so they are the rows from the first one published since then: found
-   * by a binary search over ids (no index on published_at to maintain per row) for the first
-   * page; the next pages continue after the cursor.
-   */
   async publishedSince(db: Queryable, topic: string, since: Date, after: OutboxCursor | null, limit: number): Promise<(OutboxCursor & { payload: unknown })[]> {
     const cursor = after ?? { id: await this.firstPublishedSince(db, since), idx: 0 };
     const rows = await db.query<{ id: string | number; idx: number; payload: unknown }>(
@@ -87,11 +103,6 @@ export class OutboxRepository {
     return rows.map((r) => ({ id: Number(r.id), idx: r.idx, payload: r.payload }));
   }
 
-  /**
-   * Deletes up to `limit` rows published before `before`, oldest first; returns how many. The
-   * rows are found from the front of the table by id (the relay publishes in id order); a row
-   * not published, or published since, is never deleted.
-   */
   async prunePublished(db: Queryable, before: Date, limit: number): Promise<number> {
     const end = await this.firstPublishedSince(db, before);
     const [row] = await db.query<{ n: number }>(
@@ -128,7 +139,6 @@ export class OutboxRepository {
     return lo;
   }
 
-  /** Records that `consumer` applied `commandId`; false when it already had (a redelivery). */
   async claimCommand(tx: Queryable, consumer: string, commandId: string): Promise<boolean> {
     const rows = await tx.query(
       'INSERT INTO processed_commands (consumer, command_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING 1',

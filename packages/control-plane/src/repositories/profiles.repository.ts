@@ -54,11 +54,26 @@ const toProfile = (r: ProfileRow): Profile => ({
   updatedAt: r.updated_at.toISOString(),
 });
 
-export class ProfilesRepository {
+export interface ProfilesRepository {
   /**
    * Upserts profiles by id in one statement (arrays unnested server-side). Fields absent from
    * the input keep their stored value; status is never touched by an import.
    */
+  upsertMany(db: Queryable, input: ProfileInput[]): Promise<number>;
+  get(db: Queryable, id: string): Promise<Profile | undefined>;
+  /** Of `ids`, those that are not stored. */
+  missing(db: Queryable, ids: string[]): Promise<string[]>;
+  setStatus(db: Queryable, id: string, status: ProfileStatus): Promise<void>;
+  /**
+   * Counts a soft bounce for each profile (the count starts again after `resetAfterMs` without one)
+   * and quarantines the active profiles that reach `threshold`. Returns the profiles quarantined.
+   */
+  recordSoftBounces(db: Queryable, ids: string[], at: Date, rule: SoftBounceRule): Promise<string[]>;
+  /** Hard bounces quarantine the address at once (an active profile only). */
+  quarantine(db: Queryable, ids: string[]): Promise<number>;
+}
+
+export class SqlProfilesRepository implements ProfilesRepository {
   async upsertMany(db: Queryable, input: ProfileInput[]): Promise<number> {
     // The last row of an id wins, as if the rows were applied in order.
     const profiles = [...new Map(input.map((p) => [p.id, p])).values()];
@@ -118,7 +133,6 @@ export class ProfilesRepository {
     return row && toProfile(row);
   }
 
-  /** Of `ids`, those that are not stored. */
   async missing(db: Queryable, ids: string[]): Promise<string[]> {
     const rows = await db.query<{ id: string }>(
       'SELECT id FROM unnest($1::text[]) AS t(id) WHERE NOT EXISTS (SELECT 1 FROM profiles p WHERE p.id = t.id)',
@@ -131,10 +145,6 @@ export class ProfilesRepository {
     await db.query('UPDATE profiles SET status = $2, updated_at = now() WHERE id = $1', [id, status]);
   }
 
-  /**
-   * Counts a soft bounce for each profile (the count starts again after `resetAfterMs` without one)
-   * and quarantines the active profiles that reach `threshold`. Returns the profiles quarantined.
-   */
   async recordSoftBounces(db: Queryable, ids: string[], at: Date, rule: SoftBounceRule): Promise<string[]> {
     if (ids.length === 0) return [];
     const rows = await db.query<{ id: string; was: ProfileStatus; status: ProfileStatus }>(
@@ -153,7 +163,6 @@ export class ProfilesRepository {
     return rows.filter((r) => r.was === 'active' && r.status === 'quarantined').map((r) => r.id);
   }
 
-  /** Hard bounces quarantine the address at once (an active profile only). */
   async quarantine(db: Queryable, ids: string[]): Promise<number> {
     if (ids.length === 0) return 0;
     const rows = await db.query(

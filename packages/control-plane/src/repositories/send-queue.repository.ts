@@ -82,11 +82,68 @@ export function unsentStatusSql(delivery: string, occurrence: string): string {
                       WHERE dl.id = ${delivery}) = 'stopped' THEN 'stopped' ELSE 'pending' END`;
 }
 
-export class SendQueueRepository {
+export interface SendQueueRepository {
   /**
    * Marks the next `size` recipients due now as queued, in profile-id order, and returns them
    * with the profile fields personalization needs.
    */
+  queueNext(tx: Queryable, run: RunRef, size: number, now: Date, engineId?: string | null): Promise<QueuedRecipient[]>;
+  /**
+   * Claims queued recipients for sending, checking each one's suppression now, in one statement:
+   * a recipient whose profile is no longer active (unsubscribed, denylisted or quarantined since
+   * preparation) is settled as `excluded_at_send` with the reason and logged in the exclusion log;
+   * the others move to `sending`. Recipients taken or released meanwhile are in neither list.
+   */
+  claim(db: Queryable, run: RunRef, profileIds: string[], now: Date, engineId?: string | null): Promise<Claim>;
+  /** Puts unsent recipients of a batch back to pending, or `stopped` when their run was stopped. */
+  release(db: Queryable, run: RunRef, profileIds: string[], now: Date): Promise<number>;
+  /**
+   * The run (or every run of the delivery) was stopped: its recipients not yet handed to a
+   * worker will never be sent. Rows being sent settle normally; a queued batch finds nothing to
+   * claim. Returns how many rows stopped.
+   */
+  stopUnsent(tx: Queryable, run: { deliveryId: string; occurrence?: number }, now: Date): Promise<number>;
+  /**
+   * Gives back claimed recipients nothing was sent to (their task was cancelled, or their
+   * throttle slot is later): pending again, due at `dueAt` (now when absent), the attempt their
+   * claim counted not spent.
+   */
+  unclaim(db: Queryable, run: RunRef, recipients: { profileId: string; dueAt?: Date }[], now: Date): Promise<number>;
+  /** Records the outcome of each claimed recipient (only rows still 'sending' change). */
+  settle(tx: Queryable, run: RunRef, outcomes: Outcome[], now: Date): Promise<number>;
+  /** Rows queued (for any run) before `olderThanMs` and never claimed go back to pending; returns how many. */
+  requeueStaleQueued(db: Queryable, olderThanMs: number, now: Date): Promise<number>;
+  /** Recipients of the run handed out and not settled yet (queued or being sent) by the engines whose heartbeat is on time. */
+  inFlightCount(db: Queryable, run: RunRef, now: Date, lateAfterMs: number): Promise<number>;
+  /** Recipients of the run handed out at least once: every one not pending. */
+  handedOutCount(db: Queryable, run: RunRef): Promise<number>;
+  /** True while some recipient of the run was not handed out yet, or waits in a batch (pausing it would hold something back). */
+  hasUnsent(db: Queryable, run: RunRef): Promise<boolean>;
+  /**
+   * Locks the run's delivery row until the transaction ends: the planners of every engine hand
+   * out a first wave one at a time, so together they never hand out more than it.
+   */
+  lockRun(tx: Queryable, run: RunRef): Promise<void>;
+  /** The outcomes of the run so far, by receiving domain. */
+  outcomesByDomain(db: Queryable, run: RunRef): Promise<DomainOutcomeCount[]>;
+  /** Recipients of the run waiting for a retry become due now (the run was resumed: its cause is fixed). */
+  retryNow(tx: Queryable, run: RunRef): Promise<number>;
+  /** Recipients by ledger status: of one run, or of every run of the delivery when `occurrence` is undefined. */
+  progress(db: Queryable, run: { deliveryId: string; occurrence?: number }): Promise<Progress>;
+  /** True when every recipient of the run is settled. */
+  isSettled(db: Queryable, run: RunRef): Promise<boolean>;
+  /** The earliest retry still to come (the planner sleeps until then). */
+  nextRetryAt(db: Queryable, run: RunRef): Promise<Date | null>;
+  /** The messages a profile was sent (or attempted), newest first; not those it was excluded from at send time. */
+  historyOf(db: Queryable, profileId: string, limit: number): Promise<ProfileMessage[]>;
+  saveLinks(tx: Queryable, deliveryId: string, links: string[]): Promise<void>;
+  link(db: Queryable, deliveryId: string, index: number): Promise<string | undefined>;
+  /** The links of one proof, as its content had them when it was rendered (a proof is sent once: kept as first written). */
+  saveProofLinks(db: Queryable, proof: { proofId: string; deliveryId: string }, links: string[]): Promise<void>;
+  proofLink(db: Queryable, proof: { proofId: string; deliveryId: string }, index: number): Promise<string | undefined>;
+}
+
+export class SqlSendQueueRepository implements SendQueueRepository {
   async queueNext(tx: Queryable, run: RunRef, size: number, now: Date, engineId: string | null = null): Promise<QueuedRecipient[]> {
     const rows = await tx.query<{
       profile_id: string;
@@ -131,12 +188,6 @@ export class SendQueueRepository {
     }));
   }
 
-  /**
-   * Claims queued recipients for sending, checking each one's suppression now, in one statement:
-   * a recipient whose profile is no longer active (unsubscribed, denylisted or quarantined since
-   * preparation) is settled as `excluded_at_send` with the reason and logged in the exclusion log;
-   * the others move to `sending`. Recipients taken or released meanwhile are in neither list.
-   */
   async claim(db: Queryable, run: RunRef, profileIds: string[], now: Date, engineId: string | null = null): Promise<Claim> {
     const rows = await db.query<{
       profile_id: string;
@@ -174,7 +225,6 @@ export class SendQueueRepository {
     return claim;
   }
 
-  /** Puts unsent recipients of a batch back to pending, or `stopped` when their run was stopped. */
   async release(db: Queryable, run: RunRef, profileIds: string[], now: Date): Promise<number> {
     const rows = await db.query(
       `UPDATE send_ledger SET status = ${unsentStatusSql('$1', '$2')}, engine_id = NULL, updated_at = $4
@@ -185,11 +235,6 @@ export class SendQueueRepository {
     return rows.length;
   }
 
-  /**
-   * The run (or every run of the delivery) was stopped: its recipients not yet handed to a
-   * worker will never be sent. Rows being sent settle normally; a queued batch finds nothing to
-   * claim. Returns how many rows stopped.
-   */
   async stopUnsent(tx: Queryable, run: { deliveryId: string; occurrence?: number }, now: Date): Promise<number> {
     const rows = await tx.query(
       `UPDATE send_ledger SET status = 'stopped', engine_id = NULL, next_attempt_at = NULL, updated_at = $3
@@ -200,11 +245,6 @@ export class SendQueueRepository {
     return rows.length;
   }
 
-  /**
-   * Gives back claimed recipients nothing was sent to (their task was cancelled, or their
-   * throttle slot is later): pending again, due at `dueAt` (now when absent), the attempt their
-   * claim counted not spent.
-   */
   async unclaim(db: Queryable, run: RunRef, recipients: { profileId: string; dueAt?: Date }[], now: Date): Promise<number> {
     if (recipients.length === 0) return 0;
     const rows = await db.query(
@@ -218,7 +258,6 @@ export class SendQueueRepository {
     return rows.length;
   }
 
-  /** Records the outcome of each claimed recipient (only rows still 'sending' change). */
   async settle(tx: Queryable, run: RunRef, outcomes: Outcome[], now: Date): Promise<number> {
     if (outcomes.length === 0) return 0;
     const rows = await tx.query(
@@ -245,7 +284,6 @@ export class SendQueueRepository {
     return rows.length;
   }
 
-  /** Rows queued (for any run) before `olderThanMs` and never claimed go back to pending; returns how many. */
   async requeueStaleQueued(db: Queryable, olderThanMs: number, now: Date): Promise<number> {
     const rows = await db.query(
       `UPDATE send_ledger SET status = 'pending', engine_id = NULL, updated_at = $1
@@ -256,7 +294,6 @@ export class SendQueueRepository {
     return rows.length;
   }
 
-  /** Recipients of the run handed out and not settled yet (queued or being sent) by the engines whose heartbeat is on time. */
   async inFlightCount(db: Queryable, run: RunRef, now: Date, lateAfterMs: number): Promise<number> {
     // NOTE: rows held by an engine whose heartbeat is late (dead, most likely) do not count: they
     // move no more, and the live engines must not wait for them until they are requeued.
@@ -270,7 +307,6 @@ export class SendQueueRepository {
     return row?.n ?? 0;
   }
 
-  /** Recipients of the run handed out at least once: every one not pending. */
   async handedOutCount(db: Queryable, run: RunRef): Promise<number> {
     const [row] = await db.query<{ n: number }>(
       `SELECT count(*)::int AS n FROM send_ledger WHERE delivery_id = $1 AND occurrence = $2 AND status <> 'pending'`,
@@ -279,7 +315,6 @@ export class SendQueueRepository {
     return row?.n ?? 0;
   }
 
-  /** True while some recipient of the run was not handed out yet, or waits in a batch (pausing it would hold something back). */
   async hasUnsent(db: Queryable, run: RunRef): Promise<boolean> {
     const rows = await db.query(
       `SELECT 1 FROM send_ledger WHERE delivery_id = $1 AND occurrence = $2 AND status IN ('pending', 'queued') LIMIT 1`,
@@ -288,15 +323,10 @@ export class SendQueueRepository {
     return rows.length > 0;
   }
 
-  /**
-   * Locks the run's delivery row until the transaction ends: the planners of every engine hand
-   * out a first wave one at a time, so together they never hand out more than it.
-   */
   async lockRun(tx: Queryable, run: RunRef): Promise<void> {
     await tx.query('SELECT 1 FROM deliveries WHERE id = $1 FOR UPDATE', [run.deliveryId]);
   }
 
-  /** The outcomes of the run so far, by receiving domain. */
   async outcomesByDomain(db: Queryable, run: RunRef): Promise<DomainOutcomeCount[]> {
     const rows = await db.query<{ domain: string; status: DomainOutcomeCount['status']; code_class: 2 | 4 | 5 | null; n: number; error: string | null }>(
       `SELECT lower(regexp_replace(address, '^.*@', '')) AS domain, status,
@@ -310,7 +340,6 @@ export class SendQueueRepository {
     return rows.map((r) => ({ domain: r.domain, status: r.status, codeClass: r.code_class, count: r.n, error: r.error }));
   }
 
-  /** Recipients of the run waiting for a retry become due now (the run was resumed: its cause is fixed). */
   async retryNow(tx: Queryable, run: RunRef): Promise<number> {
     const rows = await tx.query(
       `UPDATE send_ledger SET next_attempt_at = NULL
@@ -321,7 +350,6 @@ export class SendQueueRepository {
     return rows.length;
   }
 
-  /** Recipients by ledger status: of one run, or of every run of the delivery when `occurrence` is undefined. */
   async progress(db: Queryable, run: { deliveryId: string; occurrence?: number }): Promise<Progress> {
     const rows = await db.query<{ status: LedgerStatus; n: number }>(
       `SELECT status, count(*)::int AS n FROM send_ledger
@@ -336,7 +364,6 @@ export class SendQueueRepository {
     return progress;
   }
 
-  /** True when every recipient of the run is settled. */
   async isSettled(db: Queryable, run: RunRef): Promise<boolean> {
     const rows = await db.query(
       `SELECT 1 FROM send_ledger WHERE delivery_id = $1 AND occurrence = $2 AND status IN ('pending', 'queued', 'sending', 'retry') LIMIT 1`,
@@ -345,7 +372,6 @@ export class SendQueueRepository {
     return rows.length === 0;
   }
 
-  /** The earliest retry still to come (the planner sleeps until then). */
   async nextRetryAt(db: Queryable, run: RunRef): Promise<Date | null> {
     const [row] = await db.query<{ at: Date | null }>(
       `SELECT min(coalesce(next_attempt_at, send_after)) AS at FROM send_ledger
@@ -355,7 +381,6 @@ export class SendQueueRepository {
     return row?.at ?? null;
   }
 
-  /** The messages a profile was sent (or attempted), newest first; not those it was excluded from at send time. */
   async historyOf(db: Queryable, profileId: string, limit: number): Promise<ProfileMessage[]> {
     const rows = await db.query<{
       delivery_id: string;
@@ -399,7 +424,6 @@ export class SendQueueRepository {
     return row?.url;
   }
 
-  /** The links of one proof, as its content had them when it was rendered (a proof is sent once: kept as first written). */
   async saveProofLinks(db: Queryable, proof: { proofId: string; deliveryId: string }, links: string[]): Promise<void> {
     if (links.length === 0) return;
     await db.query(

@@ -4,7 +4,8 @@ import type { Queryable } from '../database.js';
 import { DomainError, notFound } from '../errors.js';
 import type { Audience } from '../repositories/audiences.repository.js';
 import type { CreateAudienceInput } from '../schemas.js';
-import type { Actor, ControlPlaneContext } from './context.js';
+import type { ControlPlaneContext } from './context.js';
+import type { Actor } from './transitions.js';
 
 export interface MembersResult {
   added: number;

@@ -8,13 +8,15 @@ import { randomUUID } from 'node:crypto';
 import { systemClock } from '../clock.js';
 import type { Queryable } from '../database.js';
 import { DomainError, notFound } from '../errors.js';
-import { assertAction, assertOccurrenceTransition, assertTransition, availableOccurrenceActions, type DeliveryState } from '../lifecycle.js';
+import { assertAction, availableOccurrenceActions, type DeliveryState } from '../lifecycle.js';
 import type { Confirmation, ConfirmationSummary, ProjectedFinishBasis, SummaryWarning } from '../repositories/confirmations.repository.js';
-import { type ChannelProvider, ENGINE_STALE_MS, type EngineInstance } from '../repositories/engine-instances.repository.js';
+import type { ChannelProvider, EngineInstance } from '../repositories/engine-instances.repository.js';
+import { ENGINE_STALE_MS } from './engine-registry.service.js';
 import type { Channel } from '../schemas.js';
-import type { Delivery, Preparation } from '../repositories/deliveries.repository.js';
-import { type Actor, type ControlPlaneContext, stableHash } from './context.js';
+import type { Delivery, Occurrence, Preparation } from '../repositories/deliveries.repository.js';
+import { type ControlPlaneContext, stableHash } from './context.js';
 import { scheduledInstant } from './deliveries.service.js';
+import { type Actor, startedCommand } from './transitions.js';
 
 export interface ConfirmationTicket {
   confirmationId: string;
@@ -45,24 +47,16 @@ export class ConfirmationsService {
   async confirm(deliveryId: string, actor: Actor, occurrence = 0): Promise<ConfirmationTicket> {
     return this.ctx.db.transaction(async (tx) => {
       const now = this.ctx.clock.now();
-      let delivery = await this.lockDelivery(tx, deliveryId);
-      let subjectVersion: number;
+      const delivery = await this.lockDelivery(tx, deliveryId);
       let summary: ConfirmationSummary;
-      let fromState: string;
-      let toState: string;
+      let run: Occurrence | undefined;
       if (occurrence === 0) {
-        fromState = delivery.state;
         const facts = (await this.ctx.deliveries.actionFacts(tx, [deliveryId], now)).get(deliveryId)!;
         assertAction(delivery.state, 'confirm', facts, `Confirm send needs a prepared and approved delivery; this one is '${delivery.state}'.`);
         // Before any change: a summary that cannot be confirmed (a send time past) changes nothing.
         summary = await this.summarize(tx, delivery, 0, delivery.preparation!, now);
-        if (delivery.state !== 'pending_ok') {
-          delivery = await this.ctx.deliveries.update(tx, deliveryId, { state: 'pending_ok' }, now);
-        }
-        toState = 'pending_ok';
-        subjectVersion = delivery.version;
       } else {
-        const run = await this.ctx.deliveries.getOccurrence(tx, deliveryId, occurrence, true);
+        run = await this.ctx.deliveries.getOccurrence(tx, deliveryId, occurrence, true);
         if (!run) throw notFound(`Occurrence ${occurrence} of delivery`, deliveryId);
         if (run.state !== 'pending_confirmation') {
           throw new DomainError('INVALID_STATE', `Occurrence ${occurrence} is '${run.state}', not waiting for a confirmation.`, {
@@ -71,43 +65,33 @@ export class ConfirmationsService {
             allowed: availableOccurrenceActions(run.state, { liveConfirmation: false }),
           });
         }
-        fromState = toState = 'pending_confirmation';
-        subjectVersion = run.version;
         summary = await this.summarize(tx, delivery, occurrence, run.preparation, now);
       }
       // The summary shown last is the one an OK may start: earlier Confirm sends die now.
       const voided = await this.ctx.confirmations.voidPending(tx, deliveryId, occurrence);
-      const confirmation = {
-        id: randomUUID(),
-        deliveryId,
-        occurrence,
-        userId: actor.id,
-        subjectVersion,
-        summary,
-        summaryHash: stableHash(summary),
-        expiresAt: new Date(now.getTime() + this.ctx.settings.confirmationTtlMs),
-        createdAt: now,
-      };
-      await this.ctx.confirmations.insert(tx, confirmation);
-      await this.ctx.audit.record(tx, {
-        at: now,
-        actor: actor.id,
-        deliveryId,
-        occurrence,
+      const id = randomUUID();
+      const summaryHash = stableHash(summary);
+      const expiresAt = new Date(now.getTime() + this.ctx.settings.confirmationTtlMs);
+      const step = {
+        actor,
         action: 'confirm_send',
-        fromState,
-        toState,
-        summaryHash: confirmation.summaryHash,
-        details: { confirmationId: confirmation.id, expiresAt: confirmation.expiresAt.toISOString(), ...(voided.length > 0 ? { voided } : {}) },
-      });
-      return {
-        confirmationId: confirmation.id,
-        deliveryId,
-        occurrence,
-        expiresAt: confirmation.expiresAt.toISOString(),
-        summary,
-        summaryHash: confirmation.summaryHash,
+        summaryHash,
+        details: { confirmationId: id, expiresAt: expiresAt.toISOString(), ...(voided.length > 0 ? { voided } : {}) },
       };
+      // The confirmation is bound to the version the user saw: the delivery's once it awaits OK, or the run's.
+      let subjectVersion: number;
+      if (run) {
+        await this.ctx.transitions.record(tx, { ...step, deliveryId, occurrence, fromState: run.state, toState: run.state });
+        subjectVersion = run.version;
+      } else if (delivery.state === 'pending_ok') {
+        // Confirm send again while waiting for OK: a new confirmation, the state stays.
+        await this.ctx.transitions.record(tx, { ...step, deliveryId, fromState: delivery.state, toState: delivery.state });
+        subjectVersion = delivery.version;
+      } else {
+        subjectVersion = (await this.ctx.transitions.delivery(tx, delivery, 'pending_ok', step)).version;
+      }
+      await this.ctx.confirmations.insert(tx, { id, deliveryId, occurrence, userId: actor.id, subjectVersion, summary, summaryHash, expiresAt, createdAt: now });
+      return { confirmationId: id, deliveryId, occurrence, expiresAt: expiresAt.toISOString(), summary, summaryHash };
     });
   }
 
@@ -140,7 +124,7 @@ export class ConfirmationsService {
           expiresAt: confirmation.expiresAt.toISOString(),
         });
       }
-      const state = occurrence === 0 ? await this.startDelivery(tx, delivery, confirmation, actor, now) : await this.startOccurrence(tx, delivery, confirmation, actor, now);
+      const state = occurrence === 0 ? await this.startDelivery(tx, delivery, confirmation, actor, now) : await this.startOccurrence(tx, delivery, confirmation, actor);
       await this.ctx.confirmations.accept(tx, confirmationId, { state }, now);
       await this.ctx.confirmations.voidPending(tx, deliveryId, occurrence);
       return result(state, state);
@@ -176,30 +160,19 @@ export class ConfirmationsService {
     } else {
       target = 'sending';
     }
-    assertTransition(delivery.state, target, 'start');
-    if (target === 'sending') {
-      await this.ctx.enqueueCommand(tx, this.ctx.startedCommand(delivery, 0, delivery.preparation!.toSend, actor));
-    }
-    await this.ctx.deliveries.update(
-      tx,
-      delivery.id,
-      { state: target, stateReason: null, nextRunAt, ...(target === 'sending' ? { startedAt: now } : {}) },
-      now,
-    );
-    await this.ctx.audit.record(tx, {
-      at: now,
-      actor: actor.id,
-      deliveryId: delivery.id,
+    await this.ctx.transitions.delivery(tx, delivery, target, {
+      actor,
       action: 'ok',
-      fromState: delivery.state,
-      toState: target,
+      reason: null,
+      changes: { nextRunAt, ...(target === 'sending' ? { startedAt: now } : {}) },
       summaryHash: confirmation.summaryHash,
       details: { confirmationId: confirmation.id, ...(nextRunAt ? { nextRunAt: nextRunAt.toISOString() } : {}) },
+      commands: target === 'sending' ? [startedCommand(delivery, 0, delivery.preparation!.toSend, actor)] : [],
     });
     return target;
   }
 
-  private async startOccurrence(tx: Queryable, delivery: Delivery, confirmation: Confirmation, actor: Actor, now: Date): Promise<string> {
+  private async startOccurrence(tx: Queryable, delivery: Delivery, confirmation: Confirmation, actor: Actor): Promise<string> {
     const run = await this.ctx.deliveries.getOccurrence(tx, delivery.id, confirmation.occurrence, true);
     if (run?.state !== 'pending_confirmation' || run.version !== confirmation.subjectVersion) {
       throw stale('This run changed after Confirm send: review it and confirm again.', confirmation, {
@@ -207,19 +180,13 @@ export class ConfirmationsService {
         state: run?.state,
       });
     }
-    assertOccurrenceTransition(run.state, 'sending', 'start');
-    await this.ctx.enqueueCommand(tx, this.ctx.startedCommand(delivery, run.n, run.preparation.toSend, actor));
-    await this.ctx.deliveries.setOccurrenceState(tx, delivery.id, run.n, 'sending', null, now);
-    await this.ctx.audit.record(tx, {
-      at: now,
-      actor: actor.id,
-      deliveryId: delivery.id,
-      occurrence: run.n,
+    await this.ctx.transitions.occurrence(tx, run, 'sending', {
+      actor,
       action: 'ok',
-      fromState: run.state,
-      toState: 'sending',
+      reason: null,
       summaryHash: confirmation.summaryHash,
       details: { confirmationId: confirmation.id },
+      commands: [startedCommand(delivery, run.n, run.preparation.toSend, actor)],
     });
     return 'sending';
   }

@@ -1,29 +1,14 @@
-// What every control-plane service shares: the database, the clock, the repositories, and the
-// one way a state change is written (state + audit + outbox command in one transaction).
-import { createHash, randomUUID } from 'node:crypto';
-import { TOPICS, type DeliveryCommand } from '@herald/contracts';
+// What every control-plane service shares: the store, the clock, the settings, the repositories
+// (the SQL ones by default; in-memory fakes in unit tests) and the transition primitive.
+import { createHash } from 'node:crypto';
 import type { Clock } from '../clock.js';
-import type { Database, Queryable } from '../database.js';
-import { AudiencesRepository } from '../repositories/audiences.repository.js';
-import { AuditRepository } from '../repositories/audit.repository.js';
-import { ConfirmationsRepository } from '../repositories/confirmations.repository.js';
-import { DeliveriesRepository, type Delivery } from '../repositories/deliveries.repository.js';
-import { EngineInstancesRepository } from '../repositories/engine-instances.repository.js';
-import { LedgerRepository } from '../repositories/ledger.repository.js';
-import { OutboxRepository } from '../repositories/outbox.repository.js';
-import { ProfilesRepository, type SoftBounceRule } from '../repositories/profiles.repository.js';
-import { SendQueueRepository } from '../repositories/send-queue.repository.js';
+import type { Database } from '../database.js';
+import { type Repositories, sqlRepositories } from '../repositories/index.js';
+import type { SoftBounceRule } from '../repositories/profiles.repository.js';
+import { Transitions } from './transitions.js';
 
-export interface Actor {
-  id: string;
-  name?: string;
-  roles: readonly string[];
-}
-
-/** The scheduler and other automatic moves act as this actor in the audit log. */
-export const SYSTEM_ACTOR: Actor = { id: 'system:scheduler', roles: [] };
-/** The send engine, in the audit log. */
-export const ENGINE_ACTOR: Actor = { id: 'system:engine', roles: [] };
+/** What services need of the database: a handle for reads, transactions, and leader locks. */
+export type Store = Pick<Database, 'kind' | 'query' | 'transaction' | 'withAdvisoryLock'>;
 
 export interface ControlPlaneSettings {
   confirmationTtlMs: number;
@@ -35,44 +20,50 @@ export interface ControlPlaneSettings {
 }
 
 export class ControlPlaneContext {
-  readonly profiles = new ProfilesRepository();
-  readonly audiences = new AudiencesRepository();
-  readonly deliveries = new DeliveriesRepository();
-  readonly confirmations = new ConfirmationsRepository();
-  readonly audit = new AuditRepository();
-  readonly outbox = new OutboxRepository();
-  readonly ledger = new LedgerRepository();
-  readonly sendQueue = new SendQueueRepository();
-  readonly engines = new EngineInstancesRepository();
+  readonly repositories: Repositories;
+  readonly transitions: Transitions;
 
   constructor(
-    readonly db: Database,
+    readonly db: Store,
     readonly clock: Clock,
     readonly settings: ControlPlaneSettings,
-  ) {}
-
-  /** Writes a delivery command to the outbox (inside the caller's transaction). */
-  async enqueueCommand(tx: Queryable, command: DistributiveOmit<DeliveryCommand, 'commandId' | 'issuedAt'>): Promise<DeliveryCommand> {
-    const full = { ...command, commandId: randomUUID(), issuedAt: this.clock.now().toISOString() } as DeliveryCommand;
-    await this.outbox.enqueue(tx, { commandId: full.commandId, topic: TOPICS.deliveryCommands, key: full.deliveryId, payload: full });
-    return full;
+    repositories: Repositories = sqlRepositories(),
+  ) {
+    this.repositories = repositories;
+    this.transitions = new Transitions(repositories, clock);
   }
 
-  startedCommand(delivery: Delivery, occurrence: number, toSend: number, actor: Actor) {
-    return {
-      type: 'DeliveryStarted' as const,
-      deliveryId: delivery.id,
-      occurrence,
-      issuedBy: actor.id,
-      channel: delivery.channel,
-      toSend,
-      contentHash: delivery.contentHash ?? '',
-      throughputPerHour: delivery.throughput?.perHour ?? null,
-    };
+  get profiles() {
+    return this.repositories.profiles;
+  }
+  get audiences() {
+    return this.repositories.audiences;
+  }
+  get deliveries() {
+    return this.repositories.deliveries;
+  }
+  get confirmations() {
+    return this.repositories.confirmations;
+  }
+  get audit() {
+    return this.repositories.audit;
+  }
+  get outbox() {
+    return this.repositories.outbox;
+  }
+  get ledger() {
+    return this.repositories.ledger;
+  }
+  get sendQueue() {
+    return this.repositories.sendQueue;
+  }
+  get engines() {
+    return this.repositories.engines;
+  }
+  get health() {
+    return this.repositories.health;
   }
 }
-
-type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 
 /** A stable hash of JSON-like data (keys sorted), for content and summary hashes. */
 export function stableHash(value: unknown): string {

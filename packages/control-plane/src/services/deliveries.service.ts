@@ -1,8 +1,8 @@
 // The delivery lifecycle outside the confirmation: create, edit, prepare, approve, pause,
-// resume, stop. Every state change is audited, and commands the engine must see go to the
-// outbox in the same transaction.
+// resume, stop, and the engine's finish and pause of a run. Every state change goes through the
+// transition primitive (transitions.ts): checked against the lifecycle table, audited, and with
+// the commands the engine must see in the outbox of the same transaction.
 import { randomUUID } from 'node:crypto';
-import { extractLinks } from '@herald/channels';
 import { DomainError, notFound } from '../errors.js';
 import {
   assertAction,
@@ -22,7 +22,8 @@ import {
   type UpdateDeliveryInput,
 } from '../schemas.js';
 import { resolveSendAt } from '../time.js';
-import { type Actor, type ControlPlaneContext, SYSTEM_ACTOR, stableHash } from './context.js';
+import { type ControlPlaneContext, stableHash } from './context.js';
+import { type Actor, type CommandDraft, SYSTEM_ACTOR, startedCommand } from './transitions.js';
 
 /** A delivery as the API shows it: with the actions possible now (the same rules the services apply). */
 export type DeliveryView = Delivery & { actions: DeliveryAction[] };
@@ -41,7 +42,11 @@ export function scheduledInstant(schedule: Schedule | null): Date | null {
 }
 
 export class DeliveriesService {
-  constructor(private readonly ctx: ControlPlaneContext) {}
+  constructor(
+    private readonly ctx: ControlPlaneContext,
+    /** The links of an HTML content (the channels' renderer knows them): a click token points to one by index. */
+    private readonly extractLinks: (html: string) => string[],
+  ) {}
 
   async create(input: CreateDeliveryInput, actor: Actor): Promise<Delivery> {
     await this.validate(this.ctx.db, input);
@@ -68,7 +73,7 @@ export class DeliveriesService {
         },
         now,
       );
-      await this.ctx.audit.record(tx, { at: now, actor: actor.id, deliveryId: id, action: 'create', toState: 'draft' });
+      await this.ctx.transitions.record(tx, { actor, action: 'create', deliveryId: id, toState: 'draft' });
       return (await this.ctx.deliveries.get(tx, id))!;
     });
   }
@@ -106,6 +111,11 @@ export class DeliveriesService {
     return runs.map((run) => ({ ...run, actions: availableOccurrenceActions(run.state, { liveConfirmation: awaitingOk.has(run.n) }) }));
   }
 
+  /** The runs of a recurring delivery as they are, newest first (none for a one-off delivery). */
+  async runs(id: string): Promise<Occurrence[]> {
+    return this.ctx.deliveries.listOccurrences(this.ctx.db, id);
+  }
+
   /**
    * Deliveries waiting for OK whose confirmations all expired go back to approved (audited as
    * `confirmation_expired`), so nobody is offered an OK that can only answer 410. Done when such
@@ -119,7 +129,7 @@ export class DeliveriesService {
         const delivery = await this.locked(tx, candidate);
         // Checked again under the lock: an OK or a new Confirm send may have come meanwhile.
         if (delivery.state !== 'pending_ok' || (await this.ctx.deliveries.awaitingExpiredOk(tx, now, 1, candidate)).length === 0) return;
-        await this.move(tx, delivery, 'approved', SYSTEM_ACTOR, 'confirmation_expired', { stateReason: null });
+        await this.ctx.transitions.delivery(tx, delivery, 'approved', { actor: SYSTEM_ACTOR, action: 'confirmation_expired', reason: null });
         moved.push(candidate);
       });
     }
@@ -166,25 +176,20 @@ export class DeliveriesService {
         throughput: patch.throughput === undefined ? current.throughput : patch.throughput,
       };
       await this.validate(tx, merged);
-      const now = this.ctx.clock.now();
-      const backToDraft = current.state !== 'draft';
-      if (backToDraft) await this.unprepare(tx, current, 'DELIVERY_EDITED', now);
-      const updated = await this.ctx.deliveries.update(
-        tx,
-        id,
-        { ...merged, ...(backToDraft ? { state: 'draft', stateReason: null, preparation: null, contentHash: null, nextRunAt: null } : {}) },
-        now,
-      );
-      await this.ctx.audit.record(tx, {
-        at: now,
-        actor: actor.id,
-        deliveryId: id,
+      const details = { fields: Object.keys(patch) };
+      if (current.state === 'draft') {
+        const updated = await this.ctx.deliveries.update(tx, id, merged, this.ctx.clock.now());
+        await this.ctx.transitions.record(tx, { actor, action: 'edit', deliveryId: id, fromState: 'draft', toState: 'draft', details });
+        return updated;
+      }
+      await this.unprepare(tx, current, actor);
+      return this.ctx.transitions.delivery(tx, current, 'draft', {
+        actor,
         action: 'edit',
-        fromState: current.state,
-        toState: updated.state,
-        details: { fields: Object.keys(patch) },
+        reason: null,
+        changes: { ...merged, preparation: null, contentHash: null, nextRunAt: null },
+        details,
       });
-      return updated;
     });
   }
 
@@ -208,20 +213,14 @@ export class DeliveriesService {
           channel: delivery.channel,
         });
         // The links a click token may point to, fixed with the content.
-        await this.ctx.sendQueue.saveLinks(tx, id, delivery.channel === 'email' && delivery.content.html ? extractLinks(delivery.content.html) : []);
-        const now = this.ctx.clock.now();
-        const preparation = { ...frozen, preparedAt: now.toISOString() };
-        const updated = await this.ctx.deliveries.update(tx, id, { state: 'ready', preparation, contentHash: contentHash(delivery) }, now);
-        await this.ctx.audit.record(tx, {
-          at: now,
-          actor: actor.id,
-          deliveryId: id,
+        await this.ctx.sendQueue.saveLinks(tx, id, delivery.channel === 'email' && delivery.content.html ? this.extractLinks(delivery.content.html) : []);
+        const preparation = { ...frozen, preparedAt: this.ctx.clock.now().toISOString() };
+        return this.ctx.transitions.delivery(tx, delivery, 'ready', {
+          actor,
           action: 'prepared',
-          fromState: 'preparing',
-          toState: 'ready',
+          changes: { preparation, contentHash: contentHash(delivery) },
           details: { ...frozen },
         });
-        return updated;
       });
     } catch (error) {
       await this.fail(id, actor, error);
@@ -238,11 +237,9 @@ export class DeliveriesService {
     return this.ctx.db.transaction(async (tx) => {
       const delivery = await this.locked(tx, id);
       await this.assertCan(tx, delivery, 'pause');
-      if (delivery.state === 'sending') {
-        await this.ctx.enqueueCommand(tx, { type: 'DeliveryPaused', deliveryId: id, occurrence: 0, issuedBy: actor.id, reason });
-      }
       await this.moveOccurrences(tx, id, ['sending'], 'paused', actor, 'pause', reason);
-      return this.move(tx, delivery, 'paused', actor, 'pause', { stateReason: reason });
+      const commands: CommandDraft[] = delivery.state === 'sending' ? [{ type: 'DeliveryPaused', deliveryId: id, occurrence: 0, issuedBy: actor.id, reason }] : [];
+      return this.ctx.transitions.delivery(tx, delivery, 'paused', { actor, action: 'pause', reason, commands });
     });
   }
 
@@ -261,16 +258,21 @@ export class DeliveriesService {
         // On schedule: only its paused runs resume (assertCan saw at least one).
         if (delivery.state === 'scheduled' && resumed.length > 0) return delivery;
         const nextRunAt = delivery.nextRunAt && new Date(delivery.nextRunAt) > now ? new Date(delivery.nextRunAt) : now;
-        return this.move(tx, delivery, 'scheduled', actor, 'resume', { stateReason: null, nextRunAt });
+        return this.ctx.transitions.delivery(tx, delivery, 'scheduled', { actor, action: 'resume', reason: null, changes: { nextRunAt } });
       }
       if (delivery.startedAt) {
         await this.ctx.sendQueue.retryNow(tx, { deliveryId: id, occurrence: 0 });
-        await this.ctx.enqueueCommand(tx, { type: 'DeliveryResumed', deliveryId: id, occurrence: 0, issuedBy: actor.id });
-        return this.move(tx, delivery, 'sending', actor, 'resume', { stateReason: null });
+        const commands: CommandDraft[] = [{ type: 'DeliveryResumed', deliveryId: id, occurrence: 0, issuedBy: actor.id }];
+        return this.ctx.transitions.delivery(tx, delivery, 'sending', { actor, action: 'resume', reason: null, commands });
       }
       // Paused before it ever started (e.g. a stale schedule): resuming starts the send.
-      await this.ctx.enqueueCommand(tx, this.ctx.startedCommand(delivery, 0, delivery.preparation?.toSend ?? 0, actor));
-      return this.move(tx, delivery, 'sending', actor, 'resume', { stateReason: null, startedAt: now, nextRunAt: null });
+      return this.ctx.transitions.delivery(tx, delivery, 'sending', {
+        actor,
+        action: 'resume',
+        reason: null,
+        changes: { startedAt: now, nextRunAt: null },
+        commands: [startedCommand(delivery, 0, delivery.preparation?.toSend ?? 0, actor)],
+      });
     });
   }
 
@@ -278,16 +280,13 @@ export class DeliveriesService {
     return this.ctx.db.transaction(async (tx) => {
       const delivery = await this.locked(tx, id);
       await this.assertCan(tx, delivery, 'stop');
-      const now = this.ctx.clock.now();
       await this.ctx.confirmations.voidPending(tx, id);
-      await this.ctx.deliveries.stopWaitingOccurrences(tx, id, 'DELIVERY_STOPPED', now);
+      await this.stopWaitingOccurrences(tx, id, actor, 'stop', 'DELIVERY_STOPPED');
       await this.moveOccurrences(tx, id, ['sending', 'paused'], 'stopped', actor, 'stop', 'STOPPED_BY_USER');
       // Every run of it is over: whoever was not handed to a worker yet is `stopped`, not pending.
-      await this.ctx.sendQueue.stopUnsent(tx, { deliveryId: id }, now);
-      if (delivery.startedAt) {
-        await this.ctx.enqueueCommand(tx, { type: 'DeliveryStopped', deliveryId: id, occurrence: 0, issuedBy: actor.id });
-      }
-      return this.move(tx, delivery, 'stopped', actor, 'stop', { stateReason: 'STOPPED_BY_USER', nextRunAt: null });
+      await this.ctx.sendQueue.stopUnsent(tx, { deliveryId: id }, this.ctx.clock.now());
+      const commands: CommandDraft[] = delivery.startedAt ? [{ type: 'DeliveryStopped', deliveryId: id, occurrence: 0, issuedBy: actor.id }] : [];
+      return this.ctx.transitions.delivery(tx, delivery, 'stopped', { actor, action: 'stop', reason: 'STOPPED_BY_USER', changes: { nextRunAt: null }, commands });
     });
   }
 
@@ -298,10 +297,9 @@ export class DeliveriesService {
   async finish(id: string, occurrence: number, actor: Actor): Promise<boolean> {
     return this.ctx.db.transaction(async (tx) => {
       const delivery = await this.locked(tx, id);
-      const now = this.ctx.clock.now();
-      if (occurrence > 0) return this.moveSendingOccurrence(tx, id, occurrence, 'finished', actor, 'finish', null, {});
+      if (occurrence > 0) return this.moveSendingOccurrence(tx, id, occurrence, 'finished', { actor, action: 'finish', reason: null });
       if (delivery.state !== 'sending') return false;
-      await this.move(tx, delivery, 'finished', actor, 'finish', { stateReason: null, finishedAt: now });
+      await this.ctx.transitions.delivery(tx, delivery, 'finished', { actor, action: 'finish', reason: null, changes: { finishedAt: this.ctx.clock.now() } });
       return true;
     });
   }
@@ -315,10 +313,10 @@ export class DeliveriesService {
     return this.ctx.db.transaction(async (tx) => {
       const delivery = await this.locked(tx, id);
       if (sendingSince !== undefined && (await this.ctx.audit.lastEntryInto(tx, id, occurrence, 'sending')) !== sendingSince) return false;
-      if (occurrence > 0) return this.moveSendingOccurrence(tx, id, occurrence, 'paused', actor, 'pause', reason, details);
+      const move = { actor, action: 'pause', reason, details };
+      if (occurrence > 0) return this.moveSendingOccurrence(tx, id, occurrence, 'paused', move);
       if (delivery.state !== 'sending') return false;
-      await this.ctx.enqueueCommand(tx, { type: 'DeliveryPaused', deliveryId: id, occurrence: 0, issuedBy: actor.id, reason });
-      await this.move(tx, delivery, 'paused', actor, 'pause', { stateReason: reason });
+      await this.ctx.transitions.delivery(tx, delivery, 'paused', { ...move, commands: [{ type: 'DeliveryPaused', deliveryId: id, occurrence: 0, issuedBy: actor.id, reason }] });
       return true;
     });
   }
@@ -336,29 +334,25 @@ export class DeliveriesService {
     action: 'pause' | 'resume' | 'stop',
     reason: string | null,
   ): Promise<number[]> {
-    const now = this.ctx.clock.now();
     const runs = (await this.ctx.deliveries.listOccurrences(tx, id)).filter((run) => from.includes(run.state));
     for (const run of runs) {
-      await this.ctx.deliveries.setOccurrenceState(tx, id, run.n, to, reason, now);
       const base = { deliveryId: id, occurrence: run.n, issuedBy: actor.id };
-      if (to === 'paused') await this.ctx.enqueueCommand(tx, { ...base, type: 'DeliveryPaused', reason: reason ?? 'PAUSED_BY_USER' });
+      let command: CommandDraft;
+      if (to === 'paused') command = { ...base, type: 'DeliveryPaused', reason: reason ?? 'PAUSED_BY_USER' };
       else if (to === 'sending') {
         await this.ctx.sendQueue.retryNow(tx, { deliveryId: id, occurrence: run.n });
-        await this.ctx.enqueueCommand(tx, { ...base, type: 'DeliveryResumed' });
-      }
-      else await this.ctx.enqueueCommand(tx, { ...base, type: 'DeliveryStopped' });
-      await this.ctx.audit.record(tx, {
-        at: now,
-        actor: actor.id,
-        deliveryId: id,
-        occurrence: run.n,
-        action,
-        fromState: run.state,
-        toState: to,
-        ...(reason ? { details: { reason } } : {}),
-      });
+        command = { ...base, type: 'DeliveryResumed' };
+      } else command = { ...base, type: 'DeliveryStopped' };
+      await this.ctx.transitions.occurrence(tx, run, to, { actor, action, reason, commands: [command] });
     }
     return runs.map((run) => run.n);
+  }
+
+  /** Stops the runs still waiting for a confirmation (the recurring delivery was edited or stopped). */
+  private async stopWaitingOccurrences(tx: Queryable, id: string, actor: Actor, action: 'edit' | 'stop', reason: string): Promise<void> {
+    for (const run of await this.ctx.deliveries.listOccurrences(tx, id)) {
+      if (run.state === 'pending_confirmation') await this.ctx.transitions.occurrence(tx, run, 'stopped', { actor, action, reason });
+    }
   }
 
   /** Moves a sending occurrence (an engine's decision); false when it is no longer sending. */
@@ -367,25 +361,11 @@ export class DeliveriesService {
     id: string,
     occurrence: number,
     to: 'finished' | 'paused',
-    actor: Actor,
-    action: string,
-    reason: string | null,
-    details: Record<string, unknown>,
+    move: { actor: Actor; action: string; reason: string | null; details?: Record<string, unknown> },
   ): Promise<boolean> {
     const run = await this.ctx.deliveries.getOccurrence(tx, id, occurrence, true);
     if (run?.state !== 'sending') return false;
-    const now = this.ctx.clock.now();
-    await this.ctx.deliveries.setOccurrenceState(tx, id, occurrence, to, reason, now);
-    await this.ctx.audit.record(tx, {
-      at: now,
-      actor: actor.id,
-      deliveryId: id,
-      occurrence,
-      action,
-      fromState: 'sending',
-      toState: to,
-      ...(reason ? { details: { reason, ...details } } : {}),
-    });
+    await this.ctx.transitions.occurrence(tx, run, to, move);
     return true;
   }
 
@@ -411,7 +391,7 @@ export class DeliveriesService {
     return this.ctx.db.transaction(async (tx) => {
       const delivery = await this.locked(tx, id);
       await this.assertCan(tx, delivery, action);
-      return this.move(tx, delivery, to, actor, action, { stateReason: null });
+      return this.ctx.transitions.delivery(tx, delivery, to, { actor, action, reason: null });
     });
   }
 
@@ -421,31 +401,10 @@ export class DeliveriesService {
     assertAction(delivery.state, action, facts.get(delivery.id)!, message);
   }
 
-  private async move(
-    tx: Queryable,
-    delivery: Delivery,
-    to: DeliveryState,
-    actor: Actor,
-    action: string,
-    changes: Parameters<ControlPlaneContext['deliveries']['update']>[2],
-  ): Promise<Delivery> {
-    const now = this.ctx.clock.now();
-    const updated = await this.ctx.deliveries.update(tx, delivery.id, { ...changes, state: to }, now);
-    await this.ctx.audit.record(tx, {
-      at: now,
-      actor: actor.id,
-      deliveryId: delivery.id,
-      action,
-      fromState: delivery.state,
-      toState: to,
-      ...(changes.stateReason ? { details: { reason: changes.stateReason } } : {}),
-    });
-    return updated;
-  }
-
-  private async unprepare(tx: Queryable, delivery: Delivery, reason: string, at: Date): Promise<void> {
+  /** An edit undoes the preparation: pending confirmations die, waiting runs stop, the frozen recipients go. */
+  private async unprepare(tx: Queryable, delivery: Delivery, actor: Actor): Promise<void> {
     await this.ctx.confirmations.voidPending(tx, delivery.id);
-    await this.ctx.deliveries.stopWaitingOccurrences(tx, delivery.id, reason, at);
+    await this.stopWaitingOccurrences(tx, delivery.id, actor, 'edit', 'DELIVERY_EDITED');
     await this.ctx.ledger.discard(tx, delivery.id, 0);
   }
 
@@ -454,7 +413,7 @@ export class DeliveriesService {
     await this.ctx.db
       .transaction(async (tx) => {
         const delivery = await this.ctx.deliveries.get(tx, id, true);
-        if (delivery?.state === 'preparing') await this.move(tx, delivery, 'failed', actor, 'prepare_failed', { stateReason: reason });
+        if (delivery?.state === 'preparing') await this.ctx.transitions.delivery(tx, delivery, 'failed', { actor, action: 'prepare_failed', reason });
       })
       .catch(() => undefined);
   }

@@ -1,12 +1,12 @@
 // The outbox relay: publishes committed outbox rows to the bus in order (a fanout row as one
 // message per element), then marks them; published rows past the retention are deleted.
 // A crash between publish and mark publishes those rows again on restart: consumers dedupe by
-// command id (see CommandDeduplicator), the KPI consumer by event id.
+// command id (see CommandDeduplicator), the KPI consumer by event id. What was published stays
+// readable (PublishedMessages) until the retention deletes it.
 import type { Bus, OutgoingMessage } from '@herald/bus';
 import type { Clock } from '../clock.js';
-import type { Queryable } from '../database.js';
-import type { Database } from '../database.js';
-import { messagesOf, OutboxRepository } from '../repositories/outbox.repository.js';
+import type { Database, Queryable } from '../database.js';
+import { messagesOf, type OutboxCursor, SqlOutboxRepository } from '../repositories/outbox.repository.js';
 
 /**
  * The Prometheus counter of what relays publish, declared the same way by every process that
@@ -24,7 +24,7 @@ const PRUNE_CHUNK = 5_000;
 const PRUNE_MAX_ROWS = 100_000;
 
 export class OutboxRelay {
-  private readonly outbox = new OutboxRepository();
+  private readonly outbox = new SqlOutboxRepository();
   private timer?: NodeJS.Timeout;
   private running?: Promise<number>;
   private next?: Promise<number>;
@@ -135,19 +135,17 @@ export class OutboxRelay {
   }
 }
 
-/** Runs a command's effect at most once per consumer, in the same transaction as the effect. */
-export class CommandDeduplicator {
-  private readonly outbox = new OutboxRepository();
+/** The messages of one topic the relay published, read back in order (the message events: the KPI consumer's recovery after a restart). */
+export class PublishedMessages {
+  private readonly outbox = new SqlOutboxRepository();
+
   constructor(
-    private readonly db: Database,
-    private readonly consumer: string,
+    private readonly db: Queryable,
+    readonly topic: string,
   ) {}
 
-  async once(commandId: string, effect: (tx: Queryable) => Promise<void>): Promise<boolean> {
-    return this.db.transaction(async (tx) => {
-      if (!(await this.outbox.claimCommand(tx, this.consumer, commandId))) return false;
-      await effect(tx);
-      return true;
-    });
+  /** Messages published at or after `since`, after the cursor `after`, `limit` a page (a fanout row's one by one). */
+  async publishedSince(since: Date, after: OutboxCursor | null, limit: number): Promise<(OutboxCursor & { payload: unknown })[]> {
+    return this.outbox.publishedSince(this.db, this.topic, since, after, limit);
   }
 }

@@ -8,8 +8,9 @@
 import type { Queryable } from '../database.js';
 import type { Delivery } from '../repositories/deliveries.repository.js';
 import { nextRun } from '../time.js';
-import { type ControlPlaneContext, SYSTEM_ACTOR } from './context.js';
+import type { ControlPlaneContext } from './context.js';
 import type { DeliveriesService } from './deliveries.service.js';
+import { SYSTEM_ACTOR, startedCommand } from './transitions.js';
 
 const SCHEDULER_LOCK = 0x4845_5231; // "HER1"
 
@@ -46,7 +47,7 @@ export class SchedulerService {
           if (delivery?.state !== 'scheduled' || !delivery.nextRunAt || new Date(delivery.nextRunAt) > now) return;
           const lateMs = now.getTime() - new Date(delivery.nextRunAt).getTime();
           if (lateMs > this.ctx.settings.scheduleStalenessMs) {
-            await this.pauseStale(tx, delivery, lateMs, now);
+            await this.pauseStale(tx, delivery, lateMs);
             report.paused.push(delivery.id);
           } else if (delivery.recurrence) {
             report.occurrences.push(await this.createOccurrence(tx, delivery, now));
@@ -62,29 +63,21 @@ export class SchedulerService {
   }
 
   private async start(tx: Queryable, delivery: Delivery, now: Date): Promise<void> {
-    await this.ctx.enqueueCommand(tx, this.ctx.startedCommand(delivery, 0, delivery.preparation?.toSend ?? 0, SYSTEM_ACTOR));
-    await this.ctx.deliveries.update(tx, delivery.id, { state: 'sending', startedAt: now, nextRunAt: null }, now);
-    await this.ctx.audit.record(tx, {
-      at: now,
-      actor: SYSTEM_ACTOR.id,
-      deliveryId: delivery.id,
+    await this.ctx.transitions.delivery(tx, delivery, 'sending', {
+      actor: SYSTEM_ACTOR,
       action: 'schedule_due',
-      fromState: 'scheduled',
-      toState: 'sending',
+      changes: { startedAt: now, nextRunAt: null },
       details: { scheduledFor: delivery.nextRunAt },
+      commands: [startedCommand(delivery, 0, delivery.preparation?.toSend ?? 0, SYSTEM_ACTOR)],
     });
   }
 
-  private async pauseStale(tx: Queryable, delivery: Delivery, lateMs: number, now: Date): Promise<void> {
-    await this.ctx.deliveries.update(tx, delivery.id, { state: 'paused', stateReason: 'STALE_SCHEDULE' }, now);
-    await this.ctx.audit.record(tx, {
-      at: now,
-      actor: SYSTEM_ACTOR.id,
-      deliveryId: delivery.id,
+  private async pauseStale(tx: Queryable, delivery: Delivery, lateMs: number): Promise<void> {
+    await this.ctx.transitions.delivery(tx, delivery, 'paused', {
+      actor: SYSTEM_ACTOR,
       action: 'schedule_stale',
-      fromState: 'scheduled',
-      toState: 'paused',
-      details: { reason: 'STALE_SCHEDULE', scheduledFor: delivery.nextRunAt, lateMs },
+      reason: 'STALE_SCHEDULE',
+      details: { scheduledFor: delivery.nextRunAt, lateMs },
     });
   }
 
@@ -93,19 +86,15 @@ export class SchedulerService {
     const maxPending = this.ctx.settings.recurrenceMaxPending ?? DEFAULT_RECURRENCE_MAX_PENDING;
     const expired = await this.ctx.deliveries.waitingBeyond(tx, delivery.id, maxPending);
     for (const n of expired) {
-      await this.ctx.deliveries.setOccurrenceState(tx, delivery.id, n, 'stopped', 'EXPIRED_UNCONFIRMED', now);
+      const run = (await this.ctx.deliveries.getOccurrence(tx, delivery.id, n, true))!;
+      await this.ctx.transitions.occurrence(tx, run, 'stopped', {
+        actor: SYSTEM_ACTOR,
+        action: 'occurrence_expired',
+        reason: 'EXPIRED_UNCONFIRMED',
+        details: { maxPending },
+      });
       await this.ctx.confirmations.voidPending(tx, delivery.id, n);
       await this.ctx.sendQueue.stopUnsent(tx, { deliveryId: delivery.id, occurrence: n }, now);
-      await this.ctx.audit.record(tx, {
-        at: now,
-        actor: SYSTEM_ACTOR.id,
-        deliveryId: delivery.id,
-        occurrence: n,
-        action: 'occurrence_expired',
-        fromState: 'pending_confirmation',
-        toState: 'stopped',
-        details: { reason: 'EXPIRED_UNCONFIRMED', maxPending },
-      });
     }
     return expired;
   }
@@ -126,18 +115,18 @@ export class SchedulerService {
     const state = recurrence.requireConfirmation ? 'pending_confirmation' : 'sending';
     const scheduledFor = new Date(delivery.nextRunAt!);
     await this.ctx.deliveries.insertOccurrence(tx, { deliveryId: delivery.id, n, state, scheduledFor, preparation }, now);
-    if (state === 'sending') await this.ctx.enqueueCommand(tx, this.ctx.startedCommand(delivery, n, frozen.toSend, SYSTEM_ACTOR));
     let next = nextRun(recurrence.every, scheduledFor, recurrence.timezone);
     while (next <= now) next = nextRun(recurrence.every, next, recurrence.timezone);
     await this.ctx.deliveries.update(tx, delivery.id, { occurrenceCount: n, nextRunAt: next, startedAt: delivery.startedAt ? undefined : now }, now);
-    await this.ctx.audit.record(tx, {
-      at: now,
-      actor: SYSTEM_ACTOR.id,
+    // A new run, born in its first state: recorded with its start command when it sends at once.
+    await this.ctx.transitions.record(tx, {
+      actor: SYSTEM_ACTOR,
+      action: 'occurrence_created',
       deliveryId: delivery.id,
       occurrence: n,
-      action: 'occurrence_created',
       toState: state,
       details: { ...frozen, scheduledFor: scheduledFor.toISOString(), nextRunAt: next.toISOString() },
+      commands: state === 'sending' ? [startedCommand(delivery, n, frozen.toSend, SYSTEM_ACTOR)] : [],
     });
     return { deliveryId: delivery.id, n, state };
   }

@@ -1,4 +1,5 @@
-// Human durations ("10m", "1h", "3.5d") used by the environment and the API.
+// Human durations ("10m", "1h", "3.5d"): a recurrence's `every` in the API, and the environment's
+// durations (@herald/config reads them with the same parser).
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
 /** Milliseconds for "500ms", "30s", "10m", "1h", "3.5d", or a bare number of milliseconds; undefined if malformed. */
