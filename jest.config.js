@@ -36,7 +36,7 @@ export default {
   forceExit: true,
   reporters: ['default', '<rootDir>/packages/testing/summary-reporter.cjs'],
   projects: [
-    { ...shared, displayName: 'unit', testMatch: ['<rootDir>/{apps,packages}/*/src/**/*.spec.ts'] },
+    { ...shared, displayName: 'unit', testMatch: ['<rootDir>/{apps,packages}/*/src/**/*.spec.ts', '<rootDir>/test/**/*.spec.ts'] },
     {
       ...shared,
       displayName: 'integration',
