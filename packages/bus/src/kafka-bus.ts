@@ -13,6 +13,9 @@ import { type ConsumerRetryOptions, Consumption } from './consumption.js';
 
 const { Kafka, Partitioners, logLevel } = kafkajs;
 
+/** How long a process that lost the race to create topics waits for the winner's to be led. */
+const TOPIC_RACE_WAIT_MS = 15_000;
+
 /** Partitions of the topics that do not get `defaultPartitions` (keys: topic names without prefix). */
 export const DEFAULT_TOPIC_PARTITIONS: Readonly<Record<string, number>> = { [TOPICS.sendBatches]: 32 };
 
@@ -470,8 +473,7 @@ export class KafkaBus implements Bus {
 
   private async createTopics(topics: string[]): Promise<void> {
     const admin = await this.admin();
-    const exists = async () => new Set(await admin.listTopics());
-    const present = await exists();
+    const present = new Set(await admin.listTopics());
     const missing = topics.filter((topic) => !present.has(this.physicalTopic(topic)));
     if (missing.length === 0) return;
     try {
@@ -484,9 +486,29 @@ export class KafkaBus implements Bus {
         })),
       });
     } catch (error) {
-      // Another process may have created some of them meanwhile: fine once all exist.
-      const now = await exists();
-      if (!missing.every((topic) => now.has(this.physicalTopic(topic)))) throw error;
+      // Another process (engines of one platform start together) may be creating them at the same
+      // moment: then this one loses the race (TOPIC_ALREADY_EXISTS, or UNKNOWN_TOPIC_OR_PARTITION
+      // while waiting for leaders the broker has not announced yet). Fine once all exist with
+      // leaders; wait for that a while before calling it a failure.
+      if (!(await this.topicsLed(admin, missing.map((topic) => this.physicalTopic(topic)), TOPIC_RACE_WAIT_MS))) throw error;
+    }
+  }
+
+  /** Whether every topic exists and each partition has a leader, polled until the deadline. */
+  private async topicsLed(admin: Admin, topics: string[], waitMs: number): Promise<boolean> {
+    const deadline = Date.now() + waitMs;
+    for (;;) {
+      try {
+        const present = new Set(await admin.listTopics());
+        if (topics.every((topic) => present.has(topic))) {
+          const { topics: metadata } = await admin.fetchTopicMetadata({ topics });
+          if (metadata.every((topic) => topic.partitions.length > 0 && topic.partitions.every((p) => p.leader >= 0))) return true;
+        }
+      } catch {
+        // Metadata not propagated yet: ask again.
+      }
+      if (Date.now() >= deadline) return false;
+      await new Promise((resolve) => setTimeout(resolve, 200));
     }
   }
 
