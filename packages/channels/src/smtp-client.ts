@@ -1,6 +1,6 @@
 // Herald's SMTP client for the bulk send path: one connection, one message at a time, the message
-// handed over as one prepared Buffer (CRLF line ends, no line starting with '.': what the
-// renderer writes).
+// handed over as one Buffer and written in one write: as it is when its lines end with CRLF and
+// none starts with '.' (what the renderer writes), else prepared once (prepareMessage).
 //
 // Why not nodemailer's SMTPConnection: per message it runs the data through a stream transform
 // that escapes dots byte by byte, emits events and logs through a logger object; this client
@@ -12,7 +12,8 @@
 // - ESMTP PIPELINING (RFC 2920) when the server offers it: MAIL FROM, every RCPT TO and DATA
 //   leave in one write and the answers are read in order; without it, lock-step.
 // - STARTTLS when offered (or required), `secure` for implicit TLS, AUTH PLAIN, LOGIN or
-//   CRAM-MD5 (the first the server offers, unless a method is named).
+//   CRAM-MD5 (in that order of preference among those the server offers, unless a method is
+//   named).
 // - Failures carry what the send engine classifies on: the reply code, the command it answered
 //   (CONN for the connection and the greeting, EHLO, STARTTLS, AUTH <method>, MAIL FROM, RCPT TO,
 //   DATA), whether any byte of the message went out, and whether the whole message was out
@@ -98,8 +99,8 @@ type ReplyHandler = (code: number, text: string) => void;
 
 const DOT_CRLF = Buffer.from('.\r\n');
 const CRLF_DOT_CRLF = Buffer.from('\r\n.\r\n');
-const LF_DOT = Buffer.from('\n.');
-const CR_DOT = Buffer.from('\r.');
+/** The SASL mechanisms the client speaks, the one it prefers first. */
+const AUTH_PREFERENCE = ['PLAIN', 'LOGIN', 'CRAM-MD5'];
 const READ_BUFFER_BYTES = 16 * 1024;
 /** A reply longer than this is not SMTP: the connection is dropped. */
 const MAX_REPLY_CHARS = 64 * 1024;
@@ -182,8 +183,9 @@ export class SmtpConnection {
   }
 
   /**
-   * Sends one message. `message` is the prepared message: CRLF line ends, already dot-stuffed
-   * (a message that is not gets prepared here, at a cost). Resolves with the server's reply to
+   * Sends one message: `message` as it should arrive (not dot-stuffed). One with CRLF line ends
+   * and no line starting with '.' (the renderer's output) is written as it is; any other is
+   * prepared once here (prepareMessage), at the cost of a copy. Resolves with the server's reply to
    * the data; rejects with an SmtpError. A refused envelope or message leaves the session
    * usable after reset().
    */
@@ -198,7 +200,7 @@ export class SmtpConnection {
     this.txAccepted = 0;
     if (this.txRejected.length > 0) this.txRejected = [];
     this.txError = undefined;
-    this.txMessage = isPrepared(message) ? message : prepareMessage(message);
+    this.txMessage = goesOutAsIs(message) ? message : prepareMessage(message);
     this.txMessageStarted = false;
     this.txAfterData = false;
     const promise = new Promise<SmtpSendResult>((resolve, reject) => {
@@ -225,6 +227,7 @@ export class SmtpConnection {
     if (this.closed || this.unsolicited) return Promise.reject(this.goneError('RSET'));
     return new Promise((resolve, reject) => {
       this.expect((code, text) => {
+        this.setupFailure = undefined;
         if (code >= 200 && code < 300) {
           resolve();
           return;
@@ -382,7 +385,8 @@ export class SmtpConnection {
   }
 
   private async login(auth: NonNullable<SmtpClientOptions['auth']>, offered: string[]): Promise<void> {
-    const method = auth.method?.trim().toUpperCase() || offered.find((m) => m === 'PLAIN' || m === 'LOGIN' || m === 'CRAM-MD5') || 'PLAIN';
+    // nodemailer's order of preference, whatever order the server lists them in.
+    const method = auth.method?.trim().toUpperCase() || AUTH_PREFERENCE.find((m) => offered.includes(m)) || 'PLAIN';
     const command = `AUTH ${method}`;
     const base64 = (text: string) => Buffer.from(text, 'utf8').toString('base64');
     let answer: Reply;
@@ -649,9 +653,22 @@ export class SmtpConnection {
   }
 }
 
-/** Whether the buffer can go on the wire as it is: no line starts with '.', and no bare CR before a dot. */
-function isPrepared(message: Buffer): boolean {
-  return message[0] !== 0x2e && message.indexOf(LF_DOT) === -1 && message.indexOf(CR_DOT) === -1;
+/**
+ * Whether the message can go on the wire as it is: every line break is CRLF and no line starts
+ * with '.' (what the renderer writes). One indexOf per line, so that such a message is not
+ * copied again.
+ */
+export function goesOutAsIs(message: Buffer): boolean {
+  if (message[0] === 0x2e) return false;
+  let lineFeeds = 0;
+  for (let i = message.indexOf(10); i !== -1; i = message.indexOf(10, i + 1)) {
+    if (i === 0 || message[i - 1] !== 13 || message[i + 1] === 0x2e) return false;
+    lineFeeds++;
+  }
+  // As many CRs as LFs, each before its LF: no bare CR.
+  let carriageReturns = 0;
+  for (let i = message.indexOf(13); i !== -1; i = message.indexOf(13, i + 1)) if (++carriageReturns > lineFeeds) return false;
+  return true;
 }
 
 const endsWithCrlf = (message: Buffer) => message.length >= 2 && message[message.length - 2] === 13 && message[message.length - 1] === 10;
@@ -721,6 +738,6 @@ function defaultClientName(): string {
   } catch {
     name = '';
   }
-  if (!name || !name.includes('.')) return '[127.0.0.1]';
+  if (!name.includes('.')) return '[127.0.0.1]';
   return net.isIP(name) ? `[${name}]` : name;
 }
