@@ -60,7 +60,7 @@ export class SmtpError extends Error {
   timeoutType?: 'CONNECTION_TIMEOUT' | 'GREETING_TIMEOUT' | 'SOCKET_TIMEOUT';
   /** A byte of the message went out: the message is no longer untouched. */
   messageStarted = false;
-  /** The whole message and its final dot went out: only the server's verdict was missing. */
+  /** The whole message and its final dot had left this process (written to the socket): only the server's verdict was missing. */
   afterData = false;
 
   constructor(
@@ -157,6 +157,13 @@ export class SmtpConnection {
   private readonly onDataReply: ReplyHandler = (code, text) => this.dataReplied(code, text);
   private readonly onMessageReply: ReplyHandler = (code, text) => this.messageReplied(code, text);
   private readonly onDotAfterRefusal: ReplyHandler = () => this.finish();
+  private readonly onMessageWritten = (error?: Error | null) => {
+    // Only for the transaction in flight (a refusal may have ended it before the write completed).
+    if (error || !this.busy || !this.txMessageStarted || this.closed) return;
+    this.txAfterData = true;
+    // The wait for the verdict counts from here, not from when a large message was queued.
+    this.replyTimer.refresh();
+  };
 
   private constructor(options: SmtpClientOptions) {
     this.options = options;
@@ -497,9 +504,10 @@ export class SmtpConnection {
       this.txMessageStarted = true;
       socket.cork();
       socket.write(message);
-      socket.write(endsWithCrlf(message) ? DOT_CRLF : CRLF_DOT_CRLF);
+      // "After the data" once the final dot has left this process: until then the server cannot
+      // hold the message, and a silence means it stopped reading.
+      socket.write(endsWithCrlf(message) ? DOT_CRLF : CRLF_DOT_CRLF, this.onMessageWritten);
       socket.uncork();
-      this.txAfterData = true;
       this.replyTimer.refresh();
       return;
     }

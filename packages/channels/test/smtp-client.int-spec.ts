@@ -316,6 +316,42 @@ describe('SmtpConnection writes', () => {
   });
 });
 
+describe('SmtpConnection: in doubt only once the message is out', () => {
+  it('does not count a message still waiting to be written as after the data when the server stops reading', async () => {
+    // A server that answers DATA with 354, then reads nothing more: a message far larger than
+    // the loopback socket buffers stays partly in the client when the timeout comes.
+    const sockets = new Set<net.Socket>();
+    const listener = net.createServer((socket) => {
+      sockets.add(socket);
+      socket.write('220 stalling ESMTP\r\n');
+      let seen = '';
+      socket.on('data', (chunk) => {
+        seen += chunk.toString('latin1');
+        if (seen.startsWith('EHLO')) {
+          seen = '';
+          socket.write('250-stalling\r\n250 PIPELINING\r\n');
+        } else if (seen.includes('DATA\r\n')) {
+          socket.write('250 sender ok\r\n250 recipient ok\r\n354 go ahead\r\n');
+          socket.pause();
+          socket.removeAllListeners('data');
+        }
+      });
+    });
+    await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+    try {
+      const stalled = await SmtpConnection.open(clientOptions((listener.address() as net.AddressInfo).port, { socketTimeoutMs: 1000 }));
+      connection = stalled;
+      const line = `${'x'.repeat(998)}\r\n`;
+      const huge = Buffer.from(`Subject: huge\r\n\r\n${line.repeat(64 * 1024)}`);
+      const error = await failure(stalled.send('a@shop.example', ['b@example.com'], huge));
+      expect(error).toMatchObject({ code: 'ETIMEDOUT', command: 'DATA', messageStarted: true, afterData: false });
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => listener.close(resolve));
+    }
+  });
+});
+
 describe.each([
   ['with PIPELINING', []],
   ['without PIPELINING', ['-p']],
