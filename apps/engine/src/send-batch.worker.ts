@@ -81,40 +81,32 @@ async function sendOne(
   recipient: SendTask['recipients'][number],
   context: Parameters<EmailRenderer['render']>[1],
 ): Promise<SendAttempt> {
-  const base = { profileId: recipient.profileId, address: recipient.address };
   let messageId = '';
   try {
     const message = renderer.render({ profileId: recipient.profileId, address: recipient.address, profile: recipient.profile }, context);
     messageId = message.messageId;
     const info = await smtp.send(message.envelope, message.raw);
-    return { ...base, messageId, ok: true, code: replyCode(info.response) ?? 250, errorCode: null, command: null, response: info.response ?? null, afterData: true };
+    return { profileId: recipient.profileId, address: recipient.address, messageId, ok: true, code: replyCode(info.response), errorCode: null, command: null, response: info.response, afterData: true };
   } catch (error) {
-    const e = error as SmtpError;
-    const command = e.command ?? null;
+    const e = error as Partial<SmtpError> & Error;
+    const answered = typeof e.responseCode === 'number';
     return {
-      ...base,
+      profileId: recipient.profileId,
+      address: recipient.address,
       messageId,
       ok: false,
-      code: typeof e.responseCode === 'number' ? e.responseCode : null,
+      code: answered ? e.responseCode! : null,
       errorCode: e.code ?? null,
-      command,
+      command: e.command ?? null,
       response: e.response ?? e.message ?? null,
-      afterData: mayHaveArrived(e.code, e.timeoutType, typeof e.responseCode === 'number'),
+      // The connection went silent after the whole message went out: the server may hold it.
+      afterData: !answered && e.code === 'ETIMEDOUT' && e.afterData === true,
     };
   }
 }
 
-const replyCode = (response: string | undefined) => {
-  const match = /^(\d{3})/.exec(response ?? '');
-  return match ? Number(match[1]) : null;
+/** The reply code at the start of the server's answer (250 when it has none). */
+const replyCode = (response: string) => {
+  const code = Number(response.slice(0, 3));
+  return Number.isInteger(code) && code >= 200 && code < 600 ? code : 250;
 };
-
-/**
- * An established connection that went silent (nodemailer's SOCKET_TIMEOUT) without an SMTP
- * answer: the server may hold the message, typically while we wait for the reply to the data.
- * NOTE: nodemailer does not say which command was waiting, so every silent timeout counts as in
- * doubt: a duplicate is worse than a message shown as in doubt.
- */
-function mayHaveArrived(code: string | undefined, timeoutType: string | undefined, answered: boolean): boolean {
-  return !answered && code === 'ETIMEDOUT' && timeoutType === 'SOCKET_TIMEOUT';
-}

@@ -1,19 +1,16 @@
-// A worker thread's SMTP connections: raw MIME sent over nodemailer's SMTPConnection, one
-// message at a time per connection, at most `connections` connections, each opened on first use
-// and kept while it is used. Not nodemailer's pooled transport: for every message it wraps the raw
-// MIME in a MimeNode, generates ids with randomBytes and runs a stream pipeline, which measured
-// 289 µs of CPU per message against 118 µs here (the same 6 KB messages to smtp-sink on this
-// machine).
+// A worker thread's SMTP connections: at most `connections` of Herald's own SmtpConnection
+// (@herald/channels: PIPELINING, the message written as one prepared buffer), each opened on
+// first use and kept while it is used, one message at a time per connection.
+// SMTP_URL is read by nodemailer's parseConnectionUrl, as before: smtp:// or smtps://, user and
+// password, and the query options the client knows (requireTLS, ignoreTLS, opportunisticTLS,
+// name, localAddress, authMethod, tls.*).
 // Idle connections: servers end sessions idle for about a minute (smtp-server, Postfix) with
 // "421 Timeout", so a connection idle for `idleTimeoutMs` is closed here first (QUIT). When the
 // server's timer wins anyway (its 421 crosses the next command), a reused connection that fails
-// before the message was accepted sends it again at once on a new connection.
+// before the message went out sends it again at once on a new connection.
 // After a refused envelope or message the session is reset (RSET) and the connection kept.
-import { Readable } from 'node:stream';
-import { setTimeout as sleep } from 'node:timers/promises';
-import DKIM from 'nodemailer/lib/dkim';
+import { DkimSigner, type SmtpClientOptions, SmtpConnection, type SmtpError } from '@herald/channels';
 import { parseConnectionUrl } from 'nodemailer/lib/shared';
-import SMTPConnection from 'nodemailer/lib/smtp-connection';
 
 export interface SmtpPoolOptions {
   url: string;
@@ -30,17 +27,10 @@ export interface SmtpEnvelope {
   to: string[];
 }
 
-/** What SMTPConnection rejects with: the reply code and the command it answered, when there was one. */
-export interface SmtpError extends Error {
-  code?: string;
-  responseCode?: number;
-  command?: string;
-  response?: string;
-  timeoutType?: string;
-}
+export type { SmtpError } from '@herald/channels';
 
 interface Lane {
-  connection: SMTPConnection | null;
+  connection: SmtpConnection | null;
   /** Closes the connection once it has been idle for idleTimeoutMs. */
   idleTimer?: NodeJS.Timeout;
 }
@@ -48,95 +38,73 @@ interface Lane {
 export class SmtpPool {
   private readonly idle: Lane[];
   private readonly waiting: ((lane: Lane) => void)[] = [];
-  private readonly connectionOptions: SMTPConnection.Options;
-  private readonly auth: SMTPConnection.Credentials | undefined;
-  private readonly dkim: DKIM | undefined;
-  private readonly timeoutMs: number;
+  private readonly clientOptions: SmtpClientOptions;
+  private readonly dkim: DkimSigner | undefined;
+  /** Why the DKIM key could not be used: every message fails with it rather than going out unsigned. */
+  private readonly dkimError: Error | undefined;
   private readonly idleTimeoutMs: number;
 
   constructor(options: SmtpPoolOptions) {
-    const { auth, ...parsed } = parseConnectionUrl(options.url) as SMTPConnection.Options & { auth?: SMTPConnection.Credentials };
-    this.auth = auth?.user ? auth : undefined;
-    this.connectionOptions = {
-      ...parsed,
-      connectionTimeout: options.timeoutMs,
-      greetingTimeout: options.timeoutMs,
-      socketTimeout: options.timeoutMs,
-    };
-    this.dkim = options.dkim ? new DKIM(options.dkim) : undefined;
-    this.timeoutMs = options.timeoutMs;
+    this.clientOptions = clientOptionsOf(options.url, options.timeoutMs);
+    try {
+      this.dkim = options.dkim ? new DkimSigner(options.dkim) : undefined;
+    } catch (error) {
+      this.dkimError = Object.assign(new Error(`the DKIM private key cannot be used: ${(error as Error).message}`), { code: 'EDKIM', command: 'DKIM' });
+    }
     this.idleTimeoutMs = options.idleTimeoutMs;
     this.idle = Array.from({ length: options.connections }, () => ({ connection: null }));
   }
 
   /** Sends one message; resolves with the server's answer to the data, rejects with an SmtpError. */
   async send(envelope: SmtpEnvelope, raw: Buffer): Promise<{ response: string }> {
+    if (this.dkimError) throw this.dkimError;
+    const message = this.dkim ? this.dkim.sign(raw) : raw;
     const lane = await this.acquire();
     try {
-      return await this.sendOn(lane, envelope, raw, true);
+      return await this.sendOn(lane, envelope, message, true);
     } finally {
       this.release(lane);
     }
   }
 
-  private async sendOn(lane: Lane, envelope: SmtpEnvelope, raw: Buffer, mayRetry: boolean): Promise<{ response: string }> {
+  private async sendOn(lane: Lane, envelope: SmtpEnvelope, message: Buffer, mayRetry: boolean): Promise<{ response: string }> {
     const reused = lane.connection !== null;
     const connection = lane.connection ?? (await this.open(lane));
-    // A stream, so that a failure can tell whether any byte of the message went out.
-    const message = this.dkim ? this.dkim.sign(raw) : Readable.from([raw]);
     try {
-      const info = await new Promise<SMTPConnection.SentMessageInfo>((resolve, reject) => {
-        // NOTE: a copy each time: SMTPConnection keeps its state on the envelope it is given
-        // (the MAIL FROM error among it), and a retry with the same object failed with the
-        // first connection's 421 although the new connection accepted the command.
-        connection.send({ from: envelope.from, to: [...envelope.to] }, message, (error, result) => (error ? reject(error) : resolve(result)));
-      });
-      return { response: info.response };
+      const reply = await connection.send(envelope.from, envelope.to, message);
+      return { response: reply.text };
     } catch (error) {
       const e = error as SmtpError;
-      if (reused && mayRetry && serverEndedSession(e, message.readableDidRead)) {
+      if (reused && mayRetry && serverEndedSession(e)) {
         // The server ended the session this connection had kept (its idle timeout crossed this
         // message): the message was not taken, so it goes out at once on a new connection.
         this.drop(lane, connection);
-        return this.sendOn(lane, envelope, raw, false);
+        return this.sendOn(lane, envelope, message, false);
       }
-      if ((e.code === 'EENVELOPE' || e.code === 'EMESSAGE') && e.responseCode !== 421 && lane.connection === connection) {
+      if ((e.code === 'EENVELOPE' || e.code === 'EMESSAGE') && e.command !== 'API' && e.responseCode !== 421 && lane.connection === connection) {
         // The server refused this message, not the session: reset it and keep the connection
-        // (a connection that dies meanwhile never answers the RSET: the timeout drops it).
-        const reset = await Promise.race([
-          new Promise<boolean>((resolve) => connection.reset((resetError) => resolve(!resetError))),
-          sleep(this.timeoutMs, false),
-        ]);
-        if (!reset) this.drop(lane, connection);
-      } else {
+        // (an RSET not answered in time drops the connection).
+        await connection.reset().catch(() => this.drop(lane, connection));
+      } else if (e.command !== 'API') {
         this.drop(lane, connection);
       }
       throw error;
     }
   }
 
-  private async open(lane: Lane): Promise<SMTPConnection> {
-    const connection = new SMTPConnection(this.connectionOptions);
-    // Errors of a send reach its callback; these listeners only forget a connection that died.
-    connection.on('error', () => this.forget(lane, connection));
-    connection.once('end', () => this.forget(lane, connection));
-    try {
-      await settled(connection, (done) => connection.connect(done));
-      const auth = this.auth;
-      if (auth) await settled(connection, (done) => connection.login(auth, done));
-    } catch (error) {
-      connection.close();
-      throw error;
-    }
+  private async open(lane: Lane): Promise<SmtpConnection> {
+    const connection = await SmtpConnection.open(this.clientOptions);
+    // A connection that ends (the server closed it, a timeout) is forgotten: the next message opens another.
+    connection.onClose = () => this.forget(lane, connection);
     lane.connection = connection;
     return connection;
   }
 
-  private forget(lane: Lane, connection: SMTPConnection): void {
+  private forget(lane: Lane, connection: SmtpConnection): void {
     if (lane.connection === connection) lane.connection = null;
   }
 
-  private drop(lane: Lane, connection: SMTPConnection): void {
+  private drop(lane: Lane, connection: SmtpConnection): void {
     this.forget(lane, connection);
     connection.close();
   }
@@ -173,25 +141,24 @@ export class SmtpPool {
  * or the connection failed before a byte of the message went out. A connection that fails after
  * the data may have delivered it: that is not retried here (it is in doubt).
  */
-const serverEndedSession = (e: SmtpError, messageStarted: boolean) =>
-  e.responseCode === 421 || (!messageStarted && (e.code === 'ECONNECTION' || e.code === 'ESOCKET' || e.code === 'ETIMEDOUT'));
+const serverEndedSession = (e: SmtpError) => e.responseCode === 421 || (!e.messageStarted && (e.code === 'ECONNECTION' || e.code === 'ETIMEDOUT'));
 
-/**
- * Runs a connect or a login. SMTPConnection reports some of their failures only as an 'error'
- * event (a refused connection, a timeout), never through the callback: both end the wait.
- */
-function settled(connection: SMTPConnection, call: (done: (error?: Error | null) => void) => void): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onError = (error: Error) => finish(error);
-    const onEnd = () => finish(Object.assign(new Error('the SMTP server closed the connection'), { code: 'ECONNECTION', command: 'CONN' }));
-    const finish = (error?: Error | null) => {
-      connection.off('error', onError);
-      connection.off('end', onEnd);
-      if (error) reject(error);
-      else resolve();
-    };
-    connection.once('error', onError);
-    connection.once('end', onEnd);
-    call(finish);
-  });
+/** SMTP_URL as the client's options (nodemailer's URL syntax; options the client does not know are ignored, as nodemailer ignored them). */
+export function clientOptionsOf(url: string, timeoutMs: number): SmtpClientOptions {
+  const parsed = parseConnectionUrl(url) as ReturnType<typeof parseConnectionUrl> & { auth?: { user?: string; pass?: string } };
+  const options: SmtpClientOptions = { connectionTimeoutMs: timeoutMs, greetingTimeoutMs: timeoutMs, socketTimeoutMs: timeoutMs };
+  if (parsed.host !== undefined) options.host = parsed.host;
+  if (parsed.port !== undefined) options.port = parsed.port;
+  if (parsed.secure !== undefined) options.secure = parsed.secure;
+  if (parsed.requireTLS !== undefined) options.requireTLS = Boolean(parsed.requireTLS);
+  if (parsed.ignoreTLS !== undefined) options.ignoreTLS = Boolean(parsed.ignoreTLS);
+  if (parsed.opportunisticTLS !== undefined) options.opportunisticTLS = Boolean(parsed.opportunisticTLS);
+  if (parsed.tls !== undefined) options.tls = parsed.tls;
+  if (parsed.name !== undefined) options.name = String(parsed.name);
+  if (parsed.localAddress) options.localAddress = String(parsed.localAddress);
+  if (parsed.auth?.user) {
+    options.auth = { user: parsed.auth.user, pass: parsed.auth.pass ?? '' };
+    if (parsed.authMethod !== undefined) options.auth.method = String(parsed.authMethod);
+  }
+  return options;
 }
