@@ -35,7 +35,7 @@ export class TrackingController {
   @Route({
     method: 'get',
     path: 't/o/:token',
-    summary: 'Open pixel: a 1×1 GIF; records an open (a bad signature: 404, nothing recorded; a proof: nothing recorded)',
+    summary: 'Open pixel: a 1×1 GIF; records an open (a bad signature or a link past TRACKING_LINK_TTL: 404, nothing recorded; a proof: nothing recorded)',
     public: true,
     tag: 'tracking',
   })
@@ -48,7 +48,7 @@ export class TrackingController {
   @Route({
     method: 'get',
     path: 't/c/:token',
-    summary: 'Click: 302 to the URL stored for that link (for a proof, the links kept with it); records a click (a proof: nothing)',
+    summary: 'Click: 302 to the URL stored for that link (for a proof, the links kept with it); records a click (a proof: nothing; a bad signature or a link past TRACKING_LINK_TTL: 404)',
     public: true,
     status: 302,
     tag: 'tracking',
