@@ -1,5 +1,5 @@
 // TrackingEvents over fakes: an event built from the token alone and published, journaled first;
-// kept in the outbox when the bus refuses it; a token without the Message-ID resolved through the
+// kept in the outbox when the bus refuses it or the journal cannot be written; a token without the Message-ID resolved through the
 // ledger; each link's target read once per run, concurrent first reads shared, a failed read not kept.
 import type { Bus, OutgoingMessage } from '@herald/bus';
 import type { TrackingPayload } from '@herald/channels';
@@ -20,7 +20,7 @@ const payload: TrackingPayload = {
   issuedAt: NOW.getTime() / 1000 - 3600,
 };
 
-function setup(options: { busFails?: boolean } = {}) {
+function setup(options: { busFails?: boolean; journalFails?: boolean } = {}) {
   const published: OutgoingMessage[] = [];
   const journaled: MessageEvent[] = [];
   const calls = { clickTarget: 0, record: 0, recordEvent: [] as MessageEvent[] };
@@ -49,7 +49,12 @@ function setup(options: { busFails?: boolean } = {}) {
     logger: pino({ level: 'silent' }),
     metrics,
     linkTtlMs: 180 * 24 * 3600_000,
-    journal: { append: (event) => void journaled.push(event) },
+    journal: {
+      append: (event) => {
+        if (options.journalFails) throw new Error('ENOSPC: no space left on device');
+        journaled.push(event);
+      },
+    },
   });
   return { events, published, journaled, calls, metrics, setTarget: (answer: () => Promise<string | undefined>) => (targetAnswer = answer) };
 }
@@ -84,6 +89,13 @@ describe('TrackingEvents', () => {
     await t.events.record({ ...payload, kind: 'open', link: undefined }, 'opened', { machine: false });
     expect(t.calls.recordEvent).toEqual([t.journaled[0]]);
     expect(await t.metrics.registry.getSingleMetricAsString('herald_tracking_events_total')).toContain('herald_tracking_events_total{type="opened",path="outbox"} 1');
+  });
+
+  it('keeps the event in the outbox when the journal cannot be written, publishing nothing', async () => {
+    const t = setup({ journalFails: true });
+    await t.events.record({ ...payload, kind: 'open', link: undefined }, 'opened', { machine: false });
+    expect(t.calls.recordEvent).toHaveLength(1);
+    expect(t.published).toEqual([]);
   });
 
   it('resolves a token without the Message-ID through the ledger', async () => {

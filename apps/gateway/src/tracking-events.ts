@@ -93,12 +93,14 @@ export class TrackingEvents {
       ...(interaction.url ? { url: interaction.url } : {}),
       machine: interaction.machine,
     };
-    this.options.journal?.append(event);
     try {
+      // Journaled first: what the in-process bus holds dies with the process, the journal does not.
+      this.options.journal?.append(event);
       await this.options.bus.publish(TOPICS.messageEvents, [{ key: event.deliveryId, value: event }]);
       metrics.trackingEvents.inc({ type, path: 'bus' });
     } catch (error) {
-      this.options.logger.warn({ err: error, eventId: event.eventId }, 'the bus refused a tracking event; kept in the outbox');
+      // A full disk or a bus that refuses: the outbox keeps the event (the relay publishes it later).
+      this.options.logger.warn({ err: error, eventId: event.eventId }, 'a tracking event could not be journaled or published; kept in the outbox');
       await controlPlane.tracking.recordEvent(event);
       metrics.trackingEvents.inc({ type, path: 'outbox' });
     }
