@@ -119,6 +119,21 @@ describeEachStore('tracking without the control-plane store', (kind) => {
     expect(recorded).toMatch(/herald_tracking_events_total\{type="opened",path="bus"\} [1-9]/);
   });
 
+  it('unsubscribes with a current token once the ledger rows are gone, however old the link', async () => {
+    const { id, messages } = await sent(2, 'tu-');
+    await h.database.db.query('DELETE FROM send_ledger WHERE delivery_id = $1', [id]);
+    const { payload } = messages[0]!;
+    // Issued 400 days ago: unsubscribe links never expire.
+    const old = { ...payload, kind: 'unsubscribe' as const, link: undefined, issuedAt: Math.floor((h.clock.now().getTime() - 400 * DAY_MS) / 1000) };
+    const answer = await fetch(`${h.gateway.url}/u/${signToken(TRACKING_SECRET, old)}`, { method: 'POST', body: 'List-Unsubscribe=One-Click' });
+    expect(answer.status).toBe(200);
+    expect(await answer.json()).toEqual({ unsubscribed: true });
+    expect((await h.api('GET', `/v1/profiles/${payload.profileId}`)).body.status).toBe('unsubscribed');
+    await h.gateway.relay.drain();
+    await eventually(() => eventsOf(id, 'unsubscribed').length === 1, { what: 'the unsubscribed event' });
+    expect(eventsOf(id, 'unsubscribed')[0]).toMatchObject({ messageId: payload.messageId, profileId: payload.profileId, channel: 'email' });
+  });
+
   it('answers 404 and records nothing for an expired token, a link out of range or an altered token', async () => {
     const { id, messages } = await sent(2, 'tx-');
     const { payload } = messages[0]!;
