@@ -43,10 +43,11 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
  * until it returns something truthy (resolved with it); it stops the child and throws, with
  * stdout and the tail of stderr, if the child exits first or the deadline passes.
  */
-function spawnHerald(command, env, { cleanup = () => undefined, args = [], stopGraceMs = STOP_GRACE_MS } = {}) {
+function spawnHerald(command, env, { cleanup = () => undefined, args = [], stopGraceMs = STOP_GRACE_MS, root = ROOT } = {}) {
   // BENCH_NODE_ARGS: node flags for the herald process, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
   const nodeArgs = process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
-  const child = spawn(process.execPath, [...nodeArgs, HERALD_BIN, command, ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const bin = root === ROOT ? HERALD_BIN : join(root, 'apps', 'cli', 'bin', 'herald.js');
+  const child = spawn(process.execPath, [...nodeArgs, bin, command, ...args], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderrTail = '';
   let exited = null; // { code, signal } once the child is gone
@@ -127,7 +128,8 @@ const EXTERNAL_SERVICES = ['DATABASE_URL', 'KAFKA_BROKERS', 'KAFKA_TOPIC_PREFIX'
 
 /**
  * Starts `herald start [...args]` (e.g. `--engines 2`) with a fresh temporary HERALD_HOME and a
- * free port (PORT in `env` wins), and waits for its token line and for /health/ready. `env` goes
+ * free port (PORT in `env` wins), from `root` (another built checkout, to compare with; default
+ * this one), and waits for its token line and for /health/ready. `env` goes
  * on top of the caller's environment minus EXTERNAL_SERVICES (so the bus is Kafka only when `env`
  * names KAFKA_BROKERS; NODE_OPTIONS in `env` reaches its engine processes too). Returns
  * { url, token, pid, home, store, stop, stdout(), stderrTail() }
@@ -135,13 +137,13 @@ const EXTERNAL_SERVICES = ['DATABASE_URL', 'KAFKA_BROKERS', 'KAFKA_TOPIC_PREFIX'
  * SIGKILL after 10 s, then the temp home is removed; it also runs (SIGKILL + removal) if the
  * bench process exits without calling it.
  */
-export async function startPlatform({ env = {}, args = [], deadlineMs = READY_DEADLINE_MS, stopGraceMs } = {}) {
+export async function startPlatform({ env = {}, args = [], deadlineMs = READY_DEADLINE_MS, stopGraceMs, root } = {}) {
   const home = mkdtempSync(join(os.tmpdir(), 'herald-bench-'));
   const port = await freePort();
   const inherited = { ...process.env };
   for (const name of EXTERNAL_SERVICES) delete inherited[name];
   const childEnv = { ...inherited, HERALD_HOME: home, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', ...env };
-  const child = spawnHerald('start', childEnv, { args, stopGraceMs, cleanup: () => rmSync(home, { recursive: true, force: true }) });
+  const child = spawnHerald('start', childEnv, { args, stopGraceMs, root, cleanup: () => rmSync(home, { recursive: true, force: true }) });
   const ready = await child.waitReady(async (stdout) => {
     const url = stdout.match(/API:\s+(http\S+)/)?.[1];
     const token = stdout.match(/export HERALD_TOKEN=(\S+)/)?.[1];

@@ -5,9 +5,9 @@
 // Start order, and why:
 //   control-plane store (opened, migrated) → platform settings (secrets, and an engine's public
 //   URL: resolved here, once per process) → KPI store lock (a gateway) → bus → capture sink →
-//   KPI store (migrated) → KPI recovery at start → KPI consumer → the outbox relay's last drain →
-//   gateway → engine processes, or the engine → its metrics server (an engine process) →
-//   outbox relay (an engine process on a shared bus).
+//   KPI store (migrated) → event journal (on the in-process bus) → KPI recovery at start → KPI
+//   consumer → the outbox relay's last drain → gateway → engine processes, or the engine → its
+//   metrics server (an engine process) → outbox relay (an engine process on a shared bus).
 // Stopped in reverse: the engines stop taking work and finish the batches in hand while the
 // gateway still serves (and its relay carries their events); then the gateway; then one last
 // drain of the outbox relay publishes what they wrote, and the KPI consumer flushes it before
@@ -22,7 +22,7 @@ import { TOPICS } from '@herald/contracts';
 import { ControlPlane, OutboxRelay, PublishedMessages, resolvePlatformSettings, systemClock } from '@herald/control-plane';
 import { type Engine, type EngineServer, engineFromConfig, outboxPublishedCounter, registerEngineMetrics, startEngineServer } from '@herald/engine';
 import type { Gateway } from '@herald/gateway';
-import { KpiConsumer, recoverPublishedEvents, repairAfterRestart } from '@herald/kpi-consumer';
+import { EventJournal, KpiConsumer, recoverPublishedEvents, repairAfterRestart } from '@herald/kpi-consumer';
 import { type KpiStore, openKpiStore } from '@herald/kpi-store';
 import { type Logger, pino } from 'pino';
 import { banner, type Role } from './banner.js';
@@ -84,14 +84,27 @@ export function composeRole(config: HeraldConfig, role: Role, options: RoleOptio
   // The KPI store (chDB under HERALD_HOME, or CLICKHOUSE_URL) and its consumer live beside the gateway.
   let kpi: Part<KpiStore> | undefined;
   let kpiConsumer: Part<KpiConsumer> | undefined;
+  let journal: Part<EventJournal | undefined> | undefined;
   if (withGateway) {
     kpi = add(part('KPI store', () => openMigratedKpiStore(config, home), (kpi) => kpi.close()));
     const kpiStore = kpi;
+    // The opens and clicks the gateway publishes straight onto the in-process bus are journaled
+    // first under HERALD_HOME (a broker keeps them itself).
+    journal = add(
+      part(
+        'tracking event journal',
+        () => (bus.value.sharedAcrossProcesses ? undefined : new EventJournal(join(home, 'event-journal'), config.OUTBOX_RETENTION)),
+        (journal) => journal?.close(),
+      ),
+    );
+    const eventJournal = journal;
     add(
       part('KPI recovery', async () => {
         // The in-process bus dies with the process: events it held are read back from the outbox
-        // (with Kafka the broker kept them, and this finds none missing).
-        const recovery = await recoverPublishedEvents(kpiStore.value, new PublishedMessages(store.value, TOPICS.messageEvents), logger);
+        // and the journal (with Kafka the broker kept them, and this finds none missing).
+        const recovery = await recoverPublishedEvents(kpiStore.value, new PublishedMessages(store.value, TOPICS.messageEvents), logger, {
+          journal: eventJournal.value,
+        });
         // A kill between an insert and its views' parts left counters short (or doubled): reconcile
         // the deliveries of the same window with their raw events, before this consumer inserts anything.
         await repairAfterRestart(kpiStore.value, recovery.since, logger);
@@ -130,7 +143,16 @@ export function composeRole(config: HeraldConfig, role: Role, options: RoleOptio
       part(
         'gateway',
         async () =>
-          (await gatewayModule()).startGateway({ config, db: store.value, bus: bus.value, logger, kpi: kpiStore?.value, kpiConsumer: consumer?.value, settings: settings.value }),
+          (await gatewayModule()).startGateway({
+            config,
+            db: store.value,
+            bus: bus.value,
+            logger,
+            kpi: kpiStore?.value,
+            kpiConsumer: consumer?.value,
+            settings: settings.value,
+            eventJournal: journal?.value,
+          }),
         (gateway) => gateway.close(),
       ),
     );

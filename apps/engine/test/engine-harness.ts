@@ -7,7 +7,8 @@ import { eventually, type StoreKind, startTestSink } from '@herald/testing';
 import { pino } from 'pino';
 import { Engine, type EngineOptions } from '../src/index.js';
 
-const TRACKING_SECRET = 'test-tracking-secret-0123456789abcdef';
+/** The tracking secret of the harness's gateway and engines (a test may sign its own tokens with it). */
+export const TRACKING_SECRET = 'test-tracking-secret-0123456789abcdef';
 
 export interface EngineHarness extends Harness {
   sink: CaptureSink;

@@ -11,6 +11,7 @@ import {
   createTestDatabase,
   describeOnStore,
   eventually,
+  hit,
   holdFor,
   kafkaAvailable,
   kpiEventCounts,
@@ -221,6 +222,36 @@ describeOnStore(
       // consumer is gone until the restart, which takes over its partitions from the committed offsets.
       const second = await start();
       await finishAndCheck(second, id, 0);
+    }, 300_000);
+
+    it('opens and clicks go straight onto Kafka, no outbox row, counted once each, also once the ledger rows are gone', async () => {
+      // A sink that keeps the messages: the engine processes' links must point at the gateway.
+      const kept = await startTestSink({ files: true });
+      const p = await start({ SMTP_URL: kept.url });
+      const id = await startSend(p, { prefix: 'tk-', count: 200 });
+      await waitForDeliveryState(p, id, 'finished', 120_000);
+      const links = kept.messages().map((m) => messageLinks(m.file!));
+      await database.db.query('DELETE FROM send_ledger WHERE delivery_id = $1', [id]);
+      for (const link of links.slice(0, 20)) expect((await hit(link.pixel)).status).toBe(200);
+      for (const link of links.slice(0, 5)) expect((await hit(link.click)).status).toBe(302);
+      expect((await hit(links[0]!.pixel)).status).toBe(200);
+      await eventually(
+        async () => {
+          const { kpis } = (await call(p, 'POST', `/v1/deliveries/${id}/compute-stats`)).body;
+          return kpis.opens === 20 && kpis.clicks === 5;
+        },
+        { timeoutMs: 30_000, what: 'the opens and clicks counted' },
+      );
+      const [outbox] = await database.db.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM outbox_messages WHERE payload->>'deliveryId' = $1 AND payload->>'type' IN ('opened', 'clicked')`,
+        [id],
+      );
+      expect(outbox!.n).toBe(0);
+      await kept.close();
+      expect(await stopPlatform(p, 'SIGTERM')).toBe(0);
+      const counts = await kpiEventCounts(env.HERALD_HOME!, id);
+      expect(counts.n).toBe(counts.distinct);
+      expect([counts.byType.opened, counts.byType.clicked]).toEqual([21, 5]);
     }, 300_000);
 
     it('a poison event and a poison batch go to the DLQ with their reason; the partitions keep flowing', async () => {

@@ -20,7 +20,8 @@ import { Metrics } from './http/metrics.js';
 import { declaredRoutes } from './http/route.js';
 import type { KpiPipeline } from './kpi-pipeline.js';
 import { openApiDocument } from './openapi.js';
-import { BUS, CONTROL_PLANE, KPI_PIPELINE, KPI_STORE, METRICS, OPENAPI_DOCUMENT, TOKEN_SERVICE, TRACKING_SECRET, WEBHOOK_SECRET } from './tokens.js';
+import { BUS, CONTROL_PLANE, KPI_PIPELINE, KPI_STORE, METRICS, OPENAPI_DOCUMENT, TOKEN_SERVICE, TRACKING_EVENTS, TRACKING_SECRET, WEBHOOK_SECRET } from './tokens.js';
+import { type EventJournal, TrackingEvents } from './tracking-events.js';
 
 export interface GatewayOptions {
   config: HeraldConfig;
@@ -43,6 +44,11 @@ export interface GatewayOptions {
   scheduler?: boolean;
   /** The platform's settings (secrets, public URL) as this process resolved them, once, at its start. */
   settings: PlatformSettings;
+  /**
+   * Where opens and clicks are written before the bus carries them: needed on the in-process bus
+   * (it loses what it holds with the process; the KPI recovery reads the journal back).
+   */
+  eventJournal?: EventJournal;
 }
 
 export interface Gateway {
@@ -67,6 +73,7 @@ interface GatewayProviders {
   secrets: { tracking: string; webhook: string };
   kpi: KpiStore | null;
   kpiPipeline: KpiPipeline;
+  trackingEvents: TrackingEvents;
 }
 
 @Module({})
@@ -79,6 +86,7 @@ class GatewayModule {
         { provide: CONTROL_PLANE, useValue: p.controlPlane },
         { provide: BUS, useValue: p.bus },
         { provide: TRACKING_SECRET, useValue: p.secrets.tracking },
+        { provide: TRACKING_EVENTS, useValue: p.trackingEvents },
         { provide: WEBHOOK_SECRET, useValue: p.secrets.webhook },
         { provide: KPI_STORE, useValue: p.kpi },
         { provide: KPI_PIPELINE, useValue: p.kpiPipeline },
@@ -133,7 +141,16 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       if (counters.length + hours > 0) logger.warn({ deliveryId, counters, hours }, 'Compute stats repaired KPI counters that did not match the raw events');
     },
   };
-  const providers = { controlPlane, bus: options.bus, tokens, metrics, secrets, kpi: options.kpi ?? null, kpiPipeline };
+  const trackingEvents = new TrackingEvents({
+    controlPlane,
+    bus: options.bus,
+    clock,
+    logger,
+    metrics,
+    linkTtlMs: config.TRACKING_LINK_TTL,
+    journal: options.eventJournal,
+  });
+  const providers = { controlPlane, bus: options.bus, tokens, metrics, secrets, kpi: options.kpi ?? null, kpiPipeline, trackingEvents };
   const app = await NestFactory.create<NestFastifyApplication>(GatewayModule.register(providers), adapter, {
     bodyParser: false,
     logger: ['error', 'warn'],

@@ -4,3 +4,4 @@ export { createTokenService, type TokenService } from './auth/tokens.js';
 export { ROLES, ROLE_LABELS, type Role, isRole } from './auth/roles.js';
 export { openApiDocument } from './openapi.js';
 export { signWebhook, verifyWebhook, SIGNATURE_HEADER } from './http/webhook-signature.js';
+export type { EventJournal } from './tracking-events.js';

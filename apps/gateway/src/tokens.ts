@@ -6,6 +6,7 @@ export const METRICS = Symbol('Metrics');
 export const LOGGER = Symbol('Logger');
 export const BUS = Symbol('Bus');
 export const TRACKING_SECRET = Symbol('TrackingSecret');
+export const TRACKING_EVENTS = Symbol('TrackingEvents');
 export const KPI_STORE = Symbol('KpiStore');
 export const WEBHOOK_SECRET = Symbol('WebhookSecret');
 export const KPI_PIPELINE = Symbol('KpiPipeline');

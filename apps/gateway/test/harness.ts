@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Bus, busFromEnv, type DeliveredMessage } from '@herald/bus';
 import { loadConfig } from '@herald/config';
-import { type DeliveryCommand, deliveryCommandSchema, TOPICS } from '@herald/contracts';
+import { type DeliveryCommand, deliveryCommandSchema, type MessageEvent, messageEventSchema, TOPICS } from '@herald/contracts';
 import { ManualClock, resolvePlatformSettings } from '@herald/control-plane';
 import type { KpiStore } from '@herald/kpi-store';
 import { createTestDatabase, type StoreKind, type TestDatabase } from '@herald/testing';
@@ -23,6 +23,8 @@ export interface Harness {
   clock: ManualClock;
   /** Every command the bus delivered on herald.delivery-commands. */
   commands: DeliveredMessage<DeliveryCommand>[];
+  /** Every message event the bus delivered on herald.message-events (the relay's and the tracking links'). */
+  events: MessageEvent[];
   token(user: string, roles?: string[]): Promise<string>;
   api(method: string, path: string, options?: { token?: string; body?: unknown; raw?: string; contentType?: string }): Promise<ApiResponse>;
   close(): Promise<void>;
@@ -60,6 +62,8 @@ export async function startHarness(kind: StoreKind, env: Record<string, string> 
   });
   const commands: DeliveredMessage<DeliveryCommand>[] = [];
   await bus.subscribe({ topic: TOPICS.deliveryCommands, group: 'test-observer', schema: deliveryCommandSchema, handler: async (batch) => void commands.push(...batch) });
+  const events: MessageEvent[] = [];
+  await bus.subscribe({ topic: TOPICS.messageEvents, group: 'test-observer', schema: messageEventSchema, handler: async (batch) => void events.push(...batch.map((m) => m.value)) });
   const tokens = new Map<string, string>();
   const harness: Harness = {
     gateway,
@@ -67,6 +71,7 @@ export async function startHarness(kind: StoreKind, env: Record<string, string> 
     bus,
     clock,
     commands,
+    events,
     async token(user, roles = ALL_ROLES) {
       const key = `${user}|${roles.join(',')}`;
       if (!tokens.has(key)) tokens.set(key, await gateway.tokens.sign({ sub: user, roles }));

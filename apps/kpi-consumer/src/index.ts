@@ -1,2 +1,3 @@
 export * from './kpi-consumer.js';
 export * from './recovery.js';
+export * from './event-journal.js';

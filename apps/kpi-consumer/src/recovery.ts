@@ -3,7 +3,8 @@
 //    an event the outbox relay published but the KPI consumer had not yet inserted would be lost
 //    with the process. The events published since shortly before the newest ingested one are read
 //    back from the outbox and the ones ClickHouse does not have are inserted (deduplicated by
-//    event id). With Kafka the bus keeps them; recovery then finds none.
+//    event id). With Kafka the bus keeps them; recovery then finds none. The opens and clicks
+//    the gateway published without the outbox are read back from its journal the same way.
 // 2. What a crash left the materialized views without: an insert into message_events and its
 //    views' parts are not atomic, so a process killed in between left events the live counters
 //    never counted. The deliveries with events in the same window are reconciled with their raw
@@ -11,6 +12,7 @@
 import { type MessageEvent, messageEventSchema } from '@herald/contracts';
 import type { CounterRepair, KpiStore } from '@herald/kpi-store';
 import type { Logger } from 'pino';
+import type { EventJournal } from './event-journal.js';
 import { dedupTokenOf, type EventSink } from './kpi-consumer.js';
 
 export interface RecoverableStore extends EventSink {
@@ -45,7 +47,7 @@ export async function recoverPublishedEvents(
   store: RecoverableStore,
   source: PublishedEvents,
   logger: Logger,
-  options: { marginMs?: number; pageSize?: number } = {},
+  options: { marginMs?: number; pageSize?: number; journal?: Pick<EventJournal, 'eventsSince'> } = {},
 ): Promise<RecoveryResult> {
   const last = await store.lastIngestedAt();
   const since = new Date(last ? last.getTime() - (options.marginMs ?? 600_000) : 0);
@@ -53,15 +55,7 @@ export async function recoverPublishedEvents(
   let after: PublishedCursor | null = null;
   let checked = 0;
   let recovered = 0;
-  for (;;) {
-    const rows = await source.publishedSince(since, after, pageSize);
-    if (rows.length === 0) break;
-    const last = rows[rows.length - 1]!;
-    after = { id: last.id, idx: last.idx };
-    const events = rows.flatMap((row) => {
-      const parsed = messageEventSchema.safeParse(row.payload);
-      return parsed.success ? [parsed.data] : [];
-    });
+  const insertMissing = async (events: MessageEvent[]) => {
     checked += events.length;
     const missing = await store.missingEventIds(events.map((e) => e.eventId), since);
     const lost: MessageEvent[] = events.filter((e) => missing.has(e.eventId));
@@ -69,7 +63,21 @@ export async function recoverPublishedEvents(
       await store.insertEvents(lost, { dedupToken: dedupTokenOf(lost) });
       recovered += lost.length;
     }
+  };
+  for (;;) {
+    const rows = await source.publishedSince(since, after, pageSize);
+    if (rows.length === 0) break;
+    const last = rows[rows.length - 1]!;
+    after = { id: last.id, idx: last.idx };
+    await insertMissing(
+      rows.flatMap((row) => {
+        const parsed = messageEventSchema.safeParse(row.payload);
+        return parsed.success ? [parsed.data] : [];
+      }),
+    );
   }
+  const journaled = options.journal?.eventsSince(since) ?? [];
+  for (let i = 0; i < journaled.length; i += pageSize) await insertMissing(journaled.slice(i, i + pageSize));
   if (recovered > 0) logger.warn({ recovered, checked, since }, 'recovered message events the bus lost with the previous process');
   else logger.info({ checked, since }, 'KPI recovery: ClickHouse has every published event');
   return { checked, recovered, since };

@@ -32,6 +32,9 @@ const ada: RecipientData = {
   profile: { id: 'prof-ada', email: 'ada@example.com', firstName: 'Ada', attributes: { plan: 'pro' } },
 };
 
+/** What every token of a rendered message carries beside its link: the Message-ID, and the render time in seconds. */
+const carried = (messageId: string) => ({ messageId, issuedAt: Date.parse('2025-05-06T07:08:09Z') / 1000 });
+
 const ctx: RenderContext = {
   deliveryId: 'dlv-1',
   occurrence: 2,
@@ -78,16 +81,18 @@ describe('EmailRenderer', () => {
     expect(body).not.toContain('https://shop.example/account');
   });
 
-  it('rewrites each tracked link to a signed click URL carrying its index', async () => {
-    const body = (await simpleParser(renderer.render(ada, ctx).raw)).html as string;
+  it('rewrites each tracked link to a signed click URL carrying its index, the Message-ID and the issue time', async () => {
+    const out = renderer.render(ada, ctx);
+    const body = (await simpleParser(out.raw)).html as string;
     const clicks = tokensAfter(body, '/t/c/').map((token) => verifyToken(SECRET, token));
     expect(clicks).toEqual(
-      [0, 1, 0].map((link) => ({ kind: 'click', deliveryId: 'dlv-1', occurrence: 2, profileId: 'prof-ada', link })),
+      [0, 1, 0].map((link) => ({ kind: 'click', deliveryId: 'dlv-1', occurrence: 2, profileId: 'prof-ada', link, ...carried(out.messageId) })),
     );
   });
 
   it('adds the open pixel before </body>, and at the end without one', async () => {
-    const body = (await simpleParser(renderer.render(ada, ctx).raw)).html as string;
+    const out = renderer.render(ada, ctx);
+    const body = (await simpleParser(out.raw)).html as string;
     const pixel = /<img src="https:\/\/herald\.example\/t\/o\/([^"]+)" width="1" height="1" alt="" style="display:none">/;
     expect(body).toMatch(new RegExp(`${pixel.source}</BODY>\\n</html>$`));
     expect(verifyToken(SECRET, pixel.exec(body)![1]!)).toEqual({
@@ -95,6 +100,7 @@ describe('EmailRenderer', () => {
       deliveryId: 'dlv-1',
       occurrence: 2,
       profileId: 'prof-ada',
+      ...carried(out.messageId),
     });
 
     const fragment = new EmailRenderer({ ...content, html: '<p>Hi</p>' });
@@ -103,7 +109,8 @@ describe('EmailRenderer', () => {
   });
 
   it('adds the one-click unsubscribe headers with a signed token', () => {
-    const headers = new Map(parseHeaderBlock(renderer.render(ada, ctx).raw));
+    const out = renderer.render(ada, ctx);
+    const headers = new Map(parseHeaderBlock(out.raw));
     expect(headers.get('List-Unsubscribe-Post')).toBe('List-Unsubscribe=One-Click');
     const unsubscribe = /^<https:\/\/herald\.example\/u\/([A-Za-z0-9_.-]+)>$/.exec(headers.get('List-Unsubscribe')!);
     expect(verifyToken(SECRET, unsubscribe![1]!)).toEqual({
@@ -111,6 +118,7 @@ describe('EmailRenderer', () => {
       deliveryId: 'dlv-1',
       occurrence: 2,
       profileId: 'prof-ada',
+      ...carried(out.messageId),
     });
   });
 

@@ -72,6 +72,12 @@ export class EmailRenderer {
     const data = { profile: recipient.profile };
     const subject = (ctx.subjectPrefix ?? '') + renderTemplate(this.subject, data, 'header');
     const base = ctx.publicUrl.replace(/\/+$/, '');
+    const now = ctx.now ?? new Date();
+    const fromAddress = this.envelopeFrom;
+    const messageId = messageIdFor(ctx.deliveryId, ctx.occurrence, recipient.profileId, fromAddress);
+    // The tokens carry the Message-ID and their issue time: the gateway records an open or a
+    // click from the token alone, with no lookup of the message in the ledger.
+    const issuedAt = Math.floor(now.getTime() / 1000);
     const token = (kind: TrackingPayload['kind'], link?: number): string =>
       signToken(ctx.trackingSecret, {
         kind,
@@ -80,6 +86,8 @@ export class EmailRenderer {
         profileId: recipient.profileId,
         ...(link === undefined ? {} : { link }),
         ...(ctx.proofId === undefined ? {} : { proof: ctx.proofId }),
+        messageId,
+        issuedAt,
       });
 
     let html: string | undefined;
@@ -100,15 +108,13 @@ export class EmailRenderer {
       }
     }
 
-    const fromAddress = this.envelopeFrom;
-    const messageId = messageIdFor(ctx.deliveryId, ctx.occurrence, recipient.profileId, fromAddress);
     const to = cleanAddress(parseAddress(recipient.address).address);
     const raw = buildMime({
       from: this.content.from,
       to,
       subject,
       messageId,
-      date: ctx.now ?? new Date(),
+      date: now,
       replyTo: this.content.replyTo,
       headers: [
         ['List-Unsubscribe', `<${base}/u/${token('unsubscribe')}>`],

@@ -1,5 +1,5 @@
 import { createHmac } from 'node:crypto';
-import { signToken, type TrackingPayload, verifyToken } from './tracking-token.js';
+import { isExpired, signToken, type TrackingPayload, verifyToken } from './tracking-token.js';
 
 const SECRET = 'a-tracking-secret-of-reasonable-length';
 const click: TrackingPayload = {
@@ -130,9 +130,34 @@ describe('signToken / verifyToken', () => {
       { k: 'o', d: 'd', n: 1, p: 'p', l: 0 },
       { k: 'c', d: 'd', n: 1, p: 'p' },
       { k: 'c', d: 'd', n: 1, p: 'p', l: -1 },
+      { k: 'o', d: 'd', n: 1, p: 'p', m: '' },
+      { k: 'o', d: 'd', n: 1, p: 'p', m: 7 },
+      { k: 'o', d: 'd', n: 1, p: 'p', t: -1 },
+      { k: 'o', d: 'd', n: 1, p: 'p', t: 1.5 },
+      { k: 'o', d: 'd', n: 1, p: 'p', t: '1700000000' },
     ]) {
       expect(verifyToken(SECRET, forge(body))).toBeUndefined();
     }
+  });
+
+  it('carries the Message-ID and the issue time, signed like the rest', () => {
+    const carrying = { ...click, messageId: '<0123abcd@shop.example>', issuedAt: 1_750_000_000 };
+    const token = signToken(SECRET, carrying);
+    expect(verifyToken(SECRET, token)).toEqual(carrying);
+    // A token issued earlier cannot be made younger: its issue time is under the MAC.
+    const [body, mac] = token.split('.');
+    const younger = Buffer.from(Buffer.from(body!, 'base64url').toString('utf8').replace('1750000000', '1790000000')).toString('base64url');
+    expect(verifyToken(SECRET, `${younger}.${mac}`)).toBeUndefined();
+  });
+
+  it('expires an open or a click past its lifetime; a token without an issue time never expires', () => {
+    const day = 24 * 3600_000;
+    const issued = { ...click, messageId: '<m@x>', issuedAt: 1_750_000_000 };
+    const at = (days: number) => 1_750_000_000_000 + days * day;
+    expect(isExpired(issued, 180 * day, at(179))).toBe(false);
+    expect(isExpired(issued, 180 * day, at(180))).toBe(false);
+    expect(isExpired(issued, 180 * day, at(180) + 1)).toBe(true);
+    expect(isExpired(click, 180 * day, at(10_000))).toBe(false);
   });
 
   it('refuses to sign what it would not verify', () => {

@@ -5,6 +5,11 @@
 // get wrong, and the signature is compared as text, so even base64url's unused trailing bits
 // cannot be flipped without the token being rejected. 128 bits of MAC are plenty for URLs that
 // only record an event, and keep every link in the message short.
+//
+// A token rendered into a message also carries the message's Message-ID and when it was issued:
+// with them the gateway builds the event from the token alone (no ledger lookup) and refuses an
+// open or a click issued longer ago than its link lifetime. Tokens without them (rendered before
+// they existed) still verify; the gateway resolves those through the ledger.
 import { createHmac, createSecretKey, type KeyObject, timingSafeEqual } from 'node:crypto';
 
 export type TrackingKind = 'open' | 'click' | 'unsubscribe';
@@ -21,6 +26,10 @@ export interface TrackingPayload {
    * nothing, and a click resolves against the proof's own links (a proof may precede preparation).
    */
   proof?: string;
+  /** The Message-ID of the message the link is in (absent from tokens rendered before it was carried). */
+  messageId?: string;
+  /** When the token was issued (rendered), in whole seconds since the epoch: the gateway expires opens and clicks from it. */
+  issuedAt?: number;
 }
 
 interface WirePayload {
@@ -30,6 +39,8 @@ interface WirePayload {
   p: string;
   l?: number;
   x?: string;
+  m?: string;
+  t?: number;
 }
 
 const KIND_TO_WIRE = { open: 'o', click: 'c', unsubscribe: 'u' } as const;
@@ -51,6 +62,8 @@ export function signToken(secret: Buffer | string, payload: TrackingPayload): st
   };
   if (payload.link !== undefined) wire.l = payload.link;
   if (payload.proof !== undefined) wire.x = payload.proof;
+  if (payload.messageId !== undefined) wire.m = payload.messageId;
+  if (payload.issuedAt !== undefined) wire.t = payload.issuedAt;
   // Signing something verifyToken would refuse is a caller bug: fail here, not at click time.
   if (toPayload(wire) === undefined) throw new TypeError(`invalid tracking payload: ${JSON.stringify(payload)}`);
   const body = Buffer.from(JSON.stringify(wire)).toString('base64url');
@@ -98,7 +111,7 @@ function keyFor(secret: Buffer | string): KeyObject {
 
 function toPayload(wire: unknown): TrackingPayload | undefined {
   if (wire === null || typeof wire !== 'object' || Array.isArray(wire)) return undefined;
-  const { k, d, n, p, l, x } = wire as Partial<WirePayload>;
+  const { k, d, n, p, l, x, m, t } = wire as Partial<WirePayload>;
   const kind = typeof k === 'string' && Object.hasOwn(WIRE_TO_KIND, k) ? WIRE_TO_KIND[k] : undefined;
   if (kind === undefined) return undefined;
   if (typeof d !== 'string' || d === '' || typeof p !== 'string' || p === '') return undefined;
@@ -106,10 +119,22 @@ function toPayload(wire: unknown): TrackingPayload | undefined {
   // A click names its link; nothing else may carry one.
   if (kind === 'click' ? !isIndex(l) : l !== undefined) return undefined;
   if (x !== undefined && (typeof x !== 'string' || x === '')) return undefined;
+  if (m !== undefined && (typeof m !== 'string' || m === '')) return undefined;
+  if (t !== undefined && !isIndex(t)) return undefined;
   const payload: TrackingPayload = { kind, deliveryId: d, occurrence: n, profileId: p };
   if (l !== undefined) payload.link = l;
   if (x !== undefined) payload.proof = x;
+  if (m !== undefined) payload.messageId = m;
+  if (t !== undefined) payload.issuedAt = t;
   return payload;
+}
+
+/**
+ * Whether an open or a click link has outlived `lifetimeMs` at `now` (a token without an issue
+ * time, rendered before tokens carried one, never expires: its ledger row decides).
+ */
+export function isExpired(payload: TrackingPayload, lifetimeMs: number, now: number): boolean {
+  return payload.issuedAt !== undefined && payload.issuedAt * 1000 + lifetimeMs < now;
 }
 
 function isIndex(value: unknown): value is number {

@@ -118,6 +118,9 @@ export const environmentSchema = z.object({
   HERALD_TRACKING_SECRET: secret()
     .describe('HMAC key of tracking and unsubscribe links (at least 32 characters; resolved like `HERALD_JWT_SECRET`).')
     .meta({ whenUnset: "the platform's, generated once" }),
+  TRACKING_LINK_TTL: duration('180d').describe(
+    'How long after a message was rendered its open pixel and click links work; past it they answer 404 and record nothing (a click no longer redirects). Unsubscribe links never expire.',
+  ),
   HERALD_WEBHOOK_SECRET: secret()
     .describe("HMAC key of the bounce webhook's signature (at least 32 characters; resolved like `HERALD_JWT_SECRET`).")
     .meta({ whenUnset: "the platform's, generated once" }),

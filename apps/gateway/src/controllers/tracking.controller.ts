@@ -1,6 +1,7 @@
 // Recipient-facing links, no bearer token: every link is signed (HMAC). The open pixel and the
-// click redirect record an event; a forged or altered token answers 404 and records nothing;
-// a click redirects only to the URL stored for that link (no open redirect). One-click
+// click redirect record an event, published from the token alone (tracking-events.ts); a forged,
+// altered or expired (TRACKING_LINK_TTL) token answers 404 and records nothing; a click
+// redirects only to the URL stored for that link (no open redirect). One-click
 // unsubscribe (RFC 8058) is a POST; the GET shows a page with a button and changes nothing.
 // A proof's links (its tokens say so) answer the same and record nothing: its clicks resolve
 // against the links kept with the proof, and its unsubscribe link unsubscribes no one.
@@ -10,7 +11,8 @@ import { type ControlPlane, DomainError } from '@herald/control-plane';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AuthGuard } from '../auth/auth.guard.js';
 import { Route } from '../http/route.js';
-import { CONTROL_PLANE, TRACKING_SECRET } from '../tokens.js';
+import type { TrackingEvents } from '../tracking-events.js';
+import { CONTROL_PLANE, TRACKING_EVENTS, TRACKING_SECRET } from '../tokens.js';
 
 const PIXEL = Buffer.from('R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7', 'base64');
 
@@ -27,34 +29,35 @@ export class TrackingController {
   constructor(
     @Inject(CONTROL_PLANE) private readonly cp: ControlPlane,
     @Inject(TRACKING_SECRET) private readonly secret: string,
+    @Inject(TRACKING_EVENTS) private readonly events: TrackingEvents,
   ) {}
 
   @Route({
     method: 'get',
     path: 't/o/:token',
-    summary: 'Open pixel: a 1×1 GIF; records an open (a bad signature: 404, nothing recorded; a proof: nothing recorded)',
+    summary: 'Open pixel: a 1×1 GIF; records an open (a bad signature or a link past TRACKING_LINK_TTL: 404, nothing recorded; a proof: nothing recorded)',
     public: true,
     tag: 'tracking',
   })
   async open(@Param('token') token: string, @Req() request: FastifyRequest, @Res() reply: FastifyReply) {
     const payload = this.verify(token, 'open');
-    if (!payload.proof) await this.cp.tracking.record(payload, 'opened', { machine: isMachine(request) });
+    if (!payload.proof) await this.events.record(payload, 'opened', { machine: isMachine(request) });
     return reply.header('content-type', 'image/gif').header('cache-control', 'no-store, max-age=0').send(PIXEL);
   }
 
   @Route({
     method: 'get',
     path: 't/c/:token',
-    summary: 'Click: 302 to the URL stored for that link (for a proof, the links kept with it); records a click (a proof: nothing)',
+    summary: 'Click: 302 to the URL stored for that link (for a proof, the links kept with it); records a click (a proof: nothing; a bad signature or a link past TRACKING_LINK_TTL: 404)',
     public: true,
     status: 302,
     tag: 'tracking',
   })
   async click(@Param('token') token: string, @Req() request: FastifyRequest, @Res() reply: FastifyReply) {
     const payload = this.verify(token, 'click');
-    const url = await this.cp.tracking.clickTarget(payload);
+    const url = await this.events.clickTarget(payload);
     if (!url) throw notFound();
-    if (!payload.proof) await this.cp.tracking.record(payload, 'clicked', { url, machine: isMachine(request) });
+    if (!payload.proof) await this.events.record(payload, 'clicked', { url, machine: isMachine(request) });
     return reply.header('cache-control', 'no-store').redirect(url, 302);
   }
 
@@ -85,6 +88,8 @@ export class TrackingController {
   private verify(token: string, kind: TrackingPayload['kind']): TrackingPayload {
     const payload = verifyToken(this.secret, token);
     if (payload?.kind !== kind) throw notFound();
+    // An unsubscribe link works as long as the message exists; opens and clicks expire.
+    if (kind !== 'unsubscribe' && this.events.expired(payload)) throw notFound();
     return payload;
   }
 }

@@ -19,6 +19,17 @@ export class Metrics {
     registers: [this.registry],
   });
   readonly profilesImported = new Counter({ name: 'herald_profiles_imported_total', help: 'Profiles upserted by imports.', registers: [this.registry] });
+  /**
+   * Opens and clicks recorded, by how: `bus` published from the token alone, `outbox` the bus
+   * refused it (kept in the control-plane store), `ledger` a token from before tokens carried the
+   * Message-ID (resolved through the ledger).
+   */
+  readonly trackingEvents = new Counter({
+    name: 'herald_tracking_events_total',
+    help: 'Opens and clicks recorded, by type and path (bus, outbox, ledger).',
+    labelNames: ['type', 'path'],
+    registers: [this.registry],
+  });
   /** Counted by the gateway's outbox relay. */
   readonly outboxPublished = new Counter({ ...OUTBOX_PUBLISHED_METRIC, labelNames: [...OUTBOX_PUBLISHED_METRIC.labelNames], registers: [this.registry] });
 

@@ -1,6 +1,9 @@
-// What a recipient's link records: an open, a click (redirected only to the URL stored for that
-// link), an unsubscribe, each as a message event in the outbox; only for a message Herald sent
-// (else NOT_FOUND, nothing recorded). The links are fixed with the content: a delivery's at
+// What a recipient's link records through the control-plane store: an unsubscribe (the profile's
+// status and its event, together), and the opens and clicks of links rendered before tokens
+// carried their Message-ID (resolved through the ledger: only for a message Herald sent, else
+// NOT_FOUND, nothing recorded). Opens and clicks of current tokens never come here: the gateway
+// publishes them from the token alone, and hands this service an event only when the bus refused
+// it (recordEvent: the outbox keeps it). The links are fixed with the content: a delivery's at
 // preparation, a proof's when the engine renders it. The caller has verified the link's
 // signature: this service takes the payload it carried.
 import { randomUUID } from 'node:crypto';
@@ -18,6 +21,8 @@ export interface TrackedMessage {
   link?: number;
   /** Set on a proof's links: they resolve against the proof's own links and record nothing. */
   proof?: string;
+  /** The Message-ID the token carried (tokens rendered since it is carried): no ledger lookup is needed. */
+  messageId?: string;
 }
 
 export interface Interaction {
@@ -41,6 +46,14 @@ export class TrackingService {
     await this.ctx.db.transaction((tx) => this.recordIn(tx, message, type, interaction));
   }
 
+  /**
+   * Keeps an open or a click the gateway built from its token but could not publish (the bus
+   * refused it): the outbox relay publishes it later, under the same event id.
+   */
+  async recordEvent(event: MessageEvent): Promise<void> {
+    await this.ctx.outbox.enqueue(this.ctx.db, { commandId: event.eventId, topic: TOPICS.messageEvents, key: event.deliveryId, payload: event });
+  }
+
   /** One-click unsubscribe: the profile is unsubscribed and the event recorded, together. */
   async unsubscribe(message: TrackedMessage, interaction: Interaction): Promise<void> {
     await this.ctx.db.transaction(async (tx) => {
@@ -55,7 +68,9 @@ export class TrackingService {
   }
 
   private async recordIn(tx: Queryable, message: TrackedMessage, type: MessageEvent['type'], interaction: Interaction & { url?: string }) {
-    const sent = await this.ctx.ledger.sentMessage(tx, message);
+    // A token that carries its Message-ID is an email's (only emails have links): the ledger row
+    // may be gone (retention), the event needs nothing from it.
+    const sent = message.messageId ? { messageId: message.messageId, channel: 'email' as const } : await this.ctx.ledger.sentMessage(tx, message);
     if (!sent) throw new DomainError('NOT_FOUND', 'This link is not valid.');
     const event: MessageEvent = {
       eventId: randomUUID(),
