@@ -159,16 +159,17 @@ export class SqlSendQueueRepository implements SendQueueRepository {
       `WITH next AS (
          SELECT profile_id FROM send_ledger
           WHERE delivery_id = $1 AND occurrence = $2 AND status IN ('pending', 'retry')
+            AND (delivery_id, occurrence, profile_id) > ($1, $2, '')
             AND (next_attempt_at IS NULL OR next_attempt_at <= $4)
             AND (send_after IS NULL OR send_after <= $4)
-          ORDER BY profile_id LIMIT $3
+          ORDER BY delivery_id, occurrence, profile_id LIMIT $3
           FOR UPDATE SKIP LOCKED),
        queued AS (
          UPDATE send_ledger l SET status = 'queued', engine_id = $5, updated_at = $4
            FROM next WHERE l.delivery_id = $1 AND l.occurrence = $2 AND l.profile_id = next.profile_id
          RETURNING l.profile_id, l.address, l.attempts)
        SELECT q.profile_id, q.address, q.attempts, p.email, p.first_name, p.last_name, p.locale, p.timezone, p.attributes
-         FROM queued q LEFT JOIN profiles p ON p.id = q.profile_id
+         FROM queued q LEFT JOIN LATERAL (SELECT * FROM profiles p WHERE p.id = q.profile_id OFFSET 0) p ON true
         ORDER BY q.profile_id`,
       [run.deliveryId, run.occurrence, size, now, engineId],
     );
