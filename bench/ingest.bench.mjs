@@ -282,7 +282,9 @@ try {
     kpiQueryP99Ms: query.kpiQueryP99Ms,
     ...(kafka && {
       kafka: {
-        broker: kafka.startedHere ? 'single node (KRaft, loopback) started by infra/kafka/start.sh for this run' : 'KAFKA_BROKERS',
+        broker: kafka.startedHere
+          ? 'single node (KRaft, loopback) started by infra/kafka/start.sh for this run'
+          : `KAFKA_BROKERS${kafka.pid ? ' (a local broker: its CPU counts every client of it)' : ''}`,
         brokerStartSeconds: kafka.startSeconds,
         client: 'the Kafka bus of busFromEnv (kafkajs, idempotent producer, acks -1); herald.message-events created with 12 partitions',
       },

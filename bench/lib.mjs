@@ -39,11 +39,11 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
  * `env` as its whole environment, and keeps draining its pipes (a full pipe would block it).
  * The child is SIGKILLed, and `cleanup` runs, if the bench exits without stopping it (Ctrl-C
  * and kill of the bench exit through the same hook). `stop()` is idempotent: SIGTERM, SIGKILL
- * after 10 s, then `cleanup`. `waitReady(probe, deadlineMs)` calls `probe(stdout)` every 100 ms
+ * after `stopGraceMs` (10 s; longer when the child writes CPU profiles as it exits), then `cleanup`. `waitReady(probe, deadlineMs)` calls `probe(stdout)` every 100 ms
  * until it returns something truthy (resolved with it); it stops the child and throws, with
  * stdout and the tail of stderr, if the child exits first or the deadline passes.
  */
-function spawnHerald(command, env, { cleanup = () => undefined, args = [] } = {}) {
+function spawnHerald(command, env, { cleanup = () => undefined, args = [], stopGraceMs = STOP_GRACE_MS } = {}) {
   // BENCH_NODE_ARGS: node flags for the herald process, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
   const nodeArgs = process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
   const child = spawn(process.execPath, [...nodeArgs, HERALD_BIN, command, ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -76,7 +76,7 @@ function spawnHerald(command, env, { cleanup = () => undefined, args = [] } = {}
     stopping ??= (async () => {
       if (!exited) {
         child.kill('SIGTERM');
-        const timer = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS);
+        const timer = setTimeout(() => child.kill('SIGKILL'), stopGraceMs);
         await exitedPromise;
         clearTimeout(timer);
       }
@@ -129,18 +129,19 @@ const EXTERNAL_SERVICES = ['DATABASE_URL', 'KAFKA_BROKERS', 'KAFKA_TOPIC_PREFIX'
  * Starts `herald start [...args]` (e.g. `--engines 2`) with a fresh temporary HERALD_HOME and a
  * free port (PORT in `env` wins), and waits for its token line and for /health/ready. `env` goes
  * on top of the caller's environment minus EXTERNAL_SERVICES (so the bus is Kafka only when `env`
- * names KAFKA_BROKERS). Returns { url, token, pid, home, store, stop, stdout(), stderrTail() }
+ * names KAFKA_BROKERS; NODE_OPTIONS in `env` reaches its engine processes too). Returns
+ * { url, token, pid, home, store, stop, stdout(), stderrTail() }
  * (stdout: the first 64 KiB it printed, e.g. its `Engine i:` lines). `stop()` is idempotent: SIGTERM,
  * SIGKILL after 10 s, then the temp home is removed; it also runs (SIGKILL + removal) if the
  * bench process exits without calling it.
  */
-export async function startPlatform({ env = {}, args = [], deadlineMs = READY_DEADLINE_MS } = {}) {
+export async function startPlatform({ env = {}, args = [], deadlineMs = READY_DEADLINE_MS, stopGraceMs } = {}) {
   const home = mkdtempSync(join(os.tmpdir(), 'herald-bench-'));
   const port = await freePort();
   const inherited = { ...process.env };
   for (const name of EXTERNAL_SERVICES) delete inherited[name];
   const childEnv = { ...inherited, HERALD_HOME: home, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', ...env };
-  const child = spawnHerald('start', childEnv, { args, cleanup: () => rmSync(home, { recursive: true, force: true }) });
+  const child = spawnHerald('start', childEnv, { args, stopGraceMs, cleanup: () => rmSync(home, { recursive: true, force: true }) });
   const ready = await child.waitReady(async (stdout) => {
     const url = stdout.match(/API:\s+(http\S+)/)?.[1];
     const token = stdout.match(/export HERALD_TOKEN=(\S+)/)?.[1];
@@ -317,6 +318,59 @@ export function threadCpuDelta(before, after) {
     byName.set(name, entry);
   }
   return [...byName.values()].map((e) => ({ ...e, cpuSeconds: round(e.cpuSeconds, 2) })).sort((a, b) => b.cpuSeconds - a.cpuSeconds);
+}
+
+/** What a thread of a Node process does, from its name (Linux names threads; 15 characters). */
+const THREAD_ROLES = [
+  ['workerThreads', (name) => name === 'WorkerThread'],
+  // V8's platform threads: the GC's parallel and concurrent tasks (marking, sweeping, scavenging
+  // helpers) and background compilation (TurboFan, Maglev, WebAssembly tier-up), for every
+  // isolate of the process; the delayed-task scheduler only posts their tasks.
+  ['v8PlatformThreads', (name) => name === 'V8Worker' || name === 'DelayedTaskSche'],
+  ['libuvThreads', (name) => name === 'libuv-worker'],
+  ['nodeInspector', (name) => name === 'SignalInspector'],
+];
+
+/**
+ * The CPU a Node process used between two threadCpu() snapshots, by what its threads do:
+ * { mainThread (the thread whose id is the pid), workerThreads (worker_threads), v8PlatformThreads
+ * (GC helpers and background compilation), libuvThreads, nodeInspector, nativeLibraryThreads
+ * (every other thread: threads a native library started, e.g. chDB's ClickHouse pools; those it
+ * starts from the main thread keep the name "MainThread") }, in seconds, with thread counts.
+ */
+export function threadRoles(pid, before, after) {
+  const roles = { mainThread: null, workerThreads: null, v8PlatformThreads: null, libuvThreads: null, nodeInspector: null, nativeLibraryThreads: null };
+  const totals = Object.fromEntries(Object.keys(roles).map((k) => [k, { cpuSeconds: 0, threads: 0 }]));
+  for (const [tid, { name, cpuSeconds }] of after) {
+    const role = Number(tid) === pid ? 'mainThread' : (THREAD_ROLES.find(([, test]) => test(name))?.[0] ?? 'nativeLibraryThreads');
+    totals[role].cpuSeconds += cpuSeconds - (before.get(tid)?.cpuSeconds ?? 0);
+    totals[role].threads++;
+  }
+  for (const [role, t] of Object.entries(totals)) roles[role] = { cpuSeconds: round(t.cpuSeconds, 2), threads: t.threads };
+  return roles;
+}
+
+/** Microseconds of the monotonic clock that V8's CPU profiles use (the same in every process of the machine). */
+export const monotonicMicros = () => Number(process.hrtime.bigint() / 1000n);
+
+/**
+ * This machine's RSA-2048 signing ceiling: `openssl speed -seconds <s> rsa2048` (one process; sign/s
+ * over its user CPU time, so other work on the machine barely moves it) × the cores. Null (with
+ * the reason) when openssl is missing or prints no rsa 2048 line.
+ */
+export function rsa2048SigningCeiling({ seconds = 3 } = {}) {
+  const run = spawnSync('openssl', ['speed', '-seconds', String(seconds), 'rsa2048'], { encoding: 'utf8', timeout: (seconds * 4 + 30) * 1000 });
+  const line = run.stdout?.match(/^rsa\s+2048 bits\s+\S+\s+\S+\s+([\d.]+)\s+([\d.]+)\s*$/m);
+  if (run.error || !line) return { signsPerSecond: null, error: run.error?.message ?? `openssl speed printed no rsa 2048 line (exit ${run.status})` };
+  const perCore = Number(line[1]);
+  const cores = os.availableParallelism();
+  return {
+    signsPerSecond: Math.round(perCore * cores),
+    signsPerSecondOneCore: perCore,
+    cores,
+    version: spawnSync('openssl', ['version'], { encoding: 'utf8' }).stdout?.trim() ?? null,
+    command: `openssl speed -seconds ${seconds} rsa2048 (sign/s, one process) × ${cores} cores`,
+  };
 }
 
 // ---- split roles on PostgreSQL: `herald gateway` / `herald engine`, smtp-sink, a bench database ----
@@ -535,6 +589,20 @@ export function postgresCpuSeconds(postmaster, database) {
   return { total: total / CLOCK_TICKS_PER_SECOND, database: database ? ofDatabase / CLOCK_TICKS_PER_SECOND : null };
 }
 
+/**
+ * The largest peak RSS (VmHWM: since each process started) among a local PostgreSQL server's
+ * processes (the postmaster and its children), in MiB; null when unreadable. Shared buffers count
+ * in every process that touched them, so the processes' figures do not add up.
+ */
+export function postgresPeakRssMiB(postmaster) {
+  const peaks = [peakRssMiB(postmaster)];
+  for (const entry of readdirSync('/proc')) {
+    if (/^\d+$/.test(entry) && Number(statFields(entry)?.[1]) === postmaster) peaks.push(peakRssMiB(entry));
+  }
+  const known = peaks.filter((v) => v !== null);
+  return known.length ? Math.max(...known) : null;
+}
+
 /** True when something on 127.0.0.1:port answers with an SMTP 220 greeting (one probe). */
 export function smtpGreets(port) {
   return new Promise((resolve) => {
@@ -611,10 +679,12 @@ function portOpen(port) {
  * The Kafka broker of a bench run: the one of KAFKA_BROKERS when set, else a single-node broker
  * started here with infra/kafka/start.sh on free ports (HERALD_KAFKA_PORT when set; a port that
  * already answers is refused rather than shared, since this run stops what it starts).
- * Returns { brokers, startedHere, pid, startSeconds, env(label), stop() }:
+ * Returns { brokers, startedHere, pid, startSeconds, env(label), stop() } (pid: the broker's process
+ * when it runs on this machine, else null):
  * - env(label): KAFKA_BROKERS and a KAFKA_TOPIC_PREFIX of its own (`bench-<run>-<label>.`) for
  *   one platform or bus of the run, so that runs and phases never see each other's topics;
- * - pid: the broker's JVM when started here (its CPU can be read), else null;
+ * - pid: the broker's JVM when started here, or the local process of a single KAFKA_BROKERS
+ *   broker on loopback (its CPU can be read; a shared broker's counts its other clients too);
  * - stop(): idempotent. A broker started here is stopped and its data removed
  *   (stop.sh --clean), also if the bench exits without calling stop(); on a broker of
  *   KAFKA_BROKERS the run's topics are deleted, nothing else is touched.
@@ -636,7 +706,10 @@ export async function startKafka({ log = (message) => process.stderr.write(`${me
       stopping ??= deleteTopics(brokers, prefixes).catch((error) => log(`kafka: could not delete the run's topics: ${error.message}`));
       return stopping;
     };
-    return { brokers, startedHere: false, pid: null, startSeconds: null, env, stop };
+    // A broker on this machine: its CPU can be read, though it also counts every other client of it.
+    const [host, port] = brokers.length === 1 ? brokers[0].split(':') : [];
+    const pid = ['127.0.0.1', 'localhost'].includes(host) ? listeningPid(Number(port)) : null;
+    return { brokers, startedHere: false, pid, startSeconds: null, env, stop };
   }
 
   const port = process.env.HERALD_KAFKA_PORT ? Number(process.env.HERALD_KAFKA_PORT) : await freePort();
@@ -685,6 +758,13 @@ export async function startKafka({ log = (message) => process.stderr.write(`${me
     return stopping;
   };
   return { brokers, startedHere: true, pid, startSeconds, env, stop };
+}
+
+/** The pid of the process listening on 127.0.0.1:port or *:port (`ss -ltnp`), or null. */
+function listeningPid(port) {
+  const run = spawnSync('ss', ['-Hltnp', `sport = :${port}`], { encoding: 'utf8' });
+  const pid = Number(run.stdout?.match(/pid=(\d+)/)?.[1]);
+  return Number.isInteger(pid) && pid > 0 ? pid : null;
 }
 
 /** Deletes the topics whose names start with one of `prefixes` (best effort, kafkajs admin). */
