@@ -63,7 +63,17 @@ export class InProcessBus implements Bus {
       if (json === undefined) throw new TypeError(`message for key '${message.key}' has no JSON value`);
       return { key: message.key, json };
     });
-    for (const message of encoded) partitions[partitionFor(message.key, this.partitionCount)]!.messages.push(message);
+    // NOTE: a publish is mostly one key (the events of a delivery): its partition is hashed once
+    // per run of equal keys, not once per message.
+    let lastKey: string | undefined;
+    let partition = 0;
+    for (const message of encoded) {
+      if (message.key !== lastKey) {
+        lastKey = message.key;
+        partition = partitionFor(message.key, this.partitionCount);
+      }
+      partitions[partition]!.messages.push(message);
+    }
     if (!this.hasGroup(topic)) this.retain(partitions);
     for (const [name, group] of this.groups) {
       if (name.startsWith(`${topic}\u0000`)) for (const consumer of group.consumers) this.pump(topic, group, consumer);

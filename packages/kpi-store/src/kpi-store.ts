@@ -11,7 +11,7 @@ import type { MessageEvent } from '@herald/contracts';
 import { runMigrations } from '@herald/migrations';
 import { createRequire } from 'node:module';
 import type { createChdbConnection } from 'chdb/connection';
-import { splitSql, toRow } from './sql.js';
+import { MESSAGE_EVENT_COLUMNS, splitSql, toCompactRow } from './sql.js';
 
 export const KPI_DATABASE = 'herald';
 
@@ -123,7 +123,7 @@ export interface KpiStore {
   readonly client: ClickHouseClient;
   /** Creates the `herald` database (ENGINE = Atomic) and applies pending migrations, in order. */
   migrate(): Promise<{ applied: string[] }>;
-  /** One INSERT … FORMAT JSONEachRow for the whole batch. */
+  /** One INSERT … FORMAT JSONCompactEachRowWithNames for the whole batch. */
   insertEvents(events: readonly MessageEvent[], options?: InsertOptions): Promise<void>;
   deliveryCounters(deliveryId: string, options?: { occurrence?: number }): Promise<DeliveryCounters>;
   /** Undefined until a refresh has seen the delivery. */
@@ -228,8 +228,11 @@ class ClickHouseKpiStore implements KpiStore {
     if (events.length === 0) return;
     await this.client.insert({
       table: `${KPI_DATABASE}.message_events`,
-      values: events.map(toRow),
-      format: 'JSONEachRow',
+      // The column names once, in the first row, then each event as an array of values: a store
+      // migrated by an older release (without the newer columns) still takes the events, as the
+      // names let it skip what it does not know.
+      values: [MESSAGE_EVENT_COLUMNS, ...events.map(toCompactRow)],
+      format: 'JSONCompactEachRowWithNames',
       clickhouse_settings: {
         // Always sent, '' when there is none (then the block's hash is the key): chDB's connection
         // applies settings with SET on its one session, so a token would otherwise stick to later
@@ -238,6 +241,7 @@ class ClickHouseKpiStore implements KpiStore {
         // A duplicate block dropped by message_events still reaches its materialized views unless
         // they deduplicate too (delivery_counters has its own window for that).
         deduplicate_blocks_in_dependent_materialized_views: 1,
+        input_format_skip_unknown_fields: 1,
       },
     });
   }

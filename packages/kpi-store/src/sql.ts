@@ -14,22 +14,60 @@ export function splitSql(sql: string): string[] {
     .filter((s) => s.length > 0);
 }
 
+/** The columns of `herald.message_events` an event fills, in the order of {@link toCompactRow}. */
+export const MESSAGE_EVENT_COLUMNS = [
+  'event_id',
+  'type',
+  'delivery_id',
+  'occurrence',
+  'message_id',
+  'profile_id',
+  'channel',
+  'occurred_at',
+  'bounce_type',
+  'reason',
+  'url',
+  'machine',
+  'supersedes',
+] as const;
+
+/**
+ * An event as the values of {@link MESSAGE_EVENT_COLUMNS}, in that order: a row of an insert in
+ * JSONCompactEachRowWithNames (no column names repeated per row, fewer bytes to write and parse).
+ */
+export function toCompactRow(e: MessageEvent): unknown[] {
+  return [
+    e.eventId,
+    e.type,
+    e.deliveryId,
+    e.occurrence,
+    e.messageId,
+    e.profileId,
+    e.channel,
+    dateTime64(e.occurredAt),
+    e.bounceType ?? '',
+    e.reason ?? '',
+    e.url ?? '',
+    e.machine ?? false,
+    e.supersedes ?? '',
+  ];
+}
+
 /** Events as the columns of `herald.message_events`. */
 export function toRow(e: MessageEvent): Record<string, unknown> {
-  return {
-    event_id: e.eventId,
-    type: e.type,
-    delivery_id: e.deliveryId,
-    occurrence: e.occurrence,
-    message_id: e.messageId,
-    profile_id: e.profileId,
-    channel: e.channel,
-    // 'YYYY-MM-DD hh:mm:ss.sss' in UTC: parsed by DateTime64 without best-effort settings.
-    occurred_at: new Date(e.occurredAt).toISOString().replace('T', ' ').replace('Z', ''),
-    bounce_type: e.bounceType ?? '',
-    reason: e.reason ?? '',
-    url: e.url ?? '',
-    machine: e.machine ?? false,
-    supersedes: e.supersedes ?? '',
-  };
+  const values = toCompactRow(e);
+  return Object.fromEntries(MESSAGE_EVENT_COLUMNS.map((column, i) => [column, values[i]]));
+}
+
+// NOTE: the events of a batch share their instant: the last conversion is kept, so a batch parses one date.
+let lastInstant = '';
+let lastDateTime64 = '';
+
+/** 'YYYY-MM-DD hh:mm:ss.sss' in UTC: parsed by DateTime64 without best-effort settings. */
+function dateTime64(instant: string): string {
+  if (instant !== lastInstant) {
+    lastDateTime64 = new Date(instant).toISOString().replace('T', ' ').replace('Z', '');
+    lastInstant = instant;
+  }
+  return lastDateTime64;
 }
