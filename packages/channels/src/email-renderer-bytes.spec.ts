@@ -75,6 +75,7 @@ From here on a line starts with From
 ${longWord}{{ profile.lastName }}${longWord}
 trailing spaces then tab {{ profile.firstName }}  \t
 =?not-an-encoded-word?= and = signs
+F{{ profile.tail }} and a CR\r{{ profile.lf }} then {{ profile.cr }}\nafter, .{{ profile.firstName }}
 </BODY></html>`;
 
 const content: EmailContent = {
@@ -90,7 +91,7 @@ const profiles: RecipientData[] = [
   {
     profileId: 'p-ü-2',
     address: 'Zoë Ünïcode <zoe@exämple.com>',
-    profile: { id: 'p/2&x', firstName: 'Zoë', lastName: 'Ødegård 🎉'.repeat(9), title: '"quoted" <b>bold</b> & \'apos\'', lead: '' },
+    profile: { id: 'p/2&x', firstName: 'Zoë', lastName: 'Ødegård 🎉'.repeat(9), tail: 'rom the start', lf: '\nline', cr: 'ends\r', title: '"quoted" <b>bold</b> & \'apos\'', lead: '' },
   },
   {
     profileId: 'p-3',
@@ -98,7 +99,7 @@ const profiles: RecipientData[] = [
     profile: { id: 'p-3', firstName: '.', lastName: `x${'y'.repeat(120)}`, lead: 'From ', title: 'a\r\nb' },
   },
   { profileId: 'p-4', address: 'empty@example.com', profile: {} },
-  { profileId: 'p-5', address: 'f@example.com', profile: { firstName: 'Fr', lastName: 'om x', lead: '.', attributes: { plan: 42 } } },
+  { profileId: 'p-5', address: 'f@example.com', profile: { firstName: 'Fr', lastName: 'om x', lead: '.', tail: 'ro', lf: '\r\n', cr: '\r', attributes: { plan: 42 } } },
 ];
 
 const ctx: RenderContext = {

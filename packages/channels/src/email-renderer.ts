@@ -15,11 +15,13 @@ import { escapeAttribute, extractLinks, rewriteLinks } from './links.js';
 import {
   addressHeader,
   boundaryFor,
-  encodeQuotedPrintableInto,
+  encodeQuotedPrintableRange,
   formatDate,
   parseAddress,
   partHeaders,
+  type QuotedPrintableState,
   quotedPrintableBound,
+  quotedPrintableFollower,
   unstructuredHeader,
 } from './mime.js';
 import {
@@ -74,6 +76,14 @@ const LIST_UNSUBSCRIBE_POST = unstructuredHeader('List-Unsubscribe-Post', 'List-
 const TEXT_PART_HEADERS = Buffer.from(partHeaders('text/plain'));
 const HTML_PART_HEADERS = Buffer.from(partHeaders('text/html'));
 const SOFT_BREAK = Buffer.from('=\r\n');
+/** Bound on the encoded literal text a renderer keeps (a worker caches up to 200 renderers). */
+const ENCODED_LITERALS_MAX_BYTES = 2 * 1024 * 1024;
+
+/** A literal's encoding for one starting column and follower class, and the column it ends at. */
+interface EncodedLiteral {
+  bytes: Buffer;
+  col: number;
+}
 
 export class EmailRenderer {
   /** The tracked links of the HTML template; click tokens carry an index into this list. */
@@ -100,6 +110,17 @@ export class EmailRenderer {
   private attributeBase = '';
   private dateSeconds = Number.NaN;
   private dateLine = '';
+  /** Where each literal of the template sits in `body` (offsets and parts, in order). */
+  private readonly literalStarts: number[] = [];
+  private readonly literalParts: Buffer[] = [];
+  /**
+   * The quoted-printable encoding of each literal, by starting column x 3 + class of the byte
+   * after it: it depends on nothing else, so most of a body is encoded once per delivery and
+   * copied afterwards.
+   */
+  private readonly encodedLiterals = new Map<Buffer, (EncodedLiteral | undefined)[]>();
+  private encodedLiteralBytes = 0;
+  private readonly qp: QuotedPrintableState = { col: 0, index: 0, lookedPastEnd: false };
 
   constructor(content: EmailContent) {
     this.subject = compileTemplate(content.subject);
@@ -174,18 +195,18 @@ export class EmailRenderer {
 
   /** Renders the text body's source bytes into `body`. */
   private writeText(data: Record<string, unknown>): void {
-    this.body.reset();
-    if (this.text !== undefined) writeParts(this.body, this.text, data, 'text');
+    this.resetBody();
+    if (this.text !== undefined) this.writeParts(this.text, data, 'text');
   }
 
   /** Renders the HTML body's source bytes into `body`, a signed URL in each slot. */
   private writeHtml(data: Record<string, unknown>, signer: MessageTokenSigner): void {
     const body = this.body;
     const segments = this.htmlSegments!;
-    body.reset();
+    this.resetBody();
     // A link used several times in the message gets one token.
     this.clickUrls.fill(undefined);
-    writeParts(body, segments[0]!, data, 'html');
+    this.writeParts(segments[0]!, data, 'html');
     for (let i = 0; i < this.htmlSlots.length; i++) {
       const slot = this.htmlSlots[i]!;
       if (slot === 'pixel') {
@@ -200,15 +221,76 @@ export class EmailRenderer {
         }
         body.writeString(url);
       }
-      writeParts(body, segments[i + 1]!, data, 'html');
+      this.writeParts(segments[i + 1]!, data, 'html');
     }
   }
 
-  /** Quoted-printable encodes `body` into the message in one pass. */
+  private resetBody(): void {
+    this.body.reset();
+    this.literalStarts.length = 0;
+    this.literalParts.length = 0;
+  }
+
+  private writeParts(parts: readonly ByteTemplatePart[], data: Record<string, unknown>, escaping: Escaping): void {
+    const body = this.body;
+    for (const part of parts) {
+      if (Buffer.isBuffer(part)) {
+        this.literalStarts.push(body.length);
+        this.literalParts.push(part);
+        body.writeBytes(part);
+      } else {
+        body.writeString(renderValue(part, data, escaping));
+      }
+    }
+  }
+
+  /**
+   * Quoted-printable encodes `body` into the message in one pass: the recipient's values and
+   * the signed URLs are encoded, each literal's encoding is copied once it is known.
+   */
   private writeBody(): void {
     const out = this.message;
-    out.reserve(quotedPrintableBound(this.body.length));
-    out.length = encodeQuotedPrintableInto(this.body.buffer, 0, this.body.length, out.buffer, out.length);
+    const src = this.body.buffer;
+    const end = this.body.length;
+    const qp = this.qp;
+    out.reserve(quotedPrintableBound(end));
+    const dst = out.buffer;
+    let o = out.length;
+    qp.col = 0;
+    qp.index = 0;
+    for (let c = 0; c < this.literalParts.length; c++) {
+      const part = this.literalParts[c]!;
+      const start = this.literalStarts[c]!;
+      const stop = start + part.length;
+      if (qp.index < start) o = encodeQuotedPrintableRange(src, qp.index, start, end, dst, o, qp);
+      // A CR just before the literal may have taken its LF: encode the rest as it comes.
+      if (qp.index !== start) {
+        if (qp.index < stop) o = encodeQuotedPrintableRange(src, qp.index, stop, end, dst, o, qp);
+        continue;
+      }
+      let encodings = this.encodedLiterals.get(part);
+      const key = qp.col * 3 + quotedPrintableFollower(src, stop, end);
+      const known = encodings?.[key];
+      if (known !== undefined) {
+        dst.set(known.bytes, o);
+        o += known.bytes.length;
+        qp.col = known.col;
+        qp.index = stop;
+        continue;
+      }
+      const from = o;
+      o = encodeQuotedPrintableRange(src, start, stop, end, dst, o, qp);
+      if (!qp.lookedPastEnd && this.encodedLiteralBytes + (o - from) <= ENCODED_LITERALS_MAX_BYTES) {
+        if (encodings === undefined) {
+          encodings = [];
+          this.encodedLiterals.set(part, encodings);
+        }
+        encodings[key] = { bytes: Buffer.copyBytesFrom(dst, from, o - from), col: qp.col };
+        this.encodedLiteralBytes += o - from;
+      }
+    }
+    if (qp.index < end) o = encodeQuotedPrintableRange(src, qp.index, end, end, dst, o, qp);
+    out.length = o;
   }
 
   private usePublicUrl(publicUrl: string): void {
@@ -295,11 +377,4 @@ function messageIdDomain(fromAddress: string): string {
 function cleanAddress(address: string): string {
   // biome-ignore lint/suspicious/noControlCharactersInRegex: removing control characters is the point
   return address.replace(/[\s\u0000-\u001f\u007f<>]/g, '');
-}
-
-function writeParts(sink: ByteSink, parts: readonly ByteTemplatePart[], data: Record<string, unknown>, escaping: Escaping): void {
-  for (const part of parts) {
-    if (Buffer.isBuffer(part)) sink.writeBytes(part);
-    else sink.writeString(renderValue(part, data, escaping));
-  }
 }

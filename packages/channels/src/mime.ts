@@ -260,8 +260,42 @@ export function quotedPrintableBound(n: number): number {
  * body straight from the buffer it was rendered into. Returns the offset after the output.
  */
 export function encodeQuotedPrintableInto(src: Uint8Array, start: number, end: number, out: Uint8Array, o: number): number {
-  let col = 0;
-  for (let i = start; i < end; i++) {
+  const state: QuotedPrintableState = { col: 0, index: start, lookedPastEnd: false };
+  return encodeQuotedPrintableRange(src, start, end, end, out, o, state);
+}
+
+/** Where the encoding of a range stopped: the next range of the same input continues from it. */
+export interface QuotedPrintableState {
+  /** Column of the output line (0 after a line break). */
+  col: number;
+  /** The next input byte to encode: `end`, or end + 1 when a CR at the end took the LF after it. */
+  index: number;
+  /**
+   * Whether the output depended on input past `end` other than through the class of the byte at
+   * `end` (a "From " test or a CRLF reaching across): such output cannot be reused elsewhere.
+   */
+  lookedPastEnd: boolean;
+}
+
+/**
+ * Encodes src[start, end) of an input that runs to `inputEnd`, continuing at `state.col`, and
+ * updates `state`. Encoding a body range by range gives the same bytes as encoding it whole; the
+ * output of a range depends only on its bytes, the starting column, and the class of the byte
+ * after it (end of input, line break, other) unless `state.lookedPastEnd` says otherwise.
+ */
+export function encodeQuotedPrintableRange(
+  src: Uint8Array,
+  start: number,
+  end: number,
+  inputEnd: number,
+  out: Uint8Array,
+  o: number,
+  state: QuotedPrintableState,
+): number {
+  let col = state.col;
+  let lookedPastEnd = false;
+  let i = start;
+  for (; i < end; i++) {
     const byte = src[i]!;
     const kind = QP_CLASS[byte]!;
     // The bulk of any body: a plain character in the middle of a line with room left.
@@ -271,23 +305,27 @@ export function encodeQuotedPrintableInto(src: Uint8Array, start: number, end: n
       continue;
     }
     if (kind === LINE_BREAK) {
-      if (byte === 0x0d && i + 1 < end && src[i + 1] === 0x0a) i++;
+      if (byte === 0x0d && i + 1 < inputEnd && src[i + 1] === 0x0a) {
+        if (i + 1 >= end) lookedPastEnd = true;
+        i++;
+      }
       out[o++] = 0x0d;
       out[o++] = 0x0a;
       col = 0;
       continue;
     }
-    const next = i + 1 < end ? src[i + 1] : undefined;
+    const next = i + 1 < inputEnd ? src[i + 1] : undefined;
     const endOfLine = next === undefined || QP_CLASS[next] === LINE_BREAK;
     // A line may use all 76 characters only when no soft break ('=') has to follow it.
     const limit = endOfLine && next !== undefined ? 76 : 75;
-    let literal = isLiteral(src, i, end, kind, col, endOfLine);
+    if (byte === 0x46 && i + 4 >= end) lookedPastEnd = true; // the "From " test may read past the range
+    let literal = isLiteral(src, i, inputEnd, kind, col, endOfLine);
     if (col + (literal ? 1 : 3) > limit) {
       out[o++] = 0x3d;
       out[o++] = 0x0d;
       out[o++] = 0x0a;
       col = 0;
-      literal = isLiteral(src, i, end, kind, 0, endOfLine);
+      literal = isLiteral(src, i, inputEnd, kind, 0, endOfLine);
     }
     if (literal) {
       out[o++] = byte;
@@ -299,7 +337,16 @@ export function encodeQuotedPrintableInto(src: Uint8Array, start: number, end: n
       col += 3;
     }
   }
+  state.col = col;
+  state.index = i;
+  state.lookedPastEnd = lookedPastEnd;
   return o;
+}
+
+/** The class of the byte after a range, as the range's encoding depends on it: 0 none, 1 a line break, 2 any other. */
+export function quotedPrintableFollower(src: Uint8Array, index: number, inputEnd: number): number {
+  if (index >= inputEnd) return 0;
+  return QP_CLASS[src[index]!] === LINE_BREAK ? 1 : 2;
 }
 
 function isLiteral(src: Uint8Array, i: number, end: number, kind: number, col: number, endOfLine: boolean): boolean {
