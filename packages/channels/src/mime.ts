@@ -78,11 +78,12 @@ export function buildMime(message: MimeMessage): Buffer {
 const EMPTY = Buffer.alloc(0);
 const SOFT_BREAK = Buffer.from('=\r\n');
 
-function partHeaders(type: 'text/plain' | 'text/html'): string {
+export function partHeaders(type: 'text/plain' | 'text/html'): string {
   return `Content-Type: ${type}; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n`;
 }
 
-function boundaryFor(messageId: string): string {
+/** The multipart boundary of a message: derived from its (normalized) Message-ID. */
+export function boundaryFor(messageId: string): string {
   return `=_herald_${createHash('sha256').update(messageId).digest('hex').slice(0, 24)}`;
 }
 
@@ -115,12 +116,14 @@ function needsEncoding(value: string): boolean {
   return false;
 }
 
-function unstructuredHeader(name: string, raw: string): string {
+/** One header line (folded, encoded words where needed) ending in CRLF. */
+export function unstructuredHeader(name: string, raw: string): string {
   const value = cleanHeaderValue(raw);
   return fold(name, needsEncoding(value) ? encodeWords(value, name.length + 2) : value);
 }
 
-function addressHeader(name: string, raw: string): string {
+/** An address header line (`Name <address>`, the name quoted or encoded as needed) ending in CRLF. */
+export function addressHeader(name: string, raw: string): string {
   const { name: displayName, address } = parseAddress(raw);
   if (displayName === '') return fold(name, address);
   return fold(name, `${formatPhrase(displayName, name.length + 2)} <${address}>`);
@@ -241,12 +244,58 @@ QP_CLASS[0x0a] = LINE_BREAK;
  */
 export function encodeQuotedPrintable(text: string): Buffer {
   const src = Buffer.from(text, 'utf8');
-  const n = src.length;
+  const out = Buffer.allocUnsafe(quotedPrintableBound(src.length));
+  return out.subarray(0, encodeQuotedPrintableInto(src, 0, src.length, out, 0));
+}
+
+/** The most bytes encodeQuotedPrintableInto can write for `n` bytes of input. */
+export function quotedPrintableBound(n: number): number {
   // Every byte may become 3 characters; a soft break (3 bytes) follows at least 73 of them.
-  const out = Buffer.allocUnsafe(n * 3 + Math.ceil((n * 3) / 73) * 3 + 3);
-  let o = 0;
-  let col = 0;
-  for (let i = 0; i < n; i++) {
+  return n * 3 + Math.ceil((n * 3) / 73) * 3 + 3;
+}
+
+/**
+ * encodeQuotedPrintable of the UTF-8 bytes src[start, end), written into `out` from offset `o`
+ * (which must have quotedPrintableBound(end - start) bytes of room): the send path encodes a
+ * body straight from the buffer it was rendered into. Returns the offset after the output.
+ */
+export function encodeQuotedPrintableInto(src: Uint8Array, start: number, end: number, out: Uint8Array, o: number): number {
+  const state: QuotedPrintableState = { col: 0, index: start, lookedPastEnd: false };
+  return encodeQuotedPrintableRange(src, start, end, end, out, o, state);
+}
+
+/** Where the encoding of a range stopped: the next range of the same input continues from it. */
+export interface QuotedPrintableState {
+  /** Column of the output line (0 after a line break). */
+  col: number;
+  /** The next input byte to encode: `end`, or end + 1 when a CR at the end took the LF after it. */
+  index: number;
+  /**
+   * Whether the output depended on input past `end` other than through the class of the byte at
+   * `end` (a "From " test or a CRLF reaching across): such output cannot be reused elsewhere.
+   */
+  lookedPastEnd: boolean;
+}
+
+/**
+ * Encodes src[start, end) of an input that runs to `inputEnd`, continuing at `state.col`, and
+ * updates `state`. Encoding a body range by range gives the same bytes as encoding it whole; the
+ * output of a range depends only on its bytes, the starting column, and the class of the byte
+ * after it (end of input, line break, other) unless `state.lookedPastEnd` says otherwise.
+ */
+export function encodeQuotedPrintableRange(
+  src: Uint8Array,
+  start: number,
+  end: number,
+  inputEnd: number,
+  out: Uint8Array,
+  o: number,
+  state: QuotedPrintableState,
+): number {
+  let col = state.col;
+  let lookedPastEnd = false;
+  let i = start;
+  for (; i < end; i++) {
     const byte = src[i]!;
     const kind = QP_CLASS[byte]!;
     // The bulk of any body: a plain character in the middle of a line with room left.
@@ -256,23 +305,27 @@ export function encodeQuotedPrintable(text: string): Buffer {
       continue;
     }
     if (kind === LINE_BREAK) {
-      if (byte === 0x0d && src[i + 1] === 0x0a) i++;
+      if (byte === 0x0d && i + 1 < inputEnd && src[i + 1] === 0x0a) {
+        if (i + 1 >= end) lookedPastEnd = true;
+        i++;
+      }
       out[o++] = 0x0d;
       out[o++] = 0x0a;
       col = 0;
       continue;
     }
-    const next = src[i + 1];
+    const next = i + 1 < inputEnd ? src[i + 1] : undefined;
     const endOfLine = next === undefined || QP_CLASS[next] === LINE_BREAK;
     // A line may use all 76 characters only when no soft break ('=') has to follow it.
     const limit = endOfLine && next !== undefined ? 76 : 75;
-    let literal = isLiteral(src, i, kind, col, endOfLine);
+    if (byte === 0x46 && i + 4 >= end) lookedPastEnd = true; // the "From " test may read past the range
+    let literal = isLiteral(src, i, inputEnd, kind, col, endOfLine);
     if (col + (literal ? 1 : 3) > limit) {
       out[o++] = 0x3d;
       out[o++] = 0x0d;
       out[o++] = 0x0a;
       col = 0;
-      literal = isLiteral(src, i, kind, 0, endOfLine);
+      literal = isLiteral(src, i, inputEnd, kind, 0, endOfLine);
     }
     if (literal) {
       out[o++] = byte;
@@ -284,16 +337,25 @@ export function encodeQuotedPrintable(text: string): Buffer {
       col += 3;
     }
   }
-  return out.subarray(0, o);
+  state.col = col;
+  state.index = i;
+  state.lookedPastEnd = lookedPastEnd;
+  return o;
 }
 
-function isLiteral(src: Buffer, i: number, kind: number, col: number, endOfLine: boolean): boolean {
+/** The class of the byte after a range, as the range's encoding depends on it: 0 none, 1 a line break, 2 any other. */
+export function quotedPrintableFollower(src: Uint8Array, index: number, inputEnd: number): number {
+  if (index >= inputEnd) return 0;
+  return QP_CLASS[src[index]!] === LINE_BREAK ? 1 : 2;
+}
+
+function isLiteral(src: Uint8Array, i: number, end: number, kind: number, col: number, endOfLine: boolean): boolean {
   if (kind === WHITESPACE) return !endOfLine;
   if (kind !== LITERAL) return false;
   if (col === 0) {
     const byte = src[i];
     if (byte === 0x2e) return false; // '.'
-    if (byte === 0x46 && src[i + 1] === 0x72 && src[i + 2] === 0x6f && src[i + 3] === 0x6d && src[i + 4] === 0x20) {
+    if (byte === 0x46 && i + 4 < end && src[i + 1] === 0x72 && src[i + 2] === 0x6f && src[i + 3] === 0x6d && src[i + 4] === 0x20) {
       return false; // "From "
     }
   }

@@ -42,18 +42,24 @@ export function compileTemplate(source: string): CompiledTemplate {
 
 export function render(compiled: CompiledTemplate, data: Record<string, unknown>, escaping: Escaping): string {
   if (compiled.isStatic) return compiled.source;
-  const escapeValue = ESCAPERS[escaping];
   let out = '';
-  for (const part of compiled.parts) {
-    if (typeof part === 'string') {
-      out += part;
-      continue;
-    }
-    const value = stringify(lookup(data, part.path));
-    // The default is escaped too: it stands in for a value and lands in the same place.
-    out += escapeValue(value === '' ? part.fallback : value);
-  }
+  for (const part of compiled.parts) out += typeof part === 'string' ? part : renderValue(part, data, escaping);
   return out;
+}
+
+/** What one placeholder renders as for `data`: its value (or default), escaped for its place. */
+export function renderValue(variable: TemplateVariable, data: Record<string, unknown>, escaping: Escaping): string {
+  const value = stringify(lookup(data, variable.path));
+  // The default is escaped too: it stands in for a value and lands in the same place.
+  return ESCAPERS[escaping](value === '' ? variable.fallback : value);
+}
+
+/** A template part ready to be written into a buffer: literal text as its UTF-8 bytes. */
+export type ByteTemplatePart = Buffer | TemplateVariable;
+
+/** The parts of a compiled template with the literal text encoded once, for writers into a buffer. */
+export function toByteParts(compiled: CompiledTemplate): ByteTemplatePart[] {
+  return compiled.parts.map((part) => (typeof part === 'string' ? Buffer.from(part, 'utf8') : part));
 }
 
 function lookup(data: unknown, path: readonly string[]): unknown {
