@@ -6,7 +6,7 @@
 //    with no bus and no consumer. ratio = pipeline / ceiling. The bus is the in-process one (12
 //    partitions, publishes of 10,000 events), or with `--bus kafka` the Kafka bus on a local broker
 //    (publishes of KAFKA_PUBLISH_CHUNK events, KAFKA_PUBLISH_IN_FLIGHT of them in flight: see
-//    publishToKafka).
+//    publishToKafka; KAFKA_COMPRESSION of the environment applies to the bus and to `herald start`).
 // 2. Visibility through the API: `herald start` (on Kafka with `--bus kafka`) sends a delivery,
 //    then asynchronous bounces are posted to the signed webhook at a steady pace while the
 //    Deployment block is polled; the time from each webhook answer until `bouncesAndErrors`
@@ -84,7 +84,9 @@ async function throughput(store, kafka) {
 
   // The pipeline: bus + KPI consumer with its defaults (50,000 rows or 1 s per flush).
   const events = makeEvents(randomUUID(), EVENTS);
-  const bus = kafka ? busFromEnv({ KAFKA_BROKERS: kafka.brokers.join(','), KAFKA_TOPIC_PREFIX: kafka.env('ingest').KAFKA_TOPIC_PREFIX }) : busFromEnv({}, { inProcess: { partitions: 12 } });
+  const bus = kafka
+    ? busFromEnv({ KAFKA_BROKERS: kafka.brokers.join(','), KAFKA_TOPIC_PREFIX: kafka.env('ingest').KAFKA_TOPIC_PREFIX, KAFKA_COMPRESSION: process.env.KAFKA_COMPRESSION })
+    : busFromEnv({}, { inProcess: { partitions: 12 } });
   const consumer = new KpiConsumer(bus, store, pino({ level: 'warn' }), { maxRows: BATCH });
   await consumer.start(); // on Kafka: the topic exists and the consumer has joined its group
   const cpuBefore = { bench: process.cpuUsage(), broker: kafka?.pid ? processCpuSeconds(kafka.pid) : null };
@@ -286,7 +288,7 @@ try {
           ? 'single node (KRaft, loopback) started by infra/kafka/start.sh for this run'
           : `KAFKA_BROKERS${kafka.pid ? ' (a local broker: its CPU counts every client of it)' : ''}`,
         brokerStartSeconds: kafka.startSeconds,
-        client: 'the Kafka bus of busFromEnv (kafkajs, idempotent producer, acks -1); herald.message-events created with 12 partitions',
+        client: `the Kafka bus of busFromEnv (kafkajs, idempotent producer, acks -1, KAFKA_COMPRESSION ${process.env.KAFKA_COMPRESSION || 'unset'}); herald.message-events created with 12 partitions`,
       },
     }),
     loadAverageAtStart,

@@ -3,7 +3,7 @@
 import { TOPICS } from '@herald/contracts';
 import type { Bus, IncidentListener } from './bus.js';
 import { InProcessBus, type InProcessBusOptions } from './in-process-bus.js';
-import { KafkaBus, type KafkaBusOptions } from './kafka-bus.js';
+import { KafkaBus, type KafkaBusOptions, type KafkaCompression } from './kafka-bus.js';
 
 export interface BusEnv {
   /** Comma-separated `host:port` list; unset or blank: the in-process bus. */
@@ -23,6 +23,8 @@ export interface BusEnv {
    * partitions to the others (default DEFAULT_SESSION_TIMEOUT_MS); heartbeats every fifth of it.
    */
   KAFKA_SESSION_TIMEOUT?: number;
+  /** Compression of produced record batches (KafkaBusOptions.compression, default 'none'). */
+  KAFKA_COMPRESSION?: KafkaCompression;
 }
 
 /**
@@ -64,6 +66,7 @@ export function busFromEnv(env: BusEnv, options: BusFromEnvOptions = {}): Bus {
     ...(env.KAFKA_SEND_BATCH_PARTITIONS ? { partitions: { ...options.kafka?.partitions, [TOPICS.sendBatches]: env.KAFKA_SEND_BATCH_PARTITIONS } } : {}),
     ...(env.KAFKA_PARTITIONS ? { defaultPartitions: env.KAFKA_PARTITIONS } : {}),
     ...(env.KAFKA_REPLICATION_FACTOR ? { replicationFactor: env.KAFKA_REPLICATION_FACTOR } : {}),
+    ...(env.KAFKA_COMPRESSION ? { compression: env.KAFKA_COMPRESSION } : {}),
     brokers,
     topicPrefix: env.KAFKA_TOPIC_PREFIX ?? options.kafka?.topicPrefix,
     clientId: env.KAFKA_CLIENT_ID ?? options.kafka?.clientId,

@@ -4,4 +4,4 @@ export * from './bus.js';
 export { type ConsumerRetryOptions, DEFAULT_MAX_RETRY_BACKOFF_MS, DEFAULT_RETRY_BACKOFF_MS } from './consumption.js';
 export * from './from-env.js';
 export { type InProcessBusOptions, partitionFor } from './in-process-bus.js';
-export { DEFAULT_TOPIC_PARTITIONS, HERALD_TOPICS, type KafkaBusOptions, type KafkaConsumerSettings } from './kafka-bus.js';
+export { DEFAULT_TOPIC_PARTITIONS, HERALD_TOPICS, type KafkaBusOptions, type KafkaCompression, type KafkaConsumerSettings } from './kafka-bus.js';

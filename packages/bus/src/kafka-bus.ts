@@ -5,13 +5,33 @@
 // contract check, results, retries, dead letters), and a retry pauses the partition for its
 // backoff and delivers the rest of the batch again.
 import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
+import zlib from 'node:zlib';
 import { TOPICS, dlqTopic } from '@herald/contracts';
 import kafkajs from 'kafkajs';
-import type { Admin, Consumer, ConsumerConfig, EachBatchPayload, KafkaMessage, LogEntry, Producer, logLevel as LogLevel } from 'kafkajs';
+import type { Admin, Consumer, ConsumerConfig, EachBatchPayload, ICustomPartitioner, KafkaMessage, LogEntry, Producer, logLevel as LogLevel } from 'kafkajs';
 import type { Assignment, Bus, DeliveredMessage, OutgoingMessage, SubscribeOptions, Subscription } from './bus.js';
 import { type ConsumerRetryOptions, Consumption } from './consumption.js';
 
-const { Kafka, Partitioners, logLevel } = kafkajs;
+const { Kafka, Partitioners, logLevel, CompressionTypes, CompressionCodecs } = kafkajs;
+
+/** Compression of the record batches this bus produces (consumers read any of them). */
+export type KafkaCompression = 'none' | 'gzip' | 'zstd';
+
+const zstdCompress = promisify(zlib.zstdCompress);
+const zstdDecompress = promisify(zlib.zstdDecompress);
+// kafkajs ships GZIP only and takes other codecs from the application. Node's zlib has Zstandard
+// (no native add-on to build); its asynchronous calls run on libuv's thread pool, off the event loop.
+CompressionCodecs[CompressionTypes.ZSTD] = () => ({
+  compress: (encoder: { buffer: Buffer }) => zstdCompress(encoder.buffer),
+  decompress: (buffer: Buffer) => zstdDecompress(buffer),
+});
+
+const COMPRESSION_TYPES: Record<KafkaCompression, number> = {
+  none: CompressionTypes.None,
+  gzip: CompressionTypes.GZIP,
+  zstd: CompressionTypes.ZSTD,
+};
 
 /** How long a process that lost the race to create topics waits for the winner's to be led. */
 const TOPIC_RACE_WAIT_MS = 15_000;
@@ -62,6 +82,8 @@ export interface KafkaBusOptions extends ConsumerRetryOptions {
    * kafkajs's exponential backoff capped at 30 s, enough to ride out a broker restart).
    */
   publishRetries?: number;
+  /** Compression of produced record batches (default 'none'). */
+  compression?: KafkaCompression;
   consumer?: KafkaConsumerSettings;
   /** kafkajs log level (default 'warn'). */
   logLevel?: 'nothing' | 'error' | 'warn' | 'info' | 'debug';
@@ -111,6 +133,29 @@ const logToStderr = (configured: LogLevel) => (entry: LogEntry) => {
   if (routine && configured < logLevel.INFO) return;
   const level = routine ? 'info' : entry.level === logLevel.ERROR ? 'error' : entry.level === logLevel.WARN ? 'warn' : 'info';
   process.stderr.write(`${JSON.stringify({ level, logger: 'kafkajs', namespace: entry.namespace, msg: message, ...extra })}\n`);
+};
+
+/**
+ * kafkajs's DefaultPartitioner (murmur2 of the key, as the Java client: a key lands on the same
+ * partition whichever client wrote it), asked once per run of messages with one key: a publish
+ * mostly holds one key's messages in a row (a delivery's events), and kafkajs calls the
+ * partitioner for every message, which hashed the key and filtered the partition list each time.
+ */
+export const keyRunPartitioner: ICustomPartitioner = () => {
+  const partition = Partitioners.DefaultPartitioner();
+  let lastKey: string | undefined;
+  let lastPartitionCount = -1;
+  let lastPartition = 0;
+  return (args) => {
+    const { key, partition: explicit } = args.message;
+    if (typeof key !== 'string' || (explicit !== undefined && explicit !== null)) return partition(args);
+    if (key !== lastKey || args.partitionMetadata.length !== lastPartitionCount) {
+      lastPartition = partition(args);
+      lastKey = key;
+      lastPartitionCount = args.partitionMetadata.length;
+    }
+    return lastPartition;
+  };
 };
 
 /** kafkajs's default limit of one fetch response over all partitions. */
@@ -218,7 +263,7 @@ export class KafkaBus implements Bus {
     // over message.max.bytes (1 MiB by default) — messages with one key share one batch.
     // acks -1: written to every in-sync replica before we return.
     for (const chunk of chunksOfBytes(encoded, MAX_SEND_BYTES)) {
-      await producer.send({ topic: this.physicalTopic(topic), messages: chunk, acks: -1 });
+      await producer.send({ topic: this.physicalTopic(topic), messages: chunk, acks: -1, compression: COMPRESSION_TYPES[this.options.compression ?? 'none'] });
     }
   }
 
@@ -519,7 +564,7 @@ export class KafkaBus implements Bus {
         // kafkajs then sends one request at a time per broker, so retries keep the order.
         idempotent: true,
         allowAutoTopicCreation: false,
-        createPartitioner: Partitioners.DefaultPartitioner,
+        createPartitioner: keyRunPartitioner,
         retry: { retries: this.options.publishRetries ?? 10, initialRetryTime: 300, maxRetryTime: 30_000 },
       });
       await producer.connect();
