@@ -102,6 +102,9 @@ function flakyConnection(base: ClientConnection) {
   return { connection: wrapped, control };
 }
 
+/** '2025-06-01 10:01:00.000' (ClickHouse, UTC) → ISO. */
+const isoOf = (value: unknown) => `${String(value).replace(' ', 'T')}Z`;
+
 async function rows<T>(query: string): Promise<T[]> {
   const rs = await store.client.query({ query, format: 'JSONEachRow', clickhouse_settings: { output_format_json_quote_64bit_integers: 0 } });
   return rs.json<T>();
@@ -191,13 +194,14 @@ describe('KpiStore on chDB', () => {
       { version: 1, name: '001_events.sql' },
       { version: 2, name: '002_bounces_series_history.sql' },
       { version: 3, name: '003_excluded_and_repairs.sql' },
+      { version: 4, name: '004_rates_of_active_runs.sql' },
     ]);
   });
 
   it("applies only what a store migrated by an older release's runner lacks", async () => {
     // 001 by the previous runner, 002 by this one from an older release's folder, 003 at last:
     // the "migrates once" case above finds each of them recorded once.
-    expect(migrationSteps).toEqual({ upTo002: ['002_bounces_series_history.sql'], all: ['003_excluded_and_repairs.sql'] });
+    expect(migrationSteps).toEqual({ upTo002: ['002_bounces_series_history.sql'], all: ['003_excluded_and_repairs.sql', '004_rates_of_active_runs.sql'] });
   });
 
   it('has no rates for a delivery before a refresh has seen it', async () => {
@@ -596,6 +600,55 @@ describe('KpiStore on chDB', () => {
     expect(series.live).toEqual(series.raw);
     // Idempotent: nothing more to repair.
     expect(await repairAfterRestart(store, since, silent)).toMatchObject({ counters: [], hours: 0, profileEvents: 0 });
+  });
+
+  it('refreshes only the runs with rate events since their last computation, each exactly', async () => {
+    const [inactive, active, crashed] = [randomUUID(), randomUUID(), randomUUID()];
+    const rateRow = async (id: string) => (await rows<Record<string, unknown>>(`SELECT * FROM herald.delivery_rates WHERE delivery_id = '${id}' ORDER BY occurrence`))[0];
+    // History: a run whose events all arrived before the last refresh (4 delivered, 2 opened, 1 clicked).
+    await store.insertEvents(
+      [
+        ...['a1', 'a2', 'a3', 'a4'].map((m) => ev(inactive, 'delivered', m)),
+        ev(inactive, 'opened', 'a1'),
+        ev(inactive, 'opened', 'a1'),
+        ev(inactive, 'clicked', 'a2', { url: 'https://example.com/a' }),
+      ],
+      { dedupToken: 'inactive-history' },
+    );
+    await store.insertEvents([ev(crashed, 'delivered', 'c1'), ev(crashed, 'delivered', 'c2')], { dedupToken: 'crashed-sent' });
+    await store.refreshRates();
+    const settled = await rateRow(inactive);
+    expect(settled).toMatchObject({ delivered_messages: 4, unique_opens: 2, unique_clicks: 1, rated_events: 7 });
+
+    // New events for another run only: the refresh recomputes it, and leaves the inactive row as it was.
+    await store.insertEvents(
+      [
+        ...['b1', 'b2', 'b3'].map((m) => ev(active, 'delivered', m)),
+        ev(active, 'opened', 'b1'),
+        ev(active, 'clicked', 'b2', { url: 'https://example.com/b' }),
+        ev(active, 'bounced', 'b3', { bounceType: 'hard', supersedes: 'delivered' }),
+      ],
+      { dedupToken: 'active-run' },
+    );
+    await store.refreshRates();
+    expect(await rateRow(inactive)).toEqual(settled);
+    expect(await store.deliveryRates(active)).toMatchObject({ delivered: 2, uniqueOpens: 2, uniqueClicks: 1, openRate: 1, clickRate: 0.5 });
+
+    // A late open makes the old run active again: recomputed exactly, at a later time.
+    await store.insertEvents([ev(inactive, 'opened', 'a3')], { dedupToken: 'inactive-late-open' });
+    await store.refreshRates();
+    const reopened = await store.deliveryRates(inactive);
+    expect(reopened).toMatchObject({ delivered: 4, uniqueOpens: 3, uniqueClicks: 1, openRate: 0.75 });
+    expect(reopened!.computedAt > isoOf(settled!.computed_at)).toBe(true);
+
+    // An open the views lost in a crash: the counters do not show it, so the hourly refresh does not
+    // see the run; Compute stats (reconcile, then refresh) counts it exactly.
+    await insertWithoutViews([ev(crashed, 'opened', 'c1')], 'crashed-open');
+    await store.refreshRates();
+    expect(await store.deliveryRates(crashed)).toMatchObject({ delivered: 2, uniqueOpens: 0 });
+    await store.reconcile([crashed]);
+    await store.refreshRates();
+    expect(await store.deliveryRates(crashed)).toMatchObject({ delivered: 2, uniqueOpens: 1, openRate: 0.5 });
   });
 
   it("runs the BI guide's queries as written (docs/bi.md)", async () => {

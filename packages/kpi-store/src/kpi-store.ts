@@ -82,7 +82,11 @@ export interface DeliveryRates {
   /** Messages opened (clicked) by a known scanner, gateway or script, counted in the rates above. */
   machineOpens: number;
   machineClicks: number;
-  /** When the rates were computed (ISO, UTC); the oldest one when several occurrences are summed. */
+  /**
+   * When the rates were computed (ISO, UTC); the oldest one when several occurrences are summed.
+   * A refresh leaves a run with no rate event since its last computation as it was (its rates are
+   * still exact), so this can be older than the last refresh.
+   */
   computedAt: string;
 }
 
@@ -147,7 +151,12 @@ export interface KpiStore {
   deliveriesIngestedSince(since: Date): Promise<string[]>;
   /** Copies into `profile_events` the events ingested since `since` it lacks; returns how many. */
   repairProfileEvents(since: Date): Promise<number>;
-  /** Recomputes `delivery_rates` now (SYSTEM REFRESH VIEW) and waits until the refresh is done. */
+  /**
+   * Refreshes `delivery_rates` now (SYSTEM REFRESH VIEW) and waits until the refresh is done: the
+   * runs whose live count of rate events differs from the one their rates were computed from are
+   * recomputed exactly from their raw events, the others are kept (migration 004). After
+   * reconcile() of a delivery, its counters equal its raw events, so its rates come out exact.
+   */
   refreshRates(options?: { timeoutMs?: number }): Promise<void>;
   close(): Promise<void>;
 }
