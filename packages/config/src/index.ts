@@ -107,7 +107,7 @@ export const environmentSchema = z.object({
   IMPORT_BODY_LIMIT_BYTES: positiveInt(512 * 1024 * 1024).describe('Largest profile import body (streamed).'),
   SMTP_URL: optionalUrl
     .describe(
-      'The SMTP relay the engines send through, e.g. `smtp://user:pass@mta:587` (`smtps://` for implicit TLS; STARTTLS is used when offered; nodemailer\'s query options, e.g. `?requireTLS=true`, or `?tls.rejectUnauthorized=false` for a relay with a self-signed certificate).',
+      'The SMTP relay the engines send through, e.g. `smtp://user:pass@mta:587` (`smtps://` for implicit TLS; STARTTLS is used when offered; query options `?requireTLS=true`, `?ignoreTLS=true`, `?opportunisticTLS=true`, or `?tls.rejectUnauthorized=false` for a relay with a self-signed certificate).',
     )
     .meta({ whenUnset: '`herald start` runs the SMTP capture sink' }),
   SMTP_TIMEOUT: duration('30s').describe('Per-connection SMTP timeout (connection, greeting, commands, and the answer after DATA).'),
