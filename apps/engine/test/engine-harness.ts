@@ -30,7 +30,8 @@ export interface EngineHarness extends Harness {
    */
   waitUntilPutDown(id: string, timeoutMs?: number): Promise<void>;
   /** What arrived at the sink for addresses starting with `prefix` after `since` (ms), and how late the last one was. */
-  arrivalsAfter(prefix: string, since: number): { count: number; lastMs: number };
+  /** The messages to `prefix` whose SMTP transaction began (MAIL FROM at the sink) after `since`, and the latest such start. */
+  transactionsStartedAfter(prefix: string, since: number): { count: number; lastMs: number };
   ledger(id: string): Promise<Record<string, number>>;
 }
 
@@ -130,11 +131,11 @@ export async function startEngineHarness(
         { timeoutMs, what: 'the engines to put down the delivery' },
       );
     },
-    arrivalsAfter(prefix, since) {
+    transactionsStartedAfter(prefix, since) {
       const late = sink
         .messages()
         .filter((m) => m.to[0]!.startsWith(prefix))
-        .map((m) => Date.parse(m.receivedAt) - since)
+        .map((m) => Date.parse(m.startedAt) - since)
         .filter((ms) => ms > 0);
       return { count: late.length, lastMs: Math.max(0, ...late) };
     },

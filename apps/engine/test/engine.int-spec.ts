@@ -239,19 +239,18 @@ describeEachStore('send engine', (kind) => {
       expect(paused.body.state).toBe('paused');
       const pausedAt = Date.now();
       // Within a second, nothing more leaves: once the engine has put the delivery down (nothing
-      // queued or being sent, so nothing more can leave), the last message arrived at most a
-      // second after the pause; and none arrives while it stays paused (checked below, over the
-      // whole pause, from the arrival times).
+      // queued or being sent, so nothing more can leave), the last transaction began at most a
+      // second after the pause; and none begins while it stays paused (checked below).
       await h.waitUntilPutDown(id);
       const afterSecond = h.sink.count();
-      expect(h.arrivalsAfter('p0-', pausedAt).lastMs).toBeLessThanOrEqual(1000);
+      expect(h.transactionsStartedAfter('p0-', pausedAt).lastMs).toBeLessThanOrEqual(1000);
       expect(afterSecond).toBeLessThan(3000);
       const resumedAt = Date.now();
       expect(h.sink.count()).toBe(afterSecond);
       await h.api('POST', `/v1/deliveries/${id}/resume`);
       await h.gateway.relay.drain();
       await h.waitForState(id, 'finished');
-      const duringPause = h.sink.messages().filter((m) => m.to[0]!.startsWith('p0-') && Date.parse(m.receivedAt) > pausedAt + 1000 && Date.parse(m.receivedAt) < resumedAt);
+      const duringPause = h.sink.messages().filter((m) => m.to[0]!.startsWith('p0-') && Date.parse(m.startedAt) > pausedAt + 1000 && Date.parse(m.startedAt) < resumedAt);
       expect(duringPause).toHaveLength(0);
       expect(await h.ledger(id)).toEqual({ sent: 3000 });
       const counts = [...h.sink.messageIdCounts().values()];

@@ -117,6 +117,9 @@ describe('capture sink over loopback SMTP', () => {
       size: Buffer.byteLength(raw),
     });
     expect(new Date(message!.receivedAt).toISOString()).toBe(message!.receivedAt);
+    // The transaction began (MAIL FROM) no later than the message was accepted.
+    expect(new Date(message!.startedAt).toISOString()).toBe(message!.startedAt);
+    expect(Date.parse(message!.startedAt)).toBeLessThanOrEqual(Date.parse(message!.receivedAt));
     expect(message!.file).toBe(join(dir, '00000001-first.1@herald.test.eml'));
     expect(await readFile(message!.file!, 'utf8')).toBe(raw);
   });

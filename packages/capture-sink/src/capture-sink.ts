@@ -26,6 +26,8 @@ export interface CapturedMessage {
   to: string[];
   /** Bytes of the message as received (after dot-unstuffing). */
   size: number;
+  /** ISO timestamp of the MAIL FROM that opened this message's transaction. */
+  startedAt: string;
   /** ISO timestamp of the moment the message was accepted. */
   receivedAt: string;
   /** Absolute path of the .eml file (disk store only). */
@@ -119,6 +121,8 @@ class Sink implements CaptureSink {
   private readonly index: CapturedMessage[] = [];
   private readonly idCounts = new Map<string, number>();
   private readonly sockets = new Set<Socket>();
+  /** When each session's current transaction began (its MAIL FROM): a session is one connection. */
+  private readonly transactionStart = new WeakMap<SMTPServerSession, number>();
   /** Messages being received or written: close() lets them settle so their files are complete. */
   private readonly inFlight = new Set<Promise<unknown>>();
   private closing: Promise<void> | null = null;
@@ -141,6 +145,10 @@ class Sink implements CaptureSink {
       // 552 for an oversized message whatever onData says, and SIZE is advertised so clients can
       // refuse to send one at all.
       rejectOversized: true,
+      onMailFrom: (_address, session, callback) => {
+        this.transactionStart.set(session, Date.now());
+        callback();
+      },
       onRcptTo: (address, session, callback) => this.onRcptTo(address, session, callback),
       onData: (stream, session, callback) => this.onData(stream, session, callback),
     });
@@ -280,6 +288,7 @@ class Sink implements CaptureSink {
       from: mailFrom ? mailFrom.address : '',
       to,
       size,
+      startedAt: new Date(this.transactionStart.get(session) ?? Date.now()).toISOString(),
       receivedAt: new Date().toISOString(),
       ...(file === undefined ? {} : { file }),
     };
