@@ -64,7 +64,7 @@ describe('TrackingEvents', () => {
     const t = setup();
     await t.events.record(payload, 'clicked', { machine: true, url: 'https://shop.example/b' });
     expect(t.published).toHaveLength(1);
-    expect(t.published[0]!.key).toBe(payload.deliveryId);
+    expect(t.published[0]!.key).toBe(payload.messageId);
     expect(t.published[0]!.value).toEqual({
       eventId: expect.stringMatching(/^[0-9a-f-]{36}$/),
       type: 'clicked',

@@ -12,7 +12,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Bus } from '@herald/bus';
 import { isExpired, type TrackingPayload } from '@herald/channels';
-import { type MessageEvent, TOPICS } from '@herald/contracts';
+import { type MessageEvent, messageEventKey, TOPICS } from '@herald/contracts';
 import type { Clock, ControlPlane } from '@herald/control-plane';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
@@ -96,7 +96,7 @@ export class TrackingEvents {
     try {
       // Journaled first: what the in-process bus holds dies with the process, the journal does not.
       this.options.journal?.append(event);
-      await this.options.bus.publish(TOPICS.messageEvents, [{ key: event.deliveryId, value: event }]);
+      await this.options.bus.publish(TOPICS.messageEvents, [{ key: messageEventKey(event), value: event }]);
       metrics.trackingEvents.inc({ type, path: 'bus' });
     } catch (error) {
       // A full disk or a bus that refuses: the outbox keeps the event (the relay publishes it later).

@@ -28,8 +28,9 @@ export interface KpiConsumerOptions {
   /** Flush at the latest this long after the oldest buffered event occurred, or arrived if later (default 1,000 ms). */
   maxWaitMs?: number;
   /**
-   * Events per bus batch and partition (default: maxRows). Events are keyed by delivery, so one
-   * partition may carry a whole send: a batch must be able to fill a flush on its own.
+   * Events per bus batch and partition (default: maxRows). Events are keyed by message, so a send
+   * spreads over the partitions; a batch can still fill a flush on its own (a topic of one
+   * partition, or a consumer that owns them all).
    */
   fetchSize?: number;
   /**

@@ -59,6 +59,13 @@ describe('busFromEnv topic settings', () => {
     expect(defaults.partitionsFor('herald.send-batches')).toBe(32);
     expect(defaults.partitionsFor('herald.message-events')).toBe(12);
   });
+
+  it('takes the partitions of herald.message-events from KAFKA_MESSAGE_EVENT_PARTITIONS, over KAFKA_PARTITIONS', () => {
+    const bus = busFromEnv({ KAFKA_BROKERS: '127.0.0.1:1', KAFKA_MESSAGE_EVENT_PARTITIONS: 48, KAFKA_PARTITIONS: 6 }) as KafkaBus;
+    expect(bus.partitionsFor('herald.message-events')).toBe(48);
+    expect(bus.partitionsFor('herald.delivery-commands')).toBe(6);
+    expect(bus.partitionsFor('herald.send-batches')).toBe(32);
+  });
 });
 
 describe('busFromEnv consumer timeouts', () => {

@@ -14,6 +14,8 @@ export interface BusEnv {
   KAFKA_CLIENT_ID?: string;
   /** Partitions of herald.send-batches when it is created (default 32): the most engines that can share the sends. */
   KAFKA_SEND_BATCH_PARTITIONS?: number;
+  /** Partitions of herald.message-events when it is created (default: KAFKA_PARTITIONS): the most KPI consumers that can share the events. */
+  KAFKA_MESSAGE_EVENT_PARTITIONS?: number;
   /** Partitions of the other topics when created (default 12). */
   KAFKA_PARTITIONS?: number;
   /** Replication factor of created topics (default 1). */
@@ -63,7 +65,11 @@ export function busFromEnv(env: BusEnv, options: BusFromEnvOptions = {}): Bus {
   return new KafkaBus({
     ...options.kafka,
     consumer: { ...options.kafka?.consumer, ...consumerTimeouts(env.KAFKA_SESSION_TIMEOUT ?? options.kafka?.consumer?.sessionTimeout ?? DEFAULT_SESSION_TIMEOUT_MS) },
-    ...(env.KAFKA_SEND_BATCH_PARTITIONS ? { partitions: { ...options.kafka?.partitions, [TOPICS.sendBatches]: env.KAFKA_SEND_BATCH_PARTITIONS } } : {}),
+    partitions: {
+      ...options.kafka?.partitions,
+      ...(env.KAFKA_SEND_BATCH_PARTITIONS ? { [TOPICS.sendBatches]: env.KAFKA_SEND_BATCH_PARTITIONS } : {}),
+      ...(env.KAFKA_MESSAGE_EVENT_PARTITIONS ? { [TOPICS.messageEvents]: env.KAFKA_MESSAGE_EVENT_PARTITIONS } : {}),
+    },
     ...(env.KAFKA_PARTITIONS ? { defaultPartitions: env.KAFKA_PARTITIONS } : {}),
     ...(env.KAFKA_REPLICATION_FACTOR ? { replicationFactor: env.KAFKA_REPLICATION_FACTOR } : {}),
     ...(env.KAFKA_COMPRESSION ? { compression: env.KAFKA_COMPRESSION } : {}),

@@ -63,7 +63,7 @@ export class InProcessBus implements Bus {
       if (json === undefined) throw new TypeError(`message for key '${message.key}' has no JSON value`);
       return { key: message.key, json };
     });
-    // NOTE: a publish is mostly one key (the events of a delivery): its partition is hashed once
+    // NOTE: a publish often repeats one key (a delivery's commands): its partition is hashed once
     // per run of equal keys, not once per message.
     let lastKey: string | undefined;
     let partition = 0;

@@ -138,8 +138,9 @@ const logToStderr = (configured: LogLevel) => (entry: LogEntry) => {
 /**
  * kafkajs's DefaultPartitioner (murmur2 of the key, as the Java client: a key lands on the same
  * partition whichever client wrote it), asked once per run of messages with one key: a publish
- * mostly holds one key's messages in a row (a delivery's events), and kafkajs calls the
- * partitioner for every message, which hashed the key and filtered the partition list each time.
+ * may hold one key's messages in a row (a delivery's commands, a message's events), and kafkajs
+ * calls the partitioner for every message, which hashed the key and filtered the partition list
+ * each time.
  */
 export const keyRunPartitioner: ICustomPartitioner = () => {
   const partition = Partitioners.DefaultPartitioner();

@@ -214,6 +214,16 @@ export const environmentSchema = z.object({
     .optional()
     .describe('Partitions of `herald.send-batches` when Herald creates it: the most engine processes that can share the sends.')
     .meta({ whenUnset: '`32`' }),
+  KAFKA_MESSAGE_EVENT_PARTITIONS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(10_000)
+    .optional()
+    .describe(
+      'Partitions of `herald.message-events` when Herald creates it: events are keyed by message id, so even one delivery spreads over all of them; the most KPI consumers that can share the events.',
+    )
+    .meta({ whenUnset: '`KAFKA_PARTITIONS`' }),
   KAFKA_PARTITIONS: z.coerce.number().int().min(1).max(10_000).optional().describe('Partitions of the other topics when Herald creates them.').meta({ whenUnset: '`12`' }),
   KAFKA_REPLICATION_FACTOR: z.coerce
     .number()

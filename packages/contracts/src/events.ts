@@ -1,4 +1,5 @@
-// Message events on `herald.message-events`, keyed by delivery id; each has a unique event id.
+// Message events on `herald.message-events`, keyed by message id (see messageEventKey); each has
+// a unique event id.
 import { z } from 'zod';
 
 export const messageEventTypes = [
@@ -36,6 +37,16 @@ export const messageEventSchema = z.strictObject({
 });
 
 export type MessageEvent = z.infer<typeof messageEventSchema>;
+
+/**
+ * The bus key of a message event: its message id. All the events of one message (sent, delivered,
+ * a later bounce that supersedes, opens, clicks) share a partition and keep their order, while one
+ * large delivery spreads over every partition. Every event has a message id: an 'excluded' one
+ * carries the synthetic `delivery.occurrence.profile` id, unique per recipient and run.
+ */
+export function messageEventKey(event: Pick<MessageEvent, 'messageId'>): string {
+  return event.messageId;
+}
 
 /** One batch of recipients to send, published by the planner on `herald.send-batches`. */
 export const sendBatchSchema = z.strictObject({

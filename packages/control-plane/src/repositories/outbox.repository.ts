@@ -1,5 +1,6 @@
 // The transactional outbox: commands written in the same transaction as the state change that
 // causes them, published later by the relay.
+import { type MessageEvent, messageEventKey, TOPICS } from '@herald/contracts';
 import type { Queryable } from '../database.js';
 
 export interface OutboxRow {
@@ -18,17 +19,30 @@ export interface OutboxCursor {
   idx: number;
 }
 
+/**
+ * Topics whose fanout rows publish each message under a key of its own, derived from the message,
+ * instead of the row's key: a batch's message events, each keyed by its message id, so a batch
+ * spreads over the topic's partitions while each message's events stay on one.
+ */
+const FANOUT_KEY_OF: Readonly<Record<string, (message: unknown) => string>> = {
+  [TOPICS.messageEvents]: (event) => messageEventKey(event as MessageEvent),
+};
+
 /** The bus messages of an outbox row, in order: its payload, or each element of a fanout row's. */
-export function messagesOf(row: Pick<OutboxRow, 'key' | 'payload' | 'fanout'>): { key: string; value: unknown }[] {
-  return row.fanout ? (row.payload as unknown[]).map((value) => ({ key: row.key, value })) : [{ key: row.key, value: row.payload }];
+export function messagesOf(row: Pick<OutboxRow, 'topic' | 'key' | 'payload' | 'fanout'>): { key: string; value: unknown }[] {
+  if (!row.fanout) return [{ key: row.key, value: row.payload }];
+  const keyOf = FANOUT_KEY_OF[row.topic];
+  return (row.payload as unknown[]).map((value) => ({ key: keyOf ? keyOf(value) : row.key, value }));
 }
 
 export interface OutboxRepository {
   enqueue(tx: Queryable, row: Omit<OutboxRow, 'id' | 'fanout'>): Promise<void>;
   /**
-   * Many messages of one topic and key in one row (the engine's message events of a batch): the
-   * relay publishes each as its own bus message, in order. One row costs the store one tuple
-   * and one index entry per batch instead of per message.
+   * Many messages of one topic in one row (the engine's message events of a batch): the relay
+   * publishes each as its own bus message, in order, under the row's key, or under each
+   * message's own key on a topic that derives it (message events: their message id, see
+   * FANOUT_KEY_OF). One row costs the store one tuple and one index entry per batch instead of
+   * per message.
    */
   enqueueFanout(tx: Queryable, row: { commandId: string; topic: string; key: string; payloads: unknown[] }): Promise<void>;
   /**

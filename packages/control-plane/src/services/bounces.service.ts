@@ -4,7 +4,7 @@
 // the address at once, soft ones after a threshold of consecutive soft bounces, and a complaint
 // denylists it. Each message changes once: a report repeated by the MTA changes nothing more.
 import { randomUUID } from 'node:crypto';
-import { type MessageEvent, TOPICS } from '@herald/contracts';
+import { type MessageEvent, messageEventKey, TOPICS } from '@herald/contracts';
 import { DomainError } from '../errors.js';
 import type { ProfileStatus, SoftBounceRule } from '../repositories/profiles.repository.js';
 import type { BounceReport } from '../schemas.js';
@@ -57,7 +57,7 @@ export class BouncesService {
         ...fields,
       });
       const publish = (e: MessageEvent) =>
-        this.ctx.outbox.enqueue(tx, { commandId: e.eventId, topic: TOPICS.messageEvents, key: e.deliveryId, payload: e });
+        this.ctx.outbox.enqueue(tx, { commandId: e.eventId, topic: TOPICS.messageEvents, key: messageEventKey(e), payload: e });
 
       if (report.type === 'complaint') {
         if (row.complainedAt) return result(false, row.status, row.profileStatus);

@@ -173,6 +173,7 @@ export class SendingService {
   }
 
   private async publishEvents(tx: Queryable, run: RunRef, events: MessageEvent[]): Promise<void> {
+    // The row's key names the delivery; the relay publishes each event under its message id.
     await this.ctx.outbox.enqueueFanout(tx, { commandId: randomUUID(), topic: TOPICS.messageEvents, key: run.deliveryId, payloads: events });
   }
 }

@@ -7,7 +7,7 @@
 // preparation, a proof's when the engine renders it. The caller has verified the link's
 // signature: this service takes the payload it carried.
 import { randomUUID } from 'node:crypto';
-import { type MessageEvent, TOPICS } from '@herald/contracts';
+import { type MessageEvent, messageEventKey, TOPICS } from '@herald/contracts';
 import type { Queryable } from '../database.js';
 import { DomainError } from '../errors.js';
 import type { ControlPlaneContext } from './context.js';
@@ -51,7 +51,7 @@ export class TrackingService {
    * refused it): the outbox relay publishes it later, under the same event id.
    */
   async recordEvent(event: MessageEvent): Promise<void> {
-    await this.ctx.outbox.enqueue(this.ctx.db, { commandId: event.eventId, topic: TOPICS.messageEvents, key: event.deliveryId, payload: event });
+    await this.ctx.outbox.enqueue(this.ctx.db, { commandId: event.eventId, topic: TOPICS.messageEvents, key: messageEventKey(event), payload: event });
   }
 
   /** One-click unsubscribe: the profile is unsubscribed and the event recorded, together. */
@@ -84,6 +84,6 @@ export class TrackingService {
       ...(interaction.url ? { url: interaction.url } : {}),
       machine: interaction.machine,
     };
-    await this.ctx.outbox.enqueue(tx, { commandId: event.eventId, topic: TOPICS.messageEvents, key: event.deliveryId, payload: event });
+    await this.ctx.outbox.enqueue(tx, { commandId: event.eventId, topic: TOPICS.messageEvents, key: messageEventKey(event), payload: event });
   }
 }
